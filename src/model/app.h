@@ -1,0 +1,82 @@
+// The app model: what a manifest (app.toml) says, after parsing and validation. Plain values,
+// no I/O. The spec module builds these from TOML; the store keeps them as JSON (model/json.h).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+
+namespace baton::model {
+
+struct HealthCheck {
+  enum class Kind { kTcp, kHttp };
+  Kind kind = Kind::kTcp;
+  std::string path;                        // kHttp only: "/healthz"
+  Duration interval = Duration(1000);      // between probes
+  Duration timeout = Duration(1000);       // per probe
+  bool operator==(const HealthCheck&) const = default;
+};
+
+// One [[services.X.scale.schedule]] entry: a one-off window (start/end) or a recurring one
+// (cron + duration), in an IANA time zone. Either bound may be absent (unchanged).
+struct ScheduleEntry {
+  std::string name;
+  std::string start;                       // "YYYY-MM-DD HH:MM[:SS]" in `timezone`, one-off
+  std::string end;
+  std::string cron;                        // "0 8 * * MON-FRI", recurring
+  std::optional<Duration> duration;        // recurring window length
+  std::string timezone = "UTC";
+  std::optional<int> min;
+  std::optional<int> max;
+  bool operator==(const ScheduleEntry&) const = default;
+};
+
+struct ScaleSpec {
+  int min = 1;                             // 0 = scale to zero when idle
+  int max = 1;
+  int concurrency = 100;                   // target in-flight requests per instance
+  Duration idle = Duration(300'000);       // idle time before scaling to zero (min = 0)
+  std::vector<ScheduleEntry> schedule;     // later entries win
+  bool operator==(const ScaleSpec&) const = default;
+};
+
+struct ServiceSpec {
+  std::string name;
+  std::string driver = "exec";             // "exec", "docker", "oci", "wasm"
+  std::vector<std::string> run;            // exec: argv, ${VAR} expanded from the env
+  std::string image;                       // docker / oci
+  std::string wasm;                        // wasm: module path
+  std::optional<int> port;                 // fixed port; default: a free one in ${PORT}
+  std::map<std::string, std::string> env;
+  HealthCheck health;
+  std::vector<std::string> upstreams;      // services this one may call (mesh)
+  std::vector<std::string> secrets;        // secret paths made available
+  double cpu = 0.1;                        // cores, for placement and the CPU limit
+  uint64_t memory = 128ull << 20;          // bytes, for placement and the memory limit
+  Duration kill_timeout = Duration(5000);  // SIGTERM -> SIGKILL grace
+  ScaleSpec scale;
+  bool operator==(const ServiceSpec&) const = default;
+};
+
+struct Route {
+  std::string host;                        // empty: any host
+  std::string path = "/";                  // prefix, longest wins
+  std::string service;
+  std::string auth = "public";             // "public", "api-key", or an identity provider
+  std::map<std::string, std::string> claims;
+  bool strip_prefix = false;
+  bool operator==(const Route&) const = default;
+};
+
+struct AppSpec {
+  std::string name;
+  std::map<std::string, ServiceSpec> services;  // by name
+  std::vector<Route> routes;
+  bool operator==(const AppSpec&) const = default;
+};
+
+}  // namespace baton::model
