@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The README's first command: installs every dependency, builds, starts an agent with the
+# embedded SQLite store (`baton agent --dev`) in the background and deploys the example app,
+# then prints the URLs to try. Run as root on Debian 12.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh
+
+baton="$PWD/build/src/cli/baton"
+data_dir="${BATON_DATA_DIR:-/tmp/baton-dev}"
+export BATON_ADDR="${BATON_ADDR:-http://127.0.0.1:4646}"
+mkdir -p "$data_dir"
+
+if ! curl -fsS "$BATON_ADDR/v1/health" >/dev/null 2>&1; then
+  nohup "$baton" agent --dev --data-dir "$data_dir" >"$data_dir/agent.log" 2>&1 &
+  echo "started the agent (pid $!), log: $data_dir/agent.log"
+  for _ in $(seq 100); do
+    curl -fsS "$BATON_ADDR/v1/health" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+fi
+
+"$baton" up examples/shop/app.toml --wait --timeout 60s
+echo
+"$baton" ps shop
+echo
+echo "Try:"
+"$baton" ps shop --instances --json | python3 -c '
+import json, sys
+for i in json.load(sys.stdin)["instances"]:
+    if i["service"] == "web" and i["state"] == "healthy":
+        print(f"  curl http://{i[\"address\"]}:{i[\"port\"]}/      # the shop (web instance {i[\"id\"]})")
+'
+echo "  curl $BATON_ADDR/v1/instances    # the catalog API"
+echo "  $baton ps shop --instances"
+echo "  $baton logs shop/web -f"
+echo "  $baton down shop                 # and: kill \$(pgrep -f 'baton agent --dev')"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's second command: installs every dependency, builds, and runs the whole test suite
+# (unit tests, store and driver conformance suites, a fuzzing smoke run, integration tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh
+if [[ -x scripts/fuzz-spec.sh ]]; then
+  scripts/fuzz-spec.sh "${BATON_FUZZ_SECONDS:-20}"
+fi
+ctest --test-dir build --output-on-failure -j1

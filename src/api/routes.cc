@@ -1,0 +1,159 @@
+#include "api/routes.h"
+
+#include <vector>
+
+namespace baton::api {
+namespace {
+
+std::vector<std::string> splitPath(std::string_view path) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < path.size()) {
+    if (path[i] == '/') {
+      ++i;
+      continue;
+    }
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    out.push_back(percentDecode(path.substr(i, j - i)));
+    i = j;
+  }
+  return out;
+}
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+struct MethodTable {
+  RouteId get = RouteId::kMethodNotAllowed;
+  RouteId put = RouteId::kMethodNotAllowed;
+  RouteId post = RouteId::kMethodNotAllowed;
+  RouteId del = RouteId::kMethodNotAllowed;
+};
+
+RouteMatch pick(std::string_view method, const MethodTable& t) {
+  RouteMatch m;
+  if (method == "GET" || method == "HEAD") {
+    m.id = t.get;
+  } else if (method == "PUT") {
+    m.id = t.put;
+    m.is_write = true;
+  } else if (method == "POST") {
+    m.id = t.post;
+    m.is_write = true;
+  } else if (method == "DELETE") {
+    m.id = t.del;
+    m.is_write = true;
+  } else {
+    m.id = RouteId::kMethodNotAllowed;
+  }
+  if (m.id == RouteId::kMethodNotAllowed) m.is_write = false;
+  return m;
+}
+
+}  // namespace
+
+const char* routeName(RouteId id) {
+  switch (id) {
+    case RouteId::kNotFound: return "not_found";
+    case RouteId::kMethodNotAllowed: return "method_not_allowed";
+    case RouteId::kHealth: return "health";
+    case RouteId::kMetrics: return "metrics";
+    case RouteId::kListApps: return "list_apps";
+    case RouteId::kGetApp: return "get_app";
+    case RouteId::kPutApp: return "put_app";
+    case RouteId::kDeleteApp: return "delete_app";
+    case RouteId::kListServices: return "list_services";
+    case RouteId::kListInstances: return "list_instances";
+    case RouteId::kListNodes: return "list_nodes";
+    case RouteId::kSetScale: return "set_scale";
+    case RouteId::kClearScale: return "clear_scale";
+    case RouteId::kLogs: return "logs";
+    case RouteId::kEvents: return "events";
+  }
+  return "unknown";
+}
+
+std::string percentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      int hi = hexValue(s[i + 1]);
+      int lo = hexValue(s[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+std::map<std::string, std::string> parseQuery(std::string_view query) {
+  std::map<std::string, std::string> out;
+  size_t i = 0;
+  while (i <= query.size()) {
+    size_t j = query.find('&', i);
+    if (j == std::string_view::npos) j = query.size();
+    std::string_view part = query.substr(i, j - i);
+    if (!part.empty()) {
+      size_t eq = part.find('=');
+      std::string k(part.substr(0, eq));
+      std::string v(eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1));
+      for (char& c : k) c = c == '+' ? ' ' : c;
+      for (char& c : v) c = c == '+' ? ' ' : c;
+      out[percentDecode(k)] = percentDecode(v);
+    }
+    i = j + 1;
+  }
+  return out;
+}
+
+bool isValidName(std::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  return name.front() != '-' && name.front() != '_';
+}
+
+RouteMatch matchRoute(std::string_view method, std::string_view path) {
+  auto seg = splitPath(path);
+  auto n = seg.size();
+  if (n == 1 && seg[0] == "metrics") return pick(method, {.get = RouteId::kMetrics});
+  if (n < 2 || seg[0] != "v1") return {};
+  const std::string& top = seg[1];
+  if (n == 2) {
+    if (top == "health") return pick(method, {.get = RouteId::kHealth});
+    if (top == "apps") return pick(method, {.get = RouteId::kListApps});
+    if (top == "services") return pick(method, {.get = RouteId::kListServices});
+    if (top == "instances") return pick(method, {.get = RouteId::kListInstances});
+    if (top == "nodes") return pick(method, {.get = RouteId::kListNodes});
+    if (top == "events") return pick(method, {.get = RouteId::kEvents});
+    return {};
+  }
+  if (top != "apps") return {};
+  RouteMatch m;
+  if (n == 3) {
+    m = pick(method, {.get = RouteId::kGetApp, .put = RouteId::kPutApp, .del = RouteId::kDeleteApp});
+  } else if (n == 6 && seg[3] == "services" && seg[5] == "scale") {
+    m = pick(method, {.post = RouteId::kSetScale, .del = RouteId::kClearScale});
+  } else if (n == 6 && seg[3] == "services" && seg[5] == "logs") {
+    m = pick(method, {.get = RouteId::kLogs});
+  } else {
+    return {};
+  }
+  m.params["app"] = seg[2];
+  if (n == 6) m.params["svc"] = seg[4];
+  return m;
+}
+
+}  // namespace baton::api

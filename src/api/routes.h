@@ -1,0 +1,49 @@
+// Routing of the agent's HTTP API (DESIGN.md §1): method + path -> handler id + path
+// parameters. Pure, no I/O; the server (api_server.cc) calls it for every request.
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+
+namespace baton::api {
+
+enum class RouteId {
+  kNotFound,          // no route has this path
+  kMethodNotAllowed,  // the path exists, the method does not
+  kHealth,            // GET  /v1/health
+  kMetrics,           // GET  /metrics
+  kListApps,          // GET  /v1/apps
+  kGetApp,            // GET  /v1/apps/{app}
+  kPutApp,            // PUT  /v1/apps/{app}
+  kDeleteApp,         // DELETE /v1/apps/{app}
+  kListServices,      // GET  /v1/services
+  kListInstances,     // GET  /v1/instances
+  kListNodes,         // GET  /v1/nodes
+  kSetScale,          // POST /v1/apps/{app}/services/{svc}/scale
+  kClearScale,        // DELETE /v1/apps/{app}/services/{svc}/scale
+  kLogs,              // GET  /v1/apps/{app}/services/{svc}/logs
+  kEvents,            // GET  /v1/events
+};
+
+const char* routeName(RouteId id);
+
+struct RouteMatch {
+  RouteId id = RouteId::kNotFound;
+  std::map<std::string, std::string> params;  // "app", "svc" (percent-decoded)
+  bool is_write = false;                      // needs a token unless in dev mode
+};
+
+// `path` excludes the query string. Trailing slashes are not significant ("/v1/apps/" ==
+// "/v1/apps"). HEAD is routed as GET.
+RouteMatch matchRoute(std::string_view method, std::string_view path);
+
+// Splits "a=1&b=x%20y" into a map (last one wins); '+' is a space. Malformed escapes are kept
+// verbatim.
+std::map<std::string, std::string> parseQuery(std::string_view query);
+std::string percentDecode(std::string_view s);
+
+// A valid app or service name: 1-63 of [a-z0-9-], starting with a letter or digit.
+bool isValidName(std::string_view name);
+
+}  // namespace baton::api

@@ -1,0 +1,164 @@
+"""Integration harness: starts the real `baton` binary and drives it through its CLI and API,
+as a user would. BATON_BIN names the binary (set by CTest); every agent gets its own data dir
+and free ports, and is killed (with every instance it started) at the end of the test."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BATON = os.environ.get("BATON_BIN", str(REPO / "build" / "src" / "cli" / "baton"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=30.0, interval=0.1, what="condition"):
+    """Polls `predicate` until it returns a truthy value; fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as e:  # the agent may be restarting; keep polling
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+class Agent:
+    def __init__(self, data_dir: Path, extra_args=()):
+        self.data_dir = data_dir
+        self.api_port = free_port()
+        self.addr = f"http://127.0.0.1:{self.api_port}"
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.log_path = data_dir / "agent.log"
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [BATON, "agent", "--dev", "--data-dir", str(self.data_dir),
+             "--api", f"127.0.0.1:{self.api_port}", "--http", f"127.0.0.1:{free_port()}",
+             "--https", f"127.0.0.1:{free_port()}", *self.extra_args],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(lambda: self.get("/v1/health").get("ok"), timeout=20, what="agent API")
+        return self
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # --- API ---------------------------------------------------------------------------
+    def request(self, method, path, body=None, timeout=10):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.addr + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def get(self, path):
+        status, body = self.request("GET", path)
+        assert status == 200, (path, status, body)
+        return body
+
+    def instances(self, app=None, service=None, state=None):
+        q = "&".join(f"{k}={v}" for k, v in
+                     (("app", app), ("service", service), ("state", state)) if v)
+        return self.get("/v1/instances" + (f"?{q}" if q else ""))["instances"]
+
+    def healthy(self, app, service):
+        return self.instances(app, service, "healthy")
+
+    # --- CLI ---------------------------------------------------------------------------
+    def cli(self, *args, check=True, timeout=120):
+        env = dict(os.environ, BATON_ADDR=self.addr)
+        r = subprocess.run([BATON, *args], capture_output=True, text=True, env=env,
+                           timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"baton {' '.join(args)} exited {r.returncode}:\n"
+                                 f"{r.stdout}\n{r.stderr}\n--- agent log ---\n{self.log()[-4000:]}")
+        return r
+
+    def cli_json(self, *args):
+        return json.loads(self.cli(*args, "--json").stdout)
+
+
+def kill_leftovers(data_dir: Path):
+    """Kills every process whose environment or command line points into `data_dir`: the
+    instances and supervisors a test left (they outlive the agent by design)."""
+    mine = str(data_dir)
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit() or int(pid_dir.name) == os.getpid():
+            continue
+        try:
+            cmdline = (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(pid_dir / "cwd")
+        except OSError:
+            continue
+        if mine in cmdline or cwd.startswith(mine):
+            try:
+                os.kill(int(pid_dir.name), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def agent(tmp_path):
+    a = Agent(tmp_path / "data")
+    a.data_dir.mkdir()
+    a.start()
+    yield a
+    a.terminate()
+    kill_leftovers(a.data_dir)
+    kill_leftovers(tmp_path)
+
+
+@pytest.fixture
+def make_agent(tmp_path):
+    """For tests that restart or kill the agent: returns a factory over one data dir."""
+    made = []
+
+    def factory():
+        a = Agent(tmp_path / "data")
+        a.data_dir.mkdir(exist_ok=True)
+        made.append(a)
+        return a
+
+    yield factory
+    for a in made:
+        a.terminate()
+    kill_leftovers(tmp_path)
+
+
+def http_get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read().decode(errors="replace")

@@ -1,0 +1,43 @@
+"""A test service on ${PORT}: `/` answers with its VERSION and instance id, `/healthz` with 200.
+Environment switches make it misbehave on purpose:
+  EXIT_AT_START=N  exit with code N at once (a broken release)
+  NEVER_HEALTHY=1  listen, but answer /healthz with 500
+"""
+import os
+import signal
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+if os.environ.get("EXIT_AT_START"):
+    print("exiting at start, as asked", flush=True)
+    sys.exit(int(os.environ["EXIT_AT_START"]))
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path == "/healthz":
+            code = 500 if os.environ.get("NEVER_HEALTHY") else 200
+            return self.reply(code, b"unhealthy\n" if code == 500 else b"ok\n")
+        body = f"version={os.environ.get('VERSION', '?')} " \
+               f"instance={os.environ.get('BATON_INSTANCE_ID', '?')}\n".encode()
+        self.reply(200, body)
+
+    def reply(self, code, data):
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, fmt, *args):
+        print("svc: " + (fmt % args), flush=True)
+
+
+server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+server.daemon_threads = True
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+print(f"svc listening on {server.server_port} pid {os.getpid()}", flush=True)
+sys.stderr.write("svc: this line goes to stderr\n")
+sys.stderr.flush()
+server.serve_forever()
