@@ -33,7 +33,7 @@
 namespace baton::state {
 
 struct SqliteStoreOptions {
-  size_t history_revisions = 10000;      // 0 = keep everything (no automatic compaction)
+  size_t history_revisions = 10000;        // 0 = keep everything (no automatic compaction)
   Duration tick_interval = Duration(100);  // lease expiry period; 0 = no thread, call tick()
   size_t max_key_bytes = 4 * 1024;
   size_t max_value_bytes = 1536 * 1024;
@@ -56,8 +56,8 @@ class SqliteStore final : public Store {
   // Opens (creating if needed) the store in `file`. The parent directory must exist. `clock`
   // must outlive the store. Errors: kIo (cannot open/create, not a database, corrupt),
   // kUnavailable (locked by another process).
-  static Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& file,
-                                                   Clock& clock, SqliteStoreOptions opts = {});
+  static Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& file, Clock& clock,
+                                                   SqliteStoreOptions opts = {});
   ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
