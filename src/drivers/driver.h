@@ -1,6 +1,6 @@
 // The driver interface (DESIGN.md §2 Node): how a node runs one instance of a service. Drivers
 // register by name ("exec", later "docker", "oci", "wasm") in a DriverRegistry; every driver
-// passes the same conformance suite (drivers/testing/conformance.h).
+// passes the same conformance suite (drivers/testing/driver_conformance.h).
 //
 // An instance's task must outlive the agent: after the agent is killed and restarted,
 // recover() finds the tasks that are still running (and those that ended meanwhile, with their

@@ -1,0 +1,79 @@
+// Per-task cgroups for the exec driver (internal to src/drivers). Both layouts are supported:
+//   v1: <mount>/<controller>/<root>/<id> for memory, cpu, cpuacct and pids (controllers that
+//       share a hierarchy, such as "cpu,cpuacct", resolve to one directory);
+//   v2: /sys/fs/cgroup/<root>/<id> (detected by /sys/fs/cgroup/cgroup.controllers).
+// A TaskCgroup is plain data (the directories), so the supervisor can create it, write it into
+// state.json, and the driver can reload it after an agent restart. Not thread-safe per object.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace baton::drivers {
+
+struct CgroupLimits {
+  uint64_t memory_bytes = 0;  // 0 = no limit
+  double cpu_cores = 0;       // 0 = no limit
+};
+
+struct CgroupUsage {
+  uint64_t memory_bytes = 0;
+  uint64_t cpu_usage_ns = 0;
+  int processes = 0;
+};
+
+class TaskCgroup {
+ public:
+  enum class Version { kNone, kV1, kV2 };
+
+  TaskCgroup() = default;
+  TaskCgroup(Version version, std::vector<std::filesystem::path> dirs)
+      : version_(version), dirs_(std::move(dirs)) {}
+
+  // Which cgroup layout the host has, under `mount` (default /sys/fs/cgroup).
+  static Version detect(const std::filesystem::path& mount = "/sys/fs/cgroup");
+  // Creates <root>/<id> in every controller and applies `limits`. An error means the task
+  // should run without a cgroup (the caller logs a warning).
+  static Result<TaskCgroup> create(const std::string& root, const std::string& id,
+                                   const CgroupLimits& limits,
+                                   const std::filesystem::path& mount = "/sys/fs/cgroup");
+  // The directories `create` would use, without touching anything (for reporting/cleanup).
+  static TaskCgroup paths(const std::string& root, const std::string& id,
+                          const std::filesystem::path& mount = "/sys/fs/cgroup");
+
+  bool valid() const { return version_ != Version::kNone && !dirs_.empty(); }
+  Version version() const { return version_; }
+  const std::vector<std::filesystem::path>& dirs() const { return dirs_; }
+
+  // The cgroup.procs files to write to join the cgroup (computed before fork).
+  std::vector<std::string> procsFiles() const;
+  // Moves the calling process into the cgroup by writing "0" to each of `procs_files`. Uses
+  // only async-signal-safe calls, so it may run between fork and exec. Returns 0 or an errno.
+  static int joinSelf(const std::vector<std::string>& procs_files);
+  // Every pid in the cgroup(s), deduplicated.
+  std::vector<pid_t> pids() const;
+  // SIGKILLs everything in the cgroup until it is empty (bounded). True when empty.
+  bool killAll() const;
+  // Removes the directories (retrying briefly while the kernel finishes exits). Missing is ok.
+  void remove() const;
+  CgroupUsage usage() const;
+  // Whether the kernel OOM-killed anything in the memory cgroup.
+  bool oomKilled() const;
+  std::string memoryLimitFile() const;  // path of memory.limit_in_bytes / memory.max
+
+  // JSON-able form: "v1"|"v2"|"none" and the directory list.
+  std::string versionName() const;
+  static Version versionFromName(const std::string& name);
+
+ private:
+  Version version_ = Version::kNone;
+  std::vector<std::filesystem::path> dirs_;
+};
+
+}  // namespace baton::drivers
