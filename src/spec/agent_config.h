@@ -20,26 +20,26 @@ struct IdentityProvider {
   std::string name;
   std::string issuer;
   std::vector<std::string> audiences;
-  std::string jwks;                              // a file path or an https URL
-  std::vector<std::string> algorithms;           // pinned: "RS256", "ES256", "EdDSA", ...
-  std::map<std::string, std::string> forward;    // claim -> request header
+  std::string jwks;                            // a file path or an https URL
+  std::vector<std::string> algorithms;         // pinned: "RS256", "ES256", "EdDSA", ...
+  std::map<std::string, std::string> forward;  // claim -> request header
 };
 
 struct AgentConfig {
   std::string data_dir = "/var/lib/baton";
-  std::string node_name;                         // default: the host name
+  std::string node_name;  // default: the host name
   std::string api_listen = "127.0.0.1:4646";
-  std::string store_backend = "sqlite";          // "sqlite" or "etcd"
-  std::vector<std::string> etcd_endpoints;       // etcd only
+  std::string store_backend = "sqlite";     // "sqlite" or "etcd"
+  std::vector<std::string> etcd_endpoints;  // etcd only
   std::string gateway_http = "0.0.0.0:8080";
   std::string gateway_https = "0.0.0.0:8443";
-  std::vector<CertPair> certs;                   // empty: a self-signed dev certificate
-  std::string dns_listen;                        // empty: no DNS server
+  std::vector<CertPair> certs;  // empty: a self-signed dev certificate
+  std::string dns_listen;       // empty: no DNS server
   std::vector<IdentityProvider> identity;
   std::string docker_socket = "/var/run/docker.sock";
-  std::optional<double> node_cpu;                // cores offered; default: all online CPUs
-  std::optional<uint64_t> node_memory;           // bytes offered; default: physical memory
-  bool dev = false;                              // --dev: no tokens needed, temp data dir
+  std::optional<double> node_cpu;       // cores offered; default: all online CPUs
+  std::optional<uint64_t> node_memory;  // bytes offered; default: physical memory
+  bool dev = false;                     // --dev: no tokens needed, temp data dir
 };
 
 }  // namespace baton::spec

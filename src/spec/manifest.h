@@ -1,7 +1,9 @@
 // Manifests (app.toml, DESIGN.md §1) and the agent's config (baton.toml): TOML text in, model
 // values or diagnostics out. Pure: no I/O except the *File variants, which read the file.
 // Unknown keys are errors; every diagnostic names file, line, column and the dotted key, and
-// says what was expected.
+// says what was expected. Thread-safe (no shared state besides the tz database, which date's
+// library loads once). Key reference and defaults: src/spec/README.md. The cron and date-time
+// syntax of schedule entries is exposed in spec/calendar.h.
 #pragma once
 
 #include <filesystem>
@@ -17,17 +19,18 @@ namespace baton::spec {
 
 struct Diagnostic {
   std::string file;
-  int line = 0;      // 1-based; 0 when the whole file is concerned
+  int line = 0;  // 1-based; 0 when the whole file is concerned
   int column = 0;
-  std::string key;   // dotted path: "services.web.scale.max"; empty for syntax errors
+  std::string key;  // dotted path: "services.web.scale.max"; empty for syntax errors
   std::string message;
-  // "app.toml:12:3: services.web.port: expected an integer from 1 to 65535, got \"http\""
+  // "app.toml:12:8: services.web.port: expected an integer from 1 to 65535, got string \"http\""
+  // Line 0 (the whole file): "app.toml: cannot read the file: ...". Empty key: no "key: ".
   std::string toString() const;
 };
 
 struct ManifestResult {
-  std::optional<model::AppSpec> app;   // set only when `errors` is empty
-  std::vector<Diagnostic> errors;      // all that were found, in file order
+  std::optional<model::AppSpec> app;  // set only when `errors` is empty
+  std::vector<Diagnostic> errors;     // all that were found, sorted by line then column
 };
 
 ManifestResult parseManifest(std::string_view text, std::string_view filename);

@@ -47,31 +47,30 @@ class Checker {
   // invalid value: nullopt and a diagnostic that says what was expected.
   std::optional<std::string> string(const toml::table& t, std::string_view path,
                                     std::string_view key, bool non_empty = true);
-  std::optional<int64_t> integer(const toml::table& t, std::string_view path,
-                                 std::string_view key, int64_t lo, int64_t hi);
+  std::optional<int64_t> integer(const toml::table& t, std::string_view path, std::string_view key,
+                                 int64_t lo, int64_t hi);
   std::optional<double> number(const toml::table& t, std::string_view path, std::string_view key,
                                double lo_exclusive, double hi, std::string_view what);
   std::optional<bool> boolean(const toml::table& t, std::string_view path, std::string_view key);
   std::optional<Duration> duration(const toml::table& t, std::string_view path,
                                    std::string_view key, bool positive);
-  std::optional<uint64_t> bytes(const toml::table& t, std::string_view path,
-                                std::string_view key);
+  std::optional<uint64_t> bytes(const toml::table& t, std::string_view path, std::string_view key);
   // An array whose elements are all non-empty strings (each element checked separately).
-  std::optional<std::vector<std::string>> stringArray(const toml::table& t,
-                                                      std::string_view path,
+  std::optional<std::vector<std::string>> stringArray(const toml::table& t, std::string_view path,
                                                       std::string_view key);
   // A table whose values are all strings.
-  std::optional<std::vector<std::pair<std::string, std::string>>> stringTable(
-      const toml::table& t, std::string_view path, std::string_view key);
+  std::optional<std::vector<std::pair<std::string, std::string>>> stringTable(const toml::table& t,
+                                                                              std::string_view path,
+                                                                              std::string_view key);
   const toml::table* table(const toml::table& t, std::string_view path, std::string_view key);
   // An array of tables ([[key]] or key = [{...}, ...]).
-  const toml::array* tableArray(const toml::table& t, std::string_view path,
-                                std::string_view key);
+  const toml::array* tableArray(const toml::table& t, std::string_view path, std::string_view key);
 
   // Where a key of `t` is written (its key token); the table's own position if absent.
   toml::source_region keySource(const toml::table& t, std::string_view key) const;
 
   bool ok() const { return errors_.empty(); }
+  size_t count() const { return errors_.size(); }
   // The diagnostics sorted by line then column (stable for equal positions).
   std::vector<Diagnostic> finish();
 

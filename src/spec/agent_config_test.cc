@@ -1,0 +1,207 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "spec/manifest.h"
+
+namespace baton::spec {
+namespace {
+
+using ::testing::HasSubstr;
+
+// DESIGN.md §1, verbatim.
+constexpr std::string_view kDesignConfig = R"toml(data_dir = "/var/lib/baton"
+[api]
+listen = "127.0.0.1:4646"
+[store]
+backend = "sqlite"                        # or "etcd"
+endpoints = ["http://127.0.0.1:2379"]     # etcd only
+[gateway]
+http  = "0.0.0.0:8080"
+https = "0.0.0.0:8443"
+certs = [{ cert = "site.pem", key = "site.key" }]   # default: a self-signed dev certificate
+[[identity]]                              # routes name it in `auth`
+name = "corp"
+issuer = "https://id.example.com/"
+audiences = ["shop"]
+jwks = "/etc/baton/corp-jwks.json"        # a file, or an https URL (cached, refreshed on unknown kid)
+algorithms = ["RS256", "ES256", "EdDSA"]  # pinned; anything else is refused
+forward = { sub = "X-User", email = "X-Email" }   # verified claims -> request headers
+[drivers.docker]
+socket = "/var/run/docker.sock"           # or Podman's socket
+)toml";
+
+std::string dump(const AgentConfigResult& r) {
+  std::string out;
+  for (const Diagnostic& d : r.errors) out += d.toString() + "\n";
+  return out;
+}
+
+TEST(AgentConfig, DesignExampleParses) {
+  AgentConfigResult r = parseAgentConfig(kDesignConfig, "baton.toml");
+  ASSERT_TRUE(r.config) << dump(r);
+  const AgentConfig& c = *r.config;
+  EXPECT_EQ(c.data_dir, "/var/lib/baton");
+  EXPECT_EQ(c.api_listen, "127.0.0.1:4646");
+  EXPECT_EQ(c.store_backend, "sqlite");
+  EXPECT_EQ(c.etcd_endpoints, std::vector<std::string>{"http://127.0.0.1:2379"});
+  EXPECT_EQ(c.gateway_http, "0.0.0.0:8080");
+  EXPECT_EQ(c.gateway_https, "0.0.0.0:8443");
+  ASSERT_EQ(c.certs.size(), 1u);
+  EXPECT_EQ(c.certs[0].cert, "site.pem");
+  EXPECT_EQ(c.certs[0].key, "site.key");
+  ASSERT_EQ(c.identity.size(), 1u);
+  const IdentityProvider& id = c.identity[0];
+  EXPECT_EQ(id.name, "corp");
+  EXPECT_EQ(id.issuer, "https://id.example.com/");
+  EXPECT_EQ(id.audiences, std::vector<std::string>{"shop"});
+  EXPECT_EQ(id.jwks, "/etc/baton/corp-jwks.json");
+  EXPECT_EQ(id.algorithms, (std::vector<std::string>{"RS256", "ES256", "EdDSA"}));
+  EXPECT_EQ(id.forward,
+            (std::map<std::string, std::string>{{"sub", "X-User"}, {"email", "X-Email"}}));
+  EXPECT_EQ(c.docker_socket, "/var/run/docker.sock");
+  EXPECT_TRUE(c.dns_listen.empty());
+  EXPECT_FALSE(c.node_cpu);
+}
+
+TEST(AgentConfig, EmptyFileGivesDefaults) {
+  AgentConfigResult r = parseAgentConfig("", "baton.toml");
+  ASSERT_TRUE(r.config) << dump(r);
+  AgentConfig defaults;
+  EXPECT_EQ(r.config->data_dir, defaults.data_dir);
+  EXPECT_EQ(r.config->api_listen, defaults.api_listen);
+  EXPECT_EQ(r.config->store_backend, "sqlite");
+}
+
+TEST(AgentConfig, NodeDnsAndEtcd) {
+  AgentConfigResult r = parseAgentConfig(R"(node_name = "pi-1.lan"
+[store]
+backend = "etcd"
+endpoints = ["http://10.0.0.1:2379", "https://10.0.0.2:2379"]
+[dns]
+listen = "127.0.0.1:8600"
+[node]
+cpu = 3.5
+memory = "2GiB"
+[gateway]
+https = "[::]:0"
+)",
+                                         "baton.toml");
+  ASSERT_TRUE(r.config) << dump(r);
+  EXPECT_EQ(r.config->node_name, "pi-1.lan");
+  EXPECT_EQ(r.config->store_backend, "etcd");
+  EXPECT_EQ(r.config->etcd_endpoints.size(), 2u);
+  EXPECT_EQ(r.config->dns_listen, "127.0.0.1:8600");
+  EXPECT_EQ(r.config->node_cpu, 3.5);
+  EXPECT_EQ(r.config->node_memory, 2ull << 30);
+  EXPECT_EQ(r.config->gateway_https, "[::]:0");
+}
+
+struct BadCase {
+  const char* name;
+  const char* text;
+  int line;
+  const char* key;
+  const char* message;
+};
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
+
+const BadCase kBadCases[] = {
+    {"unknown top-level key", "data_dir = \"/x\"\ndatadir = \"/y\"\n", 2, "datadir", "unknown key"},
+    {"unknown api key", "[api]\nlisten = \"127.0.0.1:1\"\nport = 3\n", 3, "api.port",
+     "unknown key"},
+    {"listen without port", "[api]\nlisten = \"127.0.0.1\"\n", 2, "api.listen", "host:port"},
+    {"listen as number", "[gateway]\nhttp = 8080\n", 2, "gateway.http", "got integer 8080"},
+    {"bad backend", "[store]\nbackend = \"redis\"\n", 2, "store.backend",
+     "expected \"sqlite\" or \"etcd\", got string \"redis\""},
+    {"etcd without endpoints", "[store]\nbackend = \"etcd\"\n", 2, "store.endpoints", "missing"},
+    {"endpoint not a url", "[store]\nbackend = \"etcd\"\nendpoints = [\"10.0.0.1:2379\"]\n", 3,
+     "store.endpoints[0]", "URL"},
+    {"cert without key", "[gateway]\ncerts = [{ cert = \"a.pem\" }]\n", 2, "gateway.certs[0].key",
+     "needs cert and key"},
+    {"unknown algorithm",
+     "[[identity]]\nname = \"corp\"\nissuer = \"https://i/\"\njwks = \"j.json\"\n"
+     "algorithms = [\"RS256\", \"HS256\"]\n",
+     5, "identity[0].algorithms[1]", "one of RS256"},
+    {"identity missing jwks",
+     "[[identity]]\nname = \"corp\"\nissuer = \"https://i/\"\nalgorithms = [\"RS256\"]\n", 1,
+     "identity[0].jwks", "missing"},
+    {"identity unknown key",
+     "[[identity]]\nname = \"corp\"\nissuer = \"https://i/\"\njwks = \"j.json\"\n"
+     "algorithms = [\"RS256\"]\naudience = \"x\"\n",
+     6, "identity[0].audience", "unknown key"},
+    {"duplicate identity",
+     "[[identity]]\nname = \"corp\"\nissuer = \"https://i/\"\njwks = \"j.json\"\n"
+     "algorithms = [\"RS256\"]\n[[identity]]\nname = \"corp\"\nissuer = \"https://i/\"\n"
+     "jwks = \"j.json\"\nalgorithms = [\"RS256\"]\n",
+     7, "identity[1].name", "duplicate identity provider"},
+    {"identity named public",
+     "[[identity]]\nname = \"public\"\nissuer = \"https://i/\"\njwks = \"j.json\"\n"
+     "algorithms = [\"RS256\"]\n",
+     2, "identity[0].name", "other than \"public\""},
+    {"forward to bad header",
+     "[[identity]]\nname = \"corp\"\nissuer = \"https://i/\"\njwks = \"j.json\"\n"
+     "algorithms = [\"RS256\"]\nforward = { sub = \"X User\" }\n",
+     6, "identity[0].forward.sub", "HTTP header name"},
+    {"jwks over http",
+     "[[identity]]\nname = \"corp\"\nissuer = \"https://i/\"\njwks = \"http://i/jwks\"\n"
+     "algorithms = [\"RS256\"]\n",
+     4, "identity[0].jwks", "plain http is refused"},
+    {"unknown driver", "[drivers.podman]\nsocket = \"/run/podman.sock\"\n", 1, "drivers.podman",
+     "unknown key"},
+    {"node memory bad unit", "[node]\nmemory = \"2 GB\"\n", 2, "node.memory", "size such as"},
+    {"node cpu zero", "[node]\ncpu = 0\n", 2, "node.cpu", "greater than 0"},
+    {"identity as table", "[identity]\nname = \"corp\"\n", 1, "identity",
+     "expected an array of tables"},
+    {"syntax error", "[api\n", 1, "", ""},
+};
+
+class BadAgentConfig : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadAgentConfig, ReportsLineKeyAndMessage) {
+  const BadCase& c = GetParam();
+  AgentConfigResult r = parseAgentConfig(c.text, "baton.toml");
+  EXPECT_FALSE(r.config);
+  ASSERT_FALSE(r.errors.empty()) << c.name;
+  EXPECT_EQ(r.errors.size(), 1u) << dump(r);
+  const Diagnostic& d = r.errors[0];
+  EXPECT_EQ(d.file, "baton.toml");
+  EXPECT_EQ(d.line, c.line) << dump(r);
+  EXPECT_EQ(d.key, c.key) << dump(r);
+  EXPECT_THAT(d.message, HasSubstr(c.message)) << dump(r);
+  EXPECT_FALSE(d.message.empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, BadAgentConfig, ::testing::ValuesIn(kBadCases),
+                         [](const ::testing::TestParamInfo<BadCase>& info) {
+                           std::string n;
+                           for (const char* p = info.param.name; *p; ++p) {
+                             n += std::isalnum(static_cast<unsigned char>(*p)) ? *p : '_';
+                           }
+                           return n;
+                         });
+
+TEST(AgentConfig, CollectsAllErrors) {
+  AgentConfigResult r = parseAgentConfig(R"(data_dir = 3
+[api]
+listen = "nowhere"
+[store]
+backend = "etcd"
+endpoints = ["ftp://x"]
+)",
+                                         "baton.toml");
+  ASSERT_EQ(r.errors.size(), 3u) << dump(r);
+  EXPECT_EQ(r.errors[0].line, 1);
+  EXPECT_EQ(r.errors[1].line, 3);
+  EXPECT_EQ(r.errors[2].line, 6);
+}
+
+TEST(AgentConfigFile, MissingFile) {
+  AgentConfigResult r = parseAgentConfigFile("/nonexistent/baton.toml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].line, 0);
+  EXPECT_EQ(r.errors[0].toString(),
+            "/nonexistent/baton.toml: cannot read the file: No such file or directory");
+}
+
+}  // namespace
+}  // namespace baton::spec

@@ -1,0 +1,529 @@
+#include "spec/manifest.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "spec/calendar.h"
+#include "spec/toml_check.h"
+
+namespace baton::spec {
+
+using detail::Checker;
+using detail::joinKey;
+using detail::quote;
+
+std::string Diagnostic::toString() const {
+  std::string out = file;
+  if (line > 0) {
+    out += ":" + std::to_string(line);
+    if (column > 0) out += ":" + std::to_string(column);
+  }
+  out += ": ";
+  if (!key.empty()) out += key + ": ";
+  out += message;
+  return out;
+}
+
+namespace {
+
+constexpr int64_t kMaxInstances = 1'000'000;
+constexpr double kMaxCpu = 1024;
+
+bool isLower(char c) { return c >= 'a' && c <= 'z'; }
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+// [a-z][a-z0-9-]{0,62}
+bool isValidName(std::string_view s) {
+  if (s.empty() || s.size() > 63 || !isLower(s[0])) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return isLower(c) || isDigit(c) || c == '-'; });
+}
+
+constexpr std::string_view kNameRule =
+    "a name of 1 to 63 characters: a-z, 0-9 and '-', starting with a letter";
+
+// [A-Za-z_][A-Za-z0-9_]*
+bool isEnvKey(std::string_view s) {
+  if (s.empty() || !(isAlpha(s[0]) || s[0] == '_')) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return isAlpha(c) || isDigit(c) || c == '_'; });
+}
+
+// An identity provider's name: [A-Za-z][A-Za-z0-9_-]*
+bool isIdentifier(std::string_view s) {
+  if (s.empty() || !isAlpha(s[0])) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return isAlpha(c) || isDigit(c) || c == '_' || c == '-'; });
+}
+
+// A host name, optionally a leading "*." wildcard, optionally ":port".
+bool isHost(std::string_view s) {
+  if (s.starts_with("*.")) s.remove_prefix(2);
+  if (size_t colon = s.rfind(':'); colon != std::string_view::npos) {
+    std::string_view port = s.substr(colon + 1);
+    if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), isDigit) ||
+        std::stoi(std::string(port)) > 65535) {
+      return false;
+    }
+    s = s.substr(0, colon);
+  }
+  if (s.empty() || s.size() > 253 || s.front() == '.' || s.front() == '-') return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return isAlpha(c) || isDigit(c) || c == '-' || c == '.'; });
+}
+
+class ManifestParser {
+ public:
+  explicit ManifestParser(Checker& c) : c_(c) {}
+
+  std::optional<model::AppSpec> parse(const toml::table& root) {
+    c_.checkKeys(root, "", {"app", "services", "routes"});
+    model::AppSpec app;
+    if (const toml::node* n = root.get("app")) {
+      const auto* s = n->as_string();
+      if (s == nullptr || !isValidName(s->get())) {
+        c_.expected(*n, "app", kNameRule);
+      } else {
+        app.name = s->get();
+      }
+    } else {
+      c_.error(root.source(), "app",
+               "missing: the manifest must name its app, e.g. app = \"shop\"");
+    }
+
+    const toml::table* services = c_.table(root, "", "services");
+    if (services == nullptr && root.get("services") == nullptr) {
+      c_.error(root.source(), "services",
+               "missing: the manifest must define at least one service, e.g. [services.web]");
+    }
+    if (services != nullptr) {
+      if (services->empty()) {
+        c_.error(*services, "services", "expected at least one service, e.g. [services.web]");
+      }
+      for (auto&& [k, v] : *services) {
+        std::string path = joinKey("services", k.str());
+        if (!isValidName(k.str())) {
+          c_.error(
+              k.source(), path,
+              "invalid service name " + quote(k.str()) + "; expected " + std::string(kNameRule));
+        }
+        const auto* t = v.as_table();
+        if (t == nullptr) {
+          c_.expected(v, path, "a table ([" + path + "])");
+          continue;
+        }
+        model::ServiceSpec svc = parseService(*t, path);
+        svc.name = std::string(k.str());
+        app.services.emplace(svc.name, std::move(svc));
+      }
+    }
+
+    if (const toml::array* routes = c_.tableArray(root, "", "routes")) {
+      std::map<std::pair<std::string, std::string>, int> seen;  // (host, path) -> line
+      for (size_t i = 0; i < routes->size(); ++i) {
+        const toml::table& t = *routes->get(i)->as_table();
+        std::string path = detail::indexKey("routes", i);
+        std::optional<model::Route> r = parseRoute(t, path, app, services);
+        if (!r) continue;
+        auto [it, inserted] =
+            seen.emplace(std::make_pair(r->host, r->path), static_cast<int>(t.source().begin.line));
+        if (!inserted) {
+          c_.error(c_.keySource(t, "path"), joinKey(path, "path"),
+                   "duplicate route for host " + quote(r->host) + " and path " + quote(r->path) +
+                       " (first at line " + std::to_string(it->second) + ")");
+        }
+        app.routes.push_back(std::move(*r));
+      }
+    }
+    if (!c_.ok()) return std::nullopt;
+    return app;
+  }
+
+ private:
+  model::ServiceSpec parseService(const toml::table& t, const std::string& path) {
+    c_.checkKeys(t, path,
+                 {"run", "image", "driver", "wasm", "port", "env", "health", "upstreams", "secrets",
+                  "cpu", "memory", "kill_timeout", "scale"});
+    model::ServiceSpec svc;
+
+    // Workload: exactly one of run / image / wasm.
+    std::optional<std::vector<std::string>> run;
+    if (const toml::node* n = t.get("run")) {
+      const auto* a = n->as_array();
+      if (a == nullptr || a->empty()) {
+        c_.expected(*n, joinKey(path, "run"),
+                    "a non-empty array of strings (the command and its arguments)");
+      } else {
+        run = c_.stringArray(t, path, "run");
+      }
+    }
+    std::optional<std::string> image = c_.string(t, path, "image");
+    std::optional<std::string> wasm = c_.string(t, path, "wasm");
+    std::vector<std::string_view> present;
+    for (std::string_view k : {"run", "image", "wasm"}) {
+      if (t.get(k) != nullptr) present.push_back(k);
+    }
+    if (present.empty()) {
+      c_.error(t.source(), path,
+               "missing the workload: expected exactly one of run (a command), image (a "
+               "container image) or wasm (a WebAssembly module)");
+    }
+    // Report each extra workload at its own key, in file order.
+    if (present.size() > 1) {
+      std::vector<std::pair<toml::source_position, std::string_view>> by_pos;
+      for (std::string_view k : present) by_pos.emplace_back(c_.keySource(t, k).begin, k);
+      std::sort(by_pos.begin(), by_pos.end(), [](const auto& a, const auto& b) {
+        return a.first.line != b.first.line ? a.first.line < b.first.line
+                                            : a.first.column < b.first.column;
+      });
+      for (size_t i = 1; i < by_pos.size(); ++i) {
+        c_.error(c_.keySource(t, by_pos[i].second), joinKey(path, by_pos[i].second),
+                 "a service has exactly one of run, image or wasm, and " +
+                     std::string(by_pos[0].second) + " is already set (line " +
+                     std::to_string(by_pos[0].first.line) + ")");
+      }
+    }
+    if (run) svc.run = std::move(*run);
+    if (image) svc.image = std::move(*image);
+    if (wasm) svc.wasm = std::move(*wasm);
+
+    std::string workload = present.size() == 1 ? std::string(present[0]) : "";
+    std::string default_driver = workload == "image"  ? "docker"
+                                 : workload == "wasm" ? "wasm"
+                                                      : "exec";
+    svc.driver = default_driver;
+    if (const toml::node* n = t.get("driver")) {
+      const auto* s = n->as_string();
+      static const std::set<std::string, std::less<>> kDrivers{"exec", "docker", "oci", "wasm"};
+      if (s == nullptr || !kDrivers.contains(s->get())) {
+        c_.expected(*n, joinKey(path, "driver"), "one of \"exec\", \"docker\", \"oci\", \"wasm\"");
+      } else {
+        svc.driver = s->get();
+        std::string needs = svc.driver == "exec"                            ? "run"
+                            : svc.driver == "docker" || svc.driver == "oci" ? "image"
+                                                                            : "wasm";
+        if (!workload.empty() && workload != needs) {
+          c_.error(*n, joinKey(path, "driver"),
+                   "driver " + quote(svc.driver) + " requires " + needs +
+                       ", but the service sets " + workload);
+        }
+      }
+    }
+
+    if (auto p = c_.integer(t, path, "port", 1, 65535)) svc.port = static_cast<int>(*p);
+
+    if (const toml::table* env = c_.table(t, path, "env")) {
+      std::string env_path = joinKey(path, "env");
+      for (auto&& [k, v] : *env) {
+        if (!isEnvKey(k.str())) {
+          c_.error(k.source(), joinKey(env_path, k.str()),
+                   "invalid environment variable name " + quote(k.str()) +
+                       "; expected letters, digits and '_', not starting with a digit");
+        }
+        const auto* s = v.as_string();
+        if (s == nullptr) {
+          c_.expected(v, joinKey(env_path, k.str()), "a string (quote numbers: \"8080\")");
+          continue;
+        }
+        svc.env[std::string(k.str())] = s->get();
+      }
+    }
+
+    if (const toml::node* n = t.get("health")) parseHealth(*n, joinKey(path, "health"), svc.health);
+
+    if (auto ups = c_.stringArray(t, path, "upstreams")) {
+      const toml::array& a = *t.get("upstreams")->as_array();
+      for (size_t i = 0; i < ups->size(); ++i) {
+        const std::string& u = (*ups)[i];
+        size_t slash = u.find('/');
+        bool good = slash == std::string::npos
+                        ? isValidName(u)
+                        : isValidName(u.substr(0, slash)) && isValidName(u.substr(slash + 1));
+        if (!good) {
+          c_.expected(*a.get(i), detail::indexKey(joinKey(path, "upstreams"), i),
+                      "a service name (\"cart\") or an app and service (\"billing/api\")");
+          continue;
+        }
+        if (std::find(svc.upstreams.begin(), svc.upstreams.end(), u) == svc.upstreams.end()) {
+          svc.upstreams.push_back(u);
+        }
+      }
+    }
+
+    if (auto secrets = c_.stringArray(t, path, "secrets")) svc.secrets = std::move(*secrets);
+
+    if (auto cpu = c_.number(t, path, "cpu", 0, kMaxCpu,
+                             "a number of cores greater than 0 and at most 1024 (e.g. 0.25)")) {
+      svc.cpu = *cpu;
+    }
+    if (auto mem = c_.bytes(t, path, "memory")) svc.memory = *mem;
+    if (auto kt = c_.duration(t, path, "kill_timeout", false)) svc.kill_timeout = *kt;
+
+    if (const toml::table* scale = c_.table(t, path, "scale")) {
+      parseScale(*scale, joinKey(path, "scale"), svc.scale);
+    }
+    return svc;
+  }
+
+  void parseHealth(const toml::node& n, const std::string& path, model::HealthCheck& out) {
+    constexpr std::string_view kWhat =
+        "an HTTP path such as \"/healthz\", or a table such as { tcp = true } or "
+        "{ path = \"/healthz\", interval = \"2s\", timeout = \"1s\" }";
+    if (const auto* s = n.as_string()) {
+      if (!s->get().starts_with("/")) {
+        c_.expected(n, path, kWhat);
+        return;
+      }
+      out.kind = model::HealthCheck::Kind::kHttp;
+      out.path = s->get();
+      return;
+    }
+    const auto* t = n.as_table();
+    if (t == nullptr) {
+      c_.expected(n, path, kWhat);
+      return;
+    }
+    c_.checkKeys(*t, path, {"tcp", "path", "interval", "timeout"});
+    std::optional<bool> tcp = c_.boolean(*t, path, "tcp");
+    std::optional<std::string> p = c_.string(*t, path, "path");
+    if (p && !p->starts_with("/")) {
+      c_.expected(*t->get("path"), joinKey(path, "path"), "an HTTP path starting with \"/\"");
+      p.reset();
+    }
+    if (p) {
+      if (tcp && *tcp) {
+        c_.error(
+            c_.keySource(*t, "tcp"), joinKey(path, "tcp"),
+            "tcp = true and path are exclusive: a check is either a TCP connect or an HTTP GET");
+      }
+      out.kind = model::HealthCheck::Kind::kHttp;
+      out.path = *p;
+    } else if (tcp && !*tcp && t->get("path") == nullptr) {
+      c_.error(c_.keySource(*t, "tcp"), joinKey(path, "tcp"),
+               "tcp = false needs a path for an HTTP check");
+    }
+    if (auto i = c_.duration(*t, path, "interval", true)) out.interval = *i;
+    if (auto to = c_.duration(*t, path, "timeout", true)) out.timeout = *to;
+  }
+
+  void parseScale(const toml::table& t, const std::string& path, model::ScaleSpec& out) {
+    c_.checkKeys(t, path, {"min", "max", "concurrency", "idle", "schedule"});
+    std::optional<int64_t> min = c_.integer(t, path, "min", 0, kMaxInstances);
+    std::optional<int64_t> max = c_.integer(t, path, "max", 1, kMaxInstances);
+    if (min) out.min = static_cast<int>(*min);
+    out.max = max ? static_cast<int>(*max) : std::max(out.min, 1);
+    if (min && max && *min > *max) {
+      c_.error(c_.keySource(t, "min"), joinKey(path, "min"),
+               "min (" + std::to_string(*min) + ") must not be greater than max (" +
+                   std::to_string(*max) + ")");
+    }
+    if (auto c = c_.integer(t, path, "concurrency", 1, kMaxInstances)) {
+      out.concurrency = static_cast<int>(*c);
+    }
+    if (auto idle = c_.duration(t, path, "idle", false)) out.idle = *idle;
+
+    if (const toml::array* sched = c_.tableArray(t, path, "schedule")) {
+      std::string spath = joinKey(path, "schedule");
+      std::map<std::string, int, std::less<>> names;  // name -> line
+      for (size_t i = 0; i < sched->size(); ++i) {
+        const toml::table& e = *sched->get(i)->as_table();
+        std::string epath = detail::indexKey(spath, i);
+        model::ScheduleEntry entry = parseScheduleEntry(e, epath, out);
+        if (entry.name.empty()) continue;
+        auto [it, inserted] = names.emplace(entry.name, static_cast<int>(e.source().begin.line));
+        if (!inserted) {
+          c_.error(*e.get("name"), joinKey(epath, "name"),
+                   "duplicate schedule name " + quote(entry.name) + " (first at line " +
+                       std::to_string(it->second) + ")");
+        }
+        out.schedule.push_back(std::move(entry));
+      }
+    }
+  }
+
+  model::ScheduleEntry parseScheduleEntry(const toml::table& t, const std::string& path,
+                                          const model::ScaleSpec& base) {
+    c_.checkKeys(t, path, {"name", "start", "end", "cron", "duration", "timezone", "min", "max"});
+    model::ScheduleEntry e;
+    if (auto name = c_.string(t, path, "name")) {
+      e.name = *name;
+    } else if (t.get("name") == nullptr) {
+      c_.error(t.source(), joinKey(path, "name"), "missing: every schedule entry needs a name");
+    }
+
+    bool has_start = t.get("start") != nullptr;
+    bool has_end = t.get("end") != nullptr;
+    bool has_cron = t.get("cron") != nullptr;
+    bool has_duration = t.get("duration") != nullptr;
+    constexpr std::string_view kDateWhat = "a date and time \"YYYY-MM-DD HH:MM[:SS]\"";
+    std::optional<LocalDateTime> start, end;
+    auto readDate = [&](std::string_view key, std::string& text) -> std::optional<LocalDateTime> {
+      const toml::node* n = t.get(key);
+      if (n == nullptr) return std::nullopt;
+      const auto* s = n->as_string();
+      std::optional<LocalDateTime> v;
+      if (s != nullptr) v = parseLocalDateTime(s->get());
+      if (!v) {
+        c_.expected(*n, joinKey(path, key),
+                    std::string(kDateWhat) + " with a real calendar date, as a quoted string");
+        return std::nullopt;
+      }
+      text = s->get();
+      return v;
+    };
+    start = readDate("start", e.start);
+    end = readDate("end", e.end);
+    if (start && end && *end <= *start) {
+      c_.error(*t.get("end"), joinKey(path, "end"),
+               "end (" + quote(e.end) + ") must be after start (" + quote(e.start) + ")");
+    }
+    if (const toml::node* n = t.get("cron")) {
+      const auto* s = n->as_string();
+      if (s == nullptr) {
+        c_.expected(*n, joinKey(path, "cron"),
+                    "a 5-field cron expression such as \"0 8 * * MON-FRI\"");
+      } else if (Result<CronExpr> cron = parseCron(s->get()); !cron.isOk()) {
+        c_.error(*n, joinKey(path, "cron"),
+                 "expected a 5-field cron expression (minute hour day-of-month month "
+                 "day-of-week) such as \"0 8 * * MON-FRI\", got " +
+                     quote(s->get()) + ": " + cron.status().message());
+      } else {
+        e.cron = s->get();
+      }
+    }
+    if (auto d = c_.duration(t, path, "duration", true)) e.duration = *d;
+
+    bool one_off = has_start || has_end;
+    bool recurring = has_cron || has_duration;
+    if (one_off && recurring) {
+      std::string_view k = has_cron ? "cron" : "duration";
+      c_.error(c_.keySource(t, k), joinKey(path, k),
+               "an entry is either a one-off window (start and end) or a recurring one (cron and "
+               "duration), not both");
+    } else if (one_off && !(has_start && has_end)) {
+      std::string_view missing = has_start ? "end" : "start";
+      c_.error(t.source(), joinKey(path, missing),
+               "missing: a one-off window needs both start and end");
+    } else if (recurring && !(has_cron && has_duration)) {
+      std::string_view missing = has_cron ? "duration" : "cron";
+      c_.error(t.source(), joinKey(path, missing),
+               "missing: a recurring window needs both cron and duration");
+    } else if (!one_off && !recurring) {
+      c_.error(t.source(), path,
+               "missing the window: expected start and end, or cron and duration");
+    }
+
+    if (const toml::node* n = t.get("timezone")) {
+      const auto* s = n->as_string();
+      if (s == nullptr || !isKnownTimeZone(s->get())) {
+        c_.expected(*n, joinKey(path, "timezone"),
+                    "an IANA time zone such as \"Europe/Berlin\" or \"UTC\"");
+      } else {
+        e.timezone = s->get();
+      }
+    }
+
+    std::optional<int64_t> min = c_.integer(t, path, "min", 0, kMaxInstances);
+    std::optional<int64_t> max = c_.integer(t, path, "max", 0, kMaxInstances);
+    if (min) e.min = static_cast<int>(*min);
+    if (max) e.max = static_cast<int>(*max);
+    if (t.get("min") == nullptr && t.get("max") == nullptr) {
+      c_.error(t.source(), path, "missing: a schedule entry sets min, max or both");
+    }
+    if (min && max && *min > *max) {
+      c_.error(c_.keySource(t, "min"), joinKey(path, "min"),
+               "min (" + std::to_string(*min) + ") must not be greater than max (" +
+                   std::to_string(*max) + ")");
+    } else if (min && !max && t.get("max") == nullptr && *min > base.max) {
+      c_.error(c_.keySource(t, "min"), joinKey(path, "min"),
+               "min (" + std::to_string(*min) + ") is greater than the service's max (" +
+                   std::to_string(base.max) + "); set max in this entry too");
+    } else if (max && !min && t.get("min") == nullptr && *max < base.min) {
+      c_.error(c_.keySource(t, "max"), joinKey(path, "max"),
+               "max (" + std::to_string(*max) + ") is less than the service's min (" +
+                   std::to_string(base.min) + "); set min in this entry too");
+    }
+    return e;
+  }
+
+  std::optional<model::Route> parseRoute(const toml::table& t, const std::string& path,
+                                         const model::AppSpec& app, const toml::table* services) {
+    c_.checkKeys(t, path, {"host", "path", "service", "auth", "claims", "strip_prefix"});
+    model::Route r;
+    size_t before = errorCount();
+    if (auto host = c_.string(t, path, "host")) {
+      if (!isHost(*host)) {
+        c_.expected(*t.get("host"), joinKey(path, "host"),
+                    "a host name such as \"shop.example.com\" or \"*.example.com\"");
+      } else {
+        r.host = *host;
+      }
+    }
+    if (auto p = c_.string(t, path, "path")) {
+      if (!p->starts_with("/")) {
+        c_.expected(*t.get("path"), joinKey(path, "path"), "a path prefix starting with \"/\"");
+      } else {
+        r.path = *p;
+      }
+    }
+    if (auto svc = c_.string(t, path, "service")) {
+      r.service = *svc;
+      bool exists = services != nullptr && services->get(*svc) != nullptr;
+      if (!exists) {
+        std::string known;
+        if (services != nullptr) {
+          for (auto&& [k, v] : *services)
+            known += (known.empty() ? "" : ", ") + std::string(k.str());
+        }
+        c_.error(*t.get("service"), joinKey(path, "service"),
+                 "no service " + quote(*svc) + " in " +
+                     (app.name.empty() ? std::string("this app") : "app " + quote(app.name)) +
+                     (known.empty() ? "" : "; services: " + known));
+      }
+    } else if (t.get("service") == nullptr) {
+      c_.error(t.source(), joinKey(path, "service"), "missing: a route names its service");
+    }
+    if (auto auth = c_.string(t, path, "auth")) {
+      if (*auth != "public" && *auth != "api-key" && !isIdentifier(*auth)) {
+        c_.expected(*t.get("auth"), joinKey(path, "auth"),
+                    "\"public\", \"api-key\" or the name of an identity provider");
+      } else {
+        r.auth = *auth;
+      }
+    }
+    if (auto claims = c_.stringTable(t, path, "claims")) {
+      for (auto& [k, v] : *claims) r.claims[k] = v;
+    }
+    if (auto sp = c_.boolean(t, path, "strip_prefix")) r.strip_prefix = *sp;
+    if (errorCount() != before) return std::nullopt;
+    return r;
+  }
+
+  size_t errorCount() const { return c_.count(); }
+
+  Checker& c_;
+};
+
+}  // namespace
+
+ManifestResult parseManifest(std::string_view text, std::string_view filename) {
+  ManifestResult result;
+  Checker checker(filename);
+  if (std::optional<toml::table> root = detail::parseToml(text, filename, checker)) {
+    result.app = ManifestParser(checker).parse(*root);
+  }
+  result.errors = checker.finish();
+  if (!result.errors.empty()) result.app.reset();
+  return result;
+}
+
+ManifestResult parseManifestFile(const std::filesystem::path& path) {
+  ManifestResult result;
+  std::optional<std::string> text = detail::readFile(path, result.errors);
+  if (!text) return result;
+  return parseManifest(*text, path.string());
+}
+
+}  // namespace baton::spec

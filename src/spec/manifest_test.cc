@@ -1,0 +1,440 @@
+#include "spec/manifest.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace baton::spec {
+namespace {
+
+using ::testing::HasSubstr;
+
+// DESIGN.md §1, verbatim.
+constexpr std::string_view kDesignExample = R"toml(app = "shop"
+
+[services.web]
+run = ["python3", "-m", "http.server", "${PORT}"]   # exec driver; ${VAR} from the instance's env
+# image = "docker.io/library/nginx:1.25"      # docker driver (Docker Engine API; Podman works)
+# driver = "oci"; image = "oci-archive:app.tar" # runc directly, for hosts without an engine
+# wasm  = "handlers/hello.wasm"                 # wasm driver (WAGI, instance per request)
+port    = 8000            # optional; default: a free port is given in ${PORT}
+env     = { GREETING = "hello" }
+health  = "/healthz"      # HTTP GET path; or { tcp = true }; default: TCP connect
+upstreams = ["cart"]      # services this one may call (mesh); everything else is denied
+secrets = ["shop/db"]     # secret paths made available to the instance
+cpu     = 0.25            # cores, used for placement
+memory  = "128MiB"        # placement and limit
+
+[services.web.scale]
+min = 0                   # 0 = scale to zero when idle
+max = 5
+concurrency = 20          # target in-flight requests per instance
+idle = "5m"               # idle time before scaling to zero (when min = 0)
+
+[[services.web.scale.schedule]]      # overrides; the last matching entry wins
+name = "black-friday"
+start = "2026-11-27 00:00"           # one-off window in `timezone` ("YYYY-MM-DD HH:MM[:SS]")
+end   = "2026-11-30 23:59"
+timezone = "America/Detroit"
+min = 2
+max = 100
+
+[[services.web.scale.schedule]]
+name = "weekday-mornings"
+cron = "0 8 * * MON-FRI"             # recurring window start
+duration = "4h"
+timezone = "Europe/Berlin"
+min = 1
+
+[[routes]]                # the front door
+host = "shop.example.com" # optional
+path = "/"                # prefix; longest match wins
+service = "web"
+auth = "public"           # "public", "api-key", or the name of an identity provider
+claims = { scope = "shop:read" }    # optional required claims
+strip_prefix = false      # optional: drop `path` before forwarding
+)toml";
+
+std::string dump(const ManifestResult& r) {
+  std::string out;
+  for (const Diagnostic& d : r.errors) out += d.toString() + "\n";
+  return out;
+}
+
+TEST(Manifest, DesignExampleFieldsLand) {
+  ManifestResult r = parseManifest(kDesignExample, "app.toml");
+  ASSERT_TRUE(r.errors.empty()) << dump(r);
+  ASSERT_TRUE(r.app);
+  const model::AppSpec& app = *r.app;
+  EXPECT_EQ(app.name, "shop");
+  ASSERT_EQ(app.services.size(), 1u);
+  const model::ServiceSpec& web = app.services.at("web");
+  EXPECT_EQ(web.name, "web");
+  EXPECT_EQ(web.driver, "exec");
+  EXPECT_EQ(web.run, (std::vector<std::string>{"python3", "-m", "http.server", "${PORT}"}));
+  EXPECT_TRUE(web.image.empty());
+  EXPECT_EQ(web.port, 8000);
+  EXPECT_EQ(web.env, (std::map<std::string, std::string>{{"GREETING", "hello"}}));
+  EXPECT_EQ(web.health.kind, model::HealthCheck::Kind::kHttp);
+  EXPECT_EQ(web.health.path, "/healthz");
+  EXPECT_EQ(web.upstreams, std::vector<std::string>{"cart"});
+  EXPECT_EQ(web.secrets, std::vector<std::string>{"shop/db"});
+  EXPECT_DOUBLE_EQ(web.cpu, 0.25);
+  EXPECT_EQ(web.memory, 128ull << 20);
+  EXPECT_EQ(web.kill_timeout, Duration(5000));
+  EXPECT_EQ(web.scale.min, 0);
+  EXPECT_EQ(web.scale.max, 5);
+  EXPECT_EQ(web.scale.concurrency, 20);
+  EXPECT_EQ(web.scale.idle, Duration(300'000));
+  ASSERT_EQ(web.scale.schedule.size(), 2u);
+  const model::ScheduleEntry& bf = web.scale.schedule[0];
+  EXPECT_EQ(bf.name, "black-friday");
+  EXPECT_EQ(bf.start, "2026-11-27 00:00");
+  EXPECT_EQ(bf.end, "2026-11-30 23:59");
+  EXPECT_EQ(bf.timezone, "America/Detroit");
+  EXPECT_EQ(bf.min, 2);
+  EXPECT_EQ(bf.max, 100);
+  EXPECT_TRUE(bf.cron.empty());
+  const model::ScheduleEntry& wm = web.scale.schedule[1];
+  EXPECT_EQ(wm.name, "weekday-mornings");
+  EXPECT_EQ(wm.cron, "0 8 * * MON-FRI");
+  EXPECT_EQ(wm.duration, Duration(4 * 3'600'000));
+  EXPECT_EQ(wm.timezone, "Europe/Berlin");
+  EXPECT_EQ(wm.min, 1);
+  EXPECT_EQ(wm.max, std::nullopt);
+  ASSERT_EQ(app.routes.size(), 1u);
+  const model::Route& route = app.routes[0];
+  EXPECT_EQ(route.host, "shop.example.com");
+  EXPECT_EQ(route.path, "/");
+  EXPECT_EQ(route.service, "web");
+  EXPECT_EQ(route.auth, "public");
+  EXPECT_EQ(route.claims, (std::map<std::string, std::string>{{"scope", "shop:read"}}));
+  EXPECT_FALSE(route.strip_prefix);
+}
+
+TEST(Manifest, DefaultsForAMinimalService) {
+  ManifestResult r = parseManifest("app = \"a\"\n[services.api]\nimage = \"nginx:1\"\n", "a.toml");
+  ASSERT_TRUE(r.app) << dump(r);
+  const model::ServiceSpec& s = r.app->services.at("api");
+  EXPECT_EQ(s.driver, "docker");
+  EXPECT_EQ(s.image, "nginx:1");
+  EXPECT_EQ(s.port, std::nullopt);
+  EXPECT_EQ(s.health.kind, model::HealthCheck::Kind::kTcp);
+  EXPECT_EQ(s.scale.min, 1);
+  EXPECT_EQ(s.scale.max, 1);
+  EXPECT_EQ(s.scale.concurrency, 100);
+  EXPECT_EQ(s.scale.idle, Duration(300'000));
+  EXPECT_TRUE(r.app->routes.empty());
+}
+
+TEST(Manifest, DriversAndHealthForms) {
+  ManifestResult r = parseManifest(R"(app = "a"
+[services.w]
+wasm = "h.wasm"
+health = { tcp = true }
+[services.o]
+driver = "oci"
+image = "oci-archive:app.tar"
+health = { path = "/up", interval = "2s", timeout = "500ms" }
+kill_timeout = "30s"
+cpu = 2
+[services.o.scale]
+min = 3
+)",
+                                   "a.toml");
+  ASSERT_TRUE(r.app) << dump(r);
+  EXPECT_EQ(r.app->services.at("w").driver, "wasm");
+  EXPECT_EQ(r.app->services.at("w").health.kind, model::HealthCheck::Kind::kTcp);
+  const model::ServiceSpec& o = r.app->services.at("o");
+  EXPECT_EQ(o.driver, "oci");
+  EXPECT_EQ(o.health.kind, model::HealthCheck::Kind::kHttp);
+  EXPECT_EQ(o.health.path, "/up");
+  EXPECT_EQ(o.health.interval, Duration(2000));
+  EXPECT_EQ(o.health.timeout, Duration(500));
+  EXPECT_EQ(o.kill_timeout, Duration(30'000));
+  EXPECT_DOUBLE_EQ(o.cpu, 2.0);
+  EXPECT_EQ(o.scale.min, 3);
+  EXPECT_EQ(o.scale.max, 3);  // max defaults to max(min, 1)
+}
+
+struct BadCase {
+  const char* name;
+  const char* text;
+  int line;
+  const char* key;
+  const char* message;  // a substring of the message
+};
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
+
+// Lines 1-3 of every case are this header unless the case replaces it.
+#define HEADER "app = \"shop\"\n[services.web]\nrun = [\"./web\"]\n"
+
+const BadCase kBadCases[] = {
+    {"unknown top-level key", "colour = \"red\"\n" HEADER, 1, "colour", "unknown key \"colour\""},
+    {"unknown service key", HEADER "prot = 80\n", 4, "services.web.prot", "unknown key"},
+    {"unknown scale key", HEADER "[services.web.scale]\nmin = 1\nmaximum = 3\n", 6,
+     "services.web.scale.maximum", "expected one of: min, max"},
+    {"unknown route key", HEADER "[[routes]]\nservice = \"web\"\npth = \"/\"\n", 6, "routes[0].pth",
+     "unknown key"},
+    {"port as string", HEADER "port = \"http\"\n", 4, "services.web.port",
+     "expected an integer from 1 to 65535, got string \"http\""},
+    {"port zero", HEADER "port = 0\n", 4, "services.web.port",
+     "expected an integer from 1 to 65535, got integer 0"},
+    {"port too big", HEADER "port = 70000\n", 4, "services.web.port", "got integer 70000"},
+    {"memory with a space", HEADER "memory = \"128MB \"\n", 4, "services.web.memory",
+     "got string \"128MB \""},
+    {"memory as number", HEADER "memory = 128\n", 4, "services.web.memory",
+     "expected a positive size such as \"128MiB\""},
+    {"idle in words", HEADER "[services.web.scale]\nidle = \"5 minutes\"\n", 5,
+     "services.web.scale.idle", "duration such as"},
+    {"cpu negative", HEADER "cpu = -1\n", 4, "services.web.cpu", "greater than 0"},
+    {"cpu as string", HEADER "cpu = \"1\"\n", 4, "services.web.cpu", "got string \"1\""},
+    {"min greater than max", HEADER "[services.web.scale]\nmin = 5\nmax = 2\n", 5,
+     "services.web.scale.min", "min (5) must not be greater than max (2)"},
+    {"max zero", HEADER "[services.web.scale]\nmax = 0\n", 5, "services.web.scale.max",
+     "from 1 to"},
+    {"concurrency zero", HEADER "[services.web.scale]\nconcurrency = 0\n", 5,
+     "services.web.scale.concurrency", "from 1 to"},
+    {"bad cron",
+     HEADER "[[services.web.scale.schedule]]\nname = \"x\"\ncron = \"0 8 * * MON-FRY\"\n"
+            "duration = \"1h\"\nmin = 1\n",
+     6, "services.web.scale.schedule[0].cron", "day-of-week"},
+    {"cron with four fields",
+     HEADER "[[services.web.scale.schedule]]\nname = \"x\"\n"
+            "cron = \"0 8 * *\"\nduration = \"1h\"\nmin = 1\n",
+     6, "services.web.scale.schedule[0].cron", "expected 5"},
+    {"cron minute out of range",
+     HEADER "[[services.web.scale.schedule]]\nname = \"x\"\n"
+            "cron = \"60 8 * * *\"\nduration = \"1h\"\nmin = 1\n",
+     6, "services.web.scale.schedule[0].cron", "minute"},
+    {"bad timezone",
+     HEADER "[[services.web.scale.schedule]]\nname = \"x\"\ncron = \"0 8 * * *\"\n"
+            "duration = \"1h\"\ntimezone = \"Mars/Olympus\"\nmin = 1\n",
+     8, "services.web.scale.schedule[0].timezone", "IANA time zone"},
+    {"bad date",
+     HEADER "[[services.web.scale.schedule]]\nname = \"x\"\nstart = \"2026-02-30 00:00\"\n"
+            "end = \"2026-03-02 00:00\"\nmax = 3\n",
+     6, "services.web.scale.schedule[0].start", "real calendar date"},
+    {"date with bad hour",
+     HEADER "[[services.web.scale.schedule]]\nname = \"x\"\n"
+            "start = \"2026-02-01 00:00\"\nend = \"2026-03-02 24:00\"\nmax = 3\n",
+     7, "services.web.scale.schedule[0].end", "YYYY-MM-DD HH:MM[:SS]"},
+    {"end before start",
+     HEADER "[[services.web.scale.schedule]]\nname = \"x\"\n"
+            "start = \"2026-03-02 00:00\"\nend = \"2026-03-01 00:00\"\nmax = 3\n",
+     7, "services.web.scale.schedule[0].end", "must be after start"},
+    {"schedule without bounds",
+     HEADER "[[services.web.scale.schedule]]\nname = \"x\"\n"
+            "cron = \"0 8 * * *\"\nduration = \"1h\"\n",
+     4, "services.web.scale.schedule[0]", "sets min, max or both"},
+    {"schedule min over max",
+     HEADER "[[services.web.scale.schedule]]\nname = \"x\"\n"
+            "cron = \"0 8 * * *\"\nduration = \"1h\"\nmin = 4\nmax = 3\n",
+     8, "services.web.scale.schedule[0].min", "must not be greater than max"},
+    {"schedule cron without duration",
+     HEADER "[[services.web.scale.schedule]]\nname = \"x\"\n"
+            "cron = \"0 8 * * *\"\nmin = 1\n",
+     4, "services.web.scale.schedule[0].duration", "needs both cron and duration"},
+    {"schedule mixes kinds",
+     HEADER "[[services.web.scale.schedule]]\nname = \"x\"\n"
+            "start = \"2026-03-01 00:00\"\nend = \"2026-03-02 00:00\"\n"
+            "cron = \"0 8 * * *\"\nduration = \"1h\"\nmin = 1\n",
+     8, "services.web.scale.schedule[0].cron", "not both"},
+    {"schedule without name",
+     HEADER "[[services.web.scale.schedule]]\ncron = \"0 8 * * *\"\n"
+            "duration = \"1h\"\nmin = 1\n",
+     4, "services.web.scale.schedule[0].name", "needs a name"},
+    {"duplicated schedule name",
+     HEADER "[[services.web.scale.schedule]]\nname = \"x\"\ncron = \"0 8 * * *\"\n"
+            "duration = \"1h\"\nmin = 1\n[[services.web.scale.schedule]]\nname = \"x\"\n"
+            "cron = \"0 9 * * *\"\nduration = \"1h\"\nmin = 1\n",
+     10, "services.web.scale.schedule[1].name", "duplicate schedule name \"x\" (first at line 4)"},
+    {"route to missing service", HEADER "[[routes]]\npath = \"/\"\nservice = \"api\"\n", 6,
+     "routes[0].service", "no service \"api\" in app \"shop\"; services: web"},
+    {"route without service", HEADER "[[routes]]\npath = \"/\"\n", 4, "routes[0].service",
+     "missing"},
+    {"route path without slash", HEADER "[[routes]]\npath = \"api\"\nservice = \"web\"\n", 5,
+     "routes[0].path", "starting with \"/\""},
+    {"route bad auth", HEADER "[[routes]]\nservice = \"web\"\nauth = \"no such!\"\n", 6,
+     "routes[0].auth", "identity provider"},
+    {"route claim not a string",
+     HEADER "[[routes]]\nservice = \"web\"\nauth = \"corp\"\n"
+            "claims = { admin = true }\n",
+     7, "routes[0].claims.admin", "expected a string, got boolean true"},
+    {"routes as a table", HEADER "[routes]\nservice = \"web\"\n", 4, "routes",
+     "expected an array of tables"},
+    {"duplicate route",
+     HEADER "[[routes]]\nservice = \"web\"\n[[routes]]\nservice = \"web\"\n"
+            "path = \"/\"\n",
+     8, "routes[1].path", "duplicate route"},
+    {"two drivers", HEADER "image = \"nginx\"\n", 4, "services.web.image",
+     "exactly one of run, image or wasm, and run is already set (line 3)"},
+    {"no workload", "app = \"shop\"\n[services.web]\nport = 80\n", 2, "services.web",
+     "exactly one of run"},
+    {"oci without image", HEADER "driver = \"oci\"\n", 4, "services.web.driver",
+     "driver \"oci\" requires image, but the service sets run"},
+    {"unknown driver", HEADER "driver = \"lxc\"\n", 4, "services.web.driver", "one of \"exec\""},
+    {"run as string", "app = \"shop\"\n[services.web]\nrun = \"./web --port 80\"\n", 3,
+     "services.web.run", "non-empty array of strings"},
+    {"run element not a string", "app = \"shop\"\n[services.web]\nrun = [\"./web\", 80]\n", 3,
+     "services.web.run[1]", "got integer 80"},
+    {"bad app name", "app = \"Shop\"\n[services.web]\nrun = [\"x\"]\n", 1, "app",
+     "a name of 1 to 63 characters"},
+    {"missing app", "[services.web]\nrun = [\"x\"]\n", 1, "app", "missing"},
+    {"bad service name", "app = \"shop\"\n[services.Web_1]\nrun = [\"x\"]\n", 2, "services.Web_1",
+     "invalid service name"},
+    {"bad env key", HEADER "env = { \"1X\" = \"a\" }\n", 4, "services.web.env.1X",
+     "invalid environment variable name"},
+    {"env value not a string", HEADER "env = { PORT = 80 }\n", 4, "services.web.env.PORT",
+     "expected a string"},
+    {"health without slash", HEADER "health = \"healthz\"\n", 4, "services.web.health",
+     "an HTTP path"},
+    {"health unknown key", HEADER "health = { tcp = true, udp = true }\n", 4,
+     "services.web.health.udp", "unknown key"},
+    {"health zero interval", HEADER "health = { path = \"/h\", interval = \"0s\" }\n", 4,
+     "services.web.health.interval", "positive duration"},
+    {"upstream bad name", HEADER "upstreams = [\"cart\", \"Billing/API\"]\n", 4,
+     "services.web.upstreams[1]", "a service name"},
+    {"secret empty", HEADER "secrets = [\"\"]\n", 4, "services.web.secrets[0]", "non-empty string"},
+    {"syntax error", "app = \"shop\"\n[services.web\nrun = [\"x\"]\n", 2, "", ""},
+    {"unquoted date",
+     HEADER "[[services.web.scale.schedule]]\nname = \"x\"\n"
+            "start = 2026-03-01T00:00:00\nend = \"2026-03-02 00:00\"\nmax = 3\n",
+     6, "services.web.scale.schedule[0].start", "got date-time 2026-03-01T00:00:00"},
+};
+
+class BadManifest : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadManifest, ReportsLineKeyAndMessage) {
+  const BadCase& c = GetParam();
+  ManifestResult r = parseManifest(c.text, "app.toml");
+  EXPECT_FALSE(r.app);
+  ASSERT_FALSE(r.errors.empty()) << c.name;
+  const Diagnostic& d = r.errors[0];
+  EXPECT_EQ(r.errors.size(), 1u) << dump(r);
+  EXPECT_EQ(d.file, "app.toml");
+  EXPECT_EQ(d.line, c.line) << dump(r);
+  EXPECT_EQ(d.key, c.key) << dump(r);
+  EXPECT_THAT(d.message, HasSubstr(c.message)) << dump(r);
+  EXPECT_FALSE(d.message.empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, BadManifest, ::testing::ValuesIn(kBadCases),
+                         [](const ::testing::TestParamInfo<BadCase>& info) {
+                           std::string n;
+                           for (const char* p = info.param.name; *p; ++p) {
+                             n += std::isalnum(static_cast<unsigned char>(*p)) ? *p : '_';
+                           }
+                           return n;
+                         });
+
+TEST(Manifest, ToStringFormat) {
+  ManifestResult r = parseManifest(HEADER "port = \"http\"\n", "app.toml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].toString(),
+            "app.toml:4:8: services.web.port: expected an integer from 1 to 65535, got string "
+            "\"http\"");
+  Diagnostic whole{"app.toml", 0, 0, "", "cannot read the file"};
+  EXPECT_EQ(whole.toString(), "app.toml: cannot read the file");
+}
+
+TEST(Manifest, CollectsAllErrorsSortedByLine) {
+  ManifestResult r = parseManifest(R"(app = "shop"
+[services.web]
+run = ["./web"]
+port = 0
+memory = "lots"
+bogus = 1
+[services.web.scale]
+min = 3
+max = 2
+[[routes]]
+service = "nope"
+)",
+                                   "app.toml");
+  ASSERT_EQ(r.errors.size(), 5u) << dump(r);
+  EXPECT_FALSE(r.app);
+  std::vector<std::pair<int, std::string>> got;
+  for (const Diagnostic& d : r.errors) got.emplace_back(d.line, d.key);
+  EXPECT_EQ(got, (std::vector<std::pair<int, std::string>>{{4, "services.web.port"},
+                                                           {5, "services.web.memory"},
+                                                           {6, "services.web.bogus"},
+                                                           {8, "services.web.scale.min"},
+                                                           {11, "routes[0].service"}}));
+}
+
+TEST(Manifest, SyntaxErrorHasPosition) {
+  ManifestResult r = parseManifest("app = \"shop\"\nport = = 3\n", "app.toml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].line, 2);
+  EXPECT_GT(r.errors[0].column, 0);
+  EXPECT_TRUE(r.errors[0].key.empty());
+  EXPECT_THAT(r.errors[0].toString(), HasSubstr("app.toml:2:"));
+}
+
+TEST(Manifest, ScheduleAgainstServiceBounds) {
+  ManifestResult r = parseManifest(HEADER R"([services.web.scale]
+min = 0
+max = 2
+[[services.web.scale.schedule]]
+name = "big"
+cron = "*/15 8-17 * JAN-MAR,dec mon-fri"
+duration = "30m"
+min = 5
+)",
+                                   "app.toml");
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r);
+  EXPECT_EQ(r.errors[0].key, "services.web.scale.schedule[0].min");
+  EXPECT_THAT(r.errors[0].message, HasSubstr("greater than the service's max (2)"));
+}
+
+TEST(Manifest, ScheduleMaxZeroTurnsServiceOff) {
+  ManifestResult r = parseManifest(HEADER R"([services.web.scale]
+min = 0
+[[services.web.scale.schedule]]
+name = "night"
+cron = "0 22 * * *"
+duration = "8h"
+max = 0
+)",
+                                   "app.toml");
+  ASSERT_TRUE(r.app) << dump(r);
+  EXPECT_EQ(r.app->services.at("web").scale.schedule[0].max, 0);
+}
+
+TEST(Manifest, UpstreamsAcceptOtherApps) {
+  ManifestResult r = parseManifest(HEADER "upstreams = [\"cart\", \"billing/api\"]\n", "a.toml");
+  ASSERT_TRUE(r.app) << dump(r);
+  EXPECT_EQ(r.app->services.at("web").upstreams, (std::vector<std::string>{"cart", "billing/api"}));
+}
+
+TEST(ManifestFile, ReadsTheFile) {
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("spec_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::filesystem::path file = dir / "app.toml";
+  {
+    std::ofstream out(file);
+    out << HEADER << "port = 0\n";
+  }
+  ManifestResult r = parseManifestFile(file);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].file, file.string());
+  EXPECT_EQ(r.errors[0].line, 4);
+
+  ManifestResult missing = parseManifestFile(dir / "nope.toml");
+  ASSERT_EQ(missing.errors.size(), 1u);
+  EXPECT_EQ(missing.errors[0].line, 0);
+  EXPECT_THAT(missing.errors[0].message, HasSubstr("cannot read"));
+
+  ManifestResult directory = parseManifestFile(dir);
+  ASSERT_EQ(directory.errors.size(), 1u);
+  EXPECT_EQ(directory.errors[0].line, 0);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace baton::spec
