@@ -1,0 +1,501 @@
+#include "node/node.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <system_error>
+
+#include "model/json.h"
+#include "model/keys.h"
+#include "node/prober.h"
+
+namespace baton::node {
+
+namespace keys = model::keys;
+
+NodeRuntime::NodeRuntime(state::Store &store, drivers::DriverRegistry &drivers, Clock &clock,
+                         NodeOptions options)
+    : store_(store), drivers_(drivers), clock_(clock), options_(std::move(options)) {}
+
+NodeRuntime::~NodeRuntime() { stop(); }
+
+Status NodeRuntime::start() {
+  if (options_.node_id.empty()) return invalidArgument("node: the node id is empty");
+  {
+    std::lock_guard pass(pass_mu_);
+    if (started_) return Status::ok();
+    if (Status s = registerNode(); !s) return s;
+    if (Status s = recover(); !s) return s;
+    started_ = true;
+  }
+  if (options_.background) {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = false;
+    }
+    ensureWatch();
+    loop_thread_ = std::thread([this] { loopMain(); });
+    probe_thread_ = std::thread([this] { probeMain(); });
+  }
+  return Status::ok();
+}
+
+void NodeRuntime::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (loop_thread_.joinable()) loop_thread_.join();
+  if (probe_thread_.joinable()) probe_thread_.join();
+  joinFinishedStops(/*all=*/true);
+  watch_.reset();
+  std::lock_guard pass(pass_mu_);
+  started_ = false;
+}
+
+std::map<std::string, LocalInstance> NodeRuntime::instances() const {
+  std::lock_guard pass(pass_mu_);
+  return local_;
+}
+
+state::LeaseId NodeRuntime::lease() const {
+  std::lock_guard pass(pass_mu_);
+  return lease_;
+}
+
+// --- registration
+// -----------------------------------------------------------------------------
+
+Status NodeRuntime::registerNode() {
+  auto lease = store_.grantLease(options_.heartbeat_ttl);
+  if (!lease) return lease.status();
+  model::NodeRecord rec;
+  rec.id = options_.node_id;
+  rec.address = options_.advertise_address;
+  rec.api = options_.api_address;
+  rec.cpu = options_.cpu;
+  rec.memory = options_.memory;
+  rec.drivers = drivers_.names();
+  rec.started_at = clock_.now();
+  auto put = store_.put(keys::node(options_.node_id), model::encode(rec), *lease);
+  if (!put) {
+    (void)store_.revokeLease(*lease);
+    return put.status();
+  }
+  lease_ = *lease;
+  next_keepalive_ = clock_.now() + options_.heartbeat_ttl / 3;
+  spdlog::info("node {}: registered (lease {})", options_.node_id, lease_);
+  return Status::ok();
+}
+
+Status NodeRuntime::heartbeat() {
+  TimePoint now = clock_.now();
+  if (lease_ != 0 && now < next_keepalive_) return Status::ok();
+  if (lease_ != 0) {
+    Status s = store_.keepAlive(lease_);
+    if (s) {
+      next_keepalive_ = now + options_.heartbeat_ttl / 3;
+      return s;
+    }
+    if (s.code() != Code::kNotFound) return s;  // the store is unreachable: try next pass
+    spdlog::warn("node {}: lease {} lost; registering again", options_.node_id, lease_);
+    lease_ = 0;
+  }
+  return registerNode();
+}
+
+Status NodeRuntime::recover() {
+  // Statuses this node wrote before: ports, restart counts and final states.
+  auto statuses = store_.list(std::string(keys::kStatus));
+  if (!statuses) return statuses.status();
+  for (const state::KeyValue &kv : statuses->kvs) {
+    auto st = model::decode<model::InstanceStatus>(kv.value);
+    if (!st) {
+      spdlog::warn("node {}: skipping {}: {}", options_.node_id, kv.key, st.status().toString());
+      continue;
+    }
+    if (st->node != options_.node_id) continue;
+    std::string id(keys::leaf(kv.key));
+    LocalInstance loc;
+    loc.health = HealthMachine(options_.health);
+    loc.restart = RestartPolicy(options_.restart);
+    loc.port = st->port;
+    loc.restarts = st->restarts;
+    loc.last_exit_code = st->last_exit_code;
+    if (st->state == model::InstanceState::kFailed) loc.phase = Phase::kFailed;
+    if (st->state == model::InstanceState::kStopped) loc.phase = Phase::kStopped;
+    if (isTerminal(st->state)) loc.message = st->message;
+    local_[id] = std::move(loc);
+    written_[id] = *st;
+  }
+  // Tasks the drivers left running (or that ended while the agent was down).
+  for (const std::string &name : drivers_.names()) {
+    drivers::Driver *d = drivers_.find(name);
+    auto tasks = d->recover();
+    if (!tasks) {
+      spdlog::warn("node {}: driver {} recover failed: {}", options_.node_id, name,
+                   tasks.status().toString());
+      continue;
+    }
+    for (drivers::TaskStatus &t : *tasks) {
+      task_driver_[t.instance_id] = name;
+      std::string id = t.instance_id;
+      tasks_[id] = std::move(t);
+    }
+  }
+  spdlog::info("node {}: recovered {} tasks, {} statuses", options_.node_id, tasks_.size(),
+               written_.size());
+  return Status::ok();
+}
+
+void NodeRuntime::ensureWatch() {
+  {
+    std::lock_guard lock(mu_);
+    if (!watch_broken_) return;
+    watch_broken_ = false;
+  }
+  watch_.reset();
+  state::WatchCallbacks cb;
+  cb.on_events = [this](const std::vector<state::Event> &) { wake(); };
+  cb.on_error = [this](const Status &) {
+    {
+      std::lock_guard lock(mu_);
+      watch_broken_ = true;
+      wake_ = true;
+    }
+    cv_.notify_all();
+  };
+  auto rev = store_.currentRevision();
+  if (!rev) {
+    std::lock_guard lock(mu_);
+    watch_broken_ = true;
+    return;
+  }
+  auto w = store_.watch(std::string(keys::kInstances), *rev + 1, std::move(cb));
+  if (!w) {
+    std::lock_guard lock(mu_);
+    watch_broken_ = true;  // the 500 ms pass still runs; retry next pass
+    return;
+  }
+  watch_ = std::move(*w);
+}
+
+void NodeRuntime::wake() {
+  {
+    std::lock_guard lock(mu_);
+    wake_ = true;
+  }
+  cv_.notify_all();
+}
+
+// --- the pass
+// ---------------------------------------------------------------------------------
+
+Status NodeRuntime::runOnce() {
+  Status s;
+  {
+    std::lock_guard pass(pass_mu_);
+    if (!started_) return {Code::kFailedPrecondition, "node: runOnce() before start()"};
+    if (Status hb = heartbeat(); !hb) {
+      spdlog::warn("node {}: heartbeat failed: {}", options_.node_id, hb.toString());
+    }
+    s = reconcile();
+  }
+  if (!options_.background) runDueProbes(/*inline_mode=*/true);
+  return s;
+}
+
+Status NodeRuntime::reconcile() {
+  joinFinishedStops(/*all=*/false);
+  auto listed = store_.list(std::string(keys::kInstances));
+  if (!listed) return listed.status();
+  std::map<std::string, model::InstanceRecord> desired;
+  for (const state::KeyValue &kv : listed->kvs) {
+    auto rec = model::decode<model::InstanceRecord>(kv.value);
+    if (!rec) {
+      spdlog::warn("node {}: skipping {}: {}", options_.node_id, kv.key, rec.status().toString());
+      continue;
+    }
+    if (rec->node != options_.node_id) continue;
+    std::string id(keys::leaf(kv.key));
+    desired[id] = std::move(*rec);
+  }
+
+  std::vector<std::string> known;
+  for (const auto &[id, _] : task_driver_) known.push_back(id);
+  for (const std::string &id : known) refreshTask(id);
+
+  // Ports for instances that need one (fixed ports come from the spec inside
+  // the plan).
+  std::set<int> in_use;
+  for (const auto &[_, loc] : local_) {
+    if (loc.port != 0) in_use.insert(loc.port);
+  }
+  for (const auto &[id, rec] : desired) {
+    auto [it, inserted] = local_.try_emplace(id);
+    if (inserted) {
+      it->second.health = HealthMachine(options_.health);
+      it->second.restart = RestartPolicy(options_.restart);
+    }
+    if (it->second.port != 0 || rec.spec.port || !rec.desired_running) continue;
+    auto port = ports_.allocate(in_use);
+    if (!port) {
+      spdlog::warn("node {}: no port for {}: {}", options_.node_id, id, port.status().toString());
+      continue;
+    }
+    it->second.port = *port;
+    in_use.insert(*port);
+  }
+
+  NodeSnapshot snap;
+  snap.node_id = options_.node_id;
+  snap.address = options_.advertise_address;
+  snap.desired = desired;
+  snap.tasks = tasks_;
+  snap.local = local_;
+  snap.written = written_;
+  snap.start_errors = std::move(start_errors_);
+  start_errors_.clear();
+  snap.health = options_.health;
+  snap.restart = options_.restart;
+  {
+    std::lock_guard lock(mu_);
+    snap.probes = std::move(probe_results_);
+    probe_results_.clear();
+  }
+
+  NodePlan plan = planNode(snap, clock_.now());
+  local_ = std::move(plan.local);
+  for (const Action &a : plan.actions) execute(a, desired);
+  {
+    std::lock_guard lock(mu_);
+    probe_targets_ = std::move(plan.probes);
+  }
+  return Status::ok();
+}
+
+void NodeRuntime::refreshTask(const std::string &id) {
+  auto dn = task_driver_.find(id);
+  if (dn == task_driver_.end()) return;
+  drivers::Driver *d = drivers_.find(dn->second);
+  if (!d) return;
+  auto st = d->inspect(id);
+  if (st) {
+    tasks_[id] = std::move(*st);
+  } else if (st.status().code() == Code::kNotFound) {
+    tasks_.erase(id);
+    task_driver_.erase(id);
+  }  // other errors: keep what we knew; next pass asks again
+}
+
+drivers::Driver *NodeRuntime::driverFor(const std::string &id, const model::InstanceRecord *rec) {
+  if (auto it = task_driver_.find(id); it != task_driver_.end()) return drivers_.find(it->second);
+  return rec ? drivers_.find(rec->spec.driver) : nullptr;
+}
+
+void NodeRuntime::execute(const Action &a,
+                          const std::map<std::string, model::InstanceRecord> &desired) {
+  auto rit = desired.find(a.id);
+  const model::InstanceRecord *rec = rit == desired.end() ? nullptr : &rit->second;
+  switch (a.kind) {
+    case Action::Kind::kStart:
+      if (rec) startTask(a.id, a.port, *rec);
+      break;
+    case Action::Kind::kStop:
+      stopTask(a.id, a.grace);
+      break;
+    case Action::Kind::kDestroy: {
+      drivers::Driver *d = driverFor(a.id, rec);
+      if (!d) break;
+      Status s = d->destroy(a.id);
+      if (s || s.code() == Code::kNotFound) {
+        tasks_.erase(a.id);
+        task_driver_.erase(a.id);
+      } else {
+        spdlog::warn("node {}: destroy {}: {}", options_.node_id, a.id, s.toString());
+      }
+      break;
+    }
+    case Action::Kind::kWriteStatus: {
+      model::InstanceStatus st = a.status;
+      st.updated_at = clock_.now();
+      auto put = store_.put(keys::status(a.id), model::encode(st));
+      if (put) {
+        written_[a.id] = std::move(st);
+      } else {
+        spdlog::warn("node {}: writing status of {}: {}", options_.node_id, a.id,
+                     put.status().toString());
+      }
+      break;
+    }
+    case Action::Kind::kDeleteStatus: {
+      auto del = store_.del(keys::status(a.id));
+      if (del) {
+        written_.erase(a.id);
+        local_.erase(a.id);
+      }
+      break;
+    }
+  }
+}
+
+void NodeRuntime::startTask(const std::string &id, int port, const model::InstanceRecord &rec) {
+  drivers::Driver *d = drivers_.find(rec.spec.driver);
+  if (!d) {
+    start_errors_[id] =
+        fmt::format("driver \"{}\" is not available on node {}", rec.spec.driver, options_.node_id);
+    return;
+  }
+  drivers::TaskConfig cfg;
+  cfg.instance_id = id;
+  cfg.spec = rec.spec;
+  cfg.port = port;
+  cfg.task_dir = options_.data_dir / "tasks" / id;
+  cfg.log_dir = options_.data_dir / "logs" / rec.app / rec.service / id;
+  cfg.env = options_.env;
+  for (const auto &[k, v] : rec.spec.env) cfg.env[k] = v;
+  cfg.env["PORT"] = std::to_string(port);
+  cfg.env["BATON_INSTANCE_ID"] = id;
+  cfg.env["BATON_APP"] = rec.app;
+  cfg.env["BATON_SERVICE"] = rec.service;
+  if (auto it = options_.env.find("BATON_ADDR"); it != options_.env.end()) {
+    cfg.env["BATON_ADDR"] = it->second;
+  } else if (!options_.api_address.empty()) {
+    cfg.env["BATON_ADDR"] = "http://" + options_.api_address;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.task_dir, ec);
+  if (!ec) std::filesystem::create_directories(cfg.log_dir, ec);
+  if (ec) {
+    start_errors_[id] = fmt::format("creating {}: {}", cfg.log_dir.string(), ec.message());
+    return;
+  }
+  auto st = d->start(cfg);
+  if (!st && st.status().code() == Code::kAlreadyExists) {
+    st = d->inspect(id);  // already running (a lost start reply): adopt it
+  }
+  if (!st) {
+    start_errors_[id] = st.status().message();
+    spdlog::warn("node {}: starting {}: {}", options_.node_id, id, st.status().toString());
+    return;
+  }
+  tasks_[id] = std::move(*st);
+  task_driver_[id] = d->name();
+  spdlog::info("node {}: started {} ({}/{}) on port {}", options_.node_id, id, rec.app, rec.service,
+               port);
+}
+
+void NodeRuntime::stopTask(const std::string &id, Duration grace) {
+  drivers::Driver *d = driverFor(id, nullptr);
+  if (!d) return;
+  if (!options_.background) {
+    Status s = d->stop(id, grace);
+    if (!s) spdlog::warn("node {}: stopping {}: {}", options_.node_id, id, s.toString());
+    refreshTask(id);
+    return;
+  }
+  std::lock_guard lock(mu_);
+  if (stopping_ || !stops_in_flight_.insert(id).second) return;  // already on its way
+  stop_threads_.emplace_back(id, std::thread([this, d, id, grace] {
+                               Status s = d->stop(id, grace);
+                               if (!s) {
+                                 spdlog::warn("node {}: stopping {}: {}", options_.node_id, id,
+                                              s.toString());
+                               }
+                               {
+                                 std::lock_guard inner(mu_);
+                                 stops_in_flight_.erase(id);
+                                 wake_ = true;
+                               }
+                               cv_.notify_all();
+                             }));
+}
+
+void NodeRuntime::joinFinishedStops(bool all) {
+  std::vector<std::thread> done;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = stop_threads_.begin(); it != stop_threads_.end();) {
+      if (all || !stops_in_flight_.count(it->first)) {
+        done.push_back(std::move(it->second));
+        it = stop_threads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (std::thread &t : done) t.join();
+}
+
+// --- probes
+// -----------------------------------------------------------------------------------
+
+void NodeRuntime::runDueProbes(bool inline_mode) {
+  std::vector<ProbeTarget> targets;
+  {
+    std::lock_guard lock(mu_);
+    targets = probe_targets_;
+    // Forget the schedule of tasks that are no longer probed.
+    std::set<std::string> live;
+    for (const ProbeTarget &t : targets) live.insert(fmt::format("{}/{}", t.id, t.generation));
+    for (auto it = last_probe_.begin(); it != last_probe_.end();) {
+      it = live.count(it->first) ? std::next(it) : last_probe_.erase(it);
+    }
+    for (auto it = last_probe_ok_.begin(); it != last_probe_ok_.end();) {
+      bool probed = std::any_of(targets.begin(), targets.end(),
+                                [&](const ProbeTarget &t) { return t.id == it->first; });
+      it = probed ? std::next(it) : last_probe_ok_.erase(it);
+    }
+  }
+  for (const ProbeTarget &t : targets) {
+    std::string key = fmt::format("{}/{}", t.id, t.generation);
+    TimePoint now = clock_.now();
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_ && !inline_mode) return;
+      auto it = last_probe_.find(key);
+      if (it != last_probe_.end() && now < it->second + t.check.interval) continue;
+      last_probe_[key] = now;
+    }
+    Status s = probe(t.check, t.address, t.port);
+    bool changed;
+    {
+      std::lock_guard lock(mu_);
+      probe_results_[t.id].push_back({t.generation, s.isOk(), s.message(), clock_.now()});
+      auto [it, inserted] = last_probe_ok_.try_emplace(t.id, s.isOk());
+      changed = inserted || it->second != s.isOk();
+      it->second = s.isOk();
+    }
+    if (changed && !inline_mode) wake();
+  }
+}
+
+void NodeRuntime::probeMain() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    runDueProbes(/*inline_mode=*/false);
+    lock.lock();
+    cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping_; });
+  }
+}
+
+void NodeRuntime::loopMain() {
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+    ensureWatch();
+    if (Status s = runOnce(); !s) {
+      spdlog::warn("node {}: reconcile failed: {}", options_.node_id, s.toString());
+    }
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, options_.loop_interval, [this] { return stopping_ || wake_; });
+    wake_ = false;
+  }
+}
+
+}  // namespace baton::node

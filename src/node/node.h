@@ -1,0 +1,136 @@
+// NodeRuntime: the node role's I/O shell (DESIGN.md §2 Node). It registers this
+// node in the store under a lease, re-adopts the tasks its drivers recover
+// after an agent restart, and runs a level-triggered loop: read the desired
+// InstanceRecords for this node, inspect the tasks, plan (node_plan.h, pure),
+// perform the plan (driver start/stop/destroy, status writes).
+//
+// Data flow:
+//   store /baton/instances/* --(watch wakes; list every pass)--> planNode() -->
+//   drivers drivers.inspect()/recover() --> planNode();  probe thread --> probe
+//   results --> planNode() planNode() --> /baton/status/<id> (only when
+//   something changed: SD-card friendly) heartbeat: /baton/nodes/<id> under a
+//   lease, keepAlive every ttl/3, re-registered if lost.
+//
+// Instances outlive the agent: stop() ends the runtime's threads but not the
+// tasks. Bookkeeping (port, restarts, final states) survives an agent restart
+// through the status records; running tasks through Driver::recover().
+//
+// Thread safety: start(), stop() and runOnce() may be called from any one
+// thread at a time. With `background` set, start() runs the loop, probe and
+// stop threads; runOnce() then must not be called. Without it (tests), nothing
+// runs in the background: the caller drives runOnce(), which also runs due
+// probes inline and performs stops synchronously.
+#pragma once
+
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/result.h"
+#include "drivers/driver.h"
+#include "node/node_plan.h"
+#include "node/port_allocator.h"
+#include "state/store.h"
+
+namespace baton::node {
+
+struct NodeOptions {
+  std::string node_id;
+  std::string advertise_address = "127.0.0.1";  // where other agents reach this node's instances
+  std::string api_address;                      // the agent's API ("127.0.0.1:4646")
+  std::filesystem::path data_dir;               // tasks under data_dir/tasks/<id>, logs under
+                                                // data_dir/logs/<app>/<service>/<id>/
+  double cpu = 1;                               // cores offered
+  uint64_t memory = 1ull << 30;                 // bytes offered
+  Duration heartbeat_ttl = Duration(10'000);
+  std::map<std::string, std::string> env;  // given to every instance (e.g. BATON_ADDR)
+  Duration loop_interval = Duration(500);  // the longest pause between passes
+  HealthOptions health;
+  RestartOptions restart;
+  bool background = true;  // see the class comment
+};
+
+class NodeRuntime {
+ public:
+  // `store`, `drivers` and `clock` must outlive the runtime.
+  NodeRuntime(state::Store &store, drivers::DriverRegistry &drivers, Clock &clock,
+              NodeOptions options);
+  ~NodeRuntime();  // stop()
+  NodeRuntime(const NodeRuntime &) = delete;
+  NodeRuntime &operator=(const NodeRuntime &) = delete;
+
+  // Registers the node, recovers tasks and statuses, and (background) starts
+  // the threads. Errors: the store is unreachable (kUnavailable/kIo), the node
+  // id is empty.
+  Status start();
+  // Ends the threads (waits for stops in flight); running instances keep
+  // running. Idempotent.
+  void stop();
+  // One reconcile pass (heartbeat included). Errors: the store could not be
+  // read; the pass then changed nothing.
+  Status runOnce();
+
+  // For tests and the API: the bookkeeping after the last pass.
+  std::map<std::string, LocalInstance> instances() const;
+  state::LeaseId lease() const;
+
+ private:
+  Status registerNode();
+  Status heartbeat();
+  Status recover();
+  void ensureWatch();
+  Status reconcile();
+  void execute(const Action &action, const std::map<std::string, model::InstanceRecord> &desired);
+  void startTask(const std::string &id, int port, const model::InstanceRecord &rec);
+  void stopTask(const std::string &id, Duration grace);
+  void refreshTask(const std::string &id);
+  drivers::Driver *driverFor(const std::string &id, const model::InstanceRecord *rec);
+  void runDueProbes(bool inline_mode);
+  void loopMain();
+  void probeMain();
+  void joinFinishedStops(bool all);
+  void wake();
+
+  state::Store &store_;
+  drivers::DriverRegistry &drivers_;
+  Clock &clock_;
+  NodeOptions options_;
+  PortAllocator ports_;
+
+  // Loop state: touched only by the pass (pass_mu_).
+  mutable std::mutex pass_mu_;
+  bool started_ = false;
+  state::LeaseId lease_ = 0;
+  TimePoint next_keepalive_{};
+  std::map<std::string, LocalInstance> local_;
+  std::map<std::string, drivers::TaskStatus> tasks_;
+  std::map<std::string, std::string> task_driver_;  // instance id -> driver name
+  std::map<std::string, model::InstanceStatus> written_;
+  std::map<std::string, std::string> start_errors_;
+
+  // Shared with the probe, stop and watch threads (mu_).
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  bool wake_ = false;
+  bool watch_broken_ = true;
+  std::vector<ProbeTarget> probe_targets_;
+  std::map<std::string, TimePoint> last_probe_;  // by "id/generation"
+  std::map<std::string, std::vector<ProbeResult>> probe_results_;
+  std::map<std::string, bool> last_probe_ok_;
+  std::set<std::string> stops_in_flight_;
+  std::vector<std::pair<std::string, std::thread>> stop_threads_;
+
+  std::unique_ptr<state::WatchHandle> watch_;  // destroyed before the state it touches
+  std::thread loop_thread_;
+  std::thread probe_thread_;
+};
+
+}  // namespace baton::node
