@@ -46,7 +46,7 @@ void EventBus::publish(std::string kind, std::string message) {
 }
 
 std::unique_ptr<EventBus::Subscription> EventBus::subscribe(size_t capacity,
-                                                           std::function<void()> wake) {
+                                                            std::function<void()> wake) {
   std::unique_ptr<Subscription> sub(new Subscription(this, capacity, std::move(wake)));
   std::lock_guard lock(mu_);
   subs_.push_back(sub.get());

@@ -59,21 +59,36 @@ RouteMatch pick(std::string_view method, const MethodTable& t) {
 
 const char* routeName(RouteId id) {
   switch (id) {
-    case RouteId::kNotFound: return "not_found";
-    case RouteId::kMethodNotAllowed: return "method_not_allowed";
-    case RouteId::kHealth: return "health";
-    case RouteId::kMetrics: return "metrics";
-    case RouteId::kListApps: return "list_apps";
-    case RouteId::kGetApp: return "get_app";
-    case RouteId::kPutApp: return "put_app";
-    case RouteId::kDeleteApp: return "delete_app";
-    case RouteId::kListServices: return "list_services";
-    case RouteId::kListInstances: return "list_instances";
-    case RouteId::kListNodes: return "list_nodes";
-    case RouteId::kSetScale: return "set_scale";
-    case RouteId::kClearScale: return "clear_scale";
-    case RouteId::kLogs: return "logs";
-    case RouteId::kEvents: return "events";
+    case RouteId::kNotFound:
+      return "not_found";
+    case RouteId::kMethodNotAllowed:
+      return "method_not_allowed";
+    case RouteId::kHealth:
+      return "health";
+    case RouteId::kMetrics:
+      return "metrics";
+    case RouteId::kListApps:
+      return "list_apps";
+    case RouteId::kGetApp:
+      return "get_app";
+    case RouteId::kPutApp:
+      return "put_app";
+    case RouteId::kDeleteApp:
+      return "delete_app";
+    case RouteId::kListServices:
+      return "list_services";
+    case RouteId::kListInstances:
+      return "list_instances";
+    case RouteId::kListNodes:
+      return "list_nodes";
+    case RouteId::kSetScale:
+      return "set_scale";
+    case RouteId::kClearScale:
+      return "clear_scale";
+    case RouteId::kLogs:
+      return "logs";
+    case RouteId::kEvents:
+      return "events";
   }
   return "unknown";
 }
@@ -143,7 +158,8 @@ RouteMatch matchRoute(std::string_view method, std::string_view path) {
   if (top != "apps") return {};
   RouteMatch m;
   if (n == 3) {
-    m = pick(method, {.get = RouteId::kGetApp, .put = RouteId::kPutApp, .del = RouteId::kDeleteApp});
+    m = pick(method,
+             {.get = RouteId::kGetApp, .put = RouteId::kPutApp, .del = RouteId::kDeleteApp});
   } else if (n == 6 && seg[3] == "services" && seg[5] == "scale") {
     m = pick(method, {.post = RouteId::kSetScale, .del = RouteId::kClearScale});
   } else if (n == 6 && seg[3] == "services" && seg[5] == "logs") {

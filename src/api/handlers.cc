@@ -1,0 +1,790 @@
+#include "api/handlers.h"
+
+#include <algorithm>
+#include <deque>
+#include <exception>
+#include <nlohmann/json.hpp>
+
+#include "api/event_bus.h"
+#include "api/routes.h"
+#include "core/units.h"
+#include "model/json.h"
+#include "model/keys.h"
+#include "spec/manifest.h"
+
+namespace baton::api {
+namespace {
+
+using nlohmann::json;
+namespace keys = model::keys;
+
+constexpr int kMaxCasAttempts = 8;
+constexpr size_t kEventQueueLines = 4096;
+constexpr size_t kMaxLogBody = 64u << 20;
+
+ApiResponse jsonResponse(int status, const json& j) {
+  ApiResponse r;
+  r.status = status;
+  r.body = j.dump();
+  r.body.push_back('\n');
+  return r;
+}
+
+int httpStatusFor(Code code) {
+  switch (code) {
+    case Code::kOk:
+      return 200;
+    case Code::kInvalidArgument:
+      return 400;
+    case Code::kNotFound:
+      return 404;
+    case Code::kAlreadyExists:
+    case Code::kConflict:
+    case Code::kFailedPrecondition:
+      return 409;
+    case Code::kUnavailable:
+      return 503;
+    case Code::kTimeout:
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+ApiResponse statusResponse(const Status& s) {
+  return errorResponse(httpStatusFor(s.code()), s.message());
+}
+
+// "/baton/scale/shop/web" -> "shop/web".
+std::string afterPrefix(std::string_view key, std::string_view prefix) {
+  return std::string(key.substr(std::min(prefix.size(), key.size())));
+}
+
+struct Bounds {
+  int min = 0;
+  int max = 0;
+  std::string source = "manifest";
+  std::optional<TimePoint> expires_at;
+};
+
+bool overrideActive(const model::ScaleOverride& ov, TimePoint now) {
+  return !ov.expires_at || *ov.expires_at > now;
+}
+
+Bounds boundsInForce(const model::ServiceSpec& spec, const model::ScaleOverride* ov,
+                     TimePoint now) {
+  Bounds b{spec.scale.min, spec.scale.max, "manifest", std::nullopt};
+  if (ov && overrideActive(*ov, now) && (ov->min || ov->max)) {
+    if (ov->min) b.min = *ov->min;
+    if (ov->max) b.max = *ov->max;
+    b.source = "override";
+    b.expires_at = ov->expires_at;
+  }
+  return b;
+}
+
+// What the handlers read, one list per key prefix (each list is consistent on its own).
+struct Snapshot {
+  std::map<std::string, model::AppRecord> apps;
+  std::map<std::string, state::Revision> app_mod_revision;
+  std::vector<model::InstanceRecord> instances;
+  std::map<std::string, model::InstanceStatus> status;    // by instance id
+  std::map<std::string, model::ScaleOverride> overrides;  // by "app/svc"
+  std::map<std::string, model::RolloutRecord> rollouts;   // by "app/svc"
+  state::Revision revision = 0;
+};
+
+template <typename T, typename F>
+Status listInto(state::Store& store, const std::string& prefix, state::Revision& rev, F&& add) {
+  auto r = store.list(prefix);
+  if (!r) return r.status();
+  rev = std::max(rev, r->revision);
+  for (const auto& kv : r->kvs) {
+    auto v = model::decode<T>(kv.value);
+    if (v) add(kv, std::move(v).value());  // malformed records are skipped, not fatal
+  }
+  return Status::ok();
+}
+
+Result<Snapshot> loadSnapshot(state::Store& store, const std::string& app_filter) {
+  Snapshot s;
+  std::string app_prefix = std::string(keys::kApps) + app_filter;
+  Status st = listInto<model::AppRecord>(store, app_prefix, s.revision,
+                                         [&](const state::KeyValue& kv, model::AppRecord rec) {
+                                           std::string name(keys::leaf(kv.key));
+                                           if (!app_filter.empty() && name != app_filter) return;
+                                           s.app_mod_revision[name] = kv.mod_revision;
+                                           s.apps.emplace(name, std::move(rec));
+                                         });
+  if (!st) return st;
+  st = listInto<model::InstanceRecord>(store, std::string(keys::kInstances), s.revision,
+                                       [&](const state::KeyValue&, model::InstanceRecord rec) {
+                                         if (!app_filter.empty() && rec.app != app_filter) return;
+                                         s.instances.push_back(std::move(rec));
+                                       });
+  if (!st) return st;
+  st = listInto<model::InstanceStatus>(
+      store, std::string(keys::kStatus), s.revision,
+      [&](const state::KeyValue& kv, model::InstanceStatus rec) {
+        std::string id = rec.id.empty() ? std::string(keys::leaf(kv.key)) : rec.id;
+        s.status.emplace(id, std::move(rec));
+      });
+  if (!st) return st;
+  std::string scale_prefix =
+      std::string(keys::kScale) + (app_filter.empty() ? "" : app_filter + "/");
+  st = listInto<model::ScaleOverride>(
+      store, scale_prefix, s.revision, [&](const state::KeyValue& kv, model::ScaleOverride ov) {
+        s.overrides.emplace(afterPrefix(kv.key, keys::kScale), std::move(ov));
+      });
+  if (!st) return st;
+  std::string rollout_prefix =
+      std::string(keys::kRollouts) + (app_filter.empty() ? "" : app_filter + "/");
+  st = listInto<model::RolloutRecord>(
+      store, rollout_prefix, s.revision, [&](const state::KeyValue& kv, model::RolloutRecord r) {
+        s.rollouts.emplace(afterPrefix(kv.key, keys::kRollouts), std::move(r));
+      });
+  if (!st) return st;
+  return s;
+}
+
+const char* phaseName(model::RolloutRecord::Phase p) {
+  switch (p) {
+    case model::RolloutRecord::Phase::kComplete:
+      return "complete";
+    case model::RolloutRecord::Phase::kFailed:
+      return "failed";
+    case model::RolloutRecord::Phase::kInProgress:
+      return "in_progress";
+  }
+  return "in_progress";
+}
+
+json serviceRow(const Snapshot& s, const std::string& app, const model::AppRecord& rec,
+                const model::ServiceSpec& spec, TimePoint now) {
+  std::string id = app + "/" + spec.name;
+  auto ov_it = s.overrides.find(id);
+  Bounds b = boundsInForce(spec, ov_it == s.overrides.end() ? nullptr : &ov_it->second, now);
+  std::string hash = model::specHash(spec);
+  int desired = 0, ready = 0, current = 0;
+  for (const auto& inst : s.instances) {
+    if (inst.app != app || inst.service != spec.name || !inst.desired_running) continue;
+    ++desired;
+    if (inst.spec_hash == hash) ++current;
+    auto st = s.status.find(inst.id);
+    if (st != s.status.end() && st->second.state == model::InstanceState::kHealthy) ++ready;
+  }
+  // The rollout of the current spec: none recorded yet means the controller has not started it.
+  std::string rollout = "none";
+  std::string rollout_message;
+  if (auto r = s.rollouts.find(id); r != s.rollouts.end()) {
+    if (r->second.spec_hash == hash) {
+      rollout = phaseName(r->second.phase);
+      rollout_message = r->second.message;
+    } else {
+      rollout = "pending";
+    }
+  } else if (current < desired) {
+    rollout = "pending";
+  }
+  json row = {{"app", app},
+              {"service", spec.name},
+              {"version", rec.version},
+              {"desired", desired},
+              {"ready", ready},
+              {"current", current},
+              {"min", b.min},
+              {"max", b.max},
+              {"source", b.source},
+              {"rollout", rollout},
+              {"rollout_message", rollout_message},
+              {"expires_at", b.expires_at ? json(toUnixMillis(*b.expires_at)) : json(nullptr)}};
+  return row;
+}
+
+json instanceRow(const model::InstanceRecord& inst, const model::InstanceStatus* st) {
+  model::InstanceStatus empty;
+  const model::InstanceStatus& s = st ? *st : empty;
+  return {{"id", inst.id},
+          {"app", inst.app},
+          {"service", inst.service},
+          {"node", s.node.empty() ? inst.node : s.node},
+          {"state", model::toString(s.state)},
+          {"address", s.address},
+          {"port", s.port},
+          {"pid", s.pid},
+          {"version", inst.version},
+          {"desired_running", inst.desired_running},
+          {"started_at", st ? json(toUnixMillis(s.started_at)) : json(nullptr)},
+          {"restarts", s.restarts},
+          {"last_exit_code", s.last_exit_code ? json(*s.last_exit_code) : json(nullptr)},
+          {"message", s.message}};
+}
+
+json diagnosticJson(const spec::Diagnostic& d) {
+  return {{"file", d.file},
+          {"line", d.line},
+          {"column", d.column},
+          {"key", d.key},
+          {"message", d.message}};
+}
+
+std::string kindOfKey(std::string_view key) {
+  if (key.starts_with(keys::kApps)) return "app";
+  if (key.starts_with(keys::kInstances)) return "instance";
+  if (key.starts_with(keys::kStatus)) return "status";
+  if (key.starts_with(keys::kNodes)) return "node";
+  if (key.starts_with(keys::kScale)) return "scale";
+  if (key.starts_with(keys::kRollouts)) return "rollout";
+  return "other";
+}
+
+// GET /v1/events: the store's changes under /baton/ from the revision at subscription, plus
+// the event bus, one JSON object per line. Store callbacks only queue (bounded) and wake.
+class EventStream final : public ChunkSource {
+ public:
+  ~EventStream() override {
+    watch_.reset();  // after this no store callback runs
+    sub_.reset();
+  }
+
+  Status start(state::Store& store, EventBus* bus) {
+    auto rev = store.currentRevision();
+    if (!rev) return rev.status();
+    lines_.push_back(json({{"type", "hello"}, {"revision", *rev}}).dump() + "\n");
+    if (bus) sub_ = bus->subscribe(kEventQueueLines, [this] { wake(); });
+    state::WatchCallbacks cb;
+    cb.on_events = [this](const std::vector<state::Event>& events) {
+      std::lock_guard lock(mu_);
+      for (const auto& ev : events) {
+        json obj = nullptr;
+        if (ev.type == state::Event::Type::kPut) {
+          obj = json::parse(ev.kv.value, nullptr, false);
+          if (obj.is_discarded()) obj = ev.kv.value;
+        }
+        json line = {{"type", ev.type == state::Event::Type::kPut ? "put" : "delete"},
+                     {"key", ev.kv.key},
+                     {"kind", kindOfKey(ev.kv.key)},
+                     {"revision", ev.kv.mod_revision},
+                     {"object", std::move(obj)}};
+        pushLocked(line.dump() + "\n");
+      }
+      if (wake_) wake_();
+    };
+    cb.on_error = [this](const Status& s) {
+      std::lock_guard lock(mu_);
+      if (!ended_) {
+        lines_.push_back(json({{"type", "error"}, {"error", s.toString()}}).dump() + "\n");
+        ended_ = true;
+      }
+      if (wake_) wake_();
+    };
+    auto w = store.watch(std::string("/baton/"), *rev + 1, std::move(cb));
+    if (!w) return w.status();
+    watch_ = std::move(w).value();
+    return Status::ok();
+  }
+
+  std::optional<std::string> poll() override {
+    std::string out;
+    if (sub_) {
+      for (auto& ev : sub_->take()) {
+        out += json({{"type", "event"},
+                     {"kind", ev.kind},
+                     {"message", ev.message},
+                     {"seq", ev.seq},
+                     {"time", toUnixMillis(ev.at)}})
+                   .dump() +
+               "\n";
+      }
+      if (sub_->dropped()) {
+        std::lock_guard lock(mu_);
+        dropLocked();
+      }
+    }
+    std::lock_guard lock(mu_);
+    for (auto& l : lines_) out += l;
+    lines_.clear();
+    if (out.empty() && ended_) return std::nullopt;
+    return out;
+  }
+
+  void setWakeup(std::function<void()> wake) override {
+    std::lock_guard lock(mu_);
+    wake_ = std::move(wake);
+  }
+
+ private:
+  void wake() {
+    std::lock_guard lock(mu_);
+    if (wake_) wake_();
+  }
+  void pushLocked(std::string line) {
+    if (ended_) return;
+    if (lines_.size() >= kEventQueueLines) {
+      dropLocked();
+      return;
+    }
+    lines_.push_back(std::move(line));
+  }
+  void dropLocked() {
+    if (ended_) return;
+    lines_.clear();
+    lines_.push_back(
+        json({{"type", "error"}, {"error", "subscriber too slow: events were dropped"}}).dump() +
+        "\n");
+    ended_ = true;
+  }
+
+  std::mutex mu_;
+  std::deque<std::string> lines_;
+  bool ended_ = false;
+  std::function<void()> wake_;
+  std::unique_ptr<EventBus::Subscription> sub_;
+  std::unique_ptr<state::WatchHandle> watch_;
+};
+
+}  // namespace
+
+ApiRequest ApiRequest::make(std::string method, std::string_view target, std::string body,
+                            std::string authorization) {
+  ApiRequest r;
+  r.method = std::move(method);
+  auto q = target.find('?');
+  r.path = std::string(target.substr(0, q));
+  if (q != std::string_view::npos) r.query = parseQuery(target.substr(q + 1));
+  r.body = std::move(body);
+  r.authorization = std::move(authorization);
+  return r;
+}
+
+ApiResponse errorResponse(int status, std::string_view message) {
+  return jsonResponse(status, json{{"error", std::string(message)}});
+}
+
+struct Handlers::Impl {
+  ApiDeps deps;
+  ApiOptions options;
+  std::mutex counts_mu;
+  std::map<int, uint64_t> counts;
+
+  Impl(ApiDeps d, ApiOptions o) : deps(std::move(d)), options(std::move(o)) {}
+
+  state::Store& store() { return deps.store; }
+  TimePoint now() { return deps.clock.now(); }
+
+  bool authorized(const ApiRequest& req) {
+    if (options.dev) return true;
+    if (!options.check_token) return false;
+    std::string_view h = req.authorization;
+    constexpr std::string_view kBearer = "Bearer ";
+    if (h.size() <= kBearer.size() || !h.starts_with(kBearer)) return false;
+    return options.check_token(h.substr(kBearer.size()));
+  }
+
+  ApiResponse dispatch(const ApiRequest& req) {
+    RouteMatch m = matchRoute(req.method, req.path);
+    if (m.id == RouteId::kNotFound) return errorResponse(404, "no such endpoint: " + req.path);
+    if (m.id == RouteId::kMethodNotAllowed) {
+      return errorResponse(405, "method " + req.method + " is not allowed on " + req.path);
+    }
+    if (m.is_write && !authorized(req)) {
+      return errorResponse(401, "this request needs a valid token (Authorization: Bearer ...)");
+    }
+    const std::string app = m.params.count("app") ? m.params["app"] : "";
+    const std::string svc = m.params.count("svc") ? m.params["svc"] : "";
+    if (m.params.count("app") && !isValidName(app)) {
+      return errorResponse(400, "invalid app name \"" + app + "\": expected [a-z0-9-], 1-63");
+    }
+    if (m.params.count("svc") && !isValidName(svc)) {
+      return errorResponse(400, "invalid service name \"" + svc + "\"");
+    }
+    auto q = [&](const char* k) {
+      auto it = req.query.find(k);
+      return it == req.query.end() ? std::string() : it->second;
+    };
+    switch (m.id) {
+      case RouteId::kHealth:
+        return jsonResponse(200, {{"ok", true}});
+      case RouteId::kMetrics:
+        return metrics();
+      case RouteId::kListApps:
+        return listApps();
+      case RouteId::kGetApp:
+        return getApp(app);
+      case RouteId::kPutApp:
+        return putApp(app, req.body);
+      case RouteId::kDeleteApp:
+        return deleteApp(app);
+      case RouteId::kListServices:
+        return listServices(q("app"));
+      case RouteId::kListInstances:
+        return listInstances(q("app"), q("service"), q("state"));
+      case RouteId::kListNodes:
+        return listNodes();
+      case RouteId::kSetScale:
+        return setScale(app, svc, req.body);
+      case RouteId::kClearScale:
+        return clearScale(app, svc);
+      case RouteId::kLogs:
+        return logs(app, svc, req.query);
+      case RouteId::kEvents:
+        return events();
+      default:
+        return errorResponse(404, "no such endpoint");
+    }
+  }
+
+  ApiResponse putApp(const std::string& app, const std::string& body) {
+    json j = json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      return errorResponse(400,
+                           "expected a JSON object {\"manifest\": \"<toml>\", "
+                           "\"filename\": \"app.toml\"}");
+    }
+    auto m = j.find("manifest");
+    if (m == j.end() || !m->is_string()) {
+      return errorResponse(400, "expected \"manifest\": the manifest's TOML text as a string");
+    }
+    std::string filename = "app.toml";
+    if (auto f = j.find("filename"); f != j.end()) {
+      if (!f->is_string()) return errorResponse(400, "expected \"filename\" to be a string");
+      filename = f->get<std::string>();
+    }
+    std::string text = m->get<std::string>();
+    spec::ManifestResult parsed = spec::parseManifest(text, filename);
+    if (!parsed.errors.empty() || !parsed.app) {
+      json errs = json::array();
+      for (const auto& d : parsed.errors) errs.push_back(diagnosticJson(d));
+      std::string msg = std::to_string(parsed.errors.size()) + " error(s) in " + filename;
+      return jsonResponse(400, {{"error", msg}, {"errors", errs}});
+    }
+    model::AppSpec spec = std::move(*parsed.app);
+    if (spec.name != app) {
+      spec::Diagnostic d{
+          filename, 0, 0, "app",
+          "the manifest is for app \"" + spec.name + "\", but the request is for \"" + app + "\""};
+      return jsonResponse(400,
+                          {{"error", d.message}, {"errors", json::array({diagnosticJson(d)})}});
+    }
+    const std::string key = keys::app(app);
+    for (int attempt = 0; attempt < kMaxCasAttempts; ++attempt) {
+      auto cur = store().get(key);
+      if (!cur) return statusResponse(cur.status());
+      model::AppRecord rec;
+      state::Compare cmp = state::Compare::absent(key);
+      if (cur->has_value()) {
+        auto old = model::decode<model::AppRecord>((*cur)->value);
+        if (old) {
+          if (old->spec == spec) {
+            return jsonResponse(200, {{"app", app}, {"version", old->version}, {"changed", false}});
+          }
+          rec.version = old->version + 1;
+        }
+        cmp = state::Compare::modRevisionIs(key, (*cur)->mod_revision);
+      }
+      rec.spec = spec;
+      rec.source = text;
+      rec.updated_at = now();
+      auto t = store().txn({cmp}, {state::Op::put(key, model::encode(rec))});
+      if (!t) return statusResponse(t.status());
+      if (t->succeeded) {
+        return jsonResponse(200, {{"app", app}, {"version", rec.version}, {"changed", true}});
+      }
+    }
+    return errorResponse(409, "app \"" + app + "\" is being changed concurrently; try again");
+  }
+
+  ApiResponse listApps() {
+    auto r = store().list(std::string(keys::kApps));
+    if (!r) return statusResponse(r.status());
+    json apps = json::array();
+    for (const auto& kv : r->kvs) {
+      auto rec = model::decode<model::AppRecord>(kv.value);
+      if (!rec) continue;
+      json services = json::array();
+      for (const auto& [name, _] : rec->spec.services) services.push_back(name);
+      apps.push_back({{"app", std::string(keys::leaf(kv.key))},
+                      {"version", rec->version},
+                      {"updated_at", toUnixMillis(rec->updated_at)},
+                      {"services", services}});
+    }
+    return jsonResponse(200, {{"apps", apps}, {"revision", r->revision}});
+  }
+
+  ApiResponse getApp(const std::string& app) {
+    auto s = loadSnapshot(store(), app);
+    if (!s) return statusResponse(s.status());
+    auto it = s->apps.find(app);
+    if (it == s->apps.end()) return errorResponse(404, "app \"" + app + "\" does not exist");
+    const auto& rec = it->second;
+    json services = json::array();
+    for (const auto& [_, svc] : rec.spec.services) {
+      services.push_back(serviceRow(*s, app, rec, svc, now()));
+    }
+    return jsonResponse(200, {{"app", app},
+                              {"version", rec.version},
+                              {"updated_at", toUnixMillis(rec.updated_at)},
+                              {"spec", rec.spec},
+                              {"source", rec.source},
+                              {"services", services},
+                              {"revision", s->revision}});
+  }
+
+  ApiResponse deleteApp(const std::string& app) {
+    const std::string key = keys::app(app);
+    auto t = store().txn(
+        {state::Compare{
+            key, state::Compare::Target::kVersion, state::Compare::Op::kGreater, 0, {}}},
+        {state::Op::del(key), state::Op::delPrefix(std::string(keys::kScale) + app + "/")});
+    if (!t) return statusResponse(t.status());
+    if (!t->succeeded) return errorResponse(404, "app \"" + app + "\" does not exist");
+    return jsonResponse(200, {{"app", app}, {"deleted", true}, {"revision", t->revision}});
+  }
+
+  ApiResponse listServices(const std::string& app) {
+    if (!app.empty() && !isValidName(app)) return errorResponse(400, "invalid app name");
+    auto s = loadSnapshot(store(), app);
+    if (!s) return statusResponse(s.status());
+    json rows = json::array();
+    for (const auto& [name, rec] : s->apps) {
+      for (const auto& [_, svc] : rec.spec.services) {
+        rows.push_back(serviceRow(*s, name, rec, svc, now()));
+      }
+    }
+    return jsonResponse(200, {{"services", rows}, {"revision", s->revision}});
+  }
+
+  ApiResponse listInstances(const std::string& app, const std::string& service,
+                            const std::string& state) {
+    if (!app.empty() && !isValidName(app)) return errorResponse(400, "invalid app name");
+    if (!state.empty() && !model::parseInstanceState(state)) {
+      return errorResponse(400, "unknown state \"" + state +
+                                    "\": expected pending, starting, healthy, unhealthy, "
+                                    "stopping, stopped or failed");
+    }
+    auto s = loadSnapshot(store(), app);
+    if (!s) return statusResponse(s.status());
+    json rows = json::array();
+    for (const auto& inst : s->instances) {
+      if (!service.empty() && inst.service != service) continue;
+      auto st = s->status.find(inst.id);
+      const model::InstanceStatus* sp = st == s->status.end() ? nullptr : &st->second;
+      auto state_now = sp ? sp->state : model::InstanceState::kPending;
+      if (!state.empty() && model::toString(state_now) != state) continue;
+      rows.push_back(instanceRow(inst, sp));
+    }
+    return jsonResponse(200, {{"instances", rows}, {"revision", s->revision}});
+  }
+
+  ApiResponse listNodes() {
+    auto r = store().list(std::string(keys::kNodes));
+    if (!r) return statusResponse(r.status());
+    json rows = json::array();
+    for (const auto& kv : r->kvs) {
+      auto rec = model::decode<model::NodeRecord>(kv.value);
+      if (rec) rows.push_back(*rec);
+    }
+    return jsonResponse(200, {{"nodes", rows}, {"revision", r->revision}});
+  }
+
+  // The app record and the service's spec, or a 404 response.
+  std::variant<std::pair<model::AppRecord, model::ServiceSpec>, ApiResponse> findService(
+      const std::string& app, const std::string& svc) {
+    auto cur = store().get(keys::app(app));
+    if (!cur) return statusResponse(cur.status());
+    if (!cur->has_value()) return errorResponse(404, "app \"" + app + "\" does not exist");
+    auto rec = model::decode<model::AppRecord>((*cur)->value);
+    if (!rec) return statusResponse(rec.status());
+    auto it = rec->spec.services.find(svc);
+    if (it == rec->spec.services.end()) {
+      return errorResponse(404, "app \"" + app + "\" has no service \"" + svc + "\"");
+    }
+    auto spec = it->second;
+    return std::make_pair(std::move(rec).value(), std::move(spec));
+  }
+
+  ApiResponse setScale(const std::string& app, const std::string& svc, const std::string& body) {
+    json j = json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      return errorResponse(400, "expected a JSON object {\"min\": N, \"max\": N, \"for\": \"2h\"}");
+    }
+    std::optional<int> min, max;
+    std::optional<Duration> for_;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      const std::string& k = it.key();
+      if (k == "min" || k == "max") {
+        if (it->is_null()) continue;
+        if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > 100000) {
+          return errorResponse(400, "expected \"" + k + "\" to be an integer from 0 to 100000");
+        }
+        (k == "min" ? min : max) = static_cast<int>(it->get<int64_t>());
+      } else if (k == "for") {
+        if (it->is_null()) continue;
+        auto d = it->is_string() ? parseDuration(it->get<std::string>()) : std::nullopt;
+        if (!d || d->count() <= 0) {
+          return errorResponse(400, "expected \"for\" to be a duration such as \"2h\" or \"30m\"");
+        }
+        for_ = *d;
+      } else {
+        return errorResponse(400, "unknown key \"" + k + "\": expected min, max or for");
+      }
+    }
+    if (!min && !max) return errorResponse(400, "expected \"min\" or \"max\" (or both)");
+    auto found = findService(app, svc);
+    if (auto* err = std::get_if<ApiResponse>(&found)) return std::move(*err);
+    const auto& spec = std::get<0>(found).second;
+    const std::string key = keys::scale(app, svc);
+    for (int attempt = 0; attempt < kMaxCasAttempts; ++attempt) {
+      auto cur = store().get(key);
+      if (!cur) return statusResponse(cur.status());
+      model::ScaleOverride ov;
+      state::Compare cmp = state::Compare::absent(key);
+      if (cur->has_value()) {
+        cmp = state::Compare::modRevisionIs(key, (*cur)->mod_revision);
+        auto old = model::decode<model::ScaleOverride>((*cur)->value);
+        if (old && overrideActive(*old, now())) ov = *old;  // merge into the one in force
+      }
+      if (min) ov.min = min;
+      if (max) ov.max = max;
+      ov.set_at = now();
+      ov.expires_at = for_ ? std::optional<TimePoint>(now() + *for_) : std::nullopt;
+      Bounds b = boundsInForce(spec, &ov, now());
+      if (b.min > b.max) {
+        return errorResponse(400, "min (" + std::to_string(b.min) + ") must not exceed max (" +
+                                      std::to_string(b.max) + ") for " + app + "/" + svc);
+      }
+      auto t = store().txn({cmp}, {state::Op::put(key, model::encode(ov))});
+      if (!t) return statusResponse(t.status());
+      if (t->succeeded) {
+        return jsonResponse(200, {{"app", app},
+                                  {"service", svc},
+                                  {"min", b.min},
+                                  {"max", b.max},
+                                  {"source", "override"},
+                                  {"expires_at", ov.expires_at ? json(toUnixMillis(*ov.expires_at))
+                                                               : json(nullptr)}});
+      }
+    }
+    return errorResponse(409, "the scale of " + app + "/" + svc + " is being changed concurrently");
+  }
+
+  ApiResponse clearScale(const std::string& app, const std::string& svc) {
+    auto t = store().txn({}, {state::Op::del(keys::scale(app, svc))});
+    if (!t) return statusResponse(t.status());
+    return jsonResponse(200, {{"app", app}, {"service", svc}, {"cleared", true}});
+  }
+
+  ApiResponse logs(const std::string& app, const std::string& svc,
+                   const std::map<std::string, std::string>& query) {
+    LogRequest lr{app, svc, "stdout", false, std::nullopt};
+    for (const auto& [k, v] : query) {
+      if (k == "stream") {
+        if (v != "stdout" && v != "stderr") {
+          return errorResponse(400, "expected stream=stdout or stream=stderr");
+        }
+        lr.stream = v;
+      } else if (k == "follow") {
+        lr.follow = v == "1" || v == "true";
+      } else if (k == "tail") {
+        int n = 0;
+        bool ok = !v.empty() && v.size() <= 7 &&
+                  std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+        if (ok) n = std::stoi(v);
+        if (!ok) return errorResponse(400, "expected tail=N, a number of lines");
+        lr.tail = n;
+      }
+    }
+    auto found = findService(app, svc);
+    if (auto* err = std::get_if<ApiResponse>(&found)) return std::move(*err);
+    if (!deps.logs) return errorResponse(503, "logs are not available on this agent");
+    auto src = deps.logs(lr);
+    if (!src) return statusResponse(src.status());
+    ApiResponse r;
+    r.content_type = "text/plain; charset=utf-8";
+    if (lr.follow) {
+      r.stream = std::move(src).value();
+      return r;
+    }
+    while (r.body.size() < kMaxLogBody) {
+      auto chunk = (*src)->poll();
+      if (!chunk || chunk->empty()) break;
+      r.body += *chunk;
+    }
+    return r;
+  }
+
+  ApiResponse events() {
+    auto s = std::make_unique<EventStream>();
+    Status st = s->start(store(), deps.events);
+    if (!st) return statusResponse(st);
+    ApiResponse r;
+    r.content_type = "application/x-ndjson";
+    r.stream = std::move(s);
+    return r;
+  }
+
+  ApiResponse metrics() {
+    std::string out;
+    auto apps = store().list(std::string(keys::kApps));
+    if (!apps) return statusResponse(apps.status());
+    out += "# HELP baton_apps Apps deployed.\n# TYPE baton_apps gauge\n";
+    out += "baton_apps " + std::to_string(apps->kvs.size()) + "\n";
+    std::map<std::string, int> by_state;
+    for (auto st : {model::InstanceState::kPending, model::InstanceState::kStarting,
+                    model::InstanceState::kHealthy, model::InstanceState::kUnhealthy,
+                    model::InstanceState::kStopping, model::InstanceState::kStopped,
+                    model::InstanceState::kFailed}) {
+      by_state[model::toString(st)] = 0;
+    }
+    auto s = loadSnapshot(store(), "");
+    if (!s) return statusResponse(s.status());
+    for (const auto& inst : s->instances) {
+      auto st = s->status.find(inst.id);
+      by_state[model::toString(st == s->status.end() ? model::InstanceState::kPending
+                                                     : st->second.state)]++;
+    }
+    out += "# HELP baton_instances Instances by state.\n# TYPE baton_instances gauge\n";
+    for (const auto& [state, n] : by_state) {
+      out += "baton_instances{state=\"" + state + "\"} " + std::to_string(n) + "\n";
+    }
+    out +=
+        "# HELP baton_api_requests_total API responses by status code.\n"
+        "# TYPE baton_api_requests_total counter\n";
+    {
+      std::lock_guard lock(counts_mu);
+      for (const auto& [code, n] : counts) {
+        out += "baton_api_requests_total{code=\"" + std::to_string(code) + "\"} " +
+               std::to_string(n) + "\n";
+      }
+    }
+    if (deps.metrics) out += deps.metrics();
+    ApiResponse r;
+    r.content_type = "text/plain; version=0.0.4";
+    r.body = std::move(out);
+    return r;
+  }
+};
+
+Handlers::Handlers(ApiDeps deps, ApiOptions options)
+    : impl_(std::make_unique<Impl>(std::move(deps), std::move(options))) {}
+
+Handlers::~Handlers() = default;
+
+ApiResponse Handlers::handle(const ApiRequest& request) {
+  ApiResponse r;
+  try {
+    r = impl_->dispatch(request);
+  } catch (const std::exception& e) {
+    // Should not happen: handlers check their input. Never let a request take the agent down.
+    r = errorResponse(500, std::string("internal error: ") + e.what());
+  }
+  countResponse(r.status);
+  return r;
+}
+
+void Handlers::countResponse(int status) {
+  std::lock_guard lock(impl_->counts_mu);
+  impl_->counts[status]++;
+}
+
+}  // namespace baton::api

@@ -1,0 +1,113 @@
+// The API's request handlers (DESIGN.md §1) as plain functions of (store, clock, request):
+// no sockets, no Beast. ApiServer (api_server.h) parses HTTP, calls Handlers::handle() and
+// writes the ApiResponse; tests call handle() directly against a real store.
+//
+// Thread safety: Handlers is safe to call from several threads at once (the store is; the
+// request counters are atomic).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/clock.h"
+#include "core/result.h"
+#include "state/store.h"
+
+namespace baton::api {
+
+class EventBus;
+
+// A body produced piecemeal (GET /v1/events, logs with follow=1), sent with chunked encoding.
+// Thread safety: poll() and setWakeup() are called from the server's session; the source may
+// call the wake function from any thread.
+class ChunkSource {
+ public:
+  virtual ~ChunkSource() = default;
+  // Non-blocking. The next piece of the body; "" when nothing is ready now; nullopt at the end.
+  virtual std::optional<std::string> poll() = 0;
+  // `wake` (which never blocks) is to be called whenever poll() may have something new.
+  // Sources that cannot tell (files) may ignore it: the server also polls every 250 ms.
+  // setWakeup({}) removes it; after it returns the old function is not called again.
+  virtual void setWakeup(std::function<void()> wake) {}
+};
+
+// What `GET /v1/apps/{app}/services/{svc}/logs` asks of the log reader.
+struct LogRequest {
+  std::string app;
+  std::string service;
+  std::string stream = "stdout";  // "stdout" or "stderr"
+  bool follow = false;            // keep the source open and deliver new lines as they come
+  std::optional<int> tail;        // only the last N lines of what exists now
+};
+// Returns kNotFound when there are no logs. Without follow the source ends at the end of file.
+using LogReader = std::function<Result<std::unique_ptr<ChunkSource>>(const LogRequest&)>;
+
+// What the handlers use. The store and clock are referenced, not owned, and must outlive the
+// handlers (and the server).
+struct ApiDeps {
+  state::Store& store;
+  Clock& clock;
+  EventBus* events = nullptr;                 // controller events for /v1/events; may be null
+  LogReader logs = {};                        // may be empty: logs answer 503
+  std::function<std::string()> metrics = {};  // more Prometheus text for /metrics; may be empty
+};
+
+struct ApiOptions {
+  std::string listen = "127.0.0.1:4646";  // host:port; port 0 picks a free one
+  bool dev = false;                       // dev mode: writes need no token
+  // Writes need `Authorization: Bearer <token>` with check_token(token) == true. Without a
+  // checker (and not in dev mode) every write is refused.
+  std::function<bool(std::string_view token)> check_token = {};
+  size_t max_body_bytes = 1 << 20;  // larger bodies: 413
+  size_t max_header_bytes = 16 << 10;
+  Duration read_timeout = Duration(30'000);  // for a whole request, and idle keep-alive
+  Duration write_timeout = Duration(30'000);
+  Duration shutdown_grace = Duration(5'000);
+  int threads = 2;
+};
+
+struct ApiRequest {
+  std::string method;                        // "GET", "PUT", ...
+  std::string path;                          // without the query string
+  std::map<std::string, std::string> query;  // decoded
+  std::string authorization;                 // the Authorization header, verbatim
+  std::string body;
+  // Splits "/v1/instances?app=shop" into path and query.
+  static ApiRequest make(std::string method, std::string_view target, std::string body = {},
+                         std::string authorization = {});
+};
+
+struct ApiResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;                     // the whole body unless `stream` is set
+  std::unique_ptr<ChunkSource> stream;  // chunked body; `body` is then ignored
+};
+
+// {"error": message} with `status`.
+ApiResponse errorResponse(int status, std::string_view message);
+
+class Handlers {
+ public:
+  Handlers(ApiDeps deps, ApiOptions options);
+  ~Handlers();
+
+  // Routes, authorizes and runs one request. Never throws; every error is a JSON response.
+  ApiResponse handle(const ApiRequest& request);
+
+  // Counts a response by status code for baton_api_requests_total (handle() does it for its
+  // own responses; the server calls it for the ones it makes itself: 400, 413, ...).
+  void countResponse(int status);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace baton::api

@@ -1,0 +1,372 @@
+#include "api/handlers.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "api/event_bus.h"
+#include "core/testing/fake_clock.h"
+#include "model/json.h"
+#include "model/keys.h"
+#include "state/sqlite_store.h"
+
+namespace baton::api {
+namespace {
+
+using nlohmann::json;
+namespace keys = model::keys;
+
+constexpr std::string_view kShopV1 = R"(app = "shop"
+
+[services.web]
+run = ["python3", "-m", "http.server", "${PORT}"]
+
+[services.web.scale]
+min = 1
+max = 5
+)";
+
+constexpr std::string_view kShopV2 = R"(app = "shop"
+
+[services.web]
+run = ["python3", "-m", "http.server", "${PORT}"]
+env = { GREETING = "hello" }
+
+[services.web.scale]
+min = 1
+max = 5
+)";
+
+std::string putBody(std::string_view manifest, std::string filename = "app.toml") {
+  return json{{"manifest", manifest}, {"filename", filename}}.dump();
+}
+
+class HandlersTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/baton-api-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    auto s = state::SqliteStore::open(dir_ / "state.db", clock_);
+    ASSERT_TRUE(s.isOk()) << s.status().toString();
+    store_ = std::move(s).value();
+    handlers_ = std::make_unique<Handlers>(ApiDeps{*store_, clock_, &bus_, {}, {}},
+                                           ApiOptions{.dev = true});
+  }
+  void TearDown() override {
+    handlers_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  ApiResponse call(std::string method, std::string_view target, std::string body = {}) {
+    return handlers_->handle(ApiRequest::make(std::move(method), target, std::move(body)));
+  }
+  static json body(const ApiResponse& r) { return json::parse(r.body); }
+
+  void putInstance(const std::string& id, const std::string& svc, int64_t version,
+                   const std::string& hash, std::optional<model::InstanceState> state) {
+    model::InstanceRecord rec;
+    rec.id = id;
+    rec.app = "shop";
+    rec.service = svc;
+    rec.node = "n1";
+    rec.version = version;
+    rec.spec_hash = hash;
+    rec.created_at = clock_.now();
+    ASSERT_TRUE(store_->put(keys::instance(id), model::encode(rec)).isOk());
+    if (state) {
+      model::InstanceStatus st;
+      st.id = id;
+      st.node = "n1";
+      st.state = *state;
+      st.address = "10.0.0.1";
+      st.port = 31000;
+      st.pid = 4242;
+      st.last_exit_code = 137;
+      st.started_at = clock_.now();
+      ASSERT_TRUE(store_->put(keys::status(id), model::encode(st)).isOk());
+    }
+  }
+
+  std::string currentHash() {
+    auto kv = store_->get(keys::app("shop"));
+    auto rec = model::decode<model::AppRecord>((*kv)->value);
+    return model::specHash(rec->spec.services.at("web"));
+  }
+
+  testing::FakeClock clock_;
+  EventBus bus_{clock_};
+  std::filesystem::path dir_;
+  std::unique_ptr<state::SqliteStore> store_;
+  std::unique_ptr<Handlers> handlers_;
+};
+
+TEST_F(HandlersTest, PutAppWritesVersionOneThenOnlyOnChange) {
+  auto r = call("PUT", "/v1/apps/shop", putBody(kShopV1));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body(r), (json{{"app", "shop"}, {"version", 1}, {"changed", true}}));
+  auto kv = store_->get(keys::app("shop"));
+  ASSERT_TRUE(kv.isOk() && kv->has_value());
+  auto rec = model::decode<model::AppRecord>((*kv)->value);
+  ASSERT_TRUE(rec.isOk());
+  EXPECT_EQ(rec->version, 1);
+  EXPECT_EQ(rec->spec.name, "shop");
+  EXPECT_EQ(rec->source, kShopV1);
+  auto rev = (*kv)->mod_revision;
+
+  r = call("PUT", "/v1/apps/shop", putBody(kShopV1));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(body(r), (json{{"app", "shop"}, {"version", 1}, {"changed", false}}));
+  EXPECT_EQ((*store_->get(keys::app("shop")))->mod_revision, rev);
+
+  r = call("PUT", "/v1/apps/shop", putBody(kShopV2));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(body(r), (json{{"app", "shop"}, {"version", 2}, {"changed", true}}));
+  rec = model::decode<model::AppRecord>((*store_->get(keys::app("shop")))->value);
+  EXPECT_EQ(rec->version, 2);
+  EXPECT_EQ(rec->spec.services.at("web").env.at("GREETING"), "hello");
+}
+
+TEST_F(HandlersTest, BadManifestIs400WithLineAndKeyAndWritesNothing) {
+  auto before = store_->currentRevision();
+  std::string bad = "app = \"shop\"\n\n[services.web]\nrun = [\"x\"]\nport = \"http\"\n";
+  auto r = call("PUT", "/v1/apps/shop", putBody(bad, "shop.toml"));
+  ASSERT_EQ(r.status, 400) << r.body;
+  json j = body(r);
+  ASSERT_TRUE(j["errors"].is_array());
+  ASSERT_FALSE(j["errors"].empty());
+  EXPECT_EQ(j["errors"][0]["file"], "shop.toml");
+  EXPECT_EQ(j["errors"][0]["line"], 5);
+  EXPECT_EQ(j["errors"][0]["key"], "services.web.port");
+  EXPECT_FALSE(j["errors"][0]["message"].get<std::string>().empty());
+  EXPECT_EQ(*store_->currentRevision(), *before);
+  EXPECT_FALSE(store_->get(keys::app("shop"))->has_value());
+}
+
+TEST_F(HandlersTest, PutAppRejectsMalformedBodiesAndNameMismatch) {
+  EXPECT_EQ(call("PUT", "/v1/apps/shop", "{not json").status, 400);
+  EXPECT_EQ(call("PUT", "/v1/apps/shop", "[1,2]").status, 400);
+  EXPECT_EQ(call("PUT", "/v1/apps/shop", R"({"manifest": 3})").status, 400);
+  EXPECT_EQ(call("PUT", "/v1/apps/shop", R"({"manifest": "", "filename": 1})").status, 400);
+  auto r = call("PUT", "/v1/apps/other", putBody(kShopV1));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(body(r)["errors"][0]["key"], "app");
+  EXPECT_EQ(call("PUT", "/v1/apps/Bad%20Name", putBody(kShopV1)).status, 400);
+  EXPECT_FALSE(store_->get(keys::app("shop"))->has_value());
+}
+
+TEST_F(HandlersTest, GetListAndDeleteApps) {
+  EXPECT_EQ(call("GET", "/v1/apps/shop").status, 404);
+  ASSERT_EQ(call("PUT", "/v1/apps/shop", putBody(kShopV1)).status, 200);
+  auto r = call("GET", "/v1/apps");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(body(r)["apps"][0]["app"], "shop");
+  EXPECT_EQ(body(r)["apps"][0]["services"], json::array({"web"}));
+  r = call("GET", "/v1/apps/shop");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(body(r)["version"], 1);
+  EXPECT_EQ(body(r)["spec"]["name"], "shop");
+  EXPECT_EQ(body(r)["services"][0]["service"], "web");
+
+  ASSERT_EQ(call("POST", "/v1/apps/shop/services/web/scale", R"({"min":2})").status, 200);
+  ASSERT_EQ(call("DELETE", "/v1/apps/shop").status, 200);
+  EXPECT_FALSE(store_->get(keys::app("shop"))->has_value());
+  EXPECT_FALSE(store_->get(keys::scale("shop", "web"))->has_value());
+  EXPECT_EQ(call("DELETE", "/v1/apps/shop").status, 404);
+}
+
+TEST_F(HandlersTest, ScaleOverrideValidation) {
+  ASSERT_EQ(call("PUT", "/v1/apps/shop", putBody(kShopV1)).status, 200);
+  // Unknown app and service.
+  EXPECT_EQ(call("POST", "/v1/apps/nope/services/web/scale", R"({"min":1})").status, 404);
+  EXPECT_EQ(call("POST", "/v1/apps/shop/services/db/scale", R"({"min":1})").status, 404);
+  // Bad bodies.
+  EXPECT_EQ(call("POST", "/v1/apps/shop/services/web/scale", "{}").status, 400);
+  EXPECT_EQ(call("POST", "/v1/apps/shop/services/web/scale", R"({"min":-1})").status, 400);
+  EXPECT_EQ(call("POST", "/v1/apps/shop/services/web/scale", R"({"min":"2"})").status, 400);
+  EXPECT_EQ(call("POST", "/v1/apps/shop/services/web/scale", R"({"min":1,"for":"soon"})").status,
+            400);
+  EXPECT_EQ(call("POST", "/v1/apps/shop/services/web/scale", R"({"mix":1})").status, 400);
+  // min above the manifest's max (5).
+  auto r = call("POST", "/v1/apps/shop/services/web/scale", R"({"min":6})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(body(r)["error"].get<std::string>().find("must not exceed"), std::string::npos);
+  EXPECT_FALSE(store_->get(keys::scale("shop", "web"))->has_value());
+
+  // A valid override, then one merged into it.
+  r = call("POST", "/v1/apps/shop/services/web/scale", R"({"max":10,"for":"2h"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body(r)["max"], 10);
+  EXPECT_EQ(body(r)["expires_at"], toUnixMillis(clock_.now()) + 2 * 3600 * 1000);
+  r = call("POST", "/v1/apps/shop/services/web/scale", R"({"min":8})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body(r)["min"], 8);
+  EXPECT_EQ(body(r)["max"], 10);
+  // Against the override now in force.
+  EXPECT_EQ(call("POST", "/v1/apps/shop/services/web/scale", R"({"min":11})").status, 400);
+
+  r = call("GET", "/v1/services?app=shop");
+  ASSERT_EQ(r.status, 200);
+  auto row = body(r)["services"][0];
+  EXPECT_EQ(row["min"], 8);
+  EXPECT_EQ(row["max"], 10);
+  EXPECT_EQ(row["source"], "override");
+
+  ASSERT_EQ(call("DELETE", "/v1/apps/shop/services/web/scale").status, 200);
+  row = body(call("GET", "/v1/services"))["services"][0];
+  EXPECT_EQ(row["min"], 1);
+  EXPECT_EQ(row["max"], 5);
+  EXPECT_EQ(row["source"], "manifest");
+}
+
+TEST_F(HandlersTest, ExpiredOverrideIsNotInForce) {
+  ASSERT_EQ(call("PUT", "/v1/apps/shop", putBody(kShopV1)).status, 200);
+  ASSERT_EQ(call("POST", "/v1/apps/shop/services/web/scale", R"({"max":9,"for":"1h"})").status,
+            200);
+  EXPECT_EQ(body(call("GET", "/v1/services"))["services"][0]["max"], 9);
+  clock_.advance(std::chrono::hours(2));
+  auto row = body(call("GET", "/v1/services"))["services"][0];
+  EXPECT_EQ(row["max"], 5);
+  EXPECT_EQ(row["source"], "manifest");
+}
+
+TEST_F(HandlersTest, InstancesJoinRecordsAndStatus) {
+  ASSERT_EQ(call("PUT", "/v1/apps/shop", putBody(kShopV1)).status, 200);
+  std::string hash = currentHash();
+  putInstance("i-1", "web", 1, hash, model::InstanceState::kHealthy);
+  putInstance("i-2", "web", 1, hash, std::nullopt);  // no status yet: pending
+  auto r = call("GET", "/v1/instances?app=shop");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto rows = body(r)["instances"];
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["id"], "i-1");
+  EXPECT_EQ(rows[0]["state"], "healthy");
+  EXPECT_EQ(rows[0]["address"], "10.0.0.1");
+  EXPECT_EQ(rows[0]["port"], 31000);
+  EXPECT_EQ(rows[0]["pid"], 4242);
+  EXPECT_EQ(rows[0]["version"], 1);
+  EXPECT_EQ(rows[0]["node"], "n1");
+  EXPECT_EQ(rows[0]["last_exit_code"], 137);
+  EXPECT_EQ(rows[0]["started_at"], toUnixMillis(clock_.now()));
+  for (const char* k : {"app", "service", "restarts", "message"}) EXPECT_TRUE(rows[0].contains(k));
+  EXPECT_EQ(rows[1]["state"], "pending");
+
+  EXPECT_EQ(body(call("GET", "/v1/instances?state=healthy"))["instances"].size(), 1u);
+  EXPECT_EQ(body(call("GET", "/v1/instances?service=db"))["instances"].size(), 0u);
+  EXPECT_EQ(call("GET", "/v1/instances?state=bogus").status, 400);
+
+  auto row = body(call("GET", "/v1/services"))["services"][0];
+  EXPECT_EQ(row["desired"], 2);
+  EXPECT_EQ(row["ready"], 1);
+  EXPECT_EQ(row["current"], 2);
+}
+
+TEST_F(HandlersTest, TokenRequiredForWritesOutsideDevMode) {
+  Handlers h(ApiDeps{*store_, clock_, nullptr, {}, {}},
+             ApiOptions{.dev = false, .check_token = [](std::string_view t) { return t == "s3"; }});
+  auto put = [&](std::string auth) {
+    return h.handle(ApiRequest::make("PUT", "/v1/apps/shop", putBody(kShopV1), auth)).status;
+  };
+  EXPECT_EQ(put(""), 401);
+  EXPECT_EQ(put("Bearer nope"), 401);
+  EXPECT_EQ(put("Basic s3"), 401);
+  EXPECT_EQ(put("Bearer s3"), 200);
+  EXPECT_EQ(h.handle(ApiRequest::make("GET", "/v1/apps")).status, 200);
+}
+
+TEST_F(HandlersTest, ErrorsAreJson) {
+  auto r = call("GET", "/v1/nothing");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_TRUE(body(r).contains("error"));
+  r = call("PATCH", "/v1/apps/shop");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_TRUE(body(r).contains("error"));
+  EXPECT_EQ(call("GET", "/v1/apps/shop/services/web/logs").status, 404);
+}
+
+TEST_F(HandlersTest, MetricsAndHealth) {
+  EXPECT_EQ(body(call("GET", "/v1/health")), (json{{"ok", true}}));
+  ASSERT_EQ(call("PUT", "/v1/apps/shop", putBody(kShopV1)).status, 200);
+  putInstance("i-1", "web", 1, currentHash(), model::InstanceState::kHealthy);
+  auto r = call("GET", "/metrics");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("baton_apps 1\n"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("baton_instances{state=\"healthy\"} 1\n"), std::string::npos);
+  EXPECT_NE(r.body.find("baton_api_requests_total{code=\"200\"}"), std::string::npos);
+}
+
+class StringSource : public ChunkSource {
+ public:
+  explicit StringSource(std::string s) : s_(std::move(s)) {}
+  std::optional<std::string> poll() override {
+    if (done_) return std::nullopt;
+    done_ = true;
+    return s_;
+  }
+
+ private:
+  std::string s_;
+  bool done_ = false;
+};
+
+TEST_F(HandlersTest, LogsCallTheInjectedReader) {
+  LogRequest seen;
+  Handlers h(ApiDeps{*store_,
+                     clock_,
+                     nullptr,
+                     [&](const LogRequest& lr) -> Result<std::unique_ptr<ChunkSource>> {
+                       seen = lr;
+                       return std::unique_ptr<ChunkSource>(new StringSource("line 1\nline 2\n"));
+                     },
+                     {}},
+             ApiOptions{.dev = true});
+  ASSERT_EQ(call("PUT", "/v1/apps/shop", putBody(kShopV1)).status, 200);
+  auto r =
+      h.handle(ApiRequest::make("GET", "/v1/apps/shop/services/web/logs?stream=stderr&tail=5"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, "line 1\nline 2\n");
+  EXPECT_EQ(seen.stream, "stderr");
+  EXPECT_EQ(seen.tail, 5);
+  EXPECT_FALSE(seen.follow);
+  r = h.handle(ApiRequest::make("GET", "/v1/apps/shop/services/web/logs?follow=1"));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_TRUE(r.stream != nullptr);
+  EXPECT_EQ(h.handle(ApiRequest::make("GET", "/v1/apps/shop/services/web/logs?stream=x")).status,
+            400);
+}
+
+TEST_F(HandlersTest, EventStreamSeesStoreChangesAndBusEvents) {
+  auto r = call("GET", "/v1/events");
+  ASSERT_EQ(r.status, 200);
+  ASSERT_TRUE(r.stream);
+  std::mutex mu;
+  std::condition_variable cv;
+  int wakes = 0;
+  r.stream->setWakeup([&] {
+    std::lock_guard lock(mu);
+    ++wakes;
+    cv.notify_all();
+  });
+  std::string all = r.stream->poll().value();
+  EXPECT_NE(all.find("\"hello\""), std::string::npos);
+  ASSERT_EQ(call("PUT", "/v1/apps/shop", putBody(kShopV1)).status, 200);
+  bus_.publish("scale", "shop/web 0 -> 1");
+  // Store watch callbacks run on the store's thread: wait for the wake-up, not for time.
+  for (int i = 0; i < 100 && all.find("/baton/apps/shop") == std::string::npos; ++i) {
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return wakes > 0; });
+    wakes = 0;
+    lock.unlock();
+    all += r.stream->poll().value_or("");
+  }
+  EXPECT_NE(all.find("\"type\":\"put\""), std::string::npos) << all;
+  EXPECT_NE(all.find("\"kind\":\"app\""), std::string::npos) << all;
+  EXPECT_NE(all.find("shop/web 0 -> 1"), std::string::npos) << all;
+  r.stream->setWakeup({});
+}
+
+}  // namespace
+}  // namespace baton::api

@@ -1,0 +1,78 @@
+#include "api/routes.h"
+
+#include <gtest/gtest.h>
+
+namespace baton::api {
+namespace {
+
+TEST(Routes, TopLevel) {
+  EXPECT_EQ(matchRoute("GET", "/v1/health").id, RouteId::kHealth);
+  EXPECT_EQ(matchRoute("GET", "/metrics").id, RouteId::kMetrics);
+  EXPECT_EQ(matchRoute("GET", "/v1/apps").id, RouteId::kListApps);
+  EXPECT_EQ(matchRoute("GET", "/v1/apps/").id, RouteId::kListApps);
+  EXPECT_EQ(matchRoute("GET", "/v1/services").id, RouteId::kListServices);
+  EXPECT_EQ(matchRoute("GET", "/v1/instances").id, RouteId::kListInstances);
+  EXPECT_EQ(matchRoute("GET", "/v1/nodes").id, RouteId::kListNodes);
+  EXPECT_EQ(matchRoute("GET", "/v1/events").id, RouteId::kEvents);
+  EXPECT_EQ(matchRoute("HEAD", "/v1/health").id, RouteId::kHealth);
+}
+
+TEST(Routes, AppsWithParams) {
+  auto m = matchRoute("PUT", "/v1/apps/shop");
+  EXPECT_EQ(m.id, RouteId::kPutApp);
+  EXPECT_TRUE(m.is_write);
+  EXPECT_EQ(m.params.at("app"), "shop");
+  EXPECT_EQ(matchRoute("GET", "/v1/apps/shop").id, RouteId::kGetApp);
+  EXPECT_FALSE(matchRoute("GET", "/v1/apps/shop").is_write);
+  EXPECT_EQ(matchRoute("DELETE", "/v1/apps/shop").id, RouteId::kDeleteApp);
+
+  m = matchRoute("POST", "/v1/apps/shop/services/web/scale");
+  EXPECT_EQ(m.id, RouteId::kSetScale);
+  EXPECT_EQ(m.params.at("app"), "shop");
+  EXPECT_EQ(m.params.at("svc"), "web");
+  EXPECT_TRUE(m.is_write);
+  EXPECT_EQ(matchRoute("DELETE", "/v1/apps/shop/services/web/scale").id, RouteId::kClearScale);
+  m = matchRoute("GET", "/v1/apps/shop/services/web/logs");
+  EXPECT_EQ(m.id, RouteId::kLogs);
+  EXPECT_EQ(m.params.at("svc"), "web");
+}
+
+TEST(Routes, PercentDecodedParams) {
+  auto m = matchRoute("GET", "/v1/apps/my%2Dapp");
+  EXPECT_EQ(m.params.at("app"), "my-app");
+}
+
+TEST(Routes, NotFoundAndMethodNotAllowed) {
+  EXPECT_EQ(matchRoute("GET", "/").id, RouteId::kNotFound);
+  EXPECT_EQ(matchRoute("GET", "/v2/apps").id, RouteId::kNotFound);
+  EXPECT_EQ(matchRoute("GET", "/v1/nope").id, RouteId::kNotFound);
+  EXPECT_EQ(matchRoute("GET", "/v1/apps/shop/services").id, RouteId::kNotFound);
+  EXPECT_EQ(matchRoute("GET", "/v1/apps/shop/services/web/other").id, RouteId::kNotFound);
+  EXPECT_EQ(matchRoute("POST", "/v1/apps").id, RouteId::kMethodNotAllowed);
+  EXPECT_EQ(matchRoute("GET", "/v1/apps/shop/services/web/scale").id, RouteId::kMethodNotAllowed);
+  EXPECT_EQ(matchRoute("PATCH", "/v1/apps/shop").id, RouteId::kMethodNotAllowed);
+  EXPECT_FALSE(matchRoute("PATCH", "/v1/apps/shop").is_write);
+}
+
+TEST(Routes, Query) {
+  auto q = parseQuery("app=shop&state=healthy&x=a+b%21&flag&=v&bad=%zz");
+  EXPECT_EQ(q.at("app"), "shop");
+  EXPECT_EQ(q.at("state"), "healthy");
+  EXPECT_EQ(q.at("x"), "a b!");
+  EXPECT_EQ(q.at("flag"), "");
+  EXPECT_EQ(q.at("bad"), "%zz");
+  EXPECT_TRUE(parseQuery("").empty());
+}
+
+TEST(Routes, Names) {
+  EXPECT_TRUE(isValidName("shop"));
+  EXPECT_TRUE(isValidName("web-2"));
+  EXPECT_FALSE(isValidName(""));
+  EXPECT_FALSE(isValidName("-x"));
+  EXPECT_FALSE(isValidName("Shop"));
+  EXPECT_FALSE(isValidName("a/b"));
+  EXPECT_FALSE(isValidName(std::string(64, 'a')));
+}
+
+}  // namespace
+}  // namespace baton::api

@@ -1,0 +1,569 @@
+#include "cli/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "cli/http_client.h"
+#include "core/units.h"
+#include "spec/manifest.h"
+
+namespace baton::cli {
+namespace {
+
+using nlohmann::json;
+
+// Left-aligned columns separated by three spaces, like `docker ps`.
+std::string table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& r : rows) {
+    if (width.size() < r.size()) width.resize(r.size(), 0);
+    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  std::string out;
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 3, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
+  return out;
+}
+
+std::string str(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return "";
+  if (it->is_string()) return it->get<std::string>();
+  return it->dump();
+}
+
+int64_t num(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<int64_t>() : 0;
+}
+
+json parseArray(std::string_view text, const char* key) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return json::array();
+  auto it = j.find(key);
+  return it != j.end() && it->is_array() ? *it : json::array();
+}
+
+// Prints an API error answer: manifest diagnostics one per line, or {"error": ...}.
+void printApiError(std::ostream& err, const HttpResponse& r) {
+  json j = json::parse(r.body, nullptr, false);
+  if (!j.is_discarded() && j.is_object()) {
+    if (auto e = j.find("errors"); e != j.end() && e->is_array() && !e->empty()) {
+      for (const auto& d : *e) {
+        spec::Diagnostic diag{str(d, "file"), static_cast<int>(num(d, "line")),
+                              static_cast<int>(num(d, "column")), str(d, "key"), str(d, "message")};
+        err << diag.toString() << "\n";
+      }
+      return;
+    }
+    if (auto e = j.find("error"); e != j.end() && e->is_string()) {
+      err << "error: " << e->get<std::string>() << "\n";
+      return;
+    }
+  }
+  err << "error: the agent answered HTTP " << r.status << "\n";
+}
+
+bool ok2xx(const HttpResponse& r) { return r.status >= 200 && r.status < 300; }
+
+std::string urlEncode(std::string_view s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+std::string formatTime(int64_t ms) {
+  if (ms <= 0) return "-";
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
+  return buf;
+}
+
+class Runner {
+ public:
+  Runner(CliContext& ctx, bool json_out) : ctx_(ctx), json_(json_out) {}
+
+  // Makes the client; prints and returns false on a bad BATON_ADDR.
+  bool connect() {
+    auto base = parseBaseUrl(ctx_.addr);
+    if (!base) {
+      ctx_.err << "error: BATON_ADDR: " << base.status().message() << "\n";
+      return false;
+    }
+    client_.emplace(*base, ctx_.token);
+    return true;
+  }
+
+  // One request; prints transport and API errors. nullopt means "failed, already reported".
+  std::optional<HttpResponse> call(std::string_view method, const std::string& target,
+                                   const std::string& body = {}) {
+    auto r = client_->request(method, target, body);
+    if (!r) {
+      ctx_.err << r.status().message() << "\n";
+      return std::nullopt;
+    }
+    if (!ok2xx(*r)) {
+      if (json_) {
+        ctx_.out << r->body;
+      }
+      printApiError(ctx_.err, *r);
+      return std::nullopt;
+    }
+    return std::move(r).value();
+  }
+
+  void printJson(const HttpResponse& r) {
+    ctx_.out << r.body;
+    if (r.body.empty() || r.body.back() != '\n') ctx_.out << "\n";
+  }
+
+  int up(const std::string& file, bool wait, Duration timeout) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      ctx_.err << "error: cannot read " << file << ": " << std::strerror(errno) << "\n";
+      return kExitFailed;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    spec::ManifestResult parsed = spec::parseManifest(text, file);
+    if (!parsed.errors.empty() || !parsed.app) {
+      for (const auto& d : parsed.errors) ctx_.err << d.toString() << "\n";
+      if (parsed.errors.empty()) ctx_.err << file << ": invalid manifest\n";
+      return kExitFailed;
+    }
+    const std::string app = parsed.app->name;
+    if (!connect()) return kExitFailed;
+    json body = {{"manifest", text}, {"filename", file}};
+    auto r = call("PUT", "/v1/apps/" + urlEncode(app), body.dump());
+    if (!r) return kExitFailed;
+    json j = json::parse(r->body, nullptr, false);
+    if (json_) {
+      printJson(*r);
+    } else if (!j.is_discarded()) {
+      ctx_.out << app << ": version " << num(j, "version") << " ("
+               << (j.value("changed", false) ? "changed" : "unchanged") << ")\n";
+    }
+    if (!wait) return kExitOk;
+    return waitSettled(app, timeout);
+  }
+
+  int waitSettled(const std::string& app, Duration timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::string why;
+    for (;;) {
+      auto r = call("GET", "/v1/services?app=" + urlEncode(app));
+      if (!r) return kExitFailed;
+      bool failed = false;
+      if (servicesSettled(r->body, &why, &failed)) {
+        if (!json_) ctx_.out << app << ": ready\n";
+        return kExitOk;
+      }
+      if (failed) {
+        ctx_.err << app << ": " << why << "\n";
+        return kExitFailed;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        ctx_.err << app << ": timed out after " << formatDuration(timeout) << " waiting for " << why
+                 << "\n";
+        return kExitFailed;
+      }
+      if (ctx_.sleep) {
+        ctx_.sleep(Duration(500));
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+    }
+  }
+
+  int down(const std::string& app) {
+    if (!connect()) return kExitFailed;
+    auto r = call("DELETE", "/v1/apps/" + urlEncode(app));
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+    } else {
+      ctx_.out << app << ": deleted\n";
+    }
+    return kExitOk;
+  }
+
+  int ps(const std::string& app, bool instances) {
+    if (!connect()) return kExitFailed;
+    std::string q = app.empty() ? "" : "?app=" + urlEncode(app);
+    auto s = call("GET", "/v1/services" + q);
+    if (!s) return kExitFailed;
+    std::optional<HttpResponse> i;
+    if (instances) {
+      i = call("GET", "/v1/instances" + q);
+      if (!i) return kExitFailed;
+    }
+    if (json_) {
+      if (!instances) {
+        printJson(*s);
+      } else {
+        json both = {{"services", parseArray(s->body, "services")},
+                     {"instances", parseArray(i->body, "instances")}};
+        ctx_.out << both.dump() << "\n";
+      }
+      return kExitOk;
+    }
+    ctx_.out << formatServicesTable(s->body);
+    if (instances) ctx_.out << "\n" << formatInstancesTable(i->body);
+    return kExitOk;
+  }
+
+  int scale(const std::string& app, const std::string& svc, std::optional<int> min,
+            std::optional<int> max, const std::string& for_text, bool clear) {
+    if (!connect()) return kExitFailed;
+    std::string path = "/v1/apps/" + urlEncode(app) + "/services/" + urlEncode(svc) + "/scale";
+    if (clear) {
+      auto r = call("DELETE", path);
+      if (!r) return kExitFailed;
+      if (json_) {
+        printJson(*r);
+      } else {
+        ctx_.out << app << "/" << svc << ": override cleared\n";
+      }
+      return kExitOk;
+    }
+    json body = json::object();
+    if (min) body["min"] = *min;
+    if (max) body["max"] = *max;
+    if (!for_text.empty()) body["for"] = for_text;
+    auto r = call("POST", path, body.dump());
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+      return kExitOk;
+    }
+    json j = json::parse(r->body, nullptr, false);
+    if (j.is_discarded()) j = json::object();
+    ctx_.out << app << "/" << svc << ": min " << num(j, "min") << ", max " << num(j, "max");
+    if (num(j, "expires_at") > 0) ctx_.out << " until " << formatTime(num(j, "expires_at"));
+    ctx_.out << "\n";
+    return kExitOk;
+  }
+
+  int logs(const std::string& app, const std::string& svc, bool follow, bool stderr_stream,
+           std::optional<int> tail) {
+    if (!connect()) return kExitFailed;
+    std::string target = "/v1/apps/" + urlEncode(app) + "/services/" + urlEncode(svc) +
+                         "/logs?stream=" + (stderr_stream ? "stderr" : "stdout");
+    if (follow) target += "&follow=1";
+    if (tail) target += "&tail=" + std::to_string(*tail);
+    return streamTo(target, [this](std::string_view data) {
+      ctx_.out.write(data.data(), static_cast<std::streamsize>(data.size()));
+      ctx_.out.flush();
+      return static_cast<bool>(ctx_.out);
+    });
+  }
+
+  int nodes() {
+    if (!connect()) return kExitFailed;
+    auto r = call("GET", "/v1/nodes");
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+    } else {
+      ctx_.out << formatNodesTable(r->body);
+    }
+    return kExitOk;
+  }
+
+  int events() {
+    if (!connect()) return kExitFailed;
+    std::string pending;
+    return streamTo("/v1/events", [&](std::string_view data) {
+      if (json_) {
+        ctx_.out.write(data.data(), static_cast<std::streamsize>(data.size()));
+      } else {
+        pending.append(data);
+        size_t nl;
+        while ((nl = pending.find('\n')) != std::string::npos) {
+          std::string line = pending.substr(0, nl);
+          pending.erase(0, nl + 1);
+          std::string text = formatEventLine(line);
+          if (!text.empty()) ctx_.out << text << "\n";
+        }
+      }
+      ctx_.out.flush();
+      return static_cast<bool>(ctx_.out);
+    });
+  }
+
+ private:
+  int streamTo(const std::string& target, const std::function<bool(std::string_view)>& sink) {
+    auto r = client_->stream(target, sink);
+    if (!r) {
+      ctx_.err << r.status().message() << "\n";
+      return kExitFailed;
+    }
+    if (!ok2xx(*r)) {
+      printApiError(ctx_.err, *r);
+      return kExitFailed;
+    }
+    return kExitOk;
+  }
+
+  CliContext& ctx_;
+  bool json_;
+  std::optional<HttpClient> client_;
+};
+
+}  // namespace
+
+Result<std::pair<std::string, std::string>> parseAppService(std::string_view text) {
+  auto slash = text.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 == text.size() ||
+      text.find('/', slash + 1) != std::string_view::npos) {
+    return invalidArgument("expected APP/SERVICE, got \"" + std::string(text) + "\"");
+  }
+  return std::make_pair(std::string(text.substr(0, slash)), std::string(text.substr(slash + 1)));
+}
+
+std::string formatServicesTable(std::string_view services_json) {
+  std::vector<std::vector<std::string>> rows = {
+      {"APP", "SERVICE", "READY/DESIRED", "MIN", "MAX", "SOURCE", "ROLLOUT"}};
+  for (const auto& s : parseArray(services_json, "services")) {
+    rows.push_back({str(s, "app"), str(s, "service"),
+                    std::to_string(num(s, "ready")) + "/" + std::to_string(num(s, "desired")),
+                    std::to_string(num(s, "min")), std::to_string(num(s, "max")), str(s, "source"),
+                    str(s, "rollout")});
+  }
+  return table(rows);
+}
+
+std::string formatInstancesTable(std::string_view instances_json) {
+  std::vector<std::vector<std::string>> rows = {{"ID", "APP", "SERVICE", "NODE", "STATE", "ADDRESS",
+                                                 "PID", "VERSION", "RESTARTS", "STARTED",
+                                                 "MESSAGE"}};
+  for (const auto& i : parseArray(instances_json, "instances")) {
+    std::string addr = str(i, "address");
+    if (num(i, "port") > 0) addr += ":" + std::to_string(num(i, "port"));
+    std::string exit_code = str(i, "last_exit_code");
+    std::string msg = str(i, "message");
+    if (!exit_code.empty()) msg = "exit " + exit_code + (msg.empty() ? "" : ": " + msg);
+    rows.push_back({str(i, "id"), str(i, "app"), str(i, "service"), str(i, "node"), str(i, "state"),
+                    addr.empty() ? "-" : addr,
+                    num(i, "pid") > 0 ? std::to_string(num(i, "pid")) : "-",
+                    std::to_string(num(i, "version")), std::to_string(num(i, "restarts")),
+                    formatTime(num(i, "started_at")), msg});
+  }
+  return table(rows);
+}
+
+std::string formatNodesTable(std::string_view nodes_json) {
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "ADDRESS", "API", "CPU", "MEMORY", "DRIVERS", "STARTED"}};
+  for (const auto& n : parseArray(nodes_json, "nodes")) {
+    std::string drivers;
+    if (auto d = n.find("drivers"); d != n.end() && d->is_array()) {
+      for (const auto& x : *d) {
+        if (!x.is_string()) continue;
+        drivers += (drivers.empty() ? "" : ",") + x.get<std::string>();
+      }
+    }
+    std::ostringstream cpu;
+    cpu << (n.contains("cpu") && n["cpu"].is_number() ? n["cpu"].get<double>() : 0.0);
+    uint64_t mem =
+        n.contains("memory") && n["memory"].is_number_unsigned() ? n["memory"].get<uint64_t>() : 0;
+    rows.push_back({str(n, "id"), str(n, "address"), str(n, "api"), cpu.str(), formatBytes(mem),
+                    drivers, formatTime(num(n, "started_at"))});
+  }
+  return table(rows);
+}
+
+std::string formatEventLine(std::string_view line) {
+  json j = json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::string(line);
+  std::string type = str(j, "type");
+  if (type == "hello") return "watching from revision " + std::to_string(num(j, "revision") + 1);
+  if (type == "event") return "[" + str(j, "kind") + "] " + str(j, "message");
+  if (type == "error") return "error: " + str(j, "error");
+  return std::to_string(num(j, "revision")) + " " + type + " " + str(j, "kind") + " " +
+         str(j, "key");
+}
+
+bool servicesSettled(std::string_view services_json, std::string* why, bool* failed) {
+  *failed = false;
+  json j = json::parse(services_json, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("services")) {
+    *why = "a valid answer from the agent";
+    return false;
+  }
+  for (const auto& s : parseArray(services_json, "services")) {
+    std::string name = str(s, "app") + "/" + str(s, "service");
+    int64_t ready = num(s, "ready"), desired = num(s, "desired"), current = num(s, "current");
+    std::string rollout = str(s, "rollout");
+    if (rollout == "failed") {
+      *failed = true;
+      *why = "the rollout of " + name + " failed: " + str(s, "rollout_message");
+      return false;
+    }
+    if (ready != desired || current != desired || desired < num(s, "min") ||
+        rollout == "in_progress" || rollout == "pending") {
+      *why = name + " (ready " + std::to_string(ready) + "/" + std::to_string(desired) +
+             ", rollout " + rollout + ")";
+      return false;
+    }
+  }
+  return true;
+}
+
+int runCli(int argc, char** argv, CliContext& ctx) {
+  CLI::App app{"Baton: a private cloud in one binary", "baton"};
+  app.require_subcommand(1);
+  bool json_out = false;
+  auto add_json = [&](CLI::App* sub) { sub->add_flag("--json", json_out, "Print the API's JSON"); };
+
+  AgentFlags agent_flags;
+  std::string cfg, data_dir, api_addr, http_addr, https_addr, dns_addr;
+  auto* agent = app.add_subcommand("agent", "Run an agent");
+  auto* o_cfg = agent->add_option("--config", cfg, "The agent's config file (baton.toml)");
+  agent->add_flag("--dev", agent_flags.dev, "Everything in one process, SQLite in a temp dir");
+  auto* o_dd = agent->add_option("--data-dir", data_dir, "Data directory");
+  auto* o_api = agent->add_option("--api", api_addr, "API listen address");
+  auto* o_http = agent->add_option("--http", http_addr, "Gateway HTTP listen address");
+  auto* o_https = agent->add_option("--https", https_addr, "Gateway HTTPS listen address");
+  auto* o_dns = agent->add_option("--dns", dns_addr, "DNS listen address");
+  add_json(agent);
+
+  std::string up_file, up_timeout = "5m";
+  bool up_wait = false;
+  auto* up = app.add_subcommand("up", "Create or update an app from its manifest");
+  up->add_option("FILE", up_file, "The manifest (app.toml)")->required();
+  up->add_flag("--wait", up_wait, "Wait until every service is ready and rolled out");
+  up->add_option("--timeout", up_timeout, "How long --wait waits (default 5m)");
+  add_json(up);
+
+  std::string down_app;
+  auto* down = app.add_subcommand("down", "Delete an app and stop its instances");
+  down->add_option("APP", down_app, "The app")->required();
+  add_json(down);
+
+  std::string ps_app;
+  bool ps_instances = false;
+  auto* ps = app.add_subcommand("ps", "Show services (and instances)");
+  ps->add_option("APP", ps_app, "Only this app");
+  ps->add_flag("-i,--instances", ps_instances, "Also list the instances");
+  add_json(ps);
+
+  std::string scale_target, scale_for;
+  int scale_min = 0, scale_max = 0;
+  bool scale_clear = false;
+  auto* scale = app.add_subcommand("scale", "Override a service's scale bounds");
+  scale->add_option("APP/SVC", scale_target, "The service")->required();
+  auto* o_min =
+      scale->add_option("--min", scale_min, "Minimum instances")->check(CLI::NonNegativeNumber);
+  auto* o_max =
+      scale->add_option("--max", scale_max, "Maximum instances")->check(CLI::NonNegativeNumber);
+  auto* o_for = scale->add_option("--for", scale_for, "How long the override lasts (e.g. 2h)");
+  auto* o_clear = scale->add_flag("--clear", scale_clear, "Remove the override");
+  o_clear->excludes(o_min)->excludes(o_max)->excludes(o_for);
+  add_json(scale);
+
+  std::string logs_target;
+  bool logs_follow = false, logs_stderr = false;
+  int logs_tail = 0;
+  auto* logs = app.add_subcommand("logs", "Print a service's logs");
+  logs->add_option("APP/SVC", logs_target, "The service")->required();
+  logs->add_flag("-f,--follow", logs_follow, "Keep printing new lines");
+  logs->add_flag("--stderr", logs_stderr, "Standard error instead of standard output");
+  auto* o_tail =
+      logs->add_option("--tail", logs_tail, "Only the last N lines")->check(CLI::NonNegativeNumber);
+  add_json(logs);
+
+  auto* nodes = app.add_subcommand("nodes", "List the nodes");
+  add_json(nodes);
+  auto* events = app.add_subcommand("events", "Stream state changes and controller events");
+  add_json(events);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e, ctx.out, ctx.err);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+
+  Runner run(ctx, json_out);
+  auto usage = [&](const std::string& msg) {
+    ctx.err << "error: " << msg << "\n";
+    return kExitUsage;
+  };
+  if (*agent) {
+    if (o_cfg->count()) agent_flags.config = cfg;
+    if (o_dd->count()) agent_flags.data_dir = data_dir;
+    if (o_api->count()) agent_flags.api = api_addr;
+    if (o_http->count()) agent_flags.http = http_addr;
+    if (o_https->count()) agent_flags.https = https_addr;
+    if (o_dns->count()) agent_flags.dns = dns_addr;
+    if (!ctx.agent) {
+      ctx.err << "error: this build has no agent\n";
+      return kExitFailed;
+    }
+    return ctx.agent(agent_flags);
+  }
+  if (*up) {
+    auto t = parseDuration(up_timeout);
+    if (!t) return usage("--timeout: expected a duration such as 5m, got \"" + up_timeout + "\"");
+    return run.up(up_file, up_wait, *t);
+  }
+  if (*down) return run.down(down_app);
+  if (*ps) return run.ps(ps_app, ps_instances);
+  if (*scale) {
+    auto as = parseAppService(scale_target);
+    if (!as) return usage(as.status().message());
+    if (!scale_clear && !o_min->count() && !o_max->count()) {
+      return usage("scale needs --min, --max (or both), or --clear");
+    }
+    if (o_for->count() && !parseDuration(scale_for)) {
+      return usage("--for: expected a duration such as 2h, got \"" + scale_for + "\"");
+    }
+    if (o_min->count() && o_max->count() && scale_min > scale_max) {
+      return usage("--min must not exceed --max");
+    }
+    return run.scale(
+        as->first, as->second, o_min->count() ? std::optional<int>(scale_min) : std::nullopt,
+        o_max->count() ? std::optional<int>(scale_max) : std::nullopt, scale_for, scale_clear);
+  }
+  if (*logs) {
+    auto as = parseAppService(logs_target);
+    if (!as) return usage(as.status().message());
+    return run.logs(as->first, as->second, logs_follow, logs_stderr,
+                    o_tail->count() ? std::optional<int>(logs_tail) : std::nullopt);
+  }
+  if (*nodes) return run.nodes();
+  if (*events) return run.events();
+  return usage("no command given");
+}
+
+}  // namespace baton::cli

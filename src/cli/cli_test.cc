@@ -1,0 +1,197 @@
+#include "cli/cli.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "cli/http_client.h"
+
+namespace baton::cli {
+namespace {
+
+// A port on which nothing listens: bound once by the kernel's choice, then closed.
+int closedPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+struct CliRun {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+CliRun run(std::vector<std::string> args, std::string addr = "http://127.0.0.1:1") {
+  args.insert(args.begin(), "baton");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  std::ostringstream out, err;
+  CliContext ctx{out, err};
+  ctx.addr = addr;
+  ctx.agent = [](const AgentFlags& f) { return f.dev && f.api && *f.api == "x:1" ? 42 : 43; };
+  int code = runCli(static_cast<int>(argv.size()), argv.data(), ctx);
+  return {code, out.str(), err.str()};
+}
+
+TEST(Cli, UsageErrorsExit2) {
+  EXPECT_EQ(run({}).code, kExitUsage);
+  EXPECT_EQ(run({"frobnicate"}).code, kExitUsage);
+  EXPECT_EQ(run({"up"}).code, kExitUsage);
+  EXPECT_EQ(run({"ps", "--bogus"}).code, kExitUsage);
+  EXPECT_EQ(run({"scale", "shop"}).code, kExitUsage);
+  EXPECT_EQ(run({"scale", "shop/web"}).code, kExitUsage);
+  EXPECT_EQ(run({"scale", "shop/web", "--min", "x"}).code, kExitUsage);
+  EXPECT_EQ(run({"scale", "shop/web", "--min", "3", "--max", "2"}).code, kExitUsage);
+  EXPECT_EQ(run({"scale", "shop/web", "--min", "3", "--clear"}).code, kExitUsage);
+  EXPECT_EQ(run({"scale", "shop/web", "--min", "3", "--for", "later"}).code, kExitUsage);
+  EXPECT_EQ(run({"logs", "shop"}).code, kExitUsage);
+  EXPECT_EQ(run({"up", "x.toml", "--timeout", "soon"}).code, kExitUsage);
+  EXPECT_EQ(run({"--help"}).code, kExitOk);
+}
+
+TEST(Cli, AgentGetsItsFlags) {
+  EXPECT_EQ(run({"agent", "--dev", "--api", "x:1"}).code, 42);
+  EXPECT_EQ(run({"agent"}).code, 43);
+}
+
+TEST(Cli, UnreachableAgentExits1WithAClearMessage) {
+  int port = closedPort();
+  std::string addr = "http://127.0.0.1:" + std::to_string(port);
+  CliRun r = run({"ps"}, addr);
+  EXPECT_EQ(r.code, kExitFailed);
+  EXPECT_EQ(r.err, "cannot reach the agent at " + addr + ": connection refused\n");
+  EXPECT_EQ(run({"nodes", "--json"}, addr).code, kExitFailed);
+  EXPECT_EQ(run({"events"}, addr).code, kExitFailed);
+}
+
+TEST(Cli, UpReportsManifestErrorsBeforeContactingTheAgent) {
+  auto path = std::filesystem::temp_directory_path() /
+              ("baton-cli-test-" + std::to_string(::getpid()) + ".toml");
+  {
+    std::ofstream f(path);
+    f << "app = \"shop\"\n\n[services.web]\nrun = [\"x\"]\nport = \"http\"\n";
+  }
+  CliRun r = run({"up", path.string()});
+  std::filesystem::remove(path);
+  EXPECT_EQ(r.code, kExitFailed);
+  EXPECT_NE(r.err.find(path.string() + ":5:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("services.web.port"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("cannot reach"), std::string::npos) << r.err;
+
+  r = run({"up", "/nonexistent/app.toml"});
+  EXPECT_EQ(r.code, kExitFailed);
+  EXPECT_NE(r.err.find("cannot read /nonexistent/app.toml"), std::string::npos);
+}
+
+TEST(Cli, ParseAppService) {
+  auto r = parseAppService("shop/web");
+  ASSERT_TRUE(r.isOk());
+  EXPECT_EQ(r->first, "shop");
+  EXPECT_EQ(r->second, "web");
+  EXPECT_FALSE(parseAppService("shop").isOk());
+  EXPECT_FALSE(parseAppService("/web").isOk());
+  EXPECT_FALSE(parseAppService("shop/").isOk());
+  EXPECT_FALSE(parseAppService("a/b/c").isOk());
+}
+
+TEST(Cli, BaseUrl) {
+  auto b = parseBaseUrl("http://127.0.0.1:4646/");
+  ASSERT_TRUE(b.isOk());
+  EXPECT_EQ(b->host, "127.0.0.1");
+  EXPECT_EQ(b->port, 4646);
+  EXPECT_EQ(b->text, "http://127.0.0.1:4646");
+  b = parseBaseUrl("http://agent");
+  ASSERT_TRUE(b.isOk());
+  EXPECT_EQ(b->port, 80);
+  b = parseBaseUrl("localhost:9000");
+  ASSERT_TRUE(b.isOk());
+  EXPECT_EQ(b->port, 9000);
+  EXPECT_EQ(b->text, "http://localhost:9000");
+  b = parseBaseUrl("http://[::1]:4646");
+  ASSERT_TRUE(b.isOk());
+  EXPECT_EQ(b->host, "::1");
+  EXPECT_FALSE(parseBaseUrl("https://x:1").isOk());
+  EXPECT_FALSE(parseBaseUrl("ftp://x").isOk());
+  EXPECT_FALSE(parseBaseUrl("http://x:0").isOk());
+  EXPECT_FALSE(parseBaseUrl("http://x:1/path").isOk());
+}
+
+constexpr std::string_view kServices = R"({"services":[
+  {"app":"shop","service":"web","desired":2,"ready":2,"current":2,"min":1,"max":5,
+   "source":"override","rollout":"complete"},
+  {"app":"shop","service":"api","desired":1,"ready":0,"current":1,"min":1,"max":1,
+   "source":"manifest","rollout":"in_progress"}]})";
+
+TEST(Cli, ServicesTable) {
+  std::string t = formatServicesTable(kServices);
+  EXPECT_EQ(t,
+            "APP    SERVICE   READY/DESIRED   MIN   MAX   SOURCE     ROLLOUT\n"
+            "shop   web       2/2             1     5     override   complete\n"
+            "shop   api       0/1             1     1     manifest   in_progress\n");
+}
+
+TEST(Cli, InstancesAndNodesTables) {
+  std::string t = formatInstancesTable(
+      R"({"instances":[{"id":"i-1","app":"shop","service":"web","node":"n1","state":"healthy",
+      "address":"10.0.0.1","port":31000,"pid":42,"version":3,"restarts":1,"started_at":0,
+      "last_exit_code":null,"message":""}]})");
+  EXPECT_NE(t.find("10.0.0.1:31000"), std::string::npos) << t;
+  EXPECT_NE(t.find("healthy"), std::string::npos);
+  t = formatNodesTable(
+      R"({"nodes":[{"id":"n1","address":"10.0.0.1","api":"x","cpu":4,"memory":1073741824,
+      "drivers":["exec","wasm"],"started_at":0}]})");
+  EXPECT_NE(t.find("1GiB"), std::string::npos) << t;
+  EXPECT_NE(t.find("exec,wasm"), std::string::npos) << t;
+  // Garbage in: just the header.
+  EXPECT_EQ(formatNodesTable("not json"),
+            "ID   ADDRESS   API   CPU   MEMORY   DRIVERS   STARTED\n");
+}
+
+TEST(Cli, ServicesSettled) {
+  std::string why;
+  bool failed = false;
+  EXPECT_FALSE(servicesSettled(kServices, &why, &failed));
+  EXPECT_FALSE(failed);
+  EXPECT_NE(why.find("shop/api"), std::string::npos);
+  EXPECT_TRUE(servicesSettled(
+      R"({"services":[{"app":"a","service":"s","desired":1,"ready":1,"current":1,"min":1,
+      "rollout":"none"}]})",
+      &why, &failed));
+  // Below min: the controller has not placed anything yet.
+  EXPECT_FALSE(servicesSettled(
+      R"({"services":[{"app":"a","service":"s","desired":0,"ready":0,"current":0,"min":1,
+      "rollout":"none"}]})",
+      &why, &failed));
+  EXPECT_FALSE(servicesSettled(
+      R"({"services":[{"app":"a","service":"s","rollout":"failed","rollout_message":"boom"}]})",
+      &why, &failed));
+  EXPECT_TRUE(failed);
+  EXPECT_NE(why.find("boom"), std::string::npos);
+  EXPECT_FALSE(servicesSettled("garbage", &why, &failed));
+}
+
+TEST(Cli, EventLines) {
+  EXPECT_EQ(formatEventLine(R"({"type":"event","kind":"scale","message":"web 1 -> 2"})"),
+            "[scale] web 1 -> 2");
+  EXPECT_EQ(formatEventLine(R"({"type":"put","key":"/baton/apps/shop","kind":"app","revision":7})"),
+            "7 put app /baton/apps/shop");
+  EXPECT_EQ(formatEventLine("junk"), "junk");
+}
+
+}  // namespace
+}  // namespace baton::cli
