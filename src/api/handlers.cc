@@ -459,6 +459,14 @@ struct Handlers::Impl {
       return jsonResponse(400, {{"error", msg}, {"errors", errs}});
     }
     model::AppSpec spec = std::move(*parsed.app);
+    // The manifest's directory: exec instances run there, so relative paths in `run` resolve
+    // as they do for the user (docs/decisions.md).
+    if (auto b = j.find("base_dir"); b != j.end()) {
+      if (!b->is_string() || b->get<std::string>().empty() || b->get<std::string>()[0] != '/') {
+        return errorResponse(400, "expected \"base_dir\" to be an absolute directory path");
+      }
+      for (auto& [_, svc] : spec.services) svc.workdir = b->get<std::string>();
+    }
     if (spec.name != app) {
       spec::Diagnostic d{
           filename, 0, 0, "app",

@@ -1,14 +1,220 @@
-// Placeholder: the lead engineer replaces this with the agent's wiring (store, controller,
-// node, api, gateway; started in order, stopped in reverse).
+// `baton agent`: the one place that knows the concrete types (STYLE.md). It reads the config,
+// opens the store, registers the drivers, and starts the roles in order: controller, node, api.
+// On SIGTERM or SIGINT it stops them in reverse order. Instances keep running: they belong to
+// their supervisors and are re-adopted by the next agent.
 #include "cli/agent.h"
 
+#include <signal.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "api/api_server.h"
+#include "api/event_bus.h"
+#include "cli/agent_logs.h"
+#include "controller/controller.h"
+#include "drivers/exec_driver.h"
+#include "node/node.h"
+#include "spec/manifest.h"
+#include "state/sqlite_store.h"
 
 namespace baton::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+std::string hostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "node-1";
+  return buf;
+}
+
+// The agent's API token (for writes, outside --dev): made once, kept in the data dir with mode
+// 0600. Its value is never logged.
+Result<std::string> loadOrCreateToken(const fs::path& file) {
+  std::ifstream in(file);
+  std::string token;
+  if (in && std::getline(in, token) && token.size() >= 32) return token;
+  unsigned char raw[32];
+  if (getrandom(raw, sizeof raw, 0) != static_cast<ssize_t>(sizeof raw)) {
+    return ioError("getrandom failed");
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  token.clear();
+  for (unsigned char c : raw) {
+    token += kHex[c >> 4];
+    token += kHex[c & 0xf];
+  }
+  fs::path tmp = file;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << token << "\n";
+    if (!out) return ioError("cannot write " + tmp.string());
+  }
+  fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write);
+  fs::rename(tmp, file);
+  return token;
+}
+
+bool constantTimeEqual(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+Result<spec::AgentConfig> loadConfig(const AgentFlags& flags) {
+  spec::AgentConfig config;
+  if (flags.config) {
+    auto parsed = spec::parseAgentConfigFile(*flags.config);
+    if (!parsed.errors.empty() || !parsed.config) {
+      std::string msg;
+      for (const auto& d : parsed.errors) msg += d.toString() + "\n";
+      return invalidArgument(msg.empty() ? "invalid config " + *flags.config : msg);
+    }
+    config = *parsed.config;
+  }
+  if (flags.dev) config.dev = true;
+  if (flags.data_dir) {
+    config.data_dir = *flags.data_dir;
+  } else if (config.dev && !flags.config) {
+    char tmpl[] = "/tmp/baton-dev-XXXXXX";
+    if (!mkdtemp(tmpl)) return ioError("cannot create a temporary data dir");
+    config.data_dir = tmpl;
+  }
+  if (flags.api) config.api_listen = *flags.api;
+  if (flags.http) config.gateway_http = *flags.http;
+  if (flags.https) config.gateway_https = *flags.https;
+  if (flags.dns) config.dns_listen = *flags.dns;
+  if (config.node_name.empty()) config.node_name = hostName();
+  if (config.store_backend != "sqlite") {
+    return invalidArgument("store backend \"" + config.store_backend +
+                           "\" is not available yet; use \"sqlite\"");
+  }
+  return config;
+}
+
+std::string selfExecutable() {
+  std::error_code ec;
+  fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("/proc/self/exe") : p.string();
+}
+
+}  // namespace
 
 int runAgent(const AgentFlags& flags) {
-  std::cerr << "baton agent: not implemented\n";
-  return 1;
+  auto config = loadConfig(flags);
+  if (!config) {
+    std::cerr << "baton agent: " << config.status().message() << "\n";
+    return 1;
+  }
+  const spec::AgentConfig& cfg = *config;
+  std::error_code ec;
+  fs::create_directories(cfg.data_dir, ec);
+  if (ec) {
+    std::cerr << "baton agent: cannot create data dir " << cfg.data_dir << ": " << ec.message()
+              << "\n";
+    return 1;
+  }
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  // Signals are taken by sigwait() below; every thread started from here on inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  Clock& clock = SystemClock::instance();
+  auto store = state::SqliteStore::open(fs::path(cfg.data_dir) / "baton.db", clock);
+  if (!store) {
+    std::cerr << "baton agent: opening the store: " << store.status().message() << "\n";
+    return 1;
+  }
+
+  std::string token;
+  if (!cfg.dev) {
+    auto t = loadOrCreateToken(fs::path(cfg.data_dir) / "agent-token");
+    if (!t) {
+      std::cerr << "baton agent: " << t.status().message() << "\n";
+      return 1;
+    }
+    token = *t;
+  }
+
+  drivers::DriverRegistry registry;
+  drivers::ExecDriverOptions exec_options;
+  exec_options.state_dir = fs::path(cfg.data_dir) / "tasks";
+  exec_options.supervisor_argv = {selfExecutable(), "supervise"};
+  registry.add(std::make_unique<drivers::ExecDriver>(exec_options, clock));
+
+  api::EventBus bus(clock);
+
+  controller::ControllerOptions controller_options;
+  controller_options.on_event = [&bus](const std::string& kind, const std::string& message) {
+    spdlog::info("{}: {}", kind, message);
+    bus.publish(kind, message);
+  };
+  controller::Controller controller(**store, clock, controller_options);
+
+  node::NodeOptions node_options;
+  node_options.node_id = cfg.node_name;
+  node_options.api_address = cfg.api_listen;
+  node_options.data_dir = cfg.data_dir;
+  node_options.cpu = cfg.node_cpu.value_or(std::max(1u, std::thread::hardware_concurrency()));
+  node_options.memory = cfg.node_memory.value_or(static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                                                 static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE)));
+  node_options.env["PATH"] = kDefaultPath;
+  node::NodeRuntime node(**store, registry, clock, node_options);
+
+  api::ApiOptions api_options;
+  api_options.listen = cfg.api_listen;
+  api_options.dev = cfg.dev;
+  api_options.check_token = [token](std::string_view t) {
+    return !token.empty() && constantTimeEqual(t, token);
+  };
+  api::ApiDeps deps{**store, clock};
+  deps.events = &bus;
+  deps.logs = makeFileLogReader(fs::path(cfg.data_dir) / "logs");
+  api::ApiServer api(deps, api_options);
+
+  controller.start();
+  if (Status s = node.start(); !s) {
+    std::cerr << "baton agent: starting the node: " << s.toString() << "\n";
+    controller.stop();
+    return 1;
+  }
+  if (Status s = api.start(); !s) {
+    std::cerr << "baton agent: starting the API on " << cfg.api_listen << ": " << s.message()
+              << "\n";
+    node.stop();
+    controller.stop();
+    return 1;
+  }
+  spdlog::info("agent {} ready: api http://{} data dir {}{}", cfg.node_name, cfg.api_listen,
+               cfg.data_dir, cfg.dev ? " (dev mode: no token needed)" : "");
+  if (!cfg.dev) {
+    spdlog::info("API token for writes: in {}/agent-token (export BATON_TOKEN)", cfg.data_dir);
+  }
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("received {}, stopping (instances keep running)", strsignal(sig));
+  api.stop();
+  node.stop();
+  controller.stop();
+  spdlog::info("agent stopped");
+  return 0;
 }
 
 }  // namespace baton::cli

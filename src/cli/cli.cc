@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -162,7 +163,10 @@ class Runner {
     }
     const std::string app = parsed.app->name;
     if (!connect()) return kExitFailed;
+    std::error_code ec;
+    auto base_dir = std::filesystem::absolute(file, ec).parent_path();
     json body = {{"manifest", text}, {"filename", file}};
+    if (!ec) body["base_dir"] = base_dir.lexically_normal().string();
     auto r = call("PUT", "/v1/apps/" + urlEncode(app), body.dump());
     if (!r) return kExitFailed;
     json j = json::parse(r->body, nullptr, false);

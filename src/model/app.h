@@ -50,6 +50,8 @@ struct ServiceSpec {
   std::vector<std::string> run;            // exec: argv, ${VAR} expanded from the env
   std::string image;                       // docker / oci
   std::string wasm;                        // wasm: module path
+  std::string workdir;                     // the manifest's directory (set by `baton up`):
+                                           // exec instances run there; relative paths resolve
   std::optional<int> port;                 // fixed port; default: a free one in ${PORT}
   std::map<std::string, std::string> env;
   HealthCheck health;

@@ -81,6 +81,7 @@ void to_json(json& j, const ServiceSpec& v) {
        {"run", v.run},
        {"image", v.image},
        {"wasm", v.wasm},
+       {"workdir", v.workdir},
        {"port", optJson(v.port)},
        {"env", v.env},
        {"health", v.health},
@@ -97,6 +98,7 @@ void from_json(const json& j, ServiceSpec& v) {
   getOpt(j, "run", v.run);
   getOpt(j, "image", v.image);
   getOpt(j, "wasm", v.wasm);
+  getOpt(j, "workdir", v.workdir);
   getOpt(j, "port", v.port);
   getOpt(j, "env", v.env);
   getOpt(j, "health", v.health);

@@ -304,7 +304,7 @@ void NodeRuntime::execute(const Action &a,
       if (rec) startTask(a.id, a.port, *rec);
       break;
     case Action::Kind::kStop:
-      stopTask(a.id, a.grace);
+      stopTask(a.id, a.grace, a.restart);
       break;
     case Action::Kind::kDestroy: {
       drivers::Driver *d = driverFor(a.id, rec);
@@ -352,7 +352,10 @@ void NodeRuntime::startTask(const std::string &id, int port, const model::Instan
   cfg.instance_id = id;
   cfg.spec = rec.spec;
   cfg.port = port;
-  cfg.task_dir = options_.data_dir / "tasks" / id;
+  // The service runs in its manifest's directory when `baton up` sent one (relative paths in
+  // `run` resolve there), else in a private dir.
+  cfg.task_dir = rec.spec.workdir.empty() ? options_.data_dir / "tasks" / id
+                                          : std::filesystem::path(rec.spec.workdir);
   cfg.log_dir = options_.data_dir / "logs" / rec.app / rec.service / id;
   cfg.env = options_.env;
   for (const auto &[k, v] : rec.spec.env) cfg.env[k] = v;
@@ -387,7 +390,7 @@ void NodeRuntime::startTask(const std::string &id, int port, const model::Instan
                port);
 }
 
-void NodeRuntime::stopTask(const std::string &id, Duration grace) {
+void NodeRuntime::stopTask(const std::string &id, Duration grace, bool restart) {
   drivers::Driver *d = driverFor(id, nullptr);
   if (!d) return;
   if (!options_.background) {
@@ -398,7 +401,9 @@ void NodeRuntime::stopTask(const std::string &id, Duration grace) {
   }
   std::lock_guard lock(mu_);
   if (stopping_ || !stops_in_flight_.insert(id).second) return;  // already on its way
-  stop_threads_.emplace_back(id, std::thread([this, d, id, grace] {
+  Duration drain = restart ? Duration(0) : options_.drain_delay;
+  stop_threads_.emplace_back(id, std::thread([this, d, id, grace, drain] {
+                               if (drain.count() > 0) std::this_thread::sleep_for(drain);
                                Status s = d->stop(id, grace);
                                if (!s) {
                                  spdlog::warn("node {}: stopping {}: {}", options_.node_id, id,

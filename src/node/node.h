@@ -55,6 +55,10 @@ struct NodeOptions {
   HealthOptions health;
   RestartOptions restart;
   bool background = true;  // see the class comment
+  // Between reporting an instance `stopping` and signalling it, so that clients that looked it
+  // up a moment ago (catalog, gateway) finish their requests: what Kubernetes does with a
+  // preStop sleep. Not applied to restarts of unhealthy instances, nor when !background.
+  Duration drain_delay = Duration(1000);
 };
 
 class NodeRuntime {
@@ -89,7 +93,7 @@ class NodeRuntime {
   Status reconcile();
   void execute(const Action &action, const std::map<std::string, model::InstanceRecord> &desired);
   void startTask(const std::string &id, int port, const model::InstanceRecord &rec);
-  void stopTask(const std::string &id, Duration grace);
+  void stopTask(const std::string &id, Duration grace, bool restart);
   void refreshTask(const std::string &id);
   drivers::Driver *driverFor(const std::string &id, const model::InstanceRecord *rec);
   void runDueProbes(bool inline_mode);
