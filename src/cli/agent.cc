@@ -162,7 +162,6 @@ int runAgent(const AgentFlags& flags) {
 
   controller::ControllerOptions controller_options;
   controller_options.on_event = [&bus](const std::string& kind, const std::string& message) {
-    spdlog::info("{}: {}", kind, message);
     bus.publish(kind, message);
   };
   controller::Controller controller(**store, clock, controller_options);

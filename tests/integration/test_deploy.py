@@ -48,9 +48,13 @@ def test_scale_changes_the_instance_count(agent, tmp_path):
 
     agent.cli("scale", "shop/catalog", "--min", "1", "--max", "1")
     wait_for(lambda: len(agent.instances("shop", "catalog")) == 1, what="one catalog left")
-    # An override beyond what makes sense is refused with a usage-level message.
-    bad = agent.cli("scale", "shop/catalog", "--min", "5", "--max", "2", check=False)
+    # min > max is a usage error when both are given; the agent refuses it when the other bound
+    # comes from the override in force (max = 1 here).
+    usage = agent.cli("scale", "shop/catalog", "--min", "5", "--max", "2", check=False)
+    assert usage.returncode == 2 and "min" in usage.stderr
+    bad = agent.cli("scale", "shop/catalog", "--min", "5", check=False)
     assert bad.returncode == 1 and "min" in (bad.stderr + bad.stdout)
+    assert len(agent.instances("shop", "catalog")) == 1
 
 
 def test_down_stops_everything(agent, tmp_path):
