@@ -131,15 +131,40 @@ def kill_leftovers(data_dir: Path):
                 pass
 
 
+def remove_cgroups(instance_ids):
+    """rmdir the (empty) cgroups of instances whose supervisors were killed without cleanup."""
+    for ctl in Path("/sys/fs/cgroup").glob("*/baton"):
+        for iid in instance_ids:
+            try:
+                (ctl / iid).rmdir()
+            except OSError:
+                pass
+
+
+def teardown_agent(a, tmp_path):
+    """Takes every app down through the agent (so supervisors clean up after themselves), then
+    stops the agent and kills whatever is left."""
+    seen = set()
+    try:
+        if a.proc and a.proc.poll() is None:
+            seen = {i["id"] for i in a.instances()}
+            for app in a.get("/v1/apps")["apps"]:
+                a.request("DELETE", f"/v1/apps/{app['app']}")
+            wait_for(lambda: a.instances() == [], timeout=20, what="teardown")
+    except Exception:
+        pass
+    a.terminate()
+    kill_leftovers(tmp_path)
+    remove_cgroups(seen)
+
+
 @pytest.fixture
 def agent(tmp_path):
     a = Agent(tmp_path / "data")
     a.data_dir.mkdir()
     a.start()
     yield a
-    a.terminate()
-    kill_leftovers(a.data_dir)
-    kill_leftovers(tmp_path)
+    teardown_agent(a, tmp_path)
 
 
 @pytest.fixture
@@ -155,8 +180,7 @@ def make_agent(tmp_path):
 
     yield factory
     for a in made:
-        a.terminate()
-    kill_leftovers(tmp_path)
+        teardown_agent(a, tmp_path)
 
 
 def http_get(url, timeout=5):
