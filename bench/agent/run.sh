@@ -45,13 +45,22 @@ up_seconds=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
 
 sleep 15   # idle: no deploys, no requests
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$agent_pid/status")
-sup_rss_kb=$(for p in $(pgrep -f "supervise $work" || true); do awk '/VmRSS/ {print $2}' /proc/$p/status; done \
-  | awk '{s+=$1; n++} END {if (n) printf "%d %d", s/n, n; else print "0 0"}')
-read -r sup_avg sup_n <<<"$sup_rss_kb"
+pss_kb=$(awk '/^Pss:/ {print $2}' "/proc/$agent_pid/smaps_rollup")
+sup_pids=$(pgrep -f "supervise .*$work" || true)
+sup_n=$(echo "$sup_pids" | grep -c . || true)
+sup_rss=0; sup_pss=0; sup_priv=0
+for p in $sup_pids; do
+  sup_rss=$((sup_rss + $(awk '/VmRSS/ {print $2}' /proc/$p/status)))
+  sup_pss=$((sup_pss + $(awk '/^Pss:/ {print $2}' /proc/$p/smaps_rollup)))
+  sup_priv=$((sup_priv + $(awk '/^Private_(Clean|Dirty):/ {s+=$2} END {print s}' /proc/$p/smaps_rollup)))
+done
+n=$((sup_n > 0 ? sup_n : 1))
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
 echo "| metric | value | goal |"
 echo "|---|---|---|"
 echo "| stripped binary size | $((size_bytes / 1024)) KiB | - |"
-echo "| agent idle RSS, 10 services running | $((rss_kb / 1024)) MiB ($rss_kb KiB) | ≤ 16 MiB |"
-echo "| per-instance supervisor RSS (mean of $sup_n) | $((sup_avg)) KiB | - |"
+echo "| agent idle RSS, 10 services running | $(mib "$rss_kb") MiB (PSS $(mib "$pss_kb") MiB) | ≤ 16 MiB |"
+echo "| per-instance supervisor, mean of $sup_n | RSS $((sup_rss / n)) KiB, PSS $((sup_pss / n)) KiB, private $((sup_priv / n)) KiB | - |"
+echo "| agent + 10 supervisors, PSS | $(mib $((pss_kb + sup_pss))) MiB | - |"
 echo "| \`baton up\` to 10 instances healthy | ${up_seconds} s | - |"

@@ -45,17 +45,22 @@ std::vector<PlacementRequest> makeRequests(int services, int per_service) {
   return reqs;
 }
 
+// range(3): candidate_limit (0 = Baton's automatic bounded sample; a number >= the node count
+// scores every feasible node, the exhaustive baseline that kube-scheduler runs at 100%
+// percentageOfNodesToScore).
 void BM_Place(benchmark::State& state) {
   const int nodes = static_cast<int>(state.range(0));
   const int services = static_cast<int>(state.range(1));
   const int per_service = static_cast<int>(state.range(2));
+  baton::scheduler::PlaceOptions options;
+  options.candidate_limit = static_cast<size_t>(state.range(3));
   ClusterSnapshot cluster = makeCluster(nodes);
   std::vector<PlacementRequest> reqs = makeRequests(services, per_service);
   uint64_t seed = 1;
   size_t placed = 0;
   size_t failed = 0;
   for (auto _ : state) {
-    auto plan = baton::scheduler::place(cluster, reqs, seed++);
+    auto plan = baton::scheduler::place(cluster, reqs, seed++, options);
     placed += plan.placements.size();
     failed += plan.failures.size();
     benchmark::DoNotOptimize(plan);
@@ -66,11 +71,13 @@ void BM_Place(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(failed), benchmark::Counter::kAvgIterations);
 }
 
-// {nodes, services, instances per service}
+// {nodes, services, instances per service, candidate limit}
 BENCHMARK(BM_Place)
-    ->Args({5000, 10000, 10})  // 100,000 instances on 5,000 nodes
-    ->Args({5000, 1000, 100})  // fewer, larger services: spread matters more
-    ->Args({500, 10000, 10})   // a dense cluster: the walk sees more infeasible nodes
+    ->Args({5000, 10000, 10, 0})     // 100,000 instances on 5,000 nodes
+    ->Args({5000, 1000, 100, 0})     // fewer, larger services: spread matters more
+    ->Args({500, 10000, 10, 0})      // a dense cluster: the walk sees more infeasible nodes
+    ->Args({5000, 1000, 10, 5000})   // baseline: score every feasible node (10,000 instances)
+    ->Args({5000, 1000, 10, 0})      // Baton on the same 10,000 instances
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
