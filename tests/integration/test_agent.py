@@ -1,0 +1,109 @@
+"""The agent as a process: graceful shutdown, the event stream, following logs, no agent."""
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from conftest import BATON, REPO, free_port, http_get, wait_for
+from test_lifecycle import write_app
+
+
+def test_sigterm_stops_the_agent_cleanly_and_instances_keep_serving(make_agent, tmp_path):
+    agent = make_agent().start()
+    manifest = write_app(tmp_path / "app.toml", "v1", count=1)
+    agent.cli("up", str(manifest), "--wait")
+    inst = agent.healthy("demo", "api")[0]
+    assert agent.terminate() == 0
+    assert "agent stopped" in agent.log()
+    status, body = http_get(f"http://{inst['address']}:{inst['port']}/")
+    assert status == 200 and body.startswith("version=v1")
+
+
+def test_event_stream_reports_changes_and_decisions(agent, tmp_path):
+    events, ready = [], threading.Event()
+
+    def read():
+        proc = subprocess.Popen([BATON, "events", "--json"], stdout=subprocess.PIPE, text=True,
+                                env=dict(os.environ, BATON_ADDR=agent.addr))
+        ready.set()
+        for line in proc.stdout:
+            events.append(json.loads(line))
+            if any(e.get("type") == "event" and "scaled" in e.get("message", "")
+                   for e in events) and \
+                    any(e.get("kind") == "status" and
+                        (e.get("object") or {}).get("state") == "healthy" for e in events):
+                break
+        proc.kill()
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    ready.wait()
+    wait_for(lambda: events and events[0]["type"] == "hello", what="hello line")
+    agent.cli("up", str(write_app(tmp_path / "app.toml", "v1", count=1)), "--wait")
+    t.join(timeout=30)
+    kinds = {e.get("kind") for e in events}
+    assert {"app", "instance", "status"} <= kinds, kinds
+    assert any(e.get("type") == "event" and "demo/api" in e.get("message", "") for e in events)
+
+
+def test_logs_follow_streams_new_lines(agent, tmp_path):
+    agent.cli("up", str(write_app(tmp_path / "app.toml", "v1", count=1)), "--wait")
+    inst = agent.healthy("demo", "api")[0]
+    proc = subprocess.Popen([BATON, "logs", "demo/api", "-f"], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, BATON_ADDR=agent.addr))
+    try:
+        seen = []
+
+        def reader():
+            for line in proc.stdout:
+                seen.append(line)
+
+        threading.Thread(target=reader, daemon=True).start()
+        wait_for(lambda: any("svc listening" in l for l in seen), what="existing lines")
+        http_get(f"http://{inst['address']}:{inst['port']}/followed-path")
+        wait_for(lambda: any("/followed-path" in l for l in seen), what="a new line")
+        assert all(l.startswith(inst["id"] + " | ") for l in seen)
+    finally:
+        proc.kill()
+    err = agent.cli("logs", "demo/api", "--stderr").stdout
+    assert "this line goes to stderr" in err
+
+
+def test_cli_without_an_agent_fails_with_a_clear_message(tmp_path):
+    env = dict(os.environ, BATON_ADDR=f"http://127.0.0.1:{free_port()}")
+    r = subprocess.run([BATON, "ps"], capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 1
+    assert "cannot reach the agent" in r.stderr
+
+
+def test_writes_need_a_token_outside_dev_mode(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    port = free_port()
+    config = tmp_path / "baton.toml"
+    config.write_text(f'data_dir = "{data}"\n[api]\nlisten = "127.0.0.1:{port}"\n')
+    proc = subprocess.Popen([BATON, "agent", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        env = dict(os.environ, BATON_ADDR=f"http://127.0.0.1:{port}")
+        wait_for(lambda: subprocess.run([BATON, "nodes"], env=env, capture_output=True)
+                 .returncode == 0, what="agent up")
+        manifest = write_app(tmp_path / "app.toml", "v1", count=1)
+        denied = subprocess.run([BATON, "up", str(manifest)], env=env, capture_output=True,
+                                text=True)
+        assert denied.returncode == 1 and "token" in denied.stderr
+        token = (data / "agent-token").read_text().strip()
+        assert oct((data / "agent-token").stat().st_mode & 0o777) == "0o600"
+        ok = subprocess.run([BATON, "up", str(manifest)], env=dict(env, BATON_TOKEN=token),
+                            capture_output=True, text=True)
+        assert ok.returncode == 0, ok.stderr
+        subprocess.run([BATON, "down", "demo"], env=dict(env, BATON_TOKEN=token))
+        wait_for(lambda: json.loads(subprocess.run(
+            [BATON, "ps", "-i", "--json"], env=env, capture_output=True, text=True).stdout)
+            ["instances"] == [], what="down")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
