@@ -30,7 +30,8 @@ echo "Try:"
 import json, sys
 for i in json.load(sys.stdin)["instances"]:
     if i["service"] == "web" and i["state"] == "healthy":
-        print(f"  curl http://{i[\"address\"]}:{i[\"port\"]}/      # the shop (web instance {i[\"id\"]})")
+        url = "http://%s:%d/" % (i["address"], i["port"])
+        print("  curl %-32s # the shop (web instance %s)" % (url, i["id"]))
 '
 echo "  curl $BATON_ADDR/v1/instances    # the catalog API"
 echo "  $baton ps shop --instances"
