@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "core/testing/fake_clock.h"
+#include "core/testing/temp_dir.h"
 #include "model/json.h"
 #include "model/keys.h"
 #include "state/sqlite_store.h"
@@ -21,22 +22,7 @@ namespace fs = std::filesystem;
 namespace keys = model::keys;
 using model::InstanceState;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "baton_controller_XXXXXX").string();
-    EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using TempDir = baton::testing::TempDir;
 
 // Forwards to a real store; can run a hook just before the next txn (to lose a race).
 class RacingStore final : public state::Store {

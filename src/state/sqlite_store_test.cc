@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/testing/fake_clock.h"
+#include "core/testing/temp_dir.h"
 #include "state/testing/store_conformance.h"
 
 namespace baton::state {
@@ -20,24 +21,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh temporary directory, removed at the end.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "baton_state_XXXXXX").string();
-    char* p = mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using TempDir = baton::testing::TempDir;
 
 SqliteStoreOptions testOptions() {
   SqliteStoreOptions o;
