@@ -1,0 +1,670 @@
+#include "sim.h"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <fstream>
+#include <queue>
+#include <sstream>
+
+#include "autoscaler/calendar.h"
+#include "autoscaler/policy.h"
+
+namespace baton::autoscale_sim {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Portable distributions over mt19937_64 (std:: distributions differ between libraries).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : gen_(seed) {}
+  double uniform() {
+    return (static_cast<double>(gen_() >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+  }
+  double exponential(double mean) { return -std::log(uniform()) * mean; }
+
+ private:
+  std::mt19937_64 gen_;
+};
+
+TimePoint utc(int y, unsigned mo, unsigned d, int h) {
+  int64_t days = 0;
+  {
+    // days from civil (H. Hinnant's algorithm)
+    int yy = y - (mo <= 2);
+    int64_t era = (yy >= 0 ? yy : yy - 399) / 400;
+    unsigned yoe = static_cast<unsigned>(yy - era * 400);
+    unsigned doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    days = era * 146097 + static_cast<int64_t>(doe) - 719468;
+  }
+  return fromUnixMillis((days * 86400 + h * 3600) * 1000);
+}
+
+// Non-homogeneous Poisson arrivals from a piecewise-constant (per second) rate.
+class RateStream final : public ArrivalStream {
+ public:
+  RateStream(std::function<double(double)> rate, double duration, double service_mean,
+             uint64_t seed)
+      : rate_(std::move(rate)), duration_(duration), mean_(service_mean), rng_(seed) {}
+  bool next(double& arrival, double& service) override {
+    while (t_ < duration_) {
+      double second = std::floor(t_);
+      double r = rate_(second);
+      if (r <= 0) {
+        t_ = second + 1;
+        continue;
+      }
+      double t = t_ + rng_.exponential(1.0 / r);
+      if (t >= second + 1) {  // memoryless: restart at the boundary with the next rate
+        t_ = second + 1;
+        continue;
+      }
+      t_ = t;
+      arrival = t;
+      service = rng_.exponential(mean_);
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  std::function<double(double)> rate_;
+  double duration_;
+  double mean_;
+  Rng rng_;
+  double t_ = 0;
+};
+
+class ListStream final : public ArrivalStream {
+ public:
+  ListStream(std::shared_ptr<const std::vector<double>> times, double mean, uint64_t seed)
+      : times_(std::move(times)), mean_(mean), rng_(seed) {}
+  bool next(double& arrival, double& service) override {
+    if (i_ >= times_->size()) return false;
+    arrival = (*times_)[i_++];
+    service = rng_.exponential(mean_);
+    return true;
+  }
+
+ private:
+  std::shared_ptr<const std::vector<double>> times_;
+  size_t i_ = 0;
+  double mean_;
+  Rng rng_;
+};
+
+// --- built-in scenarios ---------------------------------------------------------------------
+
+// A shop's week in America/Detroit from Monday 2026-11-23: daily cycle (quiet nights), quieter
+// weekend, and Black Friday (Nov 27): a 10x ramp over 15 minutes at 09:00 held to 13:00, covered
+// by a schedule entry that raises min (and max) from 08:30 to 14:00.
+Scenario shopWeek(uint64_t seed) {
+  Scenario s;
+  s.name = "shop-week";
+  s.description = "7 days, daily+weekly cycle, Black Friday 10x ramp (schedule min 6, max 40)";
+  s.scale.min = 0;
+  s.scale.max = 8;
+  s.scale.concurrency = 10;
+  s.scale.idle = Duration(300'000);
+  model::ScheduleEntry bf;
+  bf.name = "black-friday";
+  bf.start = "2026-11-27 08:30";
+  bf.end = "2026-11-27 14:00";
+  bf.timezone = "America/Detroit";
+  bf.min = 6;
+  bf.max = 40;
+  s.scale.schedule.push_back(bf);
+  s.epoch = utc(2026, 11, 23, 5);  // 00:00 EST
+  s.duration_s = 7 * 86400;
+  s.cold_start_s = 2.0;
+  s.service_mean_s = 0.2;
+  auto rate = [](double t) {
+    int day = static_cast<int>(t / 86400);
+    double h = std::fmod(t, 86400) / 3600;
+    double peak = day >= 5 ? 12.0 : 40.0;  // Sat, Sun quieter
+    double r = 0.01;                       // nights: a request every ~100 s
+    if (h >= 6) {
+      double x = std::sin(M_PI * (h - 6) / 18);
+      r += peak * x * x;
+    }
+    if (day == 4) {  // Black Friday
+      double f = 1;
+      if (h >= 9 && h < 9.25)
+        f = 1 + 9 * (h - 9) / 0.25;
+      else if (h >= 9.25 && h < 13)
+        f = 10;
+      else if (h >= 13 && h < 13.25)
+        f = 10 - 9 * (h - 13) / 0.25;
+      r *= f;
+    }
+    return r;
+  };
+  s.make = [rate, seed, d = s.duration_s, m = s.service_mean_s] {
+    return std::make_unique<RateStream>(rate, d, m, seed);
+  };
+  return s;
+}
+
+// Bursts of 1,000 rps for 10 s onto a service at zero, at random times (mean gap 8 minutes).
+Scenario bursts(uint64_t seed) {
+  Scenario s;
+  s.name = "bursts";
+  s.description = "4 h, 1000 rps x 10 s bursts onto zero, mean gap 8 min";
+  s.scale.min = 0;
+  s.scale.max = 20;
+  s.scale.concurrency = 10;
+  s.scale.idle = Duration(300'000);
+  s.epoch = utc(2026, 6, 1, 0);
+  s.duration_s = 4 * 3600;
+  s.cold_start_s = 2.0;
+  s.service_mean_s = 0.05;
+  auto starts = std::make_shared<std::vector<double>>();
+  Rng rng(seed ^ 0xb0b5);
+  for (double t = 60; t < s.duration_s - 20; t += 10 + rng.exponential(480)) starts->push_back(t);
+  auto rate = [starts](double t) {
+    auto it = std::upper_bound(starts->begin(), starts->end(), t);
+    if (it == starts->begin()) return 0.0;
+    return t < *(it - 1) + 10 ? 1000.0 : 0.0;
+  };
+  s.make = [rate, seed, d = s.duration_s, m = s.service_mean_s] {
+    return std::make_unique<RateStream>(rate, d, m, seed);
+  };
+  return s;
+}
+
+// A spiky low-traffic API: short sessions of a few requests (seconds apart), sessions a few
+// minutes apart, and a 30 s spike of 40 rps about every two hours.
+Scenario spikyApi(uint64_t seed) {
+  Scenario s;
+  s.name = "spiky-api";
+  s.description = "24 h, sessions (~6 req, 2 s apart) every ~3 min, 40 rps x 30 s spikes ~2 h";
+  s.scale.min = 0;
+  s.scale.max = 5;
+  s.scale.concurrency = 4;
+  s.scale.idle = Duration(300'000);
+  s.epoch = utc(2026, 6, 1, 0);
+  s.duration_s = 86400;
+  s.cold_start_s = 1.0;
+  s.service_mean_s = 0.1;
+  auto times = std::make_shared<std::vector<double>>();
+  Rng rng(seed ^ 0x5b1c);
+  for (double t = rng.exponential(180); t < s.duration_s; t += rng.exponential(180)) {
+    double u = t;
+    do {
+      times->push_back(u);
+      u += rng.exponential(2.0);
+    } while (rng.uniform() > 1.0 / 6 && u < s.duration_s);
+  }
+  for (double t = rng.exponential(7200); t < s.duration_s - 30; t += rng.exponential(7200)) {
+    for (double u = t; u < t + 30; u += rng.exponential(1.0 / 40)) times->push_back(u);
+  }
+  std::sort(times->begin(), times->end());
+  s.make = [times, seed, m = s.service_mean_s] {
+    return std::make_unique<ListStream>(times, m, seed);
+  };
+  return s;
+}
+
+// --- CSV ----------------------------------------------------------------------------------
+
+std::vector<std::string> splitCsv(const std::string& line) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool quoted = false;
+  for (char c : line) {
+    if (c == '"') {
+      quoted = !quoted;
+    } else if (c == ',' && !quoted) {
+      out.push_back(cur);
+      cur.clear();
+    } else if (c != '\r') {
+      cur += c;
+    }
+  }
+  out.push_back(cur);
+  return out;
+}
+
+std::string trim(const std::string& s) {
+  size_t a = s.find_first_not_of(" \t");
+  size_t b = s.find_last_not_of(" \t");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+// Seconds since 1970 (or the number itself). nullopt if unparsable.
+std::optional<double> parseTimestamp(const std::string& raw) {
+  std::string s = trim(raw);
+  if (s.empty()) return std::nullopt;
+  bool numeric = s.find_first_not_of("0123456789.+-eE") == std::string::npos;
+  if (numeric) {
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (end != s.c_str() + s.size() || !std::isfinite(v)) return std::nullopt;
+    return v;
+  }
+  int y, mo, d, h, mi;
+  double sec;
+  char sep;
+  if (std::sscanf(s.c_str(), "%d-%d-%d%c%d:%d:%lf", &y, &mo, &d, &sep, &h, &mi, &sec) != 7 ||
+      (sep != ' ' && sep != 'T') || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+      sec < 0 || sec >= 61) {
+    return std::nullopt;
+  }
+  return static_cast<double>(
+             toUnixMillis(utc(y, static_cast<unsigned>(mo), static_cast<unsigned>(d), h))) /
+             1000 +
+         mi * 60 + sec;
+}
+
+// --- policies -----------------------------------------------------------------------------
+
+struct Obs {
+  double concurrency = 0;  // average (in service + queued) over the tick
+  int64_t arrivals = 0;
+  int parked = 0;
+  int ready = 0;
+  int current = 0;  // ready + starting
+  int min = 0;
+  int max = 0;
+};
+
+class Controller {
+ public:
+  virtual ~Controller() = default;
+  virtual int step(const Obs& o, double t, TimePoint now, bool tick) = 0;
+};
+
+class BatonController final : public Controller {
+ public:
+  BatonController(const model::ScaleSpec& spec, const SimOptions& opt) : as_(params(spec, opt)) {}
+  static autoscaler::PolicyParams params(const model::ScaleSpec& spec, const SimOptions& opt) {
+    autoscaler::PolicyParams p = autoscaler::PolicyParams::fromSpec(spec);
+    if (opt.baton_penalty_s >= 0)
+      p.cold_start_penalty = Duration(int64_t(opt.baton_penalty_s * 1000));
+    if (opt.baton_min_idle_s >= 0) p.min_idle = Duration(int64_t(opt.baton_min_idle_s * 1000));
+    return p;
+  }
+  int step(const Obs& o, double, TimePoint now, bool) override {
+    autoscaler::Observation obs;
+    obs.concurrency = o.concurrency;
+    obs.arrivals = o.arrivals;
+    obs.parked = o.parked;
+    obs.ready = o.ready;
+    obs.desired = o.current;
+    obs.min = o.min;
+    obs.max = o.max;
+    return as_.step(obs, now).desired;
+  }
+
+ private:
+  autoscaler::Autoscaler as_;
+};
+
+class StaticMax final : public Controller {
+ public:
+  int step(const Obs& o, double, TimePoint, bool) override { return o.max; }
+};
+
+// Kubernetes HPA (autoscaling/v2 defaults): every 15 s, desired = ceil(current * metric /
+// target) unless |metric/target - 1| <= 0.1; scale-up at most max(100%, 4 pods) per period;
+// scale-down stabilization 300 s (the max recommendation of the window); min 1.
+class Hpa final : public Controller {
+ public:
+  explicit Hpa(const model::ScaleSpec& spec) : target_(spec.concurrency * 0.7) {}
+  int step(const Obs& o, double t, TimePoint, bool tick) override {
+    if (tick) {
+      sum_ += o.concurrency;
+      ++n_;
+    }
+    int lo = std::max(1, o.min);
+    int hi = std::max(lo, o.max);
+    if (desired_ == 0) desired_ = std::max(lo, o.current);
+    if (tick && t >= next_) {
+      next_ = t + 15;
+      double avg = n_ > 0 ? sum_ / n_ : 0;
+      sum_ = 0;
+      n_ = 0;
+      int current = desired_;
+      double metric = avg / std::max(1, o.ready);  // per ready pod
+      double ratio = metric / target_;
+      int rec = current;
+      if (std::fabs(ratio - 1) > 0.1) rec = static_cast<int>(std::ceil(current * ratio - 1e-9));
+      rec = std::min(rec, std::max(current * 2, current + 4));
+      recs_.emplace_back(t, rec);
+      while (!recs_.empty() && recs_.front().first <= t - 300) recs_.pop_front();
+      if (rec < current) {
+        for (const auto& r : recs_) rec = std::max(rec, r.second);
+        rec = std::min(rec, current);
+      }
+      desired_ = rec;
+    }
+    desired_ = std::clamp(desired_, lo, hi);
+    return desired_;
+  }
+
+ private:
+  double target_;
+  double sum_ = 0;
+  int n_ = 0;
+  double next_ = 0;
+  int desired_ = 0;
+  std::deque<std::pair<double, int>> recs_;
+};
+
+// Knative KPA defaults: every 2 s; stable 60 s and panic 6 s averages; target 70% of the
+// container concurrency; panic when panic desired / ready >= 2 and for 60 s after; no
+// scale-down in panic; scale-down at most halving, scale-up at most 1000x; scale to zero once
+// the stable desired is 0 for the 30 s grace period; the activator pokes at once when a request
+// is parked at zero.
+class Kpa final : public Controller {
+ public:
+  explicit Kpa(const model::ScaleSpec& spec) : target_(spec.concurrency * 0.7) {}
+  int step(const Obs& o, double t, TimePoint, bool tick) override {
+    int lo = std::max(0, o.min);
+    int hi = std::max(lo, o.max);
+    if (tick) samples_.emplace_back(t, o.concurrency);
+    while (!samples_.empty() && samples_.front().first <= t - 60) samples_.pop_front();
+    if (o.parked > 0 && o.ready == 0) {  // activator
+      desired_ = std::max(desired_, static_cast<int>(std::ceil(o.parked / target_ - 1e-9)));
+      desired_ = std::clamp(std::max(1, desired_), lo, hi);
+      zero_since_ = -1;
+      return desired_;
+    }
+    if (!tick || t < next_) return std::clamp(desired_, lo, hi);
+    next_ = t + 2;
+    double stable = 0, panic = 0;
+    int ns = 0, np = 0;
+    for (const auto& [st, v] : samples_) {
+      stable += v;
+      ++ns;
+      if (st > t - 6) {
+        panic += v;
+        ++np;
+      }
+    }
+    stable = ns ? stable / ns : 0;
+    panic = np ? panic / np : 0;
+    double ready = std::max(1, o.ready);
+    double dspc = std::ceil(stable / target_ - 1e-9);
+    double dppc = std::ceil(panic / target_ - 1e-9);
+    double up = std::ceil(1000 * ready);
+    double down = o.ready > 0 ? std::floor(o.ready / 2.0) : 0;
+    int ds = static_cast<int>(std::clamp(dspc, down, up));
+    int dp = static_cast<int>(std::clamp(dppc, down, up));
+    bool over = dppc / ready >= 2;
+    if (panic_since_ < 0 && over) {
+      panic_since_ = t;
+      max_panic_ = o.ready;
+    } else if (over) {
+      panic_since_ = t;
+    } else if (panic_since_ >= 0 && panic_since_ + 60 <= t) {
+      panic_since_ = -1;
+    }
+    int d = ds;
+    if (panic_since_ >= 0) {
+      max_panic_ = std::max(max_panic_, dp);
+      d = std::max(max_panic_, desired_);
+    }
+    if (d == 0 && desired_ > 0) {
+      if (zero_since_ < 0) zero_since_ = t;
+      if (t - zero_since_ < 30) d = 1;
+    } else if (d > 0) {
+      zero_since_ = -1;
+    }
+    desired_ = std::clamp(d, lo, hi);
+    return desired_;
+  }
+
+ private:
+  double target_;
+  std::deque<std::pair<double, double>> samples_;
+  double next_ = 0;
+  double panic_since_ = -1;
+  int max_panic_ = 0;
+  double zero_since_ = -1;
+  int desired_ = 0;
+};
+
+std::unique_ptr<Controller> makeController(const std::string& name, const model::ScaleSpec& s,
+                                           const SimOptions& opt) {
+  if (name == "baton") return std::make_unique<BatonController>(s, opt);
+  if (name == "static-max") return std::make_unique<StaticMax>();
+  if (name == "hpa") return std::make_unique<Hpa>(s);
+  if (name == "kpa") return std::make_unique<Kpa>(s);
+  return nullptr;
+}
+
+}  // namespace
+
+std::vector<std::string> builtinNames() { return {"shop-week", "bursts", "spiky-api"}; }
+
+std::optional<Scenario> builtin(const std::string& name, uint64_t seed) {
+  if (name == "shop-week") return shopWeek(seed);
+  if (name == "bursts") return bursts(seed);
+  if (name == "spiky-api") return spikyApi(seed);
+  return std::nullopt;
+}
+
+std::vector<std::string> policyNames() { return {"baton", "static-max", "hpa", "kpa"}; }
+
+LoadedTrace loadCsvTrace(const std::string& path, const TraceOptions& opt) {
+  LoadedTrace out;
+  std::ifstream in(path);
+  if (!in) {
+    out.error = "cannot open " + path;
+    return out;
+  }
+  std::string line;
+  if (!std::getline(in, line)) {
+    out.error = path + ": empty file";
+    return out;
+  }
+  if (line.size() >= 3 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);
+  std::vector<std::string> header = splitCsv(line);
+  int col = -1;
+  for (size_t i = 0; i < header.size(); ++i) {
+    std::string h = trim(header[i]);
+    std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return std::toupper(c); });
+    if (h == "TIMESTAMP") col = static_cast<int>(i);
+  }
+  if (col < 0) {
+    out.error = path + ": no TIMESTAMP column in the header";
+    return out;
+  }
+  auto times = std::make_shared<std::vector<double>>();
+  while (std::getline(in, line)) {
+    if (trim(line).empty()) continue;
+    std::vector<std::string> f = splitCsv(line);
+    std::optional<double> t;
+    if (static_cast<size_t>(col) < f.size()) t = parseTimestamp(f[static_cast<size_t>(col)]);
+    if (t) {
+      times->push_back(*t);
+    } else {
+      ++out.skipped;
+    }
+  }
+  if (times->empty()) {
+    out.error = path + ": no parsable timestamps";
+    return out;
+  }
+  std::sort(times->begin(), times->end());
+  double t0 = times->front();
+  for (double& t : *times) t -= t0;
+  Scenario& s = out.scenario;
+  std::string base =
+      path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
+  s.name = base;
+  s.description = std::to_string(times->size()) + " requests from " + path;
+  s.scale.min = opt.min;
+  s.scale.max = opt.max;
+  s.scale.concurrency = opt.concurrency;
+  s.scale.idle = Duration(static_cast<int64_t>(opt.idle_s * 1000));
+  s.epoch = fromUnixMillis(static_cast<int64_t>(t0 * 1000));
+  s.duration_s = times->back() + 1;
+  s.cold_start_s = opt.cold_start_s;
+  s.service_mean_s = opt.service_mean_s;
+  s.make = [times, seed = opt.seed, m = opt.service_mean_s] {
+    return std::make_unique<ListStream>(times, m, seed);
+  };
+  return out;
+}
+
+Result simulate(const Scenario& sc, const std::string& policy, const SimOptions& opt) {
+  Result r;
+  r.scenario = sc.name;
+  r.policy = policy;
+  std::unique_ptr<Controller> ctl = makeController(policy, sc.scale, opt);
+  if (!ctl) return r;
+  std::unique_ptr<ArrivalStream> stream = sc.make();
+  autoscaler::Calendar calendar(sc.scale);
+  const int conc = std::max(1, sc.scale.concurrency);
+
+  double t = 0;
+  int ready = 0;
+  int busy = 0;
+  std::deque<double> starting;                                            // ready times, ascending
+  std::deque<std::pair<double, double>> queue;                            // (arrival, service)
+  std::priority_queue<double, std::vector<double>, std::greater<>> done;  // completions
+  std::vector<uint64_t> hist(60'001, 0);                                  // waits, 1 ms buckets
+  double conc_integral = 0;
+  int64_t arrivals = 0;
+  double next_tick = 0;
+  uint64_t tick_index = 0;
+  uint64_t hash = 1469598103934665603ull;
+  int last_desired = -1;
+  autoscaler::BoundsInForce bounds;
+  bool have_bounds = false;
+
+  double next_arrival = 0, next_service = 0;
+  bool more = stream->next(next_arrival, next_service);
+  const double end = sc.duration_s + opt.drain_s;
+
+  auto current = [&] { return ready + static_cast<int>(starting.size()); };
+  auto advance = [&](double to) {
+    double dt = to - t;
+    if (dt <= 0) return;
+    conc_integral += (busy + static_cast<double>(queue.size())) * dt;
+    int draining = busy > ready * conc ? (busy - ready * conc + conc - 1) / conc : 0;
+    r.instance_seconds += (current() + draining) * dt;
+    t = to;
+  };
+  auto serve = [&](double arrival, double service) {
+    double wait = t - arrival;
+    if (wait > 0.1) ++r.over_100ms;
+    ++hist[static_cast<size_t>(std::min(60'000.0, wait * 1000))];
+    ++r.served;
+    ++busy;
+    done.push(t + service);
+  };
+  auto dispatch = [&] {
+    while (!queue.empty() && busy < ready * conc) {
+      auto [a, s] = queue.front();
+      queue.pop_front();
+      if (t - a > opt.hold_timeout_s) {
+        ++r.lost;
+      } else {
+        serve(a, s);
+      }
+    }
+  };
+  auto boundsNow = [&](TimePoint now) {
+    if (!have_bounds || (bounds.until && now >= *bounds.until)) {
+      bounds = calendar.at(now);
+      have_bounds = true;
+    }
+    return bounds;
+  };
+  auto control = [&](bool tick) {
+    TimePoint now = sc.epoch + Duration(static_cast<int64_t>(std::llround(t * 1000)));
+    autoscaler::BoundsInForce b = boundsNow(now);
+    Obs o;
+    o.concurrency = tick ? conc_integral / opt.tick_s : busy + static_cast<double>(queue.size());
+    o.arrivals = arrivals;
+    o.parked = ready == 0 ? static_cast<int>(queue.size()) : 0;
+    o.ready = ready;
+    o.current = current();
+    o.min = b.min;
+    o.max = b.max;
+    if (tick) {
+      conc_integral = 0;
+      arrivals = 0;
+    }
+    int d = std::max(0, ctl->step(o, t, now, tick));
+    int cur = current();
+    for (int i = cur; i < d; ++i) {
+      starting.push_back(t + sc.cold_start_s);
+      ++r.starts;
+    }
+    for (int i = d; i < cur; ++i) {
+      if (!starting.empty()) {
+        starting.pop_back();
+      } else {
+        --ready;
+      }
+    }
+    r.peak_instances = std::max(r.peak_instances, d);
+    if (d != last_desired) {
+      last_desired = d;
+      for (uint64_t v : {tick_index, static_cast<uint64_t>(d)}) {
+        hash = (hash ^ v) * 1099511628211ull;
+      }
+      if (opt.record_decisions) r.decisions.emplace_back(t, d);
+    }
+  };
+
+  while (true) {
+    double ta = more && next_arrival < sc.duration_s ? next_arrival : INFINITY;
+    double tc = done.empty() ? INFINITY : done.top();
+    double ts = starting.empty() ? INFINITY : starting.front();
+    double tt = next_tick;
+    double tn = std::min({ta, tc, ts, tt});
+    if (tn > end) break;
+    advance(tn);
+    if (tn == tc) {
+      done.pop();
+      --busy;
+      dispatch();
+    } else if (tn == ts) {
+      starting.pop_front();
+      ++ready;
+      dispatch();
+    } else if (tn == ta) {
+      ++r.requests;
+      ++arrivals;
+      if (queue.empty() && busy < ready * conc) {
+        serve(next_arrival, next_service);
+      } else if (queue.size() >= opt.queue_limit) {
+        ++r.lost;
+      } else {
+        if (ready == 0 && queue.empty()) ++r.cold_starts;
+        queue.emplace_back(next_arrival, next_service);
+        if (ready == 0 && starting.empty()) control(/*tick=*/false);  // hold-at-zero signal
+      }
+      more = stream->next(next_arrival, next_service);
+    } else {
+      while (!queue.empty() && t - queue.front().first > opt.hold_timeout_s) {
+        queue.pop_front();
+        ++r.lost;
+      }
+      control(/*tick=*/true);
+      ++tick_index;
+      next_tick += opt.tick_s;
+    }
+  }
+  r.lost += queue.size();
+  r.decision_hash = hash;
+  uint64_t target = static_cast<uint64_t>(std::ceil(0.99 * static_cast<double>(r.served)));
+  uint64_t seen = 0;
+  for (size_t i = 0; i < hist.size(); ++i) {
+    seen += hist[i];
+    if (seen >= target && target > 0) {
+      r.p99_wait_ms = static_cast<double>(i);
+      break;
+    }
+  }
+  return r;
+}
+
+}  // namespace baton::autoscale_sim

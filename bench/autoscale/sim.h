@@ -1,0 +1,94 @@
+// The autoscaling simulator (issue 4): replays a request trace against a simulated service whose
+// instance count is driven by a scaling policy: Baton's own (src/autoscaler, the same code the
+// controller runs) or a baseline implemented here from its documented algorithm (static-max,
+// HPA-like, KPA-like). Event-driven; deterministic for a given trace and seed. See README.md.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "model/app.h"
+
+namespace baton::autoscale_sim {
+
+// A stream of requests in arrival order: arrival time (seconds from the trace start) and the
+// service time the request will need.
+class ArrivalStream {
+ public:
+  virtual ~ArrivalStream() = default;
+  virtual bool next(double& arrival_s, double& service_s) = 0;  // false at the end
+};
+
+struct Scenario {
+  std::string name;
+  std::string description;
+  model::ScaleSpec scale;       // min/max/concurrency/idle and the schedule
+  TimePoint epoch;              // wall time of t = 0 (for the schedule)
+  double duration_s = 0;        // simulated span
+  double cold_start_s = 2.0;    // instance start to ready
+  double service_mean_s = 0.1;  // exponential service-time mean (stated in the output)
+  std::function<std::unique_ptr<ArrivalStream>()> make;  // a fresh, identical stream per run
+};
+
+// Built-in synthetic scenarios by name: "shop-week", "bursts", "spiky-api".
+std::vector<std::string> builtinNames();
+std::optional<Scenario> builtin(const std::string& name, uint64_t seed);
+
+// A CSV trace with a TIMESTAMP column (one row per request). Timestamps: "YYYY-MM-DD
+// HH:MM:SS[.fraction]" (a 'T' separator and a trailing 'Z' are accepted) or plain numbers
+// (seconds). Rows that do not parse are counted in `skipped`. Service times are drawn from the
+// simulator's exponential distribution (seeded).
+struct TraceOptions {
+  int concurrency = 10;
+  int min = 0;
+  int max = 10;
+  double idle_s = 300;
+  double service_mean_s = 0.5;
+  double cold_start_s = 2.0;
+  uint64_t seed = 1;
+};
+struct LoadedTrace {
+  Scenario scenario;
+  size_t skipped = 0;
+  std::string error;  // non-empty: the file could not be used
+};
+LoadedTrace loadCsvTrace(const std::string& path, const TraceOptions& options);
+
+struct SimOptions {
+  double tick_s = 1.0;           // controller period
+  double hold_timeout_s = 30.0;  // a request waiting longer is lost
+  size_t queue_limit = 10'000;   // hold queue bound; beyond it requests are lost
+  double drain_s = 120.0;        // after the trace ends, time to serve what is queued
+  bool record_decisions = false;
+  double baton_penalty_s = -1;   // >= 0: override PolicyParams::cold_start_penalty
+  double baton_min_idle_s = -1;  // >= 0: override PolicyParams::min_idle  // keep every (time,
+                                 // desired) change in Result::decisions
+};
+
+struct Result {
+  std::string scenario;
+  std::string policy;
+  uint64_t requests = 0;
+  uint64_t served = 0;
+  uint64_t lost = 0;
+  uint64_t over_100ms = 0;   // served requests that waited more than 100 ms
+  uint64_t cold_starts = 0;  // hold episodes: a request arrived with no instance ready
+  uint64_t starts = 0;       // instance starts
+  double instance_seconds = 0;
+  double p99_wait_ms = 0;
+  int peak_instances = 0;
+  uint64_t decision_hash = 0;  // FNV-1a over the (tick, desired) sequence
+  std::vector<std::pair<double, int>> decisions;
+};
+
+// Policies: "baton", "static-max", "hpa", "kpa".
+std::vector<std::string> policyNames();
+Result simulate(const Scenario& scenario, const std::string& policy, const SimOptions& options);
+
+}  // namespace baton::autoscale_sim

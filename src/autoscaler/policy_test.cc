@@ -1,0 +1,177 @@
+#include "autoscaler/policy.h"
+
+#include <gtest/gtest.h>
+
+#include "core/testing/fake_clock.h"
+
+namespace baton::autoscaler {
+namespace {
+
+using namespace std::chrono_literals;
+
+PolicyParams params(int concurrency = 10) {
+  PolicyParams p;
+  p.concurrency = concurrency;  // target per instance: 10 * 0.7 = 7
+  p.idle = 300s;
+  return p;
+}
+
+// Drives an Autoscaler once a second with a fake clock; instances become ready at once.
+struct Harness {
+  explicit Harness(PolicyParams p, int min = 0, int max = 100) : as(p), min(min), max(max) {}
+  Decision tick(double concurrency, int64_t arrivals = -1, int parked = 0) {
+    clock.advance(1s);
+    Observation o;
+    o.concurrency = concurrency;
+    o.arrivals = arrivals < 0 ? (concurrency > 0 ? 1 : 0) : arrivals;
+    o.parked = parked;
+    o.ready = ready;
+    o.desired = ready;
+    o.min = min;
+    o.max = max;
+    Decision d = as.step(o, clock.now());
+    ready = d.desired;
+    return d;
+  }
+  testing::FakeClock clock;
+  Autoscaler as;
+  int min;
+  int max;
+  int ready = 0;
+};
+
+TEST(Policy, StableLoadGivesCeilOfConcurrencyOverTarget) {
+  Harness h(params(), 0, 100);
+  h.ready = 1;
+  Decision d;
+  for (int i = 0; i < 120; ++i) d = h.tick(140);
+  EXPECT_EQ(d.desired, 20);  // 140 / 7
+  EXPECT_FALSE(d.panic);
+  EXPECT_NE(d.reason.find("stable"), std::string::npos);
+}
+
+TEST(Policy, NeverAboveMaxNorBelowMin) {
+  Harness h(params(), 2, 5);
+  h.ready = 2;
+  Decision d;
+  for (int i = 0; i < 120; ++i) d = h.tick(1000);
+  EXPECT_EQ(d.desired, 5);
+  EXPECT_NE(d.reason.find("capped at max 5"), std::string::npos);
+  for (int i = 0; i < 900; ++i) d = h.tick(0);
+  EXPECT_EQ(d.desired, 2);
+}
+
+TEST(Policy, PanicOnBurstAndNoScaleDownWhilePanicking) {
+  Harness h(params(), 0, 100);
+  h.ready = 1;
+  for (int i = 0; i < 60; ++i) h.tick(5);
+  EXPECT_EQ(h.ready, 1);
+  Decision d = h.tick(140);  // panic window average jumps; stable barely moves
+  EXPECT_TRUE(d.panic);
+  EXPECT_GE(d.desired, 3);
+  for (int i = 0; i < 5; ++i) d = h.tick(140);
+  EXPECT_EQ(d.desired, 20);
+  // The load goes away: no scale-down while panicking (60 s after the last over-threshold step).
+  for (int i = 0; i < 30; ++i) {
+    d = h.tick(1);
+    EXPECT_EQ(d.desired, 20) << i;
+  }
+  for (int i = 0; i < 120; ++i) d = h.tick(1);
+  EXPECT_FALSE(d.panic);
+  EXPECT_EQ(d.desired, 1);
+}
+
+TEST(Policy, ScaleFromZeroAtOnceSizedByParkedRequests) {
+  PolicyParams p = params();
+  Harness h(p, 0, 100);
+  h.ready = 0;
+  for (int i = 0; i < 600; ++i) EXPECT_EQ(h.tick(0).desired, 0);
+  // One request parked: desired 1 without waiting for any window.
+  Decision d = h.tick(0, 1, 1);
+  EXPECT_EQ(d.desired, 1);
+  EXPECT_NE(d.reason.find("scale from zero"), std::string::npos);
+  Harness big(p, 0, 100);
+  d = big.tick(0, 70, 70);
+  EXPECT_EQ(d.desired, 10);
+  // ...but never past max.
+  Harness capped(p, 0, 4);
+  EXPECT_EQ(capped.tick(0, 70, 70).desired, 4);
+}
+
+TEST(Policy, ScaleToZeroAfterIdleOnlyWhenMinIsZero) {
+  PolicyParams p = params();
+  p.adaptive_idle = false;
+  p.idle = 30s;
+  Harness h(p, 0, 10);
+  h.ready = 1;
+  h.tick(3);
+  for (int i = 1; i < 30; ++i) EXPECT_EQ(h.tick(0).desired, 1) << i;
+  Decision d = h.tick(0);
+  EXPECT_EQ(d.desired, 0);
+  EXPECT_NE(d.reason.find("idle 30s"), std::string::npos);
+
+  Harness one(p, 1, 10);
+  one.ready = 1;
+  one.tick(3);
+  for (int i = 0; i < 600; ++i) EXPECT_EQ(one.tick(0).desired, 1);
+}
+
+TEST(Policy, ScaleDownIsRateLimitedAndDelayed) {
+  PolicyParams p = params();
+  p.stable_window = 2s;  // short, so the rate limit is what binds
+  p.panic_window = 1s;
+  Harness h(p, 1, 100);
+  h.ready = 16;
+  for (int i = 0; i < 10; ++i) h.tick(112);  // 16 instances' worth
+  EXPECT_EQ(h.ready, 16);
+  std::vector<int> seen;
+  for (int i = 0; i < 5; ++i) seen.push_back(h.tick(0).desired);
+  EXPECT_EQ(seen, (std::vector<int>{8, 4, 2, 1, 1}));  // at most halving per step, min 1
+
+  p.scale_down_delay = 30s;
+  Harness delayed(p, 1, 100);
+  delayed.ready = 16;
+  for (int i = 0; i < 10; ++i) delayed.tick(112);
+  for (int i = 0; i < 29; ++i) EXPECT_EQ(delayed.tick(0).desired, 16) << i;
+  for (int i = 0; i < 5; ++i) delayed.tick(0);
+  EXPECT_EQ(delayed.ready, 8);  // each lower count holds for the delay, then halves again
+}
+
+TEST(Policy, AdaptiveKeepAliveFollowsTheGaps) {
+  PolicyParams p = params();
+  p.idle = 300s;
+  // Requests every 20 s: keep one warm just past 20 s.
+  Harness h(p, 0, 10);
+  h.ready = 1;
+  EXPECT_EQ(h.as.keepAlive(), 90s);  // fallback until enough gaps were seen
+  for (int k = 0; k < 10; ++k) {
+    h.tick(1);
+    for (int i = 0; i < 19; ++i) h.tick(0);
+  }
+  EXPECT_EQ(h.as.keepAlive(), 21s);
+  EXPECT_EQ(h.ready, 1);  // never went to zero: no cold start
+  // Requests every 10 minutes (longer than `idle`): go to zero early.
+  Harness sparse(p, 0, 10);
+  for (int k = 0; k < 8; ++k) {
+    sparse.tick(1, 1, sparse.ready == 0 ? 1 : 0);
+    for (int i = 0; i < 599; ++i) sparse.tick(0);
+  }
+  EXPECT_EQ(sparse.as.keepAlive(), 10s);
+  EXPECT_EQ(sparse.ready, 0);
+  // The manifest's idle is the ceiling.
+  p.idle = 15s;
+  Harness capped(p, 0, 10);
+  for (int k = 0; k < 10; ++k) {
+    capped.tick(1);
+    for (int i = 0; i < 19; ++i) capped.tick(0);
+  }
+  EXPECT_LE(capped.as.keepAlive(), 15s);
+}
+
+TEST(Policy, MaxZeroStopsEverything) {
+  Harness h(params(), 0, 0);
+  EXPECT_EQ(h.tick(50, 50, 50).desired, 0);
+}
+
+}  // namespace
+}  // namespace baton::autoscaler
