@@ -1,0 +1,166 @@
+#include "auth/api_keys.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <nlohmann/json.hpp>
+
+#include "auth/jose.h"
+
+namespace baton::auth {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kPrefix = "bk_";
+constexpr size_t kIdBytes = 8;
+constexpr size_t kSecretBytes = 32;
+constexpr size_t kSecretChars = 43;  // base64url of 32 bytes, unpadded
+
+std::string hex(const unsigned char* p, size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back(kHex[p[i] >> 4]);
+    out.push_back(kHex[p[i] & 15]);
+  }
+  return out;
+}
+
+bool isLowerHex(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string hashApiKeySecret(std::string_view secret) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(secret.data(), secret.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
+  return "sha256:" + hex(md, len);
+}
+
+std::string encodeApiKeyRecord(const ApiKeyRecord& r) {
+  json j = {{"id", r.id},
+            {"hash", r.hash},
+            {"name", r.name},
+            {"created_at", toUnixMillis(r.created_at)},
+            {"scopes", r.scopes}};
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<ApiKeyRecord> decodeApiKeyRecord(std::string_view text) {
+  json j = json::parse(text.begin(), text.end(), nullptr, false, false);
+  if (j.is_discarded() || !j.is_object()) return invalidArgument("api key record is not JSON");
+  ApiKeyRecord r;
+  auto str = [&](const char* name, std::string* out) {
+    auto it = j.find(name);
+    if (it == j.end() || !it->is_string()) return false;
+    *out = it->get<std::string>();
+    return true;
+  };
+  if (!str("id", &r.id) || !str("hash", &r.hash) || !str("name", &r.name)) {
+    return invalidArgument("api key record needs string id, hash and name");
+  }
+  auto created = j.find("created_at");
+  if (created == j.end() || !created->is_number_integer()) {
+    return invalidArgument("api key record needs integer created_at");
+  }
+  r.created_at = fromUnixMillis(created->get<int64_t>());
+  if (auto s = j.find("scopes"); s != j.end()) {
+    if (!s->is_array()) return invalidArgument("api key record scopes must be an array");
+    for (const auto& e : *s) {
+      if (!e.is_string()) return invalidArgument("api key record scopes must be strings");
+      r.scopes.push_back(e.get<std::string>());
+    }
+  }
+  return r;
+}
+
+AuthOr<ApiKeyParts> parseApiKey(std::string_view key) {
+  if (key.empty()) return {Reason::kMissing, "no API key"};
+  const size_t expected = kPrefix.size() + 2 * kIdBytes + 1 + kSecretChars;
+  if (key.size() != expected || key.substr(0, kPrefix.size()) != kPrefix ||
+      key[kPrefix.size() + 2 * kIdBytes] != '_') {
+    return {Reason::kMalformed, "API key is not of the form bk_<id>_<secret>"};
+  }
+  ApiKeyParts parts{key.substr(kPrefix.size(), 2 * kIdBytes),
+                    key.substr(kPrefix.size() + 2 * kIdBytes + 1)};
+  if (!isLowerHex(parts.id)) return {Reason::kMalformed, "API key id is not hex"};
+  auto secret = base64urlDecode(parts.secret);
+  if (!secret || secret->size() != kSecretBytes) {
+    return {Reason::kMalformed, "API key secret is not 32 base64url bytes"};
+  }
+  return parts;
+}
+
+Result<NewApiKey> ApiKeys::create(std::string name, std::vector<std::string> scopes,
+                                  TimePoint now) {
+  unsigned char id[kIdBytes];
+  unsigned char secret[kSecretBytes];
+  if (RAND_bytes(id, sizeof id) != 1 || RAND_bytes(secret, sizeof secret) != 1) {
+    return internalError("RAND_bytes failed");
+  }
+  NewApiKey out;
+  out.record.id = hex(id, sizeof id);
+  std::string secret_b64 =
+      base64urlEncode(std::string_view(reinterpret_cast<const char*>(secret), sizeof secret));
+  OPENSSL_cleanse(secret, sizeof secret);
+  out.record.hash = hashApiKeySecret(secret_b64);
+  if (out.record.hash.empty()) return internalError("SHA-256 failed");
+  out.record.name = std::move(name);
+  out.record.created_at = now;
+  out.record.scopes = std::move(scopes);
+  out.key = std::string(kPrefix) + out.record.id + "_" + secret_b64;
+
+  const std::string key = apiKeyStoreKey(out.record.id);
+  auto txn = store_.txn({state::Compare::absent(key)},
+                        {state::Op::put(key, encodeApiKeyRecord(out.record))});
+  if (!txn) return txn.status();
+  if (!txn->succeeded) return Status(Code::kAlreadyExists, "api key id collision; retry");
+  return out;
+}
+
+AuthOr<ApiKeyRecord> ApiKeys::verify(std::string_view key) const {
+  auto parts = parseApiKey(key);
+  if (!parts) {
+    if (parts.reason() == Reason::kMissing) return parts.error();
+    return {Reason::kInvalidKey, "invalid API key"};
+  }
+  auto kv = store_.get(apiKeyStoreKey(parts->id));
+  if (!kv) return {Reason::kKeysUnavailable, "API key store unavailable"};
+  if (!kv.value()) return {Reason::kInvalidKey, "invalid API key"};
+  auto rec = decodeApiKeyRecord((*kv.value()).value);
+  if (!rec) return {Reason::kInvalidKey, "invalid API key"};
+  const std::string presented = hashApiKeySecret(parts->secret);
+  const std::string& stored = rec->hash;
+  if (presented.empty() || presented.size() != stored.size() ||
+      CRYPTO_memcmp(presented.data(), stored.data(), stored.size()) != 0) {
+    return {Reason::kInvalidKey, "invalid API key"};
+  }
+  return std::move(rec).value();
+}
+
+Status ApiKeys::revoke(std::string_view id) {
+  auto r = store_.del(apiKeyStoreKey(id));
+  if (!r) return r.status();
+  return Status::ok();
+}
+
+Result<std::vector<ApiKeyRecord>> ApiKeys::list() const {
+  auto range = store_.list(std::string(kApiKeysPrefix));
+  if (!range) return range.status();
+  std::vector<ApiKeyRecord> out;
+  for (const auto& kv : range->kvs) {
+    auto rec = decodeApiKeyRecord(kv.value);
+    if (rec) out.push_back(std::move(rec).value());
+  }
+  return out;
+}
+
+}  // namespace baton::auth
