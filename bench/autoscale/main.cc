@@ -56,7 +56,18 @@ int main(int argc, char** argv) {
   app.add_option("--cold-start-penalty", sopt.baton_penalty_s,
                  "baton policy: seconds of one warm instance a cold start is worth");
   app.add_option("--min-idle", sopt.baton_min_idle_s, "baton policy: shortest keep-alive, s");
+  std::vector<std::string> sets;
+  app.add_option("--baton-set", sets,
+                 "baton policy: NAME=VALUE for a PolicyParams field (durations in s), repeatable");
   CLI11_PARSE(app, argc, argv);
+  for (const std::string& kv : sets) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos) {
+      std::fprintf(stderr, "autoscale_sim: --baton-set wants NAME=VALUE, got %s\n", kv.c_str());
+      return 2;
+    }
+    sopt.baton_set.emplace_back(kv.substr(0, eq), std::stod(kv.substr(eq + 1)));
+  }
   topt.service_mean_s = service_ms / 1000;
   topt.cold_start_s = cold_ms / 1000;
   topt.seed = seed;
@@ -114,7 +125,9 @@ int main(int argc, char** argv) {
                        {"service_mean_ms", sc.service_mean_s * 1000},
                        {"service_distribution", "exponential"},
                        {"cold_start_ms", sc.cold_start_s * 1000},
-                       {"decision_hash", r.decision_hash}});
+                       {"decision_hash", r.decision_hash},
+                       {"instance_s_by_hour", r.instance_s_by_hour},
+                       {"cold_starts_by_hour", r.cold_starts_by_hour}});
       } else {
         std::printf("| %s | %s | %llu | %.0f | %s | %s | %llu | %llu | %llu | %.0f | %d |\n",
                     r.scenario.c_str(), r.policy.c_str(), (unsigned long long)r.requests,

@@ -262,6 +262,7 @@ std::optional<double> parseTimestamp(const std::string& raw) {
 
 struct Obs {
   double concurrency = 0;  // average (in service + queued) over the tick
+  double queued = 0;       // of which waiting for a slot
   int64_t arrivals = 0;
   int parked = 0;
   int ready = 0;
@@ -284,6 +285,33 @@ class BatonController final : public Controller {
     if (opt.baton_penalty_s >= 0)
       p.cold_start_penalty = Duration(int64_t(opt.baton_penalty_s * 1000));
     if (opt.baton_min_idle_s >= 0) p.min_idle = Duration(int64_t(opt.baton_min_idle_s * 1000));
+    auto dur = [](double s) { return Duration(static_cast<int64_t>(s * 1000)); };
+    for (const auto& [k, v] : opt.baton_set) {
+      if (k == "target_utilization")
+        p.target_utilization = v;
+      else if (k == "stable_window")
+        p.stable_window = dur(v);
+      else if (k == "panic_window")
+        p.panic_window = dur(v);
+      else if (k == "scale_down_window")
+        p.scale_down_window = dur(v);
+      else if (k == "scale_down_delay")
+        p.scale_down_delay = dur(v);
+      else if (k == "little_law")
+        p.little_law = v != 0;
+      else if (k == "adaptive_idle")
+        p.adaptive_idle = v != 0;
+      else if (k == "min_idle")
+        p.min_idle = dur(v);
+      else if (k == "fallback_idle")
+        p.fallback_idle = dur(v);
+      else if (k == "cold_start_penalty")
+        p.cold_start_penalty = dur(v);
+      else if (k == "tolerance")
+        p.tolerance = v;
+      else if (k == "max_scale_down_rate")
+        p.max_scale_down_rate = v;
+    }
     return p;
   }
   int step(const Obs& o, double, TimePoint now, bool) override {
@@ -291,6 +319,7 @@ class BatonController final : public Controller {
     obs.concurrency = o.concurrency;
     obs.arrivals = o.arrivals;
     obs.parked = o.parked;
+    obs.queued = o.queued;
     obs.ready = o.ready;
     obs.desired = o.current;
     obs.min = o.min;
@@ -327,10 +356,20 @@ class Hpa final : public Controller {
       sum_ = 0;
       n_ = 0;
       int current = desired_;
-      double metric = avg / std::max(1, o.ready);  // per ready pod
-      double ratio = metric / target_;
+      // Kubernetes' replica calculator for a Pods metric: the average over the pods that report
+      // it (ready ones); ceil(ratio * ready) outside the tolerance. Pods still starting report
+      // nothing yet ("missing"): when scaling up they count as 0 and the ratio is recomputed over
+      // all pods; if that falls back within the tolerance, no change.
+      int ready = std::max(1, o.ready);
+      int missing = std::max(0, current - o.ready);
+      double ratio = avg / ready / target_;
       int rec = current;
-      if (std::fabs(ratio - 1) > 0.1) rec = static_cast<int>(std::ceil(current * ratio - 1e-9));
+      if (missing == 0 || ratio <= 1) {
+        if (std::fabs(ratio - 1) > 0.1) rec = static_cast<int>(std::ceil(ratio * ready - 1e-9));
+      } else {
+        double all = avg / (ready + missing) / target_;
+        if (all > 1.1) rec = static_cast<int>(std::ceil(all * (ready + missing) - 1e-9));
+      }
       rec = std::min(rec, std::max(current * 2, current + 4));
       recs_.emplace_back(t, rec);
       while (!recs_.empty() && recs_.front().first <= t - 300) recs_.pop_front();
@@ -529,6 +568,7 @@ Result simulate(const Scenario& sc, const std::string& policy, const SimOptions&
   std::priority_queue<double, std::vector<double>, std::greater<>> done;  // completions
   std::vector<uint64_t> hist(60'001, 0);                                  // waits, 1 ms buckets
   double conc_integral = 0;
+  double queue_integral = 0;
   int64_t arrivals = 0;
   double next_tick = 0;
   uint64_t tick_index = 0;
@@ -546,8 +586,11 @@ Result simulate(const Scenario& sc, const std::string& policy, const SimOptions&
     double dt = to - t;
     if (dt <= 0) return;
     conc_integral += (busy + static_cast<double>(queue.size())) * dt;
+    queue_integral += static_cast<double>(queue.size()) * dt;
     int draining = busy > ready * conc ? (busy - ready * conc + conc - 1) / conc : 0;
     r.instance_seconds += (current() + draining) * dt;
+    r.instance_s_by_hour[static_cast<size_t>(std::fmod(t, 86400) / 3600) % 24] +=
+        (current() + draining) * dt;
     t = to;
   };
   auto serve = [&](double arrival, double service) {
@@ -581,6 +624,7 @@ Result simulate(const Scenario& sc, const std::string& policy, const SimOptions&
     autoscaler::BoundsInForce b = boundsNow(now);
     Obs o;
     o.concurrency = tick ? conc_integral / opt.tick_s : busy + static_cast<double>(queue.size());
+    o.queued = tick ? queue_integral / opt.tick_s : static_cast<double>(queue.size());
     o.arrivals = arrivals;
     o.parked = ready == 0 ? static_cast<int>(queue.size()) : 0;
     o.ready = ready;
@@ -589,6 +633,7 @@ Result simulate(const Scenario& sc, const std::string& policy, const SimOptions&
     o.max = b.max;
     if (tick) {
       conc_integral = 0;
+      queue_integral = 0;
       arrivals = 0;
     }
     int d = std::max(0, ctl->step(o, t, now, tick));
@@ -638,7 +683,10 @@ Result simulate(const Scenario& sc, const std::string& policy, const SimOptions&
       } else if (queue.size() >= opt.queue_limit) {
         ++r.lost;
       } else {
-        if (ready == 0 && queue.empty()) ++r.cold_starts;
+        if (ready == 0 && queue.empty()) {
+          ++r.cold_starts;
+          ++r.cold_starts_by_hour[static_cast<size_t>(std::fmod(t, 86400) / 3600) % 24];
+        }
         queue.emplace_back(next_arrival, next_service);
         if (ready == 0 && starting.empty()) control(/*tick=*/false);  // hold-at-zero signal
       }

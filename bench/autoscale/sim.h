@@ -61,14 +61,16 @@ struct LoadedTrace {
 LoadedTrace loadCsvTrace(const std::string& path, const TraceOptions& options);
 
 struct SimOptions {
-  double tick_s = 1.0;           // controller period
-  double hold_timeout_s = 30.0;  // a request waiting longer is lost
-  size_t queue_limit = 10'000;   // hold queue bound; beyond it requests are lost
-  double drain_s = 120.0;        // after the trace ends, time to serve what is queued
-  bool record_decisions = false;
-  double baton_penalty_s = -1;   // >= 0: override PolicyParams::cold_start_penalty
-  double baton_min_idle_s = -1;  // >= 0: override PolicyParams::min_idle  // keep every (time,
-                                 // desired) change in Result::decisions
+  double tick_s = 1.0;            // controller period
+  double hold_timeout_s = 30.0;   // a request waiting longer is lost
+  size_t queue_limit = 10'000;    // hold queue bound; beyond it requests are lost
+  double drain_s = 120.0;         // after the trace ends, time to serve what is queued
+  bool record_decisions = false;  // keep every (time, desired) change in Result::decisions
+  double baton_penalty_s = -1;    // >= 0: override PolicyParams::cold_start_penalty
+  double baton_min_idle_s = -1;   // >= 0: override PolicyParams::min_idle
+  // Baton policy overrides by PolicyParams field name, seconds for durations (exploration; see
+  // main.cc --baton-set).
+  std::vector<std::pair<std::string, double>> baton_set;
 };
 
 struct Result {
@@ -85,6 +87,10 @@ struct Result {
   int peak_instances = 0;
   uint64_t decision_hash = 0;  // FNV-1a over the (tick, desired) sequence
   std::vector<std::pair<double, int>> decisions;
+  // Per hour of the day since the trace start (wall time of the epoch, UTC hours offset kept):
+  // instance-seconds and cold starts, to see where a policy spends and saves.
+  std::vector<double> instance_s_by_hour = std::vector<double>(24, 0.0);
+  std::vector<uint64_t> cold_starts_by_hour = std::vector<uint64_t>(24, 0);
 };
 
 // Policies: "baton", "static-max", "hpa", "kpa".

@@ -23,17 +23,28 @@ Autoscaler::Autoscaler(PolicyParams params) : params_(params) {
   keep_alive_ = computeKeepAlive();
 }
 
-double Autoscaler::average(Duration window, TimePoint now) const {
-  // Time-weighted mean of the samples whose interval ends inside (now - window, now]; the time
-  // not yet covered (a young autoscaler) does not dilute the mean.
+Autoscaler::Window Autoscaler::average(Duration window, TimePoint now) const {
+  // Time-weighted mean concurrency and the arrival rate over the samples whose interval ends
+  // inside (now - window, now]; the time not yet covered (a young autoscaler) does not dilute
+  // them.
   double sum = 0;
+  double arrivals = 0;
+  double queued = 0;
   double weight = 0;
   TimePoint from = now - window;
   for (auto it = samples_.rbegin(); it != samples_.rend() && it->end > from; ++it) {
     sum += it->value * it->weight_ms;
+    arrivals += it->arrivals;
+    queued += it->queued * it->weight_ms;
     weight += it->weight_ms;
   }
-  return weight > 0 ? sum / weight : 0.0;
+  Window w;
+  if (weight > 0) {
+    w.concurrency = sum / weight;
+    w.rate = arrivals * 1000.0 / weight;
+    w.queued = queued / weight;
+  }
+  return w;
 }
 
 Duration Autoscaler::computeKeepAlive() const {
@@ -72,9 +83,12 @@ Decision Autoscaler::step(const Observation& obs, TimePoint now) {
   // 1. Record the observation.
   Duration dt = last_step_ ? now - *last_step_ : Duration(1000);
   if (dt > Duration(0)) {
-    samples_.push_back({now, static_cast<double>(dt.count()), std::max(0.0, obs.concurrency)});
+    samples_.push_back({now, static_cast<double>(dt.count()), std::max(0.0, obs.concurrency),
+                        static_cast<double>(std::max<int64_t>(0, obs.arrivals)),
+                        std::clamp(obs.queued, 0.0, std::max(0.0, obs.concurrency))});
   } else if (!samples_.empty()) {
     samples_.back().value = std::max(samples_.back().value, obs.concurrency);
+    samples_.back().arrivals += static_cast<double>(std::max<int64_t>(0, obs.arrivals));
   }
   TimePoint horizon = now - std::max(p.stable_window, p.panic_window);
   while (!samples_.empty() && samples_.front().end <= horizon) samples_.pop_front();
@@ -94,10 +108,30 @@ Decision Autoscaler::step(const Observation& obs, TimePoint now) {
   // 2. KPA: stable and panic desired counts, rate limited against the ready count.
   const double ready = std::max(1, obs.ready);
   const double target = std::max(1e-9, p.concurrency * p.target_utilization);
-  const double stable = average(p.stable_window, now);
-  const double panic = average(p.panic_window, now);
-  const double dspc = std::ceil(stable / target - 1e-9);
+  const Window sw = average(p.stable_window, now);
+  const Window pw = average(p.panic_window, now);
+  const double stable = sw.concurrency;
+  double panic = pw.concurrency;
+  if (p.little_law && sw.rate > 0) {
+    // Little's law: the time a request spends in the system, from the stable window, times the
+    // arrival rate of the panic window. A rising rate shows here a step before the in-flight
+    // count catches up.
+    // Waiting time is left out when the gateway reports it (a cold start's queue is not work).
+    panic = std::max(panic, pw.rate * ((sw.concurrency - sw.queued) / sw.rate));
+  }
+  double dspc = std::ceil(stable / target - 1e-9);
   const double dppc = std::ceil(panic / target - 1e-9);
+  if (p.scale_down_window < p.stable_window) {
+    // Faster scale-down: a shorter average may lower the stable count, never below the panic
+    // window's demand (which still guards bursts).
+    const double recent = std::max(average(p.scale_down_window, now).concurrency, panic);
+    dspc = std::min(dspc, std::ceil(recent / target - 1e-9));
+  }
+  if (p.tolerance > 0 && obs.desired > 0 && dspc > obs.desired &&
+      stable <= obs.desired * target * (1 + p.tolerance)) {
+    dspc = obs.desired;  // within the tolerance band: keep the count (the panic window still
+                         // reacts to a real burst)
+  }
   const double max_up = std::ceil(p.max_scale_up_rate * ready);
   const double max_down = obs.ready > 0 ? std::floor(obs.ready / p.max_scale_down_rate) : 0;
   const int desired_stable = static_cast<int>(std::min(std::max(dspc, max_down), max_up));

@@ -5,6 +5,8 @@
 //
 // The core is Knative's KPA (stable 60 s / panic 6 s windows of observed concurrency, panic at
 // 2x, no scale-down while panicking, scale-down rate limited); on top of it (README.md):
+//   * HPA's 10% tolerance band on stable scale-up, and a Little's-law term (arrival rate x
+//     service time) in the panic window;
 //   * scale from zero at once, sized by the number of parked requests;
 //   * an adaptive keep-alive: the idle time before going to zero is chosen from the history of
 //     observed idle gaps (ski-rental rule, bounded by the manifest's `idle`), so a service whose
@@ -38,6 +40,12 @@ struct PolicyParams {
   double max_scale_up_rate = 1000.0;          // at most ceil(rate * ready) per step
   double max_scale_down_rate = 2.0;           // at least floor(ready / rate) per step: halve
   Duration scale_down_delay = Duration(0);    // a lower count must hold this long first
+  // Beyond KPA (README.md); defaults measured across all simulator traces (RESULTS.md).
+  bool little_law = true;  // panic demand also from arrival rate x service time (Little's law)
+  double tolerance = 0.1;  // stable mode: no scale-up while the stable demand is within this
+                           // fraction above what the current count serves (HPA's band)
+  Duration scale_down_window = Duration(60'000);  // < stable_window: scale down on this shorter
+                                                  // average (never below the panic demand)
   // Scale to zero (min = 0 only).
   bool adaptive_idle = true;                        // false: keep-alive is exactly `idle`
   Duration min_idle = Duration(10'000);             // shortest keep-alive the adaptive rule picks
@@ -58,6 +66,8 @@ struct Observation {
   double concurrency = 0;  // average in-flight requests (incl. queued) over the interval
   int64_t arrivals = 0;    // requests that arrived in the interval
   int parked = 0;          // requests held at zero right now (the gateway's hold queue)
+  double queued = 0;       // of `concurrency`, the average waiting for a slot (held or queued);
+                           // lets Little's law use the service time only. 0 if unknown.
   int ready = 0;           // instances ready to serve
   int desired = 0;         // the desired count currently in force
   int min = 0;             // bounds in force (calendar.h / operator override)
@@ -85,9 +95,16 @@ class Autoscaler {
   struct Sample {
     TimePoint end;
     double weight_ms;
-    double value;
+    double value;     // average concurrency over the interval
+    double arrivals;  // requests that arrived in the interval
+    double queued;    // average waiting for a slot over the interval
   };
-  double average(Duration window, TimePoint now) const;
+  struct Window {
+    double concurrency = 0;  // time-weighted mean
+    double rate = 0;         // arrivals per second
+    double queued = 0;       // time-weighted mean of waiting requests
+  };
+  Window average(Duration window, TimePoint now) const;
   Duration computeKeepAlive() const;
 
   PolicyParams params_;

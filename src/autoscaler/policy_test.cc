@@ -168,6 +168,84 @@ TEST(Policy, AdaptiveKeepAliveFollowsTheGaps) {
   EXPECT_LE(capped.as.keepAlive(), 15s);
 }
 
+TEST(Policy, ToleranceBandHoldsTheCountOnSmallExcess) {
+  // HPA's 10% band: a stable demand up to 1.1 x what the current count serves keeps the count.
+  // (With one instance any excess is already 2x in the panic window: KPA panics there.)
+  Harness h(params(), 0, 100);
+  h.ready = 3;
+  Decision d;
+  for (int i = 0; i < 120; ++i) d = h.tick(22);  // 22 <= 3 x 7 x 1.1
+  EXPECT_EQ(d.desired, 3);
+  EXPECT_FALSE(d.panic);
+  for (int i = 0; i < 120; ++i) d = h.tick(25);  // beyond the band: ceil(25 / 7)
+  EXPECT_EQ(d.desired, 4);
+  PolicyParams p = params();
+  p.tolerance = 0;  // plain KPA
+  Harness kpa(p, 0, 100);
+  kpa.ready = 3;
+  for (int i = 0; i < 120; ++i) d = kpa.tick(22);
+  EXPECT_EQ(d.desired, 4);
+}
+
+TEST(Policy, LittlesLawReactsToTheArrivalRateBeforeConcurrency) {
+  // 60 s at 10 rps with 2 in flight (0.2 s each), then 1,000 arrivals in one second while the
+  // in-flight average has not moved yet: rate x service time already asks for more.
+  auto run = [](bool little, double queued) {
+    PolicyParams p = params();
+    p.little_law = little;
+    Harness h(p, 0, 100);
+    h.ready = 1;
+    for (int i = 0; i < 60; ++i) h.tick(2, 10);
+    h.clock.advance(std::chrono::seconds(1));
+    Observation o;
+    o.concurrency = 2;
+    o.queued = queued;
+    o.arrivals = 1000;
+    o.ready = o.desired = 1;
+    o.max = 100;
+    return h.as.step(o, h.clock.now());
+  };
+  Decision d = run(true, 0);
+  EXPECT_TRUE(d.panic);
+  EXPECT_GE(d.desired, 2);
+  d = run(false, 0);
+  EXPECT_FALSE(d.panic);
+  EXPECT_EQ(d.desired, 1);
+}
+
+TEST(Policy, LittlesLawLeavesQueueingOut) {
+  // Requests that waited for a cold start are not service time: with the whole in-flight count
+  // reported as queued, the rate term adds nothing.
+  PolicyParams p = params();
+  Harness h(p, 0, 100);
+  h.ready = 1;
+  Observation o;
+  o.max = 100;
+  Decision d;
+  for (int i = 0; i < 60; ++i) {
+    h.clock.advance(std::chrono::seconds(1));
+    o.concurrency = 5;
+    o.queued = 5;
+    o.arrivals = i == 59 ? 100 : 1;
+    o.ready = o.desired = 1;
+    d = h.as.step(o, h.clock.now());
+  }
+  EXPECT_EQ(d.desired, 1);
+}
+
+TEST(Policy, SameInputsSameDecisions) {
+  auto run = [] {
+    Harness h(params(), 0, 20);
+    std::vector<int> out;
+    for (int i = 0; i < 600; ++i) {
+      double c = (i / 37) % 3 == 0 ? 0 : (i % 11) * 3.0;
+      out.push_back(h.tick(c, c > 0 ? static_cast<int64_t>(c) : 0, h.ready == 0 && c > 0).desired);
+    }
+    return out;
+  };
+  EXPECT_EQ(run(), run());
+}
+
 TEST(Policy, MaxZeroStopsEverything) {
   Harness h(params(), 0, 0);
   EXPECT_EQ(h.tick(50, 50, 50).desired, 0);
