@@ -7,6 +7,7 @@
 
 #include "api/event_bus.h"
 #include "api/routes.h"
+#include "autoscaler/bounds.h"
 #include "core/units.h"
 #include "model/json.h"
 #include "model/keys.h"
@@ -60,27 +61,8 @@ std::string afterPrefix(std::string_view key, std::string_view prefix) {
   return std::string(key.substr(std::min(prefix.size(), key.size())));
 }
 
-struct Bounds {
-  int min = 0;
-  int max = 0;
-  std::string source = "manifest";
-  std::optional<TimePoint> expires_at;
-};
-
 bool overrideActive(const model::ScaleOverride& ov, TimePoint now) {
   return !ov.expires_at || *ov.expires_at > now;
-}
-
-Bounds boundsInForce(const model::ServiceSpec& spec, const model::ScaleOverride* ov,
-                     TimePoint now) {
-  Bounds b{spec.scale.min, spec.scale.max, "manifest", std::nullopt};
-  if (ov && overrideActive(*ov, now) && (ov->min || ov->max)) {
-    if (ov->min) b.min = *ov->min;
-    if (ov->max) b.max = *ov->max;
-    b.source = "override";
-    b.expires_at = ov->expires_at;
-  }
-  return b;
 }
 
 // What the handlers read, one list per key prefix (each list is consistent on its own).
@@ -163,7 +145,8 @@ json serviceRow(const Snapshot& s, const std::string& app, const model::AppRecor
                 const model::ServiceSpec& spec, TimePoint now) {
   std::string id = app + "/" + spec.name;
   auto ov_it = s.overrides.find(id);
-  Bounds b = boundsInForce(spec, ov_it == s.overrides.end() ? nullptr : &ov_it->second, now);
+  autoscaler::BoundsInForce b = autoscaler::boundsInForce(
+      spec.scale, ov_it == s.overrides.end() ? nullptr : &ov_it->second, now);
   std::string hash = model::specHash(spec);
   int desired = 0, ready = 0, current = 0;
   for (const auto& inst : s.instances) {
@@ -197,7 +180,7 @@ json serviceRow(const Snapshot& s, const std::string& app, const model::AppRecor
               {"source", b.source},
               {"rollout", rollout},
               {"rollout_message", rollout_message},
-              {"expires_at", b.expires_at ? json(toUnixMillis(*b.expires_at)) : json(nullptr)}};
+              {"until", b.until ? json(toUnixMillis(*b.until)) : json(nullptr)}};
   return row;
 }
 
@@ -656,11 +639,14 @@ struct Handlers::Impl {
       if (max) ov.max = max;
       ov.set_at = now();
       ov.expires_at = for_ ? std::optional<TimePoint>(now() + *for_) : std::nullopt;
-      Bounds b = boundsInForce(spec, &ov, now());
-      if (b.min > b.max) {
-        return errorResponse(400, "min (" + std::to_string(b.min) + ") must not exceed max (" +
-                                      std::to_string(b.max) + ") for " + app + "/" + svc);
+      // Checked before boundsInForce(), which would lower min to max.
+      autoscaler::BoundsInForce base = autoscaler::boundsInForce(spec.scale, nullptr, now());
+      int want_min = ov.min.value_or(base.min), want_max = ov.max.value_or(base.max);
+      if (want_min > want_max) {
+        return errorResponse(400, "min (" + std::to_string(want_min) + ") must not exceed max (" +
+                                      std::to_string(want_max) + ") for " + app + "/" + svc);
       }
+      autoscaler::BoundsInForce b = autoscaler::boundsInForce(spec.scale, &ov, now());
       auto t = store().txn({cmp}, {state::Op::put(key, model::encode(ov))});
       if (!t) return statusResponse(t.status());
       if (t->succeeded) {

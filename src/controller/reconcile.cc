@@ -9,21 +9,6 @@
 
 namespace baton::controller {
 
-ScaleBounds boundsInForce(const model::ScaleSpec& manifest,
-                          const model::ScaleOverride* override_or_null, TimePoint now) {
-  ScaleBounds b{manifest.min, manifest.max, "manifest"};
-  const model::ScaleOverride* o = override_or_null;
-  if (o && (!o->expires_at || *o->expires_at > now) && (o->min || o->max)) {
-    if (o->min) b.min = *o->min;
-    if (o->max) b.max = *o->max;
-    b.source = "manual override";
-  }
-  b.min = std::max(0, b.min);
-  b.max = std::max(0, b.max);
-  if (b.max < b.min) b.min = b.max;
-  return b;
-}
-
 int desiredCount(const ScaleBounds& bounds) { return std::clamp(bounds.min, 0, bounds.max); }
 
 namespace {

@@ -13,23 +13,16 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "autoscaler/bounds.h"
 #include "model/records.h"
 
 namespace baton::controller {
 
 // ---- Desired count (the autoscaler plugs in here) -------------------------------------------
 
-struct ScaleBounds {
-  int min = 0;
-  int max = 0;
-  std::string source;  // "manifest" or "manual override"
-};
-
-// The bounds in force: the manifest's scale, with each bound a non-expired override sets
-// replacing it. If the result has max < min, min is lowered to max (an operator's
-// `--max 0` stops the service).
-ScaleBounds boundsInForce(const model::ScaleSpec& manifest,
-                          const model::ScaleOverride* override_or_null, TimePoint now);
+// The bounds in force (manifest, schedule calendar, operator override): autoscaler/bounds.h.
+using ScaleBounds = autoscaler::BoundsInForce;
+using autoscaler::boundsInForce;
 
 // The instance count wanted inside `bounds`. Without an autoscaler this is `min` (so min = 0
 // means no instances for now).

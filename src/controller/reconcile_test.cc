@@ -143,7 +143,7 @@ TEST(Bounds, OverrideReplacesManifestUntilItExpires) {
   ScaleBounds b = boundsInForce(manifest, &o, now);
   EXPECT_EQ(b.min, 3);
   EXPECT_EQ(b.max, 5);
-  EXPECT_EQ(b.source, "manual override");
+  EXPECT_EQ(b.source, "override");
   EXPECT_EQ(desiredCount(b), 3);
   EXPECT_EQ(boundsInForce(manifest, &o, now + seconds(10)).min, 1);
   model::ScaleOverride stop_all;
@@ -200,7 +200,7 @@ TEST(Reconcile, ScaleDownStopsNonHealthyThenNewestAndDeletesWhenStopped) {
   EXPECT_EQ(p.stop[0].id, "i-1");
   EXPECT_EQ(p.stop[1].id, "i-4");
   EXPECT_TRUE(p.create.empty());
-  EXPECT_TRUE(hasEvent(p, "shop/web: scaled 4 -> 2 (manual override)"));
+  EXPECT_TRUE(hasEvent(p, "shop/web: scaled 4 -> 2 (override)"));
   EXPECT_TRUE(h.plan().empty());  // waiting for the node
   h.setState("i-1", InstanceState::kStopped);
   ReconcilePlan cleanup = h.step();
@@ -220,7 +220,7 @@ TEST(Reconcile, OverrideExpiryReturnsToManifest) {
   h.snap.overrides["shop/web"] = o;
   ReconcilePlan up = h.step();
   EXPECT_EQ(up.create.size(), 2u);
-  EXPECT_TRUE(hasEvent(up, "shop/web: scaled 1 -> 3 (manual override)"));
+  EXPECT_TRUE(hasEvent(up, "shop/web: scaled 1 -> 3 (override)"));
   h.nodesSettle();
   EXPECT_TRUE(h.plan().empty());
   h.clock.advance(seconds(11));
