@@ -1,5 +1,7 @@
 #include "autoscaler/policy.h"
 
+#include <cstdio>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -8,6 +10,12 @@ namespace baton::autoscaler {
 namespace {
 
 std::string secs(Duration d) { return std::to_string(d.count() / 1000) + "s"; }
+// "12.5" (one decimal), for reasons shown to users.
+std::string oneDecimal(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", v);
+  return buf;
+}
 
 }  // namespace
 
@@ -152,10 +160,10 @@ Decision Autoscaler::step(const Observation& obs, TimePoint now) {
     max_panic_pods_ = std::max(max_panic_pods_, desired_panic);
     d.desired = max_panic_pods_;
     d.panic = true;
-    d.reason = "panic: " + std::to_string(panic) + " in flight over " + secs(p.panic_window);
+    d.reason = "panic: " + oneDecimal(panic) + " in flight over " + secs(p.panic_window);
   } else {
     d.desired = desired_stable;
-    d.reason = "stable: " + std::to_string(stable) + " in flight over " + secs(p.stable_window);
+    d.reason = "stable: " + oneDecimal(stable) + " in flight over " + secs(p.stable_window);
   }
 
   // 3. Scale-down delay: the max over the delay window.

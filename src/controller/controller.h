@@ -66,6 +66,8 @@ class Controller {
   Status reconcileOnce();
 
   void start();
+  // Asks for a pass now (e.g. the autoscaler changed a desired count). Never blocks.
+  void poke() { wake(); }
   void stop();
 
   ControllerStats stats() const;

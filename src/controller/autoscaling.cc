@@ -1,0 +1,150 @@
+#include "controller/autoscaling.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "autoscaler/bounds.h"
+#include "model/json.h"
+#include "model/keys.h"
+
+namespace baton::controller {
+
+namespace keys = model::keys;
+
+Autoscaling::Autoscaling(state::Store& store, Clock& clock, LoadSource load,
+                         AutoscalingOptions options)
+    : store_(store), clock_(clock), load_(std::move(load)), options_(std::move(options)) {}
+
+Autoscaling::~Autoscaling() { stop(); }
+
+int Autoscaling::desired(const std::string& app, const std::string& service,
+                         const ScaleBounds& bounds) {
+  std::lock_guard lock(mu_);
+  auto it = services_.find(app + "/" + service);
+  if (it == services_.end() || !it->second.policy) return desiredCount(bounds);
+  return std::clamp(it->second.desired, bounds.min, std::max(bounds.min, bounds.max));
+}
+
+void Autoscaling::kick(const std::string& app, const std::string& service) {
+  {
+    std::lock_guard lock(mu_);
+    kicked_ = true;
+  }
+  cv_.notify_all();
+}
+
+Status Autoscaling::stepOnce() {
+  std::lock_guard step_lock(step_mu_);
+  const TimePoint now = clock_.now();
+  auto apps = store_.list(std::string(keys::kApps));
+  if (!apps) return apps.status();
+  auto overrides = store_.list(std::string(keys::kScale));
+  if (!overrides) return overrides.status();
+  auto instances = store_.list(std::string(keys::kInstances));
+  if (!instances) return instances.status();
+  auto statuses = store_.list(std::string(keys::kStatus));
+  if (!statuses) return statuses.status();
+
+  std::map<std::string, model::ScaleOverride> override_by_service;
+  for (const auto& kv : overrides->kvs) {
+    if (auto o = model::decode<model::ScaleOverride>(kv.value)) {
+      override_by_service[kv.key.substr(keys::kScale.size())] = *o;
+    }
+  }
+  std::set<std::string> healthy_ids;
+  for (const auto& kv : statuses->kvs) {
+    auto st = model::decode<model::InstanceStatus>(kv.value);
+    if (st && st->state == model::InstanceState::kHealthy) healthy_ids.insert(st->id);
+  }
+  std::map<std::string, int> ready;
+  for (const auto& kv : instances->kvs) {
+    auto rec = model::decode<model::InstanceRecord>(kv.value);
+    if (rec && rec->desired_running && healthy_ids.count(rec->id)) {
+      ++ready[rec->app + "/" + rec->service];
+    }
+  }
+  std::map<std::string, ServiceLoad> load = load_ ? load_() : std::map<std::string, ServiceLoad>{};
+
+  std::vector<std::string> changes;
+  {
+    std::lock_guard lock(mu_);
+    std::set<std::string> seen;
+    for (const auto& kv : apps->kvs) {
+      auto rec = model::decode<model::AppRecord>(kv.value);
+      if (!rec) continue;
+      for (const auto& [name, spec] : rec->spec.services) {
+        const std::string id = rec->spec.name + "/" + name;
+        seen.insert(id);
+        auto ov = override_by_service.find(id);
+        ScaleBounds bounds = autoscaler::boundsInForce(
+            spec.scale, ov == override_by_service.end() ? nullptr : &ov->second, now);
+        PerService& svc = services_[id];
+        autoscaler::PolicyParams params = autoscaler::PolicyParams::fromSpec(spec.scale);
+        if (!svc.policy || params.concurrency != svc.params.concurrency ||
+            params.idle != svc.params.idle) {
+          svc.policy = std::make_unique<autoscaler::Autoscaler>(params);
+          svc.params = params;
+          if (svc.desired == 0) svc.desired = desiredCount(bounds);
+        }
+        autoscaler::Observation obs;
+        if (auto l = load.find(id); l != load.end()) {
+          obs.concurrency = l->second.concurrency;
+          obs.queued = l->second.queued;
+          obs.arrivals = l->second.arrivals;
+          obs.parked = l->second.parked;
+        }
+        obs.ready = ready[id];
+        obs.desired = svc.desired;
+        obs.min = bounds.min;
+        obs.max = bounds.max;
+        autoscaler::Decision d = svc.policy->step(obs, now);
+        if (d.desired != svc.desired) {
+          changes.push_back(id + ": desired " + std::to_string(svc.desired) + " -> " +
+                            std::to_string(d.desired) + " (" + d.reason + ")");
+          svc.desired = d.desired;
+          svc.reason = d.reason;
+        }
+      }
+    }
+    for (auto it = services_.begin(); it != services_.end();) {
+      it = seen.count(it->first) ? std::next(it) : services_.erase(it);
+    }
+  }
+  for (const auto& c : changes) {
+    spdlog::info("autoscale: {}", c);
+    if (options_.on_event) options_.on_event("autoscale", c);
+  }
+  if (!changes.empty() && options_.on_change) options_.on_change();
+  return Status::ok();
+}
+
+void Autoscaling::start() {
+  std::lock_guard lock(mu_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Autoscaling::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Autoscaling::loop() {
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, options_.tick, [this] { return stop_ || kicked_; });
+      if (stop_) return;
+      kicked_ = false;
+    }
+    if (Status s = stepOnce(); !s) spdlog::warn("autoscale: {}", s.toString());
+  }
+}
+
+}  // namespace baton::controller

@@ -1,0 +1,88 @@
+// The autoscaling loop: the I/O shell around autoscaler::Autoscaler (one per service). Every
+// `tick`, and at once when the gateway parks a request (kick), it reads the apps, overrides and
+// instance states from the store, takes the gateway's load per service from an injected
+// LoadSource, steps each service's policy within the bounds in force (autoscaler/bounds.h:
+// manifest, schedule calendar, override) and keeps the desired counts. The controller asks for
+// them through desired() (its ReconcileOptions::desired_count hook) and is poked on a change.
+//
+// Data flow:  gateway stats --LoadSource--> Autoscaling --desired()--> controller --> store
+//             gateway hold-at-zero --kick()--^                         (instances)
+//
+// Thread safety: every public method may be called from any thread.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "autoscaler/policy.h"
+#include "controller/controller.h"
+#include "controller/reconcile.h"
+#include "core/clock.h"
+#include "state/store.h"
+
+namespace baton::controller {
+
+// One service's load since the previous LoadSource call (the gateway's counters).
+struct ServiceLoad {
+  double concurrency = 0;  // average in-flight requests, including parked ones
+  double queued = 0;       // average parked (waiting for an instance)
+  int64_t arrivals = 0;    // requests that arrived
+  int parked = 0;          // parked right now
+};
+// Keyed by "app/service". Services with no entry had no traffic.
+using LoadSource = std::function<std::map<std::string, ServiceLoad>()>;
+
+struct AutoscalingOptions {
+  Duration tick = Duration(500);
+  EventSink on_event;               // "autoscale", "shop/web: 1 -> 3 (reason)"
+  std::function<void()> on_change;  // a desired count changed (poke the controller)
+};
+
+class Autoscaling {
+ public:
+  Autoscaling(state::Store& store, Clock& clock, LoadSource load, AutoscalingOptions options);
+  ~Autoscaling();  // stop()
+  Autoscaling(const Autoscaling&) = delete;
+  Autoscaling& operator=(const Autoscaling&) = delete;
+
+  // The desired count of app/service inside `bounds`: the policy's answer, or bounds.min before
+  // the policy has spoken for it.
+  int desired(const std::string& app, const std::string& service, const ScaleBounds& bounds);
+  // A request was parked for app/service: decide now instead of at the next tick.
+  void kick(const std::string& app, const std::string& service);
+
+  // One pass over every service. Errors: the store could not be read (nothing changed).
+  Status stepOnce();
+  void start();
+  void stop();
+
+ private:
+  struct PerService {
+    std::unique_ptr<autoscaler::Autoscaler> policy;
+    autoscaler::PolicyParams params;
+    int desired = 0;
+    std::string reason;
+  };
+  void loop();
+
+  state::Store& store_;
+  Clock& clock_;
+  LoadSource load_;
+  AutoscalingOptions options_;
+
+  std::mutex mu_;  // guards services_, kicked_, stop_
+  std::map<std::string, PerService> services_;  // by "app/service"
+  bool kicked_ = false;
+  bool stop_ = false;
+  std::condition_variable cv_;
+  std::thread thread_;
+  std::mutex step_mu_;  // one stepOnce() at a time
+};
+
+}  // namespace baton::controller
