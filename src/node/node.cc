@@ -448,6 +448,9 @@ void NodeRuntime::runDueProbes(bool inline_mode) {
     for (auto it = last_probe_.begin(); it != last_probe_.end();) {
       it = live.count(it->first) ? std::next(it) : last_probe_.erase(it);
     }
+    for (auto it = passed_once_.begin(); it != passed_once_.end();) {
+      it = live.count(*it) ? std::next(it) : passed_once_.erase(it);
+    }
     for (auto it = last_probe_ok_.begin(); it != last_probe_ok_.end();) {
       bool probed = std::any_of(targets.begin(), targets.end(),
                                 [&](const ProbeTarget &t) { return t.id == it->first; });
@@ -460,8 +463,12 @@ void NodeRuntime::runDueProbes(bool inline_mode) {
     {
       std::lock_guard lock(mu_);
       if (stopping_ && !inline_mode) return;
+      // Until its first passing probe an instance is probed every kStartingProbeInterval, so
+      // a cold start ends as soon as the service listens; after that at its own interval.
+      Duration interval = passed_once_.count(key) ? t.check.interval
+                                                  : std::min(t.check.interval, kStartingProbeInterval);
       auto it = last_probe_.find(key);
-      if (it != last_probe_.end() && now < it->second + t.check.interval) continue;
+      if (it != last_probe_.end() && now < it->second + interval) continue;
       last_probe_[key] = now;
     }
     Status s = probe(t.check, t.address, t.port);
@@ -469,6 +476,7 @@ void NodeRuntime::runDueProbes(bool inline_mode) {
     {
       std::lock_guard lock(mu_);
       probe_results_[t.id].push_back({t.generation, s.isOk(), s.message(), clock_.now()});
+      if (s.isOk()) passed_once_.insert(key);
       auto [it, inserted] = last_probe_ok_.try_emplace(t.id, s.isOk());
       changed = inserted || it->second != s.isOk();
       it->second = s.isOk();
@@ -483,7 +491,7 @@ void NodeRuntime::probeMain() {
     lock.unlock();
     runDueProbes(/*inline_mode=*/false);
     lock.lock();
-    cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping_; });
+    cv_.wait_for(lock, kStartingProbeInterval / 2, [this] { return stopping_; });
   }
 }
 

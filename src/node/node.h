@@ -61,6 +61,9 @@ struct NodeOptions {
   Duration drain_delay = Duration(1000);
 };
 
+// Probe period of an instance that has not passed its first health check yet.
+inline constexpr Duration kStartingProbeInterval = Duration(50);
+
 class NodeRuntime {
  public:
   // `store`, `drivers` and `clock` must outlive the runtime.
@@ -129,6 +132,7 @@ class NodeRuntime {
   std::map<std::string, TimePoint> last_probe_;  // by "id/generation"
   std::map<std::string, std::vector<ProbeResult>> probe_results_;
   std::map<std::string, bool> last_probe_ok_;
+  std::set<std::string> passed_once_;  // "<id>/<generation>" that passed a probe
   std::set<std::string> stops_in_flight_;
   std::vector<std::pair<std::string, std::thread>> stop_threads_;
 
