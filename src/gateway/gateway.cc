@@ -1,0 +1,1853 @@
+// The gateway's data path: the only translation unit of the module that includes Asio/Beast.
+// See README.md for the design; in short: one io_context per thread, SO_REUSEPORT listeners per
+// thread, one coroutine per client connection, Beast's basic_parser used for framing only
+// (callbacks record string_views into our own fixed buffers), request heads rebuilt into one
+// per-connection string and sent with the buffered body bytes as one gather write, response
+// heads and bodies relayed verbatim minus hop-by-hop lines.
+#include "gateway/gateway.h"
+
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/http/basic_parser.hpp>
+#include <boost/beast/http/error.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "gateway/tls.h"
+
+namespace baton::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+using Exec = asio::io_context::executor_type;
+using Socket = asio::basic_stream_socket<tcp, Exec>;
+using Acceptor = asio::basic_socket_acceptor<tcp, Exec>;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<std::chrono::steady_clock>, Exec>;
+using TlsStream = ssl::stream<Socket>;
+template <class T>
+using Awaitable = asio::awaitable<T, Exec>;
+using Steady = std::chrono::steady_clock;
+constexpr auto kUse = asio::as_tuple(asio::use_awaitable_t<Exec>{});
+
+constexpr size_t kUpstreamBuf = 32 * 1024;
+constexpr size_t kMaxFields = 128;
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers.
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Calls f(token) for each comma-separated token of a header value.
+template <class F>
+void forEachToken(std::string_view v, F&& f) {
+  while (!v.empty()) {
+    auto comma = v.find(',');
+    std::string_view tok = trim(v.substr(0, comma));
+    if (!tok.empty()) f(tok);
+    if (comma == std::string_view::npos) break;
+    v.remove_prefix(comma + 1);
+  }
+}
+
+void appendJsonString(std::string& out, std::string_view s) {
+  out += '"';
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+const char* reasonPhrase(int status) {
+  switch (status) {
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Error";
+  }
+}
+
+Result<tcp::endpoint> parseListen(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    return invalidArgument("listen address \"" + listen + "\": expected host:port");
+  }
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty()) host = "0.0.0.0";
+  int port = 0;
+  try {
+    port = std::stoi(listen.substr(colon + 1));
+  } catch (...) {
+    return invalidArgument("listen address \"" + listen + "\": bad port");
+  }
+  if (port < 0 || port > 65535)
+    return invalidArgument("listen address \"" + listen + "\": bad port");
+  error_code ec;
+  auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+  if (ec) return invalidArgument("listen address \"" + listen + "\": bad host");
+  return tcp::endpoint(addr, static_cast<unsigned short>(port));
+}
+
+// Sockets must not leak into processes the agent starts.
+void setCloexec(int fd) { ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC); }
+
+// A fixed byte buffer: [b, e) holds unread bytes.
+struct IoBuf {
+  std::unique_ptr<char[]> mem;
+  size_t cap = 0, b = 0, e = 0;
+  explicit IoBuf(size_t n) : mem(new char[n]), cap(n) {}
+  char* data() { return mem.get() + b; }
+  size_t size() const { return e - b; }
+  bool full() const { return e == cap; }
+  void consume(size_t n) {
+    b += n;
+    if (b >= e) b = e = 0;
+  }
+  void compact() {
+    if (b == 0) return;
+    std::memmove(mem.get(), mem.get() + b, e - b);
+    e -= b;
+    b = 0;
+  }
+  asio::mutable_buffer space() { return {mem.get() + e, cap - e}; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Framing-only parsers: callbacks record views into the caller's buffer, which stays put until
+// the header is complete.
+
+struct FieldRef {
+  http::field f;
+  std::string_view name, value;
+  const char* line_begin;  // for verbatim relay
+  const char* line_end;    // one past the line's '\n'
+  bool drop;
+};
+
+class ReqParser final : public http::basic_parser<true> {
+ public:
+  explicit ReqParser(std::vector<FieldRef>* fields) : fields_(fields) { fields_->clear(); }
+  std::string_view method, target, host, authorization, xff;
+  int version = 11;
+  bool expect_continue = false;
+  bool upgrade_ws = false;
+  bool conn_upgrade = false;
+  bool has_body_header = false;
+  bool too_many_fields = false;
+  std::vector<std::string_view> conn_tokens;  // extra tokens named in Connection
+
+ private:
+  void on_request_impl(http::verb, beast::string_view m, beast::string_view t, int v,
+                       error_code&) override {
+    method = {m.data(), m.size()};
+    target = {t.data(), t.size()};
+    version = v;
+  }
+  void on_response_impl(int, beast::string_view, int, error_code&) override {}
+  void on_field_impl(http::field f, beast::string_view n, beast::string_view v,
+                     error_code& ec) override {
+    if (fields_->size() >= kMaxFields) {
+      too_many_fields = true;
+      ec = http::error::header_limit;
+      return;
+    }
+    std::string_view name(n.data(), n.size()), value(v.data(), v.size());
+    bool drop = false;
+    switch (f) {
+      case http::field::host:
+        host = value;
+        break;
+      case http::field::authorization:
+        authorization = value;
+        break;
+      case http::field::connection:
+      case http::field::proxy_connection:
+        drop = true;
+        forEachToken(value, [&](std::string_view tok) {
+          if (iequals(tok, "upgrade")) {
+            conn_upgrade = true;
+          } else if (!iequals(tok, "close") && !iequals(tok, "keep-alive")) {
+            conn_tokens.push_back(tok);
+          }
+        });
+        break;
+      case http::field::keep_alive:
+      case http::field::te:
+      case http::field::trailer:
+        drop = true;
+        break;
+      case http::field::upgrade:
+        if (iequals(trim(value), "websocket")) upgrade_ws = true;
+        drop = true;  // re-added for WebSocket
+        break;
+      case http::field::expect:
+        if (iequals(trim(value), "100-continue")) {
+          expect_continue = true;
+          drop = true;
+        }
+        break;
+      case http::field::content_length:
+      case http::field::transfer_encoding:
+        has_body_header = true;
+        break;
+      default:
+        if (f == http::field::unknown && name.size() >= 15 && (name[0] == 'x' || name[0] == 'X')) {
+          if (iequals(name, "x-forwarded-for")) {
+            xff = value;
+            drop = true;
+          } else if (iequals(name, "x-forwarded-proto") || iequals(name, "x-forwarded-host")) {
+            drop = true;
+          }
+        }
+    }
+    fields_->push_back({f, name, value, nullptr, nullptr, drop});
+  }
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(boost::optional<std::uint64_t> const&, error_code&) override {}
+  std::size_t on_body_impl(beast::string_view body, error_code&) override { return body.size(); }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, error_code&) override {
+    return body.size();
+  }
+  void on_finish_impl(error_code&) override {}
+
+  std::vector<FieldRef>* fields_;
+};
+
+class RespParser final : public http::basic_parser<false> {
+ public:
+  explicit RespParser(std::vector<FieldRef>* fields) : fields_(fields) { fields_->clear(); }
+  int status = 0;
+  bool any_dropped = false;
+  std::vector<std::string_view> conn_tokens;
+
+ private:
+  void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
+                       error_code&) override {}
+  void on_response_impl(int code, beast::string_view, int, error_code&) override { status = code; }
+  void on_field_impl(http::field f, beast::string_view n, beast::string_view v,
+                     error_code& ec) override {
+    if (fields_->size() >= kMaxFields) {
+      ec = http::error::header_limit;
+      return;
+    }
+    std::string_view name(n.data(), n.size()), value(v.data(), v.size());
+    bool drop = false;
+    switch (f) {
+      case http::field::connection:
+      case http::field::proxy_connection:
+        drop = status != 101;
+        forEachToken(value, [&](std::string_view tok) {
+          if (!iequals(tok, "close") && !iequals(tok, "keep-alive") && !iequals(tok, "upgrade")) {
+            conn_tokens.push_back(tok);
+          }
+        });
+        break;
+      case http::field::keep_alive:
+      case http::field::te:
+      case http::field::trailer:
+        drop = true;
+        break;
+      case http::field::upgrade:
+        drop = status != 101;
+        break;
+      default:
+        break;
+    }
+    // The raw line: from the name to the '\n' that is not followed by a fold.
+    const char* begin = n.data();
+    const char* p = v.data() + v.size();
+    if (v.size() == 0 || p < begin) p = begin + n.size();
+    const char* end = nullptr;
+    for (;; ++p) {
+      if (*p == '\n' && p[1] != ' ' && p[1] != '\t') {
+        end = p + 1;
+        break;
+      }
+    }
+    any_dropped |= drop;
+    fields_->push_back({f, name, value, begin, end, drop});
+  }
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(boost::optional<std::uint64_t> const&, error_code&) override {}
+  std::size_t on_body_impl(beast::string_view body, error_code&) override { return body.size(); }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, error_code&) override {
+    return body.size();
+  }
+  void on_finish_impl(error_code&) override {}
+
+  std::vector<FieldRef>* fields_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Shared state: backends, services, the compiled table.
+
+struct BackendState {
+  uint64_t id = 0;
+  std::string key;  // "address:port"
+  tcp::endpoint endpoint;
+  std::atomic<int32_t> outstanding{0};
+  std::atomic<int64_t> ejected_until_ns{0};  // steady clock
+};
+
+struct Waiter {
+  explicit Waiter(Exec e) : timer(e) {}
+  Timer timer;
+  bool released = false;  // guarded by ServiceRuntime::mu
+};
+
+struct ServiceRuntime {
+  std::string app, service;
+  std::atomic<int64_t> in_flight{0}, arrivals{0}, r2xx{0}, r3xx{0}, r4xx{0}, r5xx{0};
+  std::atomic<int64_t> latency_sum_us{0}, completed{0}, held{0}, hold_rejected{0};
+  std::atomic<int64_t> cold_starts{0}, cold_last_us{-1}, cold_max_us{-1};
+  std::atomic<int64_t> queued{0};
+  std::atomic<int64_t> ready_at_ns{0};    // when the table last gave it a backend after parking
+  std::atomic<bool> cold_pending{false};  // the next released request measures overhead
+  std::mutex mu;
+  bool has_backends = false;  // guarded by mu
+  std::deque<std::shared_ptr<Waiter>> waiters;
+  Steady::time_point last_cold_call{};
+};
+
+struct EntryRuntime {
+  ServiceRuntime* svc = nullptr;
+  std::vector<std::shared_ptr<BackendState>> backends;
+};
+
+struct Compiled {
+  std::shared_ptr<const RouteTable> table;
+  std::vector<EntryRuntime> entries;
+};
+
+struct TlsHolder {
+  explicit TlsHolder(std::shared_ptr<TlsContexts> c)
+      : contexts(std::move(c)), ctx([this] {
+          SSL_CTX_up_ref(contexts->defaultContext());
+          return contexts->defaultContext();
+        }()) {}
+  std::shared_ptr<TlsContexts> contexts;
+  ssl::context ctx;
+};
+
+struct PooledConn {
+  Socket socket;
+  Steady::time_point since;
+};
+
+struct Conn;
+
+struct Worker {
+  explicit Worker(int i) : index(i), ioc(1) {}
+  int index;
+  asio::io_context ioc;
+  std::thread thread;
+  std::vector<std::unique_ptr<Acceptor>> acceptors;
+  std::shared_ptr<const Compiled> compiled;
+  uint64_t version = ~0ull;
+  std::unordered_map<uint64_t, std::vector<PooledConn>> pool;
+  std::unordered_set<Conn*> conns;
+  uint64_t rng = 0x9E3779B97F4A7C15ull;
+  uint64_t next() {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// One client connection: sockets, buffers and the deadline watchdog. Owned by shared_ptr
+// between the session coroutine and the watchdog coroutine.
+
+enum class Fired { kNone, kYes };
+
+struct Conn {
+  Conn(Worker& w, Socket s)
+      : worker(w),
+        timer(w.ioc.get_executor()),
+        up(w.ioc.get_executor()),
+        cbuf(0),
+        rbuf(kUpstreamBuf) {
+    plain.emplace(std::move(s));
+  }
+  Worker& worker;
+  Timer timer;
+  Steady::time_point deadline = Steady::time_point::max();
+  bool open = true;
+  bool fired = false;
+  bool busy = false;
+  std::optional<Socket> plain;
+  std::optional<TlsStream> tls;
+  std::shared_ptr<TlsHolder> tls_holder;
+  Socket up;
+  uint64_t up_backend = 0;
+  bool up_reused = false;
+  IoBuf cbuf;
+  IoBuf rbuf;
+  std::string head;     // the rebuilt upstream request head
+  std::string scratch;  // TLS write coalescing, error bodies
+  std::string client_ip;
+  std::vector<FieldRef> fields;
+  std::vector<asio::const_buffer> iov;
+
+  Socket& clientSocket() { return tls ? tls->next_layer() : *plain; }
+  void setDeadline(Duration d) {
+    deadline = Steady::now() + d;
+    if (deadline < timer.expiry()) timer.expires_at(deadline);
+  }
+  void clearDeadline() { deadline = Steady::time_point::max(); }
+  void cancelAll() {
+    error_code ec;
+    clientSocket().cancel(ec);
+    if (up.is_open()) up.cancel(ec);
+  }
+  void closeAll() {
+    error_code ec;
+    clientSocket().close(ec);
+    if (up.is_open()) up.close(ec);
+    open = false;
+    timer.cancel();
+  }
+};
+
+Awaitable<void> watchdog(std::shared_ptr<Conn> c) {
+  c->timer.expires_at(Steady::time_point::max());
+  while (c->open) {
+    co_await c->timer.async_wait(kUse);
+    if (!c->open) break;
+    auto now = Steady::now();
+    if (c->deadline <= now) {
+      c->fired = true;
+      c->deadline = Steady::time_point::max();
+      c->cancelAll();
+    }
+    c->timer.expires_at(c->deadline);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+struct Gateway::Impl {
+  Impl(GatewayOptions o, Clock& c, GatewayHooks h)
+      : opts(std::move(o)), clock(c), hooks(std::move(h)) {
+    if (hooks.authorizer) {
+      for (const auto& s : hooks.authorizer->strippedHeaders()) stripped.push_back(s);
+    }
+    if (opts.limits.max_header_bytes < 1024) opts.limits.max_header_bytes = 1024;
+  }
+
+  GatewayOptions opts;
+  Clock& clock;
+  GatewayHooks hooks;
+  std::vector<std::string> stripped;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::atomic<bool> stopping{false};
+  bool started = false;
+  int http_port = 0, https_port = 0;
+  std::atomic<int64_t> live_conns{0};
+  std::atomic<int64_t> conns_total{0}, no_route{0}, bad_requests{0}, tls_failures{0};
+
+  // Routing table.
+  std::mutex table_mu;
+  std::shared_ptr<const Compiled> compiled = std::make_shared<Compiled>();
+  std::atomic<uint64_t> table_version{0};
+  std::map<std::string, std::shared_ptr<BackendState>> backend_registry;  // under table_mu
+  uint64_t next_backend_id = 1;
+  mutable std::mutex svc_mu;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<ServiceRuntime>> services;
+
+  // TLS.
+  std::mutex tls_mu;
+  std::shared_ptr<TlsHolder> tls;
+  std::map<std::string, std::filesystem::file_time_type> cert_mtimes;
+  std::unique_ptr<Timer> cert_timer;
+
+  ServiceRuntime* service(const std::string& app, const std::string& svc) {
+    std::lock_guard lock(svc_mu);
+    auto& p = services[{app, svc}];
+    if (!p) {
+      p = std::make_unique<ServiceRuntime>();
+      p->app = app;
+      p->service = svc;
+    }
+    return p.get();
+  }
+
+  void setTable(std::shared_ptr<const RouteTable> table);
+  Status loadTls();
+  std::map<std::string, std::filesystem::file_time_type> certMtimes();
+  void checkCerts();
+  Status bind(const std::string& listen, bool https, int* port);
+  Awaitable<void> acceptLoop(Worker& w, Acceptor& acc, bool https);
+  Awaitable<void> runConn(std::shared_ptr<Conn> c, bool https);
+  Awaitable<void> certLoop();
+  Awaitable<void> sweepLoop(Worker* w);
+  template <class Stream>
+  Awaitable<void> session(std::shared_ptr<Conn> c, Stream& s, bool https);
+  void stop();
+};
+
+namespace {
+
+// Request context shared by the session helpers.
+enum class Outcome { kKeepAlive, kClose };
+
+}  // namespace
+
+void Gateway::Impl::setTable(std::shared_ptr<const RouteTable> table) {
+  if (!table) table = std::make_shared<RouteTable>();
+  auto c = std::make_shared<Compiled>();
+  c->table = table;
+  std::vector<ServiceRuntime*> with_backends;
+  std::vector<ServiceRuntime*> all;
+  {
+    std::lock_guard lock(table_mu);
+    for (const auto& e : table->entries()) {
+      EntryRuntime rt;
+      rt.svc = service(e.app, e.route.service);
+      for (const auto& b : e.backends) {
+        std::string key = b.address + ":" + std::to_string(b.port);
+        auto& st = backend_registry[key];
+        if (!st) {
+          error_code ec;
+          auto addr = asio::ip::make_address(b.address.empty() ? "127.0.0.1" : b.address, ec);
+          if (ec) {
+            asio::io_context tmp;
+            tcp::resolver r(tmp);
+            auto res = r.resolve(b.address, std::to_string(b.port), ec);
+            if (ec || res.empty()) {
+              spdlog::warn("gateway: cannot resolve backend {}: {}", key, ec.message());
+              backend_registry.erase(key);
+              continue;
+            }
+            addr = res.begin()->endpoint().address();
+          }
+          st = std::make_shared<BackendState>();
+          st->id = next_backend_id++;
+          st->key = key;
+          st->endpoint = tcp::endpoint(addr, static_cast<unsigned short>(b.port));
+        }
+        rt.backends.push_back(st);
+      }
+      if (!rt.backends.empty()) with_backends.push_back(rt.svc);
+      all.push_back(rt.svc);
+      c->entries.push_back(std::move(rt));
+    }
+    compiled = c;
+    table_version.fetch_add(1, std::memory_order_acq_rel);
+    for (auto it = backend_registry.begin(); it != backend_registry.end();) {
+      it = it->second.use_count() == 1 ? backend_registry.erase(it) : std::next(it);
+    }
+  }
+  // Services without backends in the new table park again; those with backends release.
+  std::sort(with_backends.begin(), with_backends.end());
+  for (ServiceRuntime* s : all) {
+    bool has = std::binary_search(with_backends.begin(), with_backends.end(), s);
+    std::lock_guard lock(s->mu);
+    s->has_backends = has;
+    if (!has || s->waiters.empty()) continue;
+    s->ready_at_ns.store(Steady::now().time_since_epoch().count());
+    s->cold_pending.store(true);
+    s->cold_starts.fetch_add(1);
+    for (auto& w : s->waiters) {
+      w->released = true;
+      asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
+    }
+    s->waiters.clear();
+  }
+}
+
+namespace {
+
+// Writes all `bufs` to a plain socket (one gather write) or a TLS stream (coalesced first so a
+// head and a small body go out as one record).
+template <class Stream>
+Awaitable<error_code> writeAll(Stream& s, std::vector<asio::const_buffer>& bufs,
+                               std::string& scratch) {
+  if constexpr (std::is_same_v<Stream, TlsStream>) {
+    size_t total = asio::buffer_size(bufs);
+    if (bufs.size() > 1 && total <= 16 * 1024) {
+      scratch.resize(total);
+      asio::buffer_copy(asio::buffer(scratch), bufs);
+      auto [ec, n] = co_await asio::async_write(s, asio::buffer(scratch), kUse);
+      co_return ec;
+    }
+  }
+  auto [ec, n] = co_await asio::async_write(s, bufs, kUse);
+  co_return ec;
+}
+
+template <class Stream>
+Awaitable<error_code> writeOne(Stream& s, std::string_view data) {
+  auto [ec, n] = co_await asio::async_write(s, asio::buffer(data.data(), data.size()), kUse);
+  co_return ec;
+}
+
+std::string errorResponse(int status, std::string_view message, bool close,
+                          std::string_view extra_headers = {}) {
+  std::string body = "{\"error\":";
+  appendJsonString(body, message);
+  body += ",\"status\":" + std::to_string(status) + "}\n";
+  std::string r =
+      "HTTP/1.1 " + std::to_string(status) + " " + reasonPhrase(status) +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n";
+  r += extra_headers;
+  if (close) r += "Connection: close\r\n";
+  r += "\r\n";
+  r += body;
+  return r;
+}
+
+bool badPath(std::string_view target) {
+  if (target.empty() || target[0] != '/') return true;
+  std::string_view path = target.substr(0, target.find('?'));
+  // Dot segments (also percent-encoded) could route a request past a route's auth.
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i + 1);
+    std::string_view seg =
+        path.substr(i + 1, (j == std::string_view::npos ? path.size() : j) - i - 1);
+    if (seg == "." || seg == ".." || iequals(seg, "%2e") || iequals(seg, "%2e%2e") ||
+        iequals(seg, ".%2e") || iequals(seg, "%2e.")) {
+      return true;
+    }
+    if (j == std::string_view::npos) break;
+    i = j;
+  }
+  return false;
+}
+
+BackendState* pickBackend(Worker& w, const EntryRuntime& rt, const BackendState* exclude) {
+  const auto& bs = rt.backends;
+  size_t n = bs.size();
+  if (n == 0) return nullptr;
+  int64_t now = Steady::now().time_since_epoch().count();
+  auto usable = [&](const BackendState* b) {
+    return b != exclude && b->ejected_until_ns.load(std::memory_order_relaxed) <= now;
+  };
+  if (n == 1) {
+    BackendState* b = bs[0].get();
+    if (b == exclude) return nullptr;
+    return b;  // the only one: used even when ejected
+  }
+  size_t i = w.next() % n;
+  size_t j = w.next() % (n - 1);
+  if (j >= i) ++j;
+  BackendState* a = bs[i].get();
+  BackendState* b = bs[j].get();
+  bool ua = usable(a), ub = usable(b);
+  if (ua && ub) {
+    return a->outstanding.load(std::memory_order_relaxed) <=
+                   b->outstanding.load(std::memory_order_relaxed)
+               ? a
+               : b;
+  }
+  if (ua) return a;
+  if (ub) return b;
+  for (size_t k = 0; k < n; ++k) {
+    if (usable(bs[k].get())) return bs[k].get();
+  }
+  for (size_t k = 0; k < n; ++k) {  // all ejected: ignore ejection
+    if (bs[k].get() != exclude) return bs[k].get();
+  }
+  return nullptr;
+}
+
+// Relays bytes from `from` to `to` (first what `buf` holds) until either side closes; then
+// closes both so the other direction ends too.
+template <class From, class To>
+Awaitable<void> pipe(std::shared_ptr<Conn> c, From& from, To& to, IoBuf& buf, Duration idle) {
+  for (;;) {
+    if (buf.size() > 0) {
+      auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), buf.size()), kUse);
+      if (wec) break;
+      buf.consume(buf.size());
+    }
+    if (!c->open) break;
+    c->setDeadline(idle);
+    auto [rec, n] = co_await from.async_read_some(buf.space(), kUse);
+    if (rec || n == 0) break;
+    buf.e += n;
+  }
+  if (c->open) c->closeAll();
+}
+
+}  // namespace
+
+template <class Stream>
+Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool https) {
+  const GatewayLimits& lim = opts.limits;
+  Worker& w = c->worker;
+  auto respondError = [&](int status, std::string_view msg, bool close,
+                          std::string_view extra = {}) -> Awaitable<void> {
+    c->scratch = errorResponse(status, msg, close, extra);
+    c->setDeadline(lim.idle_timeout);
+    co_await writeOne(s, c->scratch);
+  };
+
+  if constexpr (std::is_same_v<Stream, TlsStream>) {
+    c->setDeadline(lim.header_timeout);
+    auto [ec] = co_await s.async_handshake(ssl::stream_base::server, kUse);
+    if (ec) {
+      tls_failures.fetch_add(1, std::memory_order_relaxed);
+      co_return;
+    }
+  }
+  const std::string_view proto = https ? "https" : "http";
+  bool first = true;
+  while (!stopping.load(std::memory_order_relaxed)) {
+    // ---- Wait for a request head.
+    c->busy = false;
+    c->cbuf.compact();
+    if (c->cbuf.size() == 0) {
+      c->setDeadline(first ? lim.header_timeout : lim.idle_timeout);
+      auto [ec, n] = co_await s.async_read_some(c->cbuf.space(), kUse);
+      if (ec || n == 0) co_return;
+      c->cbuf.e += n;
+    }
+    first = false;
+    c->busy = true;
+    c->setDeadline(lim.header_timeout);
+    ReqParser p(&c->fields);
+    p.header_limit(static_cast<uint32_t>(lim.max_header_bytes));
+    if (lim.max_body_bytes > 0) {
+      p.body_limit(lim.max_body_bytes);
+    } else {
+      p.body_limit(boost::none);
+    }
+    size_t parsed = 0;  // header bytes consumed by the parser; the buffer stays put meanwhile
+    for (;;) {
+      error_code ec;
+      parsed += p.put(asio::buffer(c->cbuf.data() + parsed, c->cbuf.size() - parsed), ec);
+      if (p.is_header_done()) break;
+      if (ec == http::error::need_more) {
+        if (c->cbuf.full() || c->cbuf.size() >= lim.max_header_bytes) {
+          bad_requests.fetch_add(1, std::memory_order_relaxed);
+          co_await respondError(431, "request header too large", true);
+          co_return;
+        }
+        auto [rec, n] = co_await s.async_read_some(c->cbuf.space(), kUse);
+        if (rec || n == 0) {
+          if (c->fired) {
+            c->fired = false;
+            bad_requests.fetch_add(1, std::memory_order_relaxed);
+            co_await respondError(408, "request header timeout", true);
+          }
+          co_return;
+        }
+        c->cbuf.e += n;
+        continue;
+      }
+      bad_requests.fetch_add(1, std::memory_order_relaxed);
+      if (ec == http::error::header_limit) {
+        co_await respondError(431, "request header too large", true);
+      } else if (ec == http::error::body_limit) {
+        co_await respondError(413, "request body too large", true);
+      } else {
+        co_await respondError(400, std::string("malformed request: ") + ec.message(), true);
+      }
+      co_return;
+    }
+    auto t0 = Steady::now();
+    bool keep_alive = p.keep_alive();
+    bool has_body = !p.is_done();  // Content-Length > 0 or chunked
+    // Connection-named headers are hop-by-hop too.
+    for (auto tok : p.conn_tokens) {
+      for (auto& f : c->fields) {
+        if (iequals(f.name, tok)) f.drop = true;
+      }
+    }
+    if (!stripped.empty()) {
+      for (auto& f : c->fields) {
+        for (const auto& h : stripped) {
+          if (iequals(f.name, h)) f.drop = true;
+        }
+      }
+    }
+    bool websocket = p.upgrade_ws && p.conn_upgrade;
+
+    if (badPath(p.target) || p.method == "CONNECT") {
+      bad_requests.fetch_add(1, std::memory_order_relaxed);
+      co_await respondError(400, "bad request target", true);
+      co_return;
+    }
+
+    // ---- Route.
+    if (w.version != table_version.load(std::memory_order_acquire)) {
+      std::lock_guard lock(table_mu);
+      w.compiled = compiled;
+      w.version = table_version.load(std::memory_order_acquire);
+    }
+    std::shared_ptr<const Compiled> table = w.compiled;
+    int idx = table->table->match(p.host, p.target);
+    if (idx < 0) {
+      no_route.fetch_add(1, std::memory_order_relaxed);
+      bool close = !keep_alive || has_body;
+      co_await respondError(404, "no route", close);
+      if (close) co_return;
+      c->cbuf.consume(parsed);
+      continue;
+    }
+    ServiceRuntime* svc = table->entries[static_cast<size_t>(idx)].svc;
+    svc->arrivals.fetch_add(1, std::memory_order_relaxed);
+    svc->in_flight.fetch_add(1, std::memory_order_relaxed);
+    int final_status = 0;
+    uint64_t bytes_up = 0, bytes_down = 0;
+    std::string backend_key;
+    auto finish = [&](int status) {
+      final_status = status;
+      svc->in_flight.fetch_sub(1, std::memory_order_relaxed);
+      auto& counter = status >= 500   ? svc->r5xx
+                      : status >= 400 ? svc->r4xx
+                      : status >= 300 ? svc->r3xx
+                                      : svc->r2xx;
+      counter.fetch_add(1, std::memory_order_relaxed);
+      svc->latency_sum_us.fetch_add(
+          std::chrono::duration_cast<std::chrono::microseconds>(Steady::now() - t0).count(),
+          std::memory_order_relaxed);
+      svc->completed.fetch_add(1, std::memory_order_relaxed);
+      if (opts.access_log) {
+        std::string line = "{\"ts\":" + std::to_string(toUnixMillis(clock.now())) + ",\"client\":";
+        appendJsonString(line, c->client_ip);
+        line += ",\"proto\":\"";
+        line += proto;
+        line += "\",\"method\":";
+        appendJsonString(line, p.method);
+        line += ",\"host\":";
+        appendJsonString(line, p.host);
+        line += ",\"target\":";
+        appendJsonString(line, p.target);
+        line += ",\"app\":";
+        appendJsonString(line, svc->app);
+        line += ",\"service\":";
+        appendJsonString(line, svc->service);
+        line += ",\"backend\":";
+        appendJsonString(line, backend_key);
+        line +=
+            ",\"status\":" + std::to_string(status) + ",\"bytes_in\":" + std::to_string(bytes_up) +
+            ",\"bytes_out\":" + std::to_string(bytes_down) + ",\"duration_us\":" +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::microseconds>(Steady::now() - t0).count()) +
+            "}";
+        spdlog::info("{}", line);
+      }
+    };
+    const model::Route* route = &table->table->entry(idx).route;
+
+    // ---- Identity.
+    AuthDecision decision;
+    if (route->auth != "public") {
+      if (!hooks.authorizer) {
+        decision.status = 401;
+      } else {
+        decision = hooks.authorizer->authorize(p.authorization, *route);
+      }
+      if (decision.status != 0) {
+        std::string extra;
+        if (!decision.www_authenticate.empty()) {
+          extra = "WWW-Authenticate: " + decision.www_authenticate + "\r\n";
+        }
+        bool close = !keep_alive || has_body;
+        co_await respondError(decision.status,
+                              decision.status == 403 ? "forbidden" : "unauthorized", close, extra);
+        finish(decision.status);
+        if (close) co_return;
+        c->cbuf.consume(parsed);
+        continue;
+      }
+    }
+
+    // ---- Hold at zero: park until the service has a backend.
+    bool was_parked = false;
+    while (table->entries[static_cast<size_t>(idx)].backends.empty()) {
+      auto waiter = std::make_shared<Waiter>(w.ioc.get_executor());
+      waiter->timer.expires_after(opts.hold_timeout);
+      bool overflow = false, already = false, call_cold = false;
+      {
+        std::lock_guard lock(svc->mu);
+        if (svc->has_backends) {
+          already = true;
+        } else if (svc->waiters.size() >= opts.hold_queue) {
+          overflow = true;
+        } else {
+          svc->waiters.push_back(waiter);
+          svc->queued.store(static_cast<int64_t>(svc->waiters.size()));
+          auto now = Steady::now();
+          if (svc->waiters.size() == 1 || now - svc->last_cold_call > std::chrono::seconds(1)) {
+            svc->last_cold_call = now;
+            call_cold = true;
+          }
+        }
+      }
+      if (!already) {
+        if (overflow) {
+          svc->hold_rejected.fetch_add(1, std::memory_order_relaxed);
+          co_await respondError(503, "service is starting: hold queue full", true,
+                                "Retry-After: 1\r\n");
+          finish(503);
+          co_return;
+        }
+        svc->held.fetch_add(1, std::memory_order_relaxed);
+        if (call_cold && hooks.on_cold) hooks.on_cold(svc->app, svc->service);
+        c->clearDeadline();
+        co_await waiter->timer.async_wait(kUse);
+        bool released;
+        {
+          std::lock_guard lock(svc->mu);
+          released = waiter->released;
+          if (!released) {
+            auto it = std::find(svc->waiters.begin(), svc->waiters.end(), waiter);
+            if (it != svc->waiters.end()) svc->waiters.erase(it);
+          }
+          svc->queued.store(static_cast<int64_t>(svc->waiters.size()));
+        }
+        if (!released || stopping.load()) {
+          svc->hold_rejected.fetch_add(1, std::memory_order_relaxed);
+          co_await respondError(503, "service did not become ready in time", true,
+                                "Retry-After: 1\r\n");
+          finish(503);
+          co_return;
+        }
+        was_parked = true;
+      }
+      {
+        std::lock_guard lock(table_mu);
+        w.compiled = compiled;
+        w.version = table_version.load(std::memory_order_acquire);
+      }
+      table = w.compiled;
+      idx = table->table->match(p.host, p.target);
+      if (idx < 0 || table->entries[static_cast<size_t>(idx)].svc != svc) {
+        bool close = !keep_alive || has_body;
+        co_await respondError(404, "no route", close);
+        finish(404);
+        if (close) co_return;
+        c->cbuf.consume(parsed);
+        goto next_request;
+      }
+      route = &table->table->entry(idx).route;
+    }
+
+    {
+      const EntryRuntime& rt = table->entries[static_cast<size_t>(idx)];
+      // ---- Build the upstream head (one string, reused per connection).
+      std::string& head = c->head;
+      head.clear();
+      head.append(p.method);
+      head += ' ';
+      if (route->strip_prefix) {
+        head += RouteTable::rewriteTarget(*route, p.target);
+      } else {
+        head.append(p.target);
+      }
+      head += " HTTP/1.1\r\n";
+      for (const auto& f : c->fields) {
+        if (f.drop) continue;
+        head.append(f.name);
+        head += ": ";
+        head.append(f.value);
+        head += "\r\n";
+      }
+      head += "X-Forwarded-For: ";
+      if (!p.xff.empty()) {
+        head.append(p.xff);
+        head += ", ";
+      }
+      head += c->client_ip;
+      head += "\r\nX-Forwarded-Proto: ";
+      head += proto;
+      head += "\r\n";
+      if (!p.host.empty()) {
+        head += "X-Forwarded-Host: ";
+        head.append(p.host);
+        head += "\r\n";
+      }
+      for (const auto& [k, v] : decision.add_headers) {
+        head += k;
+        head += ": ";
+        head += v;
+        head += "\r\n";
+      }
+      if (websocket) head += "Connection: Upgrade\r\nUpgrade: websocket\r\n";
+      head += "\r\n";
+
+      // Body bytes already buffered go in the same write as the head.
+      size_t body_ready = 0;
+      error_code pec;
+      while (!p.is_done() && parsed + body_ready < c->cbuf.size()) {
+        size_t k = p.put(asio::buffer(c->cbuf.data() + parsed + body_ready,
+                                      c->cbuf.size() - parsed - body_ready),
+                         pec);
+        if (pec == http::error::need_more) {
+          pec = {};
+          break;
+        }
+        if (pec || k == 0) break;
+        body_ready += k;
+      }
+      if (pec) {
+        bad_requests.fetch_add(1, std::memory_order_relaxed);
+        co_await respondError(pec == http::error::body_limit ? 413 : 400, "malformed request body",
+                              true);
+        finish(pec == http::error::body_limit ? 413 : 400);
+        co_return;
+      }
+      const bool body_complete_in_buffer = p.is_done();
+
+      // ---- Connect (pool first), one retry elsewhere when the connection cannot be made.
+      BackendState* backend = nullptr;
+      BackendState* failed = nullptr;
+      bool connected = false;
+      bool timed_out_connect = false;
+      for (int attempt = 0; attempt < 2 && !connected; ++attempt) {
+        backend = pickBackend(w, rt, failed);
+        if (backend == nullptr) break;
+        auto& pool = w.pool[backend->id];
+        c->up_reused = false;
+        while (!pool.empty()) {
+          PooledConn pc = std::move(pool.back());
+          pool.pop_back();
+          if (Steady::now() - pc.since < lim.upstream_idle_timeout) {
+            c->up = std::move(pc.socket);
+            c->up_reused = true;
+            break;
+          }
+          error_code ec;
+          pc.socket.close(ec);
+        }
+        if (c->up_reused) {
+          connected = true;
+          break;
+        }
+        c->setDeadline(lim.upstream_connect_timeout);
+        c->fired = false;
+        auto [ec] = co_await c->up.async_connect(backend->endpoint, kUse);
+        if (!ec) {
+          setCloexec(c->up.native_handle());
+          c->up.set_option(tcp::no_delay(true), ec);
+          connected = true;
+          break;
+        }
+        timed_out_connect = c->fired;
+        c->fired = false;
+        error_code ig;
+        c->up.close(ig);
+        backend->ejected_until_ns.store((Steady::now() + lim.eject_time).time_since_epoch().count(),
+                                        std::memory_order_relaxed);
+        failed = backend;
+      }
+      if (!connected) {
+        co_await respondError(
+            502, timed_out_connect ? "upstream connect timeout" : "upstream connection failed",
+            !keep_alive || has_body);
+        finish(502);
+        if (!keep_alive || has_body) co_return;
+        c->cbuf.consume(parsed);
+        continue;
+      }
+      backend_key = backend->key;
+      c->up_backend = backend->id;
+      backend->outstanding.fetch_add(1, std::memory_order_relaxed);
+      struct OutstandingGuard {
+        BackendState* b;
+        ~OutstandingGuard() { b->outstanding.fetch_sub(1, std::memory_order_relaxed); }
+      } guard{backend};
+
+      // ---- Send the head (+ buffered body), then stream the rest of the body.
+      bool response_started = false;
+      bool upstream_ok = true;
+      int status_sent = 0;
+      for (int send_attempt = 0;; ++send_attempt) {
+        c->iov.clear();
+        c->iov.emplace_back(head.data(), head.size());
+        if (body_ready > 0) c->iov.emplace_back(c->cbuf.data() + parsed, body_ready);
+        c->setDeadline(lim.idle_timeout);
+        error_code wec = co_await writeAll(c->up, c->iov, c->scratch);
+        if (was_parked && svc->cold_pending.exchange(false)) {
+          int64_t us = (Steady::now().time_since_epoch().count() - svc->ready_at_ns.load()) / 1000;
+          svc->cold_last_us.store(us);
+          if (us > svc->cold_max_us.load()) svc->cold_max_us.store(us);
+        }
+        if (!wec) break;
+        error_code ig;
+        c->up.close(ig);
+        if (c->up_reused && send_attempt == 0) {  // a stale pooled connection: reconnect
+          c->setDeadline(lim.upstream_connect_timeout);
+          auto [cec] = co_await c->up.async_connect(backend->endpoint, kUse);
+          c->up_reused = false;
+          if (!cec) {
+            setCloexec(c->up.native_handle());
+            c->up.set_option(tcp::no_delay(true), cec);
+            continue;
+          }
+          c->up.close(ig);
+        }
+        upstream_ok = false;
+        break;
+      }
+      if (!upstream_ok) {
+        co_await respondError(502, "upstream write failed", true);
+        finish(502);
+        co_return;
+      }
+      bytes_up += head.size() + body_ready;
+      c->cbuf.consume(parsed + body_ready);
+      parsed = 0;
+
+      if (!body_complete_in_buffer && !websocket) {
+        if (p.expect_continue) {
+          c->setDeadline(lim.idle_timeout);
+          if (co_await writeOne(s, "HTTP/1.1 100 Continue\r\n\r\n")) {
+            finish(499);
+            co_return;
+          }
+        }
+        // Stream the request body: relay exactly what the parser consumes.
+        while (!p.is_done()) {
+          if (c->cbuf.size() == 0 || c->cbuf.b > 0) {
+            if (c->cbuf.size() == 0) c->cbuf.b = c->cbuf.e = 0;
+          }
+          size_t n = 0;
+          error_code bec;
+          while (!p.is_done() && n < c->cbuf.size()) {
+            size_t k = p.put(asio::buffer(c->cbuf.data() + n, c->cbuf.size() - n), bec);
+            if (bec == http::error::need_more) {
+              bec = {};
+              break;
+            }
+            if (bec || k == 0) break;
+            n += k;
+          }
+          if (bec) {
+            co_await respondError(bec == http::error::body_limit ? 413 : 400,
+                                  "malformed request body", true);
+            finish(400);
+            co_return;
+          }
+          if (n > 0) {
+            c->setDeadline(lim.idle_timeout);
+            auto [wec, wn] =
+                co_await asio::async_write(c->up, asio::buffer(c->cbuf.data(), n), kUse);
+            if (wec) {
+              co_await respondError(502, "upstream write failed", true);
+              finish(502);
+              co_return;
+            }
+            bytes_up += n;
+            c->cbuf.consume(n);
+            continue;
+          }
+          if (p.is_done()) break;
+          c->cbuf.compact();
+          if (c->cbuf.full()) {
+            co_await respondError(400, "malformed request body", true);
+            finish(400);
+            co_return;
+          }
+          c->setDeadline(lim.idle_timeout);
+          auto [rec, rn] = co_await s.async_read_some(c->cbuf.space(), kUse);
+          if (rec || rn == 0) {
+            finish(499);  // the client went away mid-body
+            co_return;
+          }
+          c->cbuf.e += rn;
+        }
+      }
+
+      // ---- Read the response head; relay it verbatim minus hop-by-hop lines.
+      const bool head_request = p.method == "HEAD";
+      std::optional<RespParser> rp;
+      bool client_close = !keep_alive;
+      for (;;) {  // loops over 1xx interim responses
+        rp.emplace(&c->fields);
+        if (head_request) rp->skip(true);
+        rp->header_limit(static_cast<uint32_t>(kUpstreamBuf - 1));
+        rp->body_limit(boost::none);
+        c->rbuf.compact();
+        size_t rparsed = 0;
+        bool got_any = c->rbuf.size() > 0;
+        error_code rec;
+        for (;;) {
+          rec = {};
+          rparsed += rp->put(asio::buffer(c->rbuf.data() + rparsed, c->rbuf.size() - rparsed), rec);
+          if (rp->is_header_done()) break;
+          if (rec != http::error::need_more) break;
+          if (c->rbuf.full()) {
+            rec = http::error::header_limit;
+            break;
+          }
+          c->setDeadline(lim.upstream_response_timeout);
+          c->fired = false;
+          auto [ec, n] = co_await c->up.async_read_some(c->rbuf.space(), kUse);
+          if (ec || n == 0) {
+            rec = ec ? ec : asio::error::eof;
+            break;
+          }
+          got_any = true;
+          c->rbuf.e += n;
+        }
+        if (!rp->is_header_done()) {
+          bool timed_out = c->fired;
+          c->fired = false;
+          error_code ig;
+          c->up.close(ig);
+          c->rbuf.b = c->rbuf.e = 0;
+          if (!response_started) {
+            if (timed_out) {
+              co_await respondError(504, "upstream response timeout", true);
+              finish(504);
+            } else {
+              (void)got_any;
+              co_await respondError(502, "upstream closed or sent a bad response", true);
+              finish(502);
+            }
+          } else {
+            finish(status_sent);
+          }
+          co_return;
+        }
+        int status = rp->status;
+        const bool interim = status >= 100 && status < 200 && status != 101;
+        if (status == 101 && !websocket) {
+          error_code ig;
+          c->up.close(ig);
+          co_await respondError(502, "unexpected protocol switch", true);
+          finish(502);
+          co_return;
+        }
+        // Response connection management.
+        for (auto tok : rp->conn_tokens) {
+          for (auto& f : c->fields) {
+            if (iequals(f.name, tok)) f.drop = true;
+          }
+        }
+        const bool upstream_eof_body = !interim && status != 101 && rp->need_eof();
+        if (upstream_eof_body) client_close = true;
+        if (stopping.load(std::memory_order_relaxed)) client_close = true;
+        // Gather: status line + kept header lines + our additions + CRLF + buffered body.
+        const char* hstart = c->rbuf.data();
+        const char* hend = hstart + rparsed - 2;  // before the final CRLF
+        c->iov.clear();
+        const char* cur = hstart;
+        for (const auto& f : c->fields) {
+          if (!f.drop) continue;
+          if (f.line_begin > cur) c->iov.emplace_back(cur, static_cast<size_t>(f.line_begin - cur));
+          cur = f.line_end;
+        }
+        if (hend > cur) c->iov.emplace_back(cur, static_cast<size_t>(hend - cur));
+        if (!interim && status != 101) {
+          if (client_close) {
+            c->iov.emplace_back("Connection: close\r\n", 19);
+          } else if (p.version == 10) {
+            c->iov.emplace_back("Connection: keep-alive\r\n", 24);
+          }
+        }
+        c->iov.emplace_back("\r\n", 2);
+        // Body bytes already here.
+        size_t body_n = 0;
+        error_code bec;
+        if (status != 101) {
+          while (!rp->is_done() && rparsed + body_n < c->rbuf.size()) {
+            size_t k = rp->put(
+                asio::buffer(c->rbuf.data() + rparsed + body_n, c->rbuf.size() - rparsed - body_n),
+                bec);
+            if (bec == http::error::need_more) {
+              bec = {};
+              break;
+            }
+            if (bec || k == 0) break;
+            body_n += k;
+          }
+        }
+        if (body_n > 0) c->iov.emplace_back(c->rbuf.data() + rparsed, body_n);
+        c->setDeadline(lim.idle_timeout);
+        error_code wec = co_await writeAll(s, c->iov, c->scratch);
+        response_started = true;
+        status_sent = status;
+        bytes_down += asio::buffer_size(c->iov);
+        c->rbuf.consume(rparsed + body_n);
+        if (wec || bec) {
+          error_code ig;
+          c->up.close(ig);
+          finish(status);
+          co_return;
+        }
+        if (interim) continue;
+        if (status == 101) break;
+        // Stream the rest of the body.
+        while (!rp->is_done()) {
+          size_t n = 0;
+          while (!rp->is_done() && n < c->rbuf.size()) {
+            size_t k = rp->put(asio::buffer(c->rbuf.data() + n, c->rbuf.size() - n), bec);
+            if (bec == http::error::need_more) {
+              bec = {};
+              break;
+            }
+            if (bec || k == 0) break;
+            n += k;
+          }
+          if (bec) break;
+          if (n > 0) {
+            c->setDeadline(lim.idle_timeout);
+            auto [wec2, wn] = co_await asio::async_write(s, asio::buffer(c->rbuf.data(), n), kUse);
+            if (wec2) {
+              bec = wec2;
+              break;
+            }
+            bytes_down += n;
+            c->rbuf.consume(n);
+            continue;
+          }
+          if (rp->is_done()) break;
+          c->rbuf.compact();
+          if (c->rbuf.full()) {
+            bec = http::error::bad_chunk;
+            break;
+          }
+          c->setDeadline(lim.idle_timeout);
+          auto [rec2, rn] = co_await c->up.async_read_some(c->rbuf.space(), kUse);
+          if (rec2 == asio::error::eof && rp->need_eof()) {
+            rp->put_eof(bec);
+            break;
+          }
+          if (rec2 || rn == 0) {
+            bec = rec2 ? rec2 : asio::error::eof;
+            break;
+          }
+          c->rbuf.e += rn;
+        }
+        if (bec || !rp->is_done()) {
+          error_code ig;
+          c->up.close(ig);
+          c->rbuf.b = c->rbuf.e = 0;
+          finish(status);
+          co_return;
+        }
+        break;
+      }
+
+      if (rp->status == 101) {
+        // ---- WebSocket (or another upgrade): relay bytes both ways until either side closes.
+        finish(101);
+        using namespace asio::experimental::awaitable_operators;
+        co_await (pipe(c, s, c->up, c->cbuf, lim.idle_timeout) &&
+                  pipe(c, c->up, s, c->rbuf, lim.idle_timeout));
+        co_return;
+      }
+
+      // ---- Done: pool the upstream connection when it is clean.
+      if (rp->keep_alive() && c->rbuf.size() == 0 && c->up.is_open()) {
+        auto& pool = w.pool[c->up_backend];
+        if (pool.size() < lim.upstream_pool_size) {
+          pool.push_back({std::move(c->up), Steady::now()});
+          c->up = Socket(w.ioc.get_executor());
+        } else {
+          error_code ig;
+          c->up.close(ig);
+        }
+      } else {
+        error_code ig;
+        c->up.close(ig);
+        c->rbuf.b = c->rbuf.e = 0;
+      }
+      finish(rp->status);
+      if (client_close) co_return;
+    }
+  next_request:;
+  }
+}
+
+// (Coroutines are member functions, never capturing lambdas: a lambda's captures live in the
+// closure object, which is gone once co_spawn returns.)
+Awaitable<void> Gateway::Impl::runConn(std::shared_ptr<Conn> c, bool https) {
+  if (c->tls) {
+    co_await session(c, *c->tls, https);
+  } else {
+    co_await session(c, *c->plain, https);
+  }
+  c->worker.conns.erase(c.get());
+  if (c->open) c->closeAll();
+  live_conns.fetch_sub(1);
+}
+
+Awaitable<void> Gateway::Impl::certLoop() {
+  for (;;) {
+    cert_timer->expires_after(opts.cert_check_interval);
+    auto [ec] = co_await cert_timer->async_wait(kUse);
+    if (ec || stopping.load()) co_return;
+    checkCerts();
+  }
+}
+
+Awaitable<void> Gateway::Impl::sweepLoop(Worker* wp) {
+  Timer t(wp->ioc.get_executor());
+  for (;;) {
+    t.expires_after(std::chrono::seconds(1));
+    auto [ec] = co_await t.async_wait(kUse);
+    if (ec || stopping.load()) co_return;
+    auto now = Steady::now();
+    for (auto it = wp->pool.begin(); it != wp->pool.end();) {
+      auto& v = it->second;
+      std::erase_if(v, [&](PooledConn& pc) {
+        if (now - pc.since < opts.limits.upstream_idle_timeout) return false;
+        error_code ig;
+        pc.socket.close(ig);
+        return true;
+      });
+      it = v.empty() ? wp->pool.erase(it) : std::next(it);
+    }
+  }
+}
+
+Awaitable<void> Gateway::Impl::acceptLoop(Worker& w, Acceptor& acc, bool https) {
+  for (;;) {
+    auto [ec, sock] = co_await acc.async_accept(kUse);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || stopping.load() || !acc.is_open()) co_return;
+      Timer t(w.ioc.get_executor());  // EMFILE and the like: back off a little
+      t.expires_after(std::chrono::milliseconds(20));
+      co_await t.async_wait(kUse);
+      continue;
+    }
+    if (stopping.load()) co_return;
+    error_code ig;
+    sock.set_option(tcp::no_delay(true), ig);
+    setCloexec(sock.native_handle());
+    auto c = std::make_shared<Conn>(w, std::move(sock));
+    size_t cbuf_size = opts.limits.max_header_bytes + 4096;
+    if (cbuf_size < 16 * 1024) cbuf_size = 16 * 1024;
+    c->cbuf = IoBuf(cbuf_size);
+    auto ep = c->clientSocket().remote_endpoint(ig);
+    c->client_ip = ig ? std::string("unknown") : ep.address().to_string();
+    c->iov.reserve(16);
+    c->fields.reserve(32);
+    if (https) {
+      std::shared_ptr<TlsHolder> holder;
+      {
+        std::lock_guard lock(tls_mu);
+        holder = tls;
+      }
+      if (!holder) continue;
+      c->tls_holder = holder;
+      c->tls.emplace(std::move(*c->plain), holder->ctx);
+      c->plain.reset();
+    }
+    conns_total.fetch_add(1, std::memory_order_relaxed);
+    live_conns.fetch_add(1);
+    w.conns.insert(c.get());
+    asio::co_spawn(w.ioc, watchdog(c), asio::detached);
+    asio::co_spawn(w.ioc, runConn(std::move(c), https), asio::detached);
+  }
+}
+
+Status Gateway::Impl::bind(const std::string& listen, bool https, int* port) {
+  auto ep = parseListen(listen);
+  if (!ep) return ep.status();
+  tcp::endpoint endpoint = *ep;
+  for (auto& w : workers) {
+    auto acc = std::make_unique<Acceptor>(w->ioc.get_executor());
+    error_code ec;
+    acc->open(endpoint.protocol(), ec);
+    if (!ec) setCloexec(acc->native_handle());
+    if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) {
+      int one = 1;
+      if (::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        ec = error_code(errno, boost::system::system_category());
+      }
+    }
+    if (!ec) acc->bind(endpoint, ec);
+    if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return ioError("gateway cannot listen on " + listen + ": " + ec.message());
+    if (endpoint.port() == 0) endpoint.port(acc->local_endpoint().port());
+    auto* a = acc.get();
+    w->acceptors.push_back(std::move(acc));
+    asio::co_spawn(w->ioc, acceptLoop(*w, *a, https), asio::detached);
+  }
+  *port = endpoint.port();
+  return Status::ok();
+}
+
+std::map<std::string, std::filesystem::file_time_type> Gateway::Impl::certMtimes() {
+  std::map<std::string, std::filesystem::file_time_type> m;
+  for (const auto& c : opts.certs) {
+    for (const auto& path : {c.cert, c.key}) {
+      std::error_code ec;
+      auto t = std::filesystem::last_write_time(path, ec);
+      if (!ec) m[path] = t;
+    }
+  }
+  return m;
+}
+
+Status Gateway::Impl::loadTls() {
+  Result<std::shared_ptr<TlsContexts>> ctx = invalidArgument("no certificate");
+  auto mtimes = certMtimes();
+  if (opts.certs.empty()) {
+    auto pem = devCertificate(opts.dev_cert_dir);
+    if (!pem) return pem.status();
+    ctx = TlsContexts::fromPem({*pem});
+  } else {
+    ctx = TlsContexts::fromFiles(opts.certs);
+  }
+  if (!ctx) return ctx.status();
+  auto holder = std::make_shared<TlsHolder>(*ctx);
+  std::lock_guard lock(tls_mu);
+  tls = std::move(holder);
+  cert_mtimes = std::move(mtimes);
+  return Status::ok();
+}
+
+void Gateway::Impl::checkCerts() {
+  if (opts.certs.empty()) return;
+  auto now = certMtimes();
+  bool changed;
+  {
+    std::lock_guard lock(tls_mu);
+    changed = now != cert_mtimes;
+  }
+  if (!changed) return;
+  Status s = loadTls();
+  if (s) {
+    spdlog::info("gateway: certificates reloaded");
+  } else {
+    spdlog::warn("gateway: certificate reload failed, keeping the old ones: {}", s.toString());
+    std::lock_guard lock(tls_mu);
+    cert_mtimes = std::move(now);  // do not retry until the files change again
+  }
+}
+
+void Gateway::Impl::stop() {
+  if (!started) return;
+  started = false;
+  stopping.store(true);
+  for (auto& w : workers) {
+    asio::post(w->ioc, [wp = w.get(), this] {
+      for (auto& a : wp->acceptors) {
+        error_code ig;
+        a->close(ig);
+      }
+      if (cert_timer && wp->index == 0) cert_timer->cancel();
+      for (Conn* c : wp->conns) {
+        if (!c->busy) c->cancelAll();
+      }
+    });
+  }
+  auto deadline = Steady::now() + opts.stop_grace;
+  while (live_conns.load() > 0 && Steady::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (auto& w : workers) {
+    asio::post(w->ioc, [wp = w.get()] {
+      for (Conn* c : wp->conns) {
+        if (c->open) c->closeAll();
+      }
+      for (auto& [id, pool] : wp->pool) {
+        for (auto& pc : pool) {
+          error_code ig;
+          pc.socket.close(ig);
+        }
+      }
+      wp->pool.clear();
+    });
+  }
+  // Give the closes a moment to unwind the coroutines, then stop the loops.
+  auto unwind = Steady::now() + std::chrono::milliseconds(500);
+  while (live_conns.load() > 0 && Steady::now() < unwind) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  for (auto& w : workers) w->ioc.stop();
+  for (auto& w : workers) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  cert_timer.reset();
+  // Release parked requests' bookkeeping.
+  std::lock_guard lock(svc_mu);
+  for (auto& [k, s] : services) {
+    std::lock_guard l2(s->mu);
+    s->waiters.clear();
+    s->queued.store(0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Gateway::Gateway(GatewayOptions options, Clock& clock, GatewayHooks hooks)
+    : impl_(std::make_unique<Impl>(std::move(options), clock, std::move(hooks))) {}
+
+Gateway::~Gateway() { stop(); }
+
+Status Gateway::start() {
+  Impl& m = *impl_;
+  if (m.started) return Status(Code::kFailedPrecondition, "gateway already started");
+  int n = m.opts.threads > 0 ? m.opts.threads
+                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  m.workers.clear();
+  for (int i = 0; i < n; ++i) m.workers.push_back(std::make_unique<Worker>(i));
+  for (auto& w : m.workers) {
+    w->rng ^= reinterpret_cast<uintptr_t>(w.get()) * 0x2545F4914F6CDD1Dull;
+  }
+  if (!m.opts.https_listen.empty()) {
+    Status s = m.loadTls();
+    if (!s) return s;
+  }
+  if (!m.opts.http_listen.empty()) {
+    Status s = m.bind(m.opts.http_listen, false, &m.http_port);
+    if (!s) {
+      m.workers.clear();
+      return s;
+    }
+  }
+  if (!m.opts.https_listen.empty()) {
+    Status s = m.bind(m.opts.https_listen, true, &m.https_port);
+    if (!s) {
+      m.workers.clear();
+      return s;
+    }
+    if (!m.opts.certs.empty() && m.opts.cert_check_interval.count() > 0) {
+      Worker& w0 = *m.workers[0];
+      m.cert_timer = std::make_unique<Timer>(w0.ioc.get_executor());
+      asio::co_spawn(w0.ioc, m.certLoop(), asio::detached);
+    }
+  }
+  // A periodic sweep of idle pooled upstream connections on every worker.
+  for (auto& w : m.workers) {
+    asio::co_spawn(w->ioc, m.sweepLoop(w.get()), asio::detached);
+  }
+  m.stopping.store(false);
+  m.started = true;
+  for (auto& w : m.workers) {
+    w->thread = std::thread([wp = w.get()] {
+      auto guard = asio::make_work_guard(wp->ioc);
+      wp->ioc.run();
+    });
+  }
+  return Status::ok();
+}
+
+void Gateway::stop() { impl_->stop(); }
+
+void Gateway::setTable(std::shared_ptr<const RouteTable> table) {
+  impl_->setTable(std::move(table));
+}
+
+int Gateway::httpPort() const { return impl_->http_port; }
+int Gateway::httpsPort() const { return impl_->https_port; }
+
+Status Gateway::reloadCertificates() {
+  if (impl_->opts.https_listen.empty()) return Status::ok();
+  return impl_->loadTls();
+}
+
+std::vector<ServiceStats> Gateway::stats() const {
+  std::vector<ServiceStats> out;
+  std::lock_guard lock(impl_->svc_mu);
+  for (const auto& [k, s] : impl_->services) {
+    ServiceStats st;
+    st.app = s->app;
+    st.service = s->service;
+    st.in_flight = s->in_flight.load();
+    st.queued = s->queued.load();
+    st.arrivals = s->arrivals.load();
+    st.responses_2xx = s->r2xx.load();
+    st.responses_3xx = s->r3xx.load();
+    st.responses_4xx = s->r4xx.load();
+    st.responses_5xx = s->r5xx.load();
+    st.latency_sum_us = s->latency_sum_us.load();
+    st.completed = s->completed.load();
+    st.held = s->held.load();
+    st.hold_rejected = s->hold_rejected.load();
+    st.cold_starts = s->cold_starts.load();
+    st.cold_overhead_last_us = s->cold_last_us.load();
+    st.cold_overhead_max_us = s->cold_max_us.load();
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
+std::string Gateway::prometheus() const {
+  std::string out;
+  auto stats = this->stats();
+  auto family = [&](const char* name, const char* type, const char* help, auto value_of) {
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += ' ';
+    out += type;
+    out += '\n';
+    for (const auto& s : stats) value_of(s);
+  };
+  auto labels = [](const ServiceStats& s) {
+    return "app=\"" + s.app + "\",service=\"" + s.service + "\"";
+  };
+  auto line = [&](const char* name, const std::string& l, double v) {
+    out += name;
+    out += '{';
+    out += l;
+    out += "} ";
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    out += buf;
+    out += '\n';
+  };
+  family("baton_gateway_requests_in_flight", "gauge", "Requests being proxied or parked.",
+         [&](const ServiceStats& s) {
+           line("baton_gateway_requests_in_flight", labels(s), static_cast<double>(s.in_flight));
+         });
+  family("baton_gateway_hold_queue_length", "gauge",
+         "Requests parked while the service is at zero.", [&](const ServiceStats& s) {
+           line("baton_gateway_hold_queue_length", labels(s), static_cast<double>(s.queued));
+         });
+  family("baton_gateway_requests_total", "counter", "Requests routed to the service.",
+         [&](const ServiceStats& s) {
+           line("baton_gateway_requests_total", labels(s), static_cast<double>(s.arrivals));
+         });
+  family("baton_gateway_responses_total", "counter", "Responses by status class.",
+         [&](const ServiceStats& s) {
+           line("baton_gateway_responses_total", labels(s) + ",code=\"2xx\"",
+                static_cast<double>(s.responses_2xx));
+           line("baton_gateway_responses_total", labels(s) + ",code=\"3xx\"",
+                static_cast<double>(s.responses_3xx));
+           line("baton_gateway_responses_total", labels(s) + ",code=\"4xx\"",
+                static_cast<double>(s.responses_4xx));
+           line("baton_gateway_responses_total", labels(s) + ",code=\"5xx\"",
+                static_cast<double>(s.responses_5xx));
+         });
+  family("baton_gateway_request_duration_seconds_sum", "counter",
+         "Sum of request durations (arrival to last byte).", [&](const ServiceStats& s) {
+           line("baton_gateway_request_duration_seconds_sum", labels(s),
+                static_cast<double>(s.latency_sum_us) / 1e6);
+         });
+  family("baton_gateway_request_duration_seconds_count", "counter", "Completed requests.",
+         [&](const ServiceStats& s) {
+           line("baton_gateway_request_duration_seconds_count", labels(s),
+                static_cast<double>(s.completed));
+         });
+  family("baton_gateway_held_total", "counter", "Requests parked at zero.",
+         [&](const ServiceStats& s) {
+           line("baton_gateway_held_total", labels(s), static_cast<double>(s.held));
+         });
+  family("baton_gateway_hold_rejected_total", "counter",
+         "Parked requests answered 503 (queue full or timeout).", [&](const ServiceStats& s) {
+           line("baton_gateway_hold_rejected_total", labels(s),
+                static_cast<double>(s.hold_rejected));
+         });
+  family("baton_gateway_cold_overhead_seconds", "gauge",
+         "Last cold start: backend ready to first byte upstream.", [&](const ServiceStats& s) {
+           if (s.cold_overhead_last_us >= 0) {
+             line("baton_gateway_cold_overhead_seconds", labels(s),
+                  static_cast<double>(s.cold_overhead_last_us) / 1e6);
+           }
+         });
+  char buf[1024];
+  std::snprintf(buf, sizeof buf,
+                "# TYPE baton_gateway_connections_total counter\n"
+                "baton_gateway_connections_total %lld\n"
+                "# TYPE baton_gateway_connections gauge\nbaton_gateway_connections %lld\n"
+                "# TYPE baton_gateway_no_route_total counter\nbaton_gateway_no_route_total %lld\n"
+                "# TYPE baton_gateway_bad_requests_total counter\n"
+                "baton_gateway_bad_requests_total %lld\n"
+                "# TYPE baton_gateway_tls_handshake_failures_total counter\n"
+                "baton_gateway_tls_handshake_failures_total %lld\n",
+                static_cast<long long>(impl_->conns_total.load()),
+                static_cast<long long>(impl_->live_conns.load()),
+                static_cast<long long>(impl_->no_route.load()),
+                static_cast<long long>(impl_->bad_requests.load()),
+                static_cast<long long>(impl_->tls_failures.load()));
+  out += buf;
+  return out;
+}
+
+}  // namespace baton::gateway
