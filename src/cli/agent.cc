@@ -17,9 +17,14 @@
 
 #include "api/api_server.h"
 #include "api/event_bus.h"
+#include "auth/provider.h"
 #include "cli/agent_logs.h"
+#include "cli/agent_wiring.h"
+#include "controller/autoscaling.h"
 #include "controller/controller.h"
 #include "drivers/exec_driver.h"
+#include "gateway/catalog.h"
+#include "gateway/gateway.h"
 #include "node/node.h"
 #include "spec/manifest.h"
 #include "state/sqlite_store.h"
@@ -159,12 +164,59 @@ int runAgent(const AgentFlags& flags) {
   registry.add(std::make_unique<drivers::ExecDriver>(exec_options, clock));
 
   api::EventBus bus(clock);
-
-  controller::ControllerOptions controller_options;
-  controller_options.on_event = [&bus](const std::string& kind, const std::string& message) {
+  auto publish = [&bus](const std::string& kind, const std::string& message) {
     bus.publish(kind, message);
   };
+
+  // Identity for the gateway's non-public routes.
+  auto authenticator = auth::Authenticator::create(cfg.identity, &**store, clock);
+  if (!authenticator) {
+    std::cerr << "baton agent: identity providers: " << authenticator.status().message() << "\n";
+    return 1;
+  }
+
+  // The gateway, the autoscaler that reads its load, and the controller that acts on both.
+  // on_cold is set below, once the autoscaler exists (the gateway is not started before that).
+  gateway::GatewayOptions gw_options;
+  gw_options.http_listen = cfg.gateway_http;
+  gw_options.https_listen = cfg.gateway_https;
+  for (const auto& c : cfg.certs) gw_options.certs.push_back({c.cert, c.key});
+  gw_options.dev_cert_dir = (fs::path(cfg.data_dir) / "certs").string();
+  gw_options.threads = cfg.gateway_threads;
+  gw_options.hold_queue = cfg.gateway_hold_queue;
+  gw_options.hold_timeout = cfg.gateway_hold_timeout;
+  gw_options.access_log = cfg.gateway_access_log;
+  controller::Autoscaling* autoscaling_ptr = nullptr;
+  controller::Controller* controller_ptr = nullptr;
+  gateway::GatewayHooks hooks;
+  hooks.authorizer = std::make_shared<GatewayAuthorizer>(std::move(*authenticator), clock);
+  hooks.on_cold = [&autoscaling_ptr](const std::string& app, const std::string& service) {
+    if (autoscaling_ptr) autoscaling_ptr->kick(app, service);
+  };
+  gateway::Gateway gw(gw_options, clock, hooks);
+  gateway::CatalogWatcher catalog(**store, [&gw](std::shared_ptr<const gateway::RouteTable> t) {
+    gw.setTable(std::move(t));
+  });
+
+  GatewayLoad load(gw, clock);
+  controller::AutoscalingOptions scaling_options;
+  scaling_options.on_event = publish;
+  scaling_options.on_change = [&controller_ptr] {
+    if (controller_ptr) controller_ptr->poke();
+  };
+  controller::Autoscaling autoscaling(**store, clock, [&load] { return load.sample(); },
+                                      scaling_options);
+  autoscaling_ptr = &autoscaling;
+
+  controller::ControllerOptions controller_options;
+  controller_options.on_event = publish;
+  controller_options.reconcile.desired_count =
+      [&autoscaling](const std::string& app, const std::string& service,
+                     const controller::ScaleBounds& bounds) {
+        return autoscaling.desired(app, service, bounds);
+      };
   controller::Controller controller(**store, clock, controller_options);
+  controller_ptr = &controller;
 
   node::NodeOptions node_options;
   node_options.node_id = cfg.node_name;
@@ -185,23 +237,45 @@ int runAgent(const AgentFlags& flags) {
   api::ApiDeps deps{**store, clock};
   deps.events = &bus;
   deps.logs = makeFileLogReader(fs::path(cfg.data_dir) / "logs");
+  deps.metrics = [&gw] { return gw.prometheus(); };
   api::ApiServer api(deps, api_options);
 
+  // Start in dependency order; stop in reverse (every stop() is idempotent and safe before start).
+  auto stopAll = [&] {
+    api.stop();
+    gw.stop();
+    catalog.stop();
+    node.stop();
+    autoscaling.stop();
+    controller.stop();
+  };
   controller.start();
+  autoscaling.start();
   if (Status s = node.start(); !s) {
     std::cerr << "baton agent: starting the node: " << s.toString() << "\n";
-    controller.stop();
+    stopAll();
+    return 1;
+  }
+  if (Status s = catalog.start(); !s) {
+    std::cerr << "baton agent: reading the catalog: " << s.toString() << "\n";
+    stopAll();
+    return 1;
+  }
+  if (Status s = gw.start(); !s) {
+    std::cerr << "baton agent: starting the gateway (" << cfg.gateway_http << ", "
+              << cfg.gateway_https << "): " << s.message() << "\n";
+    stopAll();
     return 1;
   }
   if (Status s = api.start(); !s) {
     std::cerr << "baton agent: starting the API on " << cfg.api_listen << ": " << s.message()
               << "\n";
-    node.stop();
-    controller.stop();
+    stopAll();
     return 1;
   }
-  spdlog::info("agent {} ready: api http://{} data dir {}{}", cfg.node_name, cfg.api_listen,
-               cfg.data_dir, cfg.dev ? " (dev mode: no token needed)" : "");
+  spdlog::info("agent {} ready: api http://{}, gateway http :{} https :{}, data dir {}{}",
+               cfg.node_name, cfg.api_listen, gw.httpPort(), gw.httpsPort(), cfg.data_dir,
+               cfg.dev ? " (dev mode: no token needed)" : "");
   if (!cfg.dev) {
     spdlog::info("API token for writes: in {}/agent-token (export BATON_TOKEN)", cfg.data_dir);
   }
@@ -209,9 +283,7 @@ int runAgent(const AgentFlags& flags) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("received {}, stopping (instances keep running)", strsignal(sig));
-  api.stop();
-  node.stop();
-  controller.stop();
+  stopAll();
   spdlog::info("agent stopped");
   return 0;
 }

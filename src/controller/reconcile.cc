@@ -157,8 +157,14 @@ class Reconciler {
 
   void scaleEvent(const std::string& key, size_t from, int to, const ScaleBounds& b) {
     if (static_cast<int>(from) != to) {
+      // Who chose the count: the bounds' owner when the count sits on a bound it set, else the
+      // autoscaler (which moves between them).
+      std::string why = to == b.min || to == b.max || !opts_.desired_count
+                            ? b.source
+                            : "autoscaler; bounds " + std::to_string(b.min) + ".." +
+                                  std::to_string(b.max) + " from " + b.source;
       event("scale", key + ": scaled " + std::to_string(from) + " -> " + std::to_string(to) + " (" +
-                         b.source + ")");
+                         why + ")");
     }
   }
 

@@ -34,6 +34,10 @@ struct AgentConfig {
   std::string gateway_http = "0.0.0.0:8080";
   std::string gateway_https = "0.0.0.0:8443";
   std::vector<CertPair> certs;  // empty: a self-signed dev certificate
+  int gateway_threads = 0;                       // 0: one event loop per core
+  size_t gateway_hold_queue = 1000;              // requests parked per service at zero
+  Duration gateway_hold_timeout = Duration(30'000);
+  bool gateway_access_log = false;               // one JSON line per request
   std::string dns_listen;       // empty: no DNS server
   std::vector<IdentityProvider> identity;
   std::string docker_socket = "/var/run/docker.sock";
