@@ -43,6 +43,9 @@ class Agent:
         self.data_dir = data_dir
         self.api_port = free_port()
         self.addr = f"http://127.0.0.1:{self.api_port}"
+        self.http_port = free_port()
+        self.https_port = free_port()
+        self.gateway = f"http://127.0.0.1:{self.http_port}"
         self.extra_args = list(extra_args)
         self.proc = None
         self.log_path = data_dir / "agent.log"
@@ -51,8 +54,8 @@ class Agent:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [BATON, "agent", "--dev", "--data-dir", str(self.data_dir),
-             "--api", f"127.0.0.1:{self.api_port}", "--http", f"127.0.0.1:{free_port()}",
-             "--https", f"127.0.0.1:{free_port()}", *self.extra_args],
+             "--api", f"127.0.0.1:{self.api_port}", "--http", f"127.0.0.1:{self.http_port}",
+             "--https", f"127.0.0.1:{self.https_port}", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: self.get("/v1/health").get("ok"), timeout=20, what="agent API")
         return self

@@ -34,6 +34,7 @@ class Handler(BaseHTTPRequestHandler):
         print("svc: " + (fmt % args), flush=True)
 
 
+ThreadingHTTPServer.request_queue_size = 1024  # the default backlog of 5 drops bursts
 server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
 server.daemon_threads = True
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

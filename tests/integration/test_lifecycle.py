@@ -56,6 +56,7 @@ def test_instances_survive_kill_9_of_the_agent(make_agent, tmp_path):
 
     again = make_agent()
     again.api_port, again.addr = agent.api_port, agent.addr
+    again.http_port, again.https_port = agent.http_port, agent.https_port
     again.start()
     wait_for(lambda: len(again.healthy("demo", "api")) == 2, what="re-adopted instances")
     after = {i["id"]: i["pid"] for i in again.healthy("demo", "api")}
