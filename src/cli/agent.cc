@@ -237,7 +237,7 @@ int runAgent(const AgentFlags& flags) {
   api::ApiDeps deps{**store, clock};
   deps.events = &bus;
   deps.logs = makeFileLogReader(fs::path(cfg.data_dir) / "logs");
-  deps.metrics = [&gw] { return gw.prometheus(); };
+  deps.metrics = [&gw, &node] { return gw.prometheus() + node.prometheus(); };
   api::ApiServer api(deps, api_options);
 
   // Start in dependency order; stop in reverse (every stop() is idempotent and safe before start).

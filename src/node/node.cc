@@ -323,6 +323,16 @@ void NodeRuntime::execute(const Action &a,
       st.updated_at = clock_.now();
       auto put = store_.put(keys::status(a.id), model::encode(st));
       if (put) {
+        auto prev = written_.find(a.id);
+        bool was_healthy = prev != written_.end() &&
+                           prev->second.state == model::InstanceState::kHealthy &&
+                           prev->second.started_at == st.started_at;
+        auto rec = desired.find(a.id);
+        if (st.state == model::InstanceState::kHealthy && !was_healthy && rec != desired.end() &&
+            st.started_at.time_since_epoch().count() > 0) {
+          recordColdStart(rec->second.app + "/" + rec->second.service,
+                          st.updated_at - st.started_at);
+        }
         written_[a.id] = std::move(st);
       } else {
         spdlog::warn("node {}: writing status of {}: {}", options_.node_id, a.id,
@@ -509,6 +519,38 @@ void NodeRuntime::loopMain() {
     cv_.wait_for(lock, options_.loop_interval, [this] { return stopping_ || wake_; });
     wake_ = false;
   }
+}
+
+void NodeRuntime::recordColdStart(const std::string &service, Duration d) {
+  std::lock_guard lock(metrics_mu_);
+  ColdStarts &c = cold_starts_[service];
+  ++c.count;
+  c.sum += d;
+  c.last = d;
+  c.max = std::max(c.max, d);
+  spdlog::info("node {}: {} ready {} ms after start", options_.node_id, service, d.count());
+}
+
+std::string NodeRuntime::prometheus() const {
+  std::lock_guard lock(metrics_mu_);
+  std::string out =
+      "# HELP baton_cold_start_seconds Time from starting an instance to its first passing "
+      "health check.\n# TYPE baton_cold_start_seconds summary\n";
+  for (const auto &[svc, c] : cold_starts_) {
+    auto slash = svc.find('/');
+    std::string labels = fmt::format("app=\"{}\",service=\"{}\"", svc.substr(0, slash),
+                                     svc.substr(slash + 1));
+    out += fmt::format("baton_cold_start_seconds_sum{{{}}} {:.3f}\n", labels, c.sum.count() / 1e3);
+    out += fmt::format("baton_cold_start_seconds_count{{{}}} {}\n", labels, c.count);
+  }
+  out += "# HELP baton_cold_start_last_seconds The latest cold start per service.\n"
+         "# TYPE baton_cold_start_last_seconds gauge\n";
+  for (const auto &[svc, c] : cold_starts_) {
+    auto slash = svc.find('/');
+    out += fmt::format("baton_cold_start_last_seconds{{app=\"{}\",service=\"{}\"}} {:.3f}\n",
+                       svc.substr(0, slash), svc.substr(slash + 1), c.last.count() / 1e3);
+  }
+  return out;
 }
 
 }  // namespace baton::node

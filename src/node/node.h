@@ -87,6 +87,8 @@ class NodeRuntime {
   // For tests and the API: the bookkeeping after the last pass.
   std::map<std::string, LocalInstance> instances() const;
   state::LeaseId lease() const;
+  // Prometheus text: cold starts per service (start -> first passing health check).
+  std::string prometheus() const;
 
  private:
   Status registerNode();
@@ -104,6 +106,14 @@ class NodeRuntime {
   void probeMain();
   void joinFinishedStops(bool all);
   void wake();
+  void recordColdStart(const std::string &service, Duration d);
+
+  struct ColdStarts {
+    int64_t count = 0;
+    Duration sum{0}, last{0}, max{0};
+  };
+  mutable std::mutex metrics_mu_;
+  std::map<std::string, ColdStarts> cold_starts_;  // by "app/service"
 
   state::Store &store_;
   drivers::DriverRegistry &drivers_;

@@ -59,6 +59,8 @@ def test_service_at_zero_answers_its_first_request_and_returns_to_zero(agent, tm
     status, body = http_get(agent.gateway + "/first", timeout=30)
     assert status == 200 and body.startswith("version=v1")
     assert len(agent.healthy("zero", "api")) == 1
+    metrics = http_get(agent.addr + "/metrics")[1]
+    assert 'baton_cold_start_seconds_count{app="zero",service="api"} 1' in metrics, metrics
     wait_for(lambda: agent.instances("zero", "api") == [], timeout=60, what="back to zero")
 
 
