@@ -40,7 +40,7 @@ struct PolicyParams {
   double max_scale_up_rate = 1000.0;          // at most ceil(rate * ready) per step
   double max_scale_down_rate = 2.0;           // at least floor(ready / rate) per step: halve
   Duration scale_down_delay = Duration(0);    // a lower count must hold this long first
-  // Beyond KPA (README.md); defaults measured across all simulator traces (RESULTS.md).
+  // Beyond KPA (README.md); defaults measured across all simulator traces (BENCHMARKS.md).
   bool little_law = true;  // panic demand also from arrival rate x service time (Little's law)
   double tolerance = 0.1;  // stable mode: no scale-up while the stable demand is within this
                            // fraction above what the current count serves (HPA's band)
