@@ -7,6 +7,7 @@
 
 #include "api/event_bus.h"
 #include "api/routes.h"
+#include "auth/api_keys.h"
 #include "autoscaler/bounds.h"
 #include "core/units.h"
 #include "model/json.h"
@@ -22,6 +23,33 @@ namespace keys = model::keys;
 constexpr int kMaxCasAttempts = 8;
 constexpr size_t kEventQueueLines = 4096;
 constexpr size_t kMaxLogBody = 64u << 20;
+constexpr size_t kMaxApiKeyName = 128;
+constexpr size_t kMaxApiKeyScopes = 32;
+constexpr size_t kMaxApiKeyScope = 256;
+
+// An API key's name or scope: printable ASCII or UTF-8, no control characters.
+bool isPrintableText(std::string_view s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+// An API key id as auth::ApiKeys makes them: 16 lowercase hex characters.
+bool isApiKeyId(std::string_view id) {
+  if (id.size() != 16) return false;
+  for (char c : id) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+json apiKeyRow(const auth::ApiKeyRecord& r) {
+  return {{"id", r.id},
+          {"name", r.name},
+          {"created_at", toUnixMillis(r.created_at)},
+          {"scopes", r.scopes}};
+}
 
 ApiResponse jsonResponse(int status, const json& j) {
   ApiResponse r;
@@ -347,10 +375,11 @@ ApiResponse errorResponse(int status, std::string_view message) {
 struct Handlers::Impl {
   ApiDeps deps;
   ApiOptions options;
+  auth::ApiKeys api_keys;  // over deps.store
   std::mutex counts_mu;
   std::map<int, uint64_t> counts;
 
-  Impl(ApiDeps d, ApiOptions o) : deps(std::move(d)), options(std::move(o)) {}
+  Impl(ApiDeps d, ApiOptions o) : deps(std::move(d)), options(std::move(o)), api_keys(deps.store) {}
 
   state::Store& store() { return deps.store; }
   TimePoint now() { return deps.clock.now(); }
@@ -370,7 +399,7 @@ struct Handlers::Impl {
     if (m.id == RouteId::kMethodNotAllowed) {
       return errorResponse(405, "method " + req.method + " is not allowed on " + req.path);
     }
-    if (m.is_write && !authorized(req)) {
+    if (m.needs_token && !authorized(req)) {
       return errorResponse(401, "this request needs a valid token (Authorization: Bearer ...)");
     }
     const std::string app = m.params.count("app") ? m.params["app"] : "";
@@ -412,6 +441,12 @@ struct Handlers::Impl {
         return logs(app, svc, req.query);
       case RouteId::kEvents:
         return events();
+      case RouteId::kCreateApiKey:
+        return createApiKey(req.body);
+      case RouteId::kListApiKeys:
+        return listApiKeys();
+      case RouteId::kDeleteApiKey:
+        return deleteApiKey(m.params["id"]);
       default:
         return errorResponse(404, "no such endpoint");
     }
@@ -705,6 +740,78 @@ struct Handlers::Impl {
       r.body += *chunk;
     }
     return r;
+  }
+
+  // POST /v1/apikeys {"name": "...", "scopes": ["..."]}: the key is in this answer only.
+  ApiResponse createApiKey(const std::string& body) {
+    json j = json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      return errorResponse(400, "expected a JSON object {\"name\": \"...\"}");
+    }
+    std::string name;
+    std::vector<std::string> scopes;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      const std::string& k = it.key();
+      if (k == "name") {
+        if (!it->is_string() || it->get<std::string>().empty() ||
+            it->get<std::string>().size() > kMaxApiKeyName ||
+            !isPrintableText(it->get<std::string>())) {
+          return errorResponse(400,
+                               "expected \"name\" to be a string of 1-128 printable "
+                               "characters");
+        }
+        name = it->get<std::string>();
+      } else if (k == "scopes") {
+        if (it->is_null()) continue;
+        bool ok = it->is_array() && it->size() <= kMaxApiKeyScopes;
+        for (const auto& e : ok ? *it : json::array()) {
+          ok = ok && e.is_string() && !e.get<std::string>().empty() &&
+               e.get<std::string>().size() <= kMaxApiKeyScope &&
+               isPrintableText(e.get<std::string>());
+          if (ok) scopes.push_back(e.get<std::string>());
+        }
+        if (!ok) {
+          return errorResponse(400,
+                               "expected \"scopes\" to be an array of at most 32 "
+                               "non-empty strings");
+        }
+      } else {
+        return errorResponse(400, "unknown key \"" + k + "\": expected name or scopes");
+      }
+    }
+    if (name.empty()) return errorResponse(400, "expected \"name\": the key's name");
+    // An id collision (8 random bytes) is retried once; a second one means something is off.
+    for (int attempt = 0;; ++attempt) {
+      auto created = api_keys.create(name, scopes, now());
+      if (!created && created.status().code() == Code::kAlreadyExists && attempt == 0) continue;
+      if (!created) return statusResponse(created.status());
+      json row = apiKeyRow(created->record);
+      row["key"] = created->key;
+      return jsonResponse(201, row);
+    }
+  }
+
+  ApiResponse listApiKeys() {
+    auto all = api_keys.list();
+    if (!all) return statusResponse(all.status());
+    std::sort(all->begin(), all->end(), [](const auto& a, const auto& b) {
+      return a.created_at != b.created_at ? a.created_at < b.created_at : a.id < b.id;
+    });
+    json rows = json::array();
+    for (const auto& r : *all) rows.push_back(apiKeyRow(r));
+    return jsonResponse(200, {{"apikeys", rows}});
+  }
+
+  ApiResponse deleteApiKey(const std::string& id) {
+    if (!isApiKeyId(id)) {
+      return errorResponse(400, "invalid API key id \"" + id + "\": expected 16 hex characters");
+    }
+    auto cur = store().get(auth::apiKeyStoreKey(id));
+    if (!cur) return statusResponse(cur.status());
+    if (!cur->has_value()) return errorResponse(404, "API key \"" + id + "\" does not exist");
+    Status st = api_keys.revoke(id);
+    if (!st) return statusResponse(st);
+    return jsonResponse(200, {{"id", id}, {"deleted", true}});
   }
 
   ApiResponse events() {

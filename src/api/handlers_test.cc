@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/event_bus.h"
+#include "auth/api_keys.h"
 #include "core/testing/fake_clock.h"
 #include "model/json.h"
 #include "model/keys.h"
@@ -275,6 +276,86 @@ TEST_F(HandlersTest, TokenRequiredForWritesOutsideDevMode) {
   EXPECT_EQ(put("Basic s3"), 401);
   EXPECT_EQ(put("Bearer s3"), 200);
   EXPECT_EQ(h.handle(ApiRequest::make("GET", "/v1/apps")).status, 200);
+}
+
+TEST_F(HandlersTest, ApiKeysCreateListVerifyRevoke) {
+  clock_.advance(Duration(5'000));
+  auto r = call("POST", "/v1/apikeys", R"({"name": "ci deploy", "scopes": ["shop:read"]})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  json created = body(r);
+  const std::string id = created["id"];
+  const std::string key = created["key"];
+  EXPECT_EQ(created["name"], "ci deploy");
+  EXPECT_EQ(created["created_at"], toUnixMillis(clock_.now()));
+  EXPECT_EQ(created["scopes"], json::array({"shop:read"}));
+  EXPECT_EQ(key.rfind("bk_" + id + "_", 0), 0u) << key;
+
+  // The key verifies against what the handler stored; the store holds only its hash.
+  auth::ApiKeys keys(*store_);
+  auto rec = keys.verify(key);
+  ASSERT_TRUE(rec.isOk());
+  EXPECT_EQ(rec.value().name, "ci deploy");
+  auto stored = store_->get(auth::apiKeyStoreKey(id));
+  ASSERT_TRUE(stored.isOk() && stored->has_value());
+  EXPECT_EQ((*stored)->value.find(key.substr(3 + 16 + 1)), std::string::npos);
+
+  clock_.advance(Duration(1'000));  // listed oldest first
+  ASSERT_EQ(call("POST", "/v1/apikeys", R"({"name": "second"})").status, 201);
+  r = call("GET", "/v1/apikeys");
+  ASSERT_EQ(r.status, 200);
+  json list = body(r)["apikeys"];
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0]["id"], id);
+  EXPECT_EQ(list[1]["name"], "second");
+  EXPECT_EQ(list[1]["scopes"], json::array());
+  for (const auto& row : list) {
+    EXPECT_FALSE(row.contains("key"));
+    EXPECT_FALSE(row.contains("hash"));
+  }
+  EXPECT_EQ(r.body.find("sha256"), std::string::npos);
+
+  r = call("DELETE", "/v1/apikeys/" + id);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body(r)["deleted"], true);
+  EXPECT_FALSE(keys.verify(key).isOk());
+  EXPECT_EQ(body(call("GET", "/v1/apikeys"))["apikeys"].size(), 1u);
+  EXPECT_EQ(call("DELETE", "/v1/apikeys/" + id).status, 404);
+  EXPECT_EQ(call("DELETE", "/v1/apikeys/not-an-id").status, 400);
+  EXPECT_EQ(call("DELETE", "/v1/apikeys/..%2F..%2Fapps%2Fshop").status, 400);
+}
+
+TEST_F(HandlersTest, ApiKeyCreateValidatesItsBody) {
+  for (const char* bad :
+       {"", "[]", "{}", R"({"name": ""})", R"({"name": 7})", R"({"name": "a\nb"})",
+        R"({"name": "x", "scopes": "s"})", R"({"name": "x", "scopes": [1]})",
+        R"({"name": "x", "scopes": [""]})", R"({"name": "x", "extra": 1})"}) {
+    auto r = call("POST", "/v1/apikeys", bad);
+    EXPECT_EQ(r.status, 400) << bad;
+    EXPECT_TRUE(body(r).contains("error")) << bad;
+  }
+  EXPECT_EQ(call("POST", "/v1/apikeys", json{{"name", std::string(129, 'a')}}.dump()).status, 400);
+  EXPECT_EQ(call("POST", "/v1/apikeys", json{{"name", std::string(128, 'a')}}.dump()).status, 201);
+  EXPECT_EQ(body(call("GET", "/v1/apikeys"))["apikeys"].size(), 1u);
+}
+
+TEST_F(HandlersTest, ApiKeysNeedTheTokenOutsideDevMode) {
+  Handlers h(ApiDeps{*store_, clock_, nullptr, {}, {}},
+             ApiOptions{.dev = false, .check_token = [](std::string_view t) { return t == "s3"; }});
+  auto send = [&](std::string method, std::string target, std::string auth, std::string b = {}) {
+    return h.handle(ApiRequest::make(std::move(method), target, std::move(b), std::move(auth)));
+  };
+  EXPECT_EQ(send("POST", "/v1/apikeys", "", R"({"name": "x"})").status, 401);
+  EXPECT_EQ(send("GET", "/v1/apikeys", "").status, 401);
+  EXPECT_EQ(send("GET", "/v1/apikeys", "Bearer nope").status, 401);
+  auto r = send("POST", "/v1/apikeys", "Bearer s3", R"({"name": "x"})");
+  ASSERT_EQ(r.status, 201);
+  std::string id = body(r)["id"];
+  // An API key is not an API token.
+  std::string key = body(r)["key"];
+  EXPECT_EQ(send("GET", "/v1/apikeys", "Bearer " + key).status, 401);
+  EXPECT_EQ(send("DELETE", "/v1/apikeys/" + id, "").status, 401);
+  EXPECT_EQ(send("GET", "/v1/apikeys", "Bearer s3").status, 200);
+  EXPECT_EQ(send("DELETE", "/v1/apikeys/" + id, "Bearer s3").status, 200);
 }
 
 TEST_F(HandlersTest, ErrorsAreJson) {

@@ -52,6 +52,7 @@ RouteMatch pick(std::string_view method, const MethodTable& t) {
     m.id = RouteId::kMethodNotAllowed;
   }
   if (m.id == RouteId::kMethodNotAllowed) m.is_write = false;
+  m.needs_token = m.is_write;
   return m;
 }
 
@@ -89,6 +90,12 @@ const char* routeName(RouteId id) {
       return "logs";
     case RouteId::kEvents:
       return "events";
+    case RouteId::kCreateApiKey:
+      return "create_apikey";
+    case RouteId::kListApiKeys:
+      return "list_apikeys";
+    case RouteId::kDeleteApiKey:
+      return "delete_apikey";
   }
   return "unknown";
 }
@@ -153,7 +160,18 @@ RouteMatch matchRoute(std::string_view method, std::string_view path) {
     if (top == "instances") return pick(method, {.get = RouteId::kListInstances});
     if (top == "nodes") return pick(method, {.get = RouteId::kListNodes});
     if (top == "events") return pick(method, {.get = RouteId::kEvents});
+    if (top == "apikeys") {
+      RouteMatch m = pick(method, {.get = RouteId::kListApiKeys, .post = RouteId::kCreateApiKey});
+      if (m.id == RouteId::kListApiKeys) m.needs_token = true;
+      return m;
+    }
     return {};
+  }
+  if (top == "apikeys") {
+    if (n != 3) return {};
+    RouteMatch m = pick(method, {.del = RouteId::kDeleteApiKey});
+    m.params["id"] = seg[2];
+    return m;
   }
   if (top != "apps") return {};
   RouteMatch m;

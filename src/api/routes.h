@@ -24,14 +24,18 @@ enum class RouteId {
   kClearScale,        // DELETE /v1/apps/{app}/services/{svc}/scale
   kLogs,              // GET  /v1/apps/{app}/services/{svc}/logs
   kEvents,            // GET  /v1/events
+  kCreateApiKey,      // POST /v1/apikeys
+  kListApiKeys,       // GET  /v1/apikeys (needs the token: key names are not public)
+  kDeleteApiKey,      // DELETE /v1/apikeys/{id}
 };
 
 const char* routeName(RouteId id);
 
 struct RouteMatch {
   RouteId id = RouteId::kNotFound;
-  std::map<std::string, std::string> params;  // "app", "svc" (percent-decoded)
-  bool is_write = false;                      // needs a token unless in dev mode
+  std::map<std::string, std::string> params;  // "app", "svc", "id" (percent-decoded)
+  bool is_write = false;                      // PUT, POST or DELETE on an existing route
+  bool needs_token = false;  // needs a token unless in dev mode: every write, and key listing
 };
 
 // `path` excludes the query string. Trailing slashes are not significant ("/v1/apps/" ==

@@ -108,6 +108,29 @@ std::string formatTime(int64_t ms) {
   return buf;
 }
 
+// GET /v1/apikeys for humans: no secret is ever in the answer.
+std::string formatApiKeysTable(std::string_view apikeys_json) {
+  std::vector<std::vector<std::string>> rows = {{"ID", "NAME", "SCOPES", "CREATED"}};
+  for (const auto& k : parseArray(apikeys_json, "apikeys")) {
+    std::string scopes;
+    if (auto s = k.find("scopes"); s != k.end() && s->is_array()) {
+      for (const auto& x : *s) {
+        if (x.is_string()) scopes += (scopes.empty() ? "" : ",") + x.get<std::string>();
+      }
+    }
+    rows.push_back({str(k, "id"), str(k, "name"), scopes.empty() ? "-" : scopes,
+                    formatTime(num(k, "created_at"))});
+  }
+  return table(rows);
+}
+
+// An API key id: 16 lowercase hex characters (auth/api_keys.h).
+bool isApiKeyId(std::string_view id) {
+  return id.size() == 16 && std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
 class Runner {
  public:
   Runner(CliContext& ctx, bool json_out) : ctx_(ctx), json_(json_out) {}
@@ -299,6 +322,53 @@ class Runner {
       printJson(*r);
     } else {
       ctx_.out << formatNodesTable(r->body);
+    }
+    return kExitOk;
+  }
+
+  // `apikey create` (and its alias `token create`): the key goes alone to stdout, so that
+  // KEY=$(baton apikey create ci) works; the note that it is shown once goes to stderr.
+  int apiKeyCreate(const std::string& name, const std::vector<std::string>& scopes) {
+    if (!connect()) return kExitFailed;
+    json body = {{"name", name}};
+    if (!scopes.empty()) body["scopes"] = scopes;
+    auto r = call("POST", "/v1/apikeys", body.dump());
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+      return kExitOk;
+    }
+    json j = json::parse(r->body, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || str(j, "key").empty()) {
+      ctx_.err << "error: the agent's answer has no key\n";
+      return kExitFailed;
+    }
+    ctx_.out << str(j, "key") << "\n";
+    ctx_.err << "created API key " << str(j, "id") << " \"" << str(j, "name")
+             << "\": store it now, it is not shown again\n";
+    return kExitOk;
+  }
+
+  int apiKeyList() {
+    if (!connect()) return kExitFailed;
+    auto r = call("GET", "/v1/apikeys");
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+    } else {
+      ctx_.out << formatApiKeysTable(r->body);
+    }
+    return kExitOk;
+  }
+
+  int apiKeyRemove(const std::string& id) {
+    if (!connect()) return kExitFailed;
+    auto r = call("DELETE", "/v1/apikeys/" + urlEncode(id));
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+    } else {
+      ctx_.out << id << ": revoked\n";
     }
     return kExitOk;
   }
@@ -511,6 +581,29 @@ int runCli(int argc, char** argv, CliContext& ctx) {
   auto* events = app.add_subcommand("events", "Stream state changes and controller events");
   add_json(events);
 
+  // API keys for `auth = "api-key"` routes. `token create` is the name DESIGN.md uses: an
+  // alias of `apikey create` (docs/cli.md).
+  std::string key_name, key_id;
+  std::vector<std::string> key_scopes;
+  auto add_create = [&](CLI::App* parent, const std::string& help) {
+    auto* c = parent->add_subcommand("create", help);
+    c->add_option("NAME", key_name, "A name for the key (who or what uses it)")->required();
+    c->add_option("--scope", key_scopes, "A scope the key grants (repeatable)");
+    add_json(c);
+    return c;
+  };
+  auto* apikey = app.add_subcommand("apikey", "Manage API keys (routes with auth = \"api-key\")");
+  apikey->require_subcommand(1);
+  auto* apikey_create = add_create(apikey, "Create an API key; prints it once");
+  auto* apikey_ls = apikey->add_subcommand("ls", "List API keys (never their secrets)");
+  add_json(apikey_ls);
+  auto* apikey_rm = apikey->add_subcommand("rm", "Revoke an API key");
+  apikey_rm->add_option("ID", key_id, "The key's id (16 hex characters)")->required();
+  add_json(apikey_rm);
+  auto* token = app.add_subcommand("token", "API keys, as DESIGN.md names them");
+  token->require_subcommand(1);
+  auto* token_create = add_create(token, "Create an API key (same as `baton apikey create`)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -567,6 +660,20 @@ int runCli(int argc, char** argv, CliContext& ctx) {
   }
   if (*nodes) return run.nodes();
   if (*events) return run.events();
+  if (*apikey_create || *token_create) {
+    if (std::any_of(key_scopes.begin(), key_scopes.end(),
+                    [](const std::string& s) { return s.empty(); })) {
+      return usage("--scope: expected a non-empty scope");
+    }
+    return run.apiKeyCreate(key_name, key_scopes);
+  }
+  if (*apikey_ls) return run.apiKeyList();
+  if (*apikey_rm) {
+    if (!isApiKeyId(key_id)) {
+      return usage("expected an API key id of 16 hex characters, got \"" + key_id + "\"");
+    }
+    return run.apiKeyRemove(key_id);
+  }
   return usage("no command given");
 }
 

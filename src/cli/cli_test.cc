@@ -8,7 +8,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "cli/http_client.h"
@@ -77,6 +79,147 @@ TEST(Cli, UnreachableAgentExits1WithAClearMessage) {
   EXPECT_EQ(r.err, "cannot reach the agent at " + addr + ": connection refused\n");
   EXPECT_EQ(run({"nodes", "--json"}, addr).code, kExitFailed);
   EXPECT_EQ(run({"events"}, addr).code, kExitFailed);
+}
+
+// A one-request-per-connection HTTP server on a real socket (port 0) that answers each request
+// with the next canned response and records what it received.
+class FakeAgent {
+ public:
+  struct Reply {
+    int status;
+    std::string body;
+  };
+  explicit FakeAgent(std::vector<Reply> replies) : replies_(std::move(replies)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::listen(fd_, 8);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FakeAgent() {
+    ::shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(fd_);
+  }
+  std::string addr() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // Every request received so far, raw (request line, headers and body).
+  std::vector<std::string> requests() {
+    std::lock_guard lock(mu_);
+    return requests_;
+  }
+
+ private:
+  void serve() {
+    for (const Reply& reply : replies_) {
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      std::string in;
+      char buf[4096];
+      for (;;) {
+        auto end = in.find("\r\n\r\n");
+        if (end != std::string::npos) {
+          size_t want = 0;
+          auto cl = in.find("Content-Length: ");
+          if (cl == std::string::npos) cl = in.find("content-length: ");
+          if (cl != std::string::npos && cl < end) want = std::stoul(in.substr(cl + 16));
+          if (in.size() >= end + 4 + want) break;
+        }
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) break;
+        in.append(buf, static_cast<size_t>(n));
+      }
+      {
+        std::lock_guard lock(mu_);
+        requests_.push_back(in);
+      }
+      std::string out = "HTTP/1.1 " + std::to_string(reply.status) +
+                        " X\r\nContent-Type: application/json\r\nContent-Length: " +
+                        std::to_string(reply.body.size()) + "\r\nConnection: close\r\n\r\n" +
+                        reply.body;
+      (void)!::write(c, out.data(), out.size());
+      ::close(c);
+    }
+  }
+
+  std::vector<Reply> replies_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<std::string> requests_;
+};
+
+constexpr std::string_view kCreated =
+    R"({"id":"0123456789abcdef","key":"bk_0123456789abcdef_SECRET","name":"ci",)"
+    R"("created_at":1700000000000,"scopes":["shop:read"]})";
+
+TEST(Cli, ApiKeyCreatePrintsTheKeyAloneOnStdout) {
+  FakeAgent fake({{201, std::string(kCreated)}});
+  CliRun r = run({"apikey", "create", "ci", "--scope", "shop:read"}, fake.addr());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "bk_0123456789abcdef_SECRET\n");
+  EXPECT_NE(r.err.find("not shown again"), std::string::npos) << r.err;
+  auto reqs = fake.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].rfind("POST /v1/apikeys HTTP/1.1\r\n", 0), 0u) << reqs[0];
+  EXPECT_NE(reqs[0].find(R"({"name":"ci","scopes":["shop:read"]})"), std::string::npos) << reqs[0];
+}
+
+TEST(Cli, TokenCreateIsAnAliasOfApiKeyCreate) {
+  FakeAgent fake({{201, std::string(kCreated)}, {201, std::string(kCreated)}});
+  CliRun r = run({"token", "create", "ci", "--json"}, fake.addr());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, std::string(kCreated) + "\n");
+  auto reqs = fake.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].rfind("POST /v1/apikeys HTTP/1.1\r\n", 0), 0u) << reqs[0];
+  EXPECT_NE(reqs[0].find(R"({"name":"ci"})"), std::string::npos) << reqs[0];
+}
+
+TEST(Cli, ApiKeyListAndRemove) {
+  FakeAgent fake({{200, R"({"apikeys":[{"id":"0123456789abcdef","name":"ci","created_at":0,)"
+                        R"("scopes":["a","b"]},{"id":"fedcba9876543210","name":"ops",)"
+                        R"("created_at":0,"scopes":[]}]})"},
+                  {200, R"({"id":"0123456789abcdef","deleted":true})"},
+                  {404, R"({"error":"API key \"fedcba9876543210\" does not exist"})"},
+                  {401, R"({"error":"this request needs a valid token"})"}});
+  CliRun r = run({"apikey", "ls"}, fake.addr());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out,
+            "ID                 NAME   SCOPES   CREATED\n"
+            "0123456789abcdef   ci     a,b      -\n"
+            "fedcba9876543210   ops    -        -\n");
+  r = run({"apikey", "rm", "0123456789abcdef"}, fake.addr());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "0123456789abcdef: revoked\n");
+  r = run({"apikey", "rm", "fedcba9876543210"}, fake.addr());
+  EXPECT_EQ(r.code, kExitFailed);
+  EXPECT_EQ(r.err, "error: API key \"fedcba9876543210\" does not exist\n");
+  r = run({"apikey", "ls", "--json"}, fake.addr());
+  EXPECT_EQ(r.code, kExitFailed);
+  auto reqs = fake.requests();
+  ASSERT_EQ(reqs.size(), 4u);
+  EXPECT_EQ(reqs[0].rfind("GET /v1/apikeys HTTP/1.1\r\n", 0), 0u) << reqs[0];
+  EXPECT_EQ(reqs[1].rfind("DELETE /v1/apikeys/0123456789abcdef HTTP/1.1\r\n", 0), 0u);
+}
+
+TEST(Cli, ApiKeyUsageErrorsExit2) {
+  EXPECT_EQ(run({"apikey"}).code, kExitUsage);
+  EXPECT_EQ(run({"apikey", "create"}).code, kExitUsage);
+  EXPECT_EQ(run({"apikey", "create", "ci", "--scope", ""}).code, kExitUsage);
+  EXPECT_EQ(run({"apikey", "rm"}).code, kExitUsage);
+  EXPECT_EQ(run({"apikey", "rm", "../apps"}).code, kExitUsage);
+  EXPECT_EQ(run({"apikey", "rm", "0123456789ABCDEF"}).code, kExitUsage);
+  EXPECT_EQ(run({"apikey", "frob"}).code, kExitUsage);
+  EXPECT_EQ(run({"token"}).code, kExitUsage);
+  EXPECT_EQ(run({"token", "create"}).code, kExitUsage);
+  int port = closedPort();
+  EXPECT_EQ(run({"apikey", "ls"}, "http://127.0.0.1:" + std::to_string(port)).code, kExitFailed);
 }
 
 TEST(Cli, UpReportsManifestErrorsBeforeContactingTheAgent) {

@@ -1,8 +1,11 @@
 """A test service on ${PORT}: `/` answers with its VERSION and instance id, `/healthz` with 200.
+A path ending in `/echo-headers` answers with the request's headers as a JSON object
+(lowercased names; repeated headers joined with ", ") so tests can see what the gateway forwarded.
 Environment switches make it misbehave on purpose:
   EXIT_AT_START=N  exit with code N at once (a broken release)
   NEVER_HEALTHY=1  listen, but answer /healthz with 500
 """
+import json
 import os
 import signal
 import sys
@@ -20,6 +23,12 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             code = 500 if os.environ.get("NEVER_HEALTHY") else 200
             return self.reply(code, b"unhealthy\n" if code == 500 else b"ok\n")
+        if self.path.split("?", 1)[0].endswith("/echo-headers"):
+            seen = {}
+            for k, v in self.headers.items():
+                k = k.lower()
+                seen[k] = f"{seen[k]}, {v}" if k in seen else v
+            return self.reply(200, json.dumps(seen).encode())
         body = f"version={os.environ.get('VERSION', '?')} " \
                f"instance={os.environ.get('BATON_INSTANCE_ID', '?')}\n".encode()
         self.reply(200, body)
