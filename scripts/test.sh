@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
-if [[ -x scripts/fuzz-spec.sh ]]; then
-  scripts/fuzz-spec.sh "${BATON_FUZZ_SECONDS:-20}"
-fi
+# Fuzzing smoke runs of the parsers that read bytes from outside (manifests and config; JWTs
+# and JWKS); longer runs: scripts/fuzz-*.sh SECONDS.
+scripts/fuzz-spec.sh "${BATON_FUZZ_SECONDS:-20}"
+scripts/fuzz-auth.sh "${BATON_FUZZ_SECONDS:-20}"
 ctest --test-dir build --output-on-failure -j1
