@@ -132,6 +132,22 @@ Result<VerifierConfig> VerifierConfig::fromSpec(const spec::IdentityProvider& sp
   return cfg;
 }
 
+std::optional<AuthError> checkValidityTimes(const Claims& c, const VerifierConfig& cfg,
+                                            TimePoint now) {
+  if (!c.exp) return AuthError{Reason::kMalformed, "token has no exp"};
+  const int64_t now_ms = toUnixMillis(now);
+  const int64_t skew_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(cfg.clock_skew).count();
+  if (now_ms >= *c.exp * 1000 + skew_ms) return AuthError{Reason::kExpired, "token expired"};
+  if (c.nbf && now_ms + skew_ms < *c.nbf * 1000) {
+    return AuthError{Reason::kNotYetValid, "token not valid yet (nbf)"};
+  }
+  if (c.iat && now_ms + skew_ms < *c.iat * 1000) {
+    return AuthError{Reason::kNotYetValid, "token issued in the future (iat)"};
+  }
+  return std::nullopt;
+}
+
 AuthOr<Claims> verifyJwt(std::string_view token, const VerifierConfig& cfg, const KeySet& keys,
                          TimePoint now) {
   auto parsed = parseCompactJws(token, cfg.max_token_bytes);
@@ -201,17 +217,7 @@ AuthOr<Claims> verifyJwt(std::string_view token, const VerifierConfig& cfg, cons
     }
   }
   if (!aud_ok) return {Reason::kWrongAudience, "token audience is not accepted"};
-  if (!c.exp) return {Reason::kMalformed, "token has no exp"};
-  const int64_t now_ms = toUnixMillis(now);
-  const int64_t skew_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(cfg.clock_skew).count();
-  if (now_ms >= *c.exp * 1000 + skew_ms) return {Reason::kExpired, "token expired"};
-  if (c.nbf && now_ms + skew_ms < *c.nbf * 1000) {
-    return {Reason::kNotYetValid, "token not valid yet (nbf)"};
-  }
-  if (c.iat && now_ms + skew_ms < *c.iat * 1000) {
-    return {Reason::kNotYetValid, "token issued in the future (iat)"};
-  }
+  if (auto err = checkValidityTimes(c, cfg, now)) return std::move(*err);
   return std::move(claims).value();
 }
 

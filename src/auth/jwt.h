@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <string>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -46,6 +47,11 @@ struct VerifierConfig {
 
 AuthOr<Claims> verifyJwt(std::string_view token, const VerifierConfig& cfg, const KeySet& keys,
                          TimePoint now);
+
+// The time checks of verifyJwt alone (exp required; exp, nbf, iat with cfg.clock_skew): what a
+// cached verification must still pass on every use. nullopt when they hold.
+std::optional<AuthError> checkValidityTimes(const Claims& claims, const VerifierConfig& cfg,
+                                            TimePoint now);
 
 // The signature check alone (step 4), for tests and benchmarks: true iff `signature` is a
 // valid `alg` signature of `signing_input` under `key`.

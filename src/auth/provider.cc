@@ -166,19 +166,32 @@ AuthResult IdentityProvider::check(std::string_view authorization_header, const 
   if (!keys) {
     return deny(503, Reason::kKeysUnavailable, "provider " + name_ + " has no keys", realm_header_);
   }
-  auto claims = verifyJwt(token, cfg_, *keys, now);
-  if (!claims && claims.reason() == Reason::kUnknownKid) {
-    if (auto fresh = keys_->onUnknownKid()) claims = verifyJwt(token, cfg_, *fresh, now);
+  // A token verified before under this key set: only the time checks run again.
+  std::shared_ptr<const Claims> verified = cache_->find(token, keys);
+  if (verified) {
+    if (auto err = checkValidityTimes(*verified, cfg_, now)) {
+      return deny(statusFor(err->reason), err->reason, err->message, realm_header_);
+    }
+  } else {
+    auto claims = verifyJwt(token, cfg_, *keys, now);
+    if (!claims && claims.reason() == Reason::kUnknownKid) {
+      if (auto fresh = keys_->onUnknownKid()) {
+        keys = fresh;
+        claims = verifyJwt(token, cfg_, *keys, now);
+      }
+    }
+    if (!claims) {
+      const AuthError& e = claims.error();
+      return deny(statusFor(e.reason), e.reason, e.message, realm_header_);
+    }
+    verified = std::make_shared<const Claims>(std::move(claims).value());
+    cache_->insert(token, keys, verified);
   }
-  if (!claims) {
-    const AuthError& e = claims.error();
-    return deny(statusFor(e.reason), e.reason, e.message, realm_header_);
-  }
-  if (auto unmet = firstUnmetRule(claims.value(), route.claims)) {
+  if (auto unmet = firstUnmetRule(*verified, route.claims)) {
     return deny(403, Reason::kInsufficientClaims, "claim rule on \"" + *unmet + "\" not met",
                 realm_header_);
   }
-  return AuthResult::allow(forwarder_.headers(claims.value()));
+  return AuthResult::allow(forwarder_.headers(*verified));
 }
 
 Authenticator::Authenticator(std::vector<std::unique_ptr<IdentityProvider>> providers,

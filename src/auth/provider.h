@@ -28,6 +28,7 @@
 #include "auth/claims.h"
 #include "auth/jwks_source.h"
 #include "auth/jwt.h"
+#include "auth/token_cache.h"
 #include "core/clock.h"
 #include "core/result.h"
 #include "model/app.h"
@@ -81,6 +82,7 @@ class IdentityProvider {
   VerifierConfig cfg_;
   ClaimForwarder forwarder_;
   std::shared_ptr<KeySource> keys_;
+  std::unique_ptr<VerifiedTokenCache> cache_ = std::make_unique<VerifiedTokenCache>();
 };
 
 class Authenticator {

@@ -102,6 +102,19 @@ TEST_F(ProviderTest, InvalidTokenIs401WithDescription) {
   EXPECT_EQ(r.reason, Reason::kMalformed);
 }
 
+TEST_F(ProviderTest, ACachedTokenStillExpiresAndStillMeetsEachRoutesRules) {
+  const std::string token = bearer(Alg::kES256, *ec_);
+  ASSERT_TRUE(provider_->check(token, route_, kNowTp).allowed());  // verified, now cached
+  ASSERT_TRUE(provider_->check(token, route_, kNowTp).allowed());  // a cache hit
+  // exp = now + 300 s, skew 60 s: 400 s later the cached verification no longer counts.
+  AuthResult late = provider_->check(token, route_, kNowTp + std::chrono::seconds(400));
+  EXPECT_EQ(late.status, 401);
+  EXPECT_EQ(late.reason, Reason::kExpired);
+  model::Route strict = route_;
+  strict.claims = {{"scope", "shop:admin"}};
+  EXPECT_EQ(provider_->check(token, strict, kNowTp).status, 403);
+}
+
 TEST_F(ProviderTest, ClaimRulesGive403) {
   route_.claims = {{"scope", "shop:read"}};
   EXPECT_TRUE(provider_->check(bearer(Alg::kES256, *ec_), route_, kNowTp).allowed());
@@ -180,7 +193,8 @@ TEST_F(ProviderTest, ConcurrentChecksAndCost) {
   auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(allowed.load(), kThreads * kPerThread);
 
-  // Single-thread cost of one ES256 check (informational; generous bound for sanitizers/CI).
+  // Single-thread cost of one ES256 check, served from the verified-token cache after the first
+  // (informational only: tests do not assert on time).
   start = std::chrono::steady_clock::now();
   constexpr int kN = 2000;
   for (int i = 0; i < kN; ++i) ASSERT_TRUE(provider_->check(token, route_, kNowTp).allowed());
@@ -203,7 +217,6 @@ TEST_F(ProviderTest, ConcurrentChecksAndCost) {
   std::printf("ES256 check: %.1f us/op, signature alone %.1f us/op (concurrent run: %.1f ms)\n",
               per.count() / 1000.0, sig.count() / 1000.0,
               std::chrono::duration<double, std::milli>(elapsed).count());
-  EXPECT_LT(per, std::chrono::milliseconds(2));
 }
 
 TEST_F(ProviderTest, AuthenticatorDispatchesOnRouteAuth) {
