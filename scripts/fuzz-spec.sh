@@ -7,6 +7,7 @@
 # Environment: BATON_SRC (source dir, default: this repo), BATON_FUZZ_BUILD (build dir),
 # JOBS (ninja -j, default 2).
 set -euo pipefail
+export CCACHE_BASEDIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" CCACHE_NOHASHDIR=1
 
 seconds="${1:-30}"
 if ! [[ "$seconds" =~ ^[0-9]+$ ]]; then
