@@ -1,6 +1,6 @@
 // libFuzzer target over everything in auth that reads bytes from outside: compact JWS
 // parsing and verification, JWKS parsing, claims parsing, claim rules and forwarding, API key
-// parsing, Authorization header parsing. Run by scripts/fuzz-auth.sh.
+// parsing, Authorization header parsing. Run by scripts/fuzz.sh.
 //
 // The first byte selects the mode; the rest is the input:
 //   0  a token, verified against a fixed key set (RSA, P-256, Ed25519)
