@@ -26,6 +26,7 @@ echo
 "$baton" ps shop
 echo
 echo "Try:"
+echo "  curl http://127.0.0.1:8080/                 # the shop, through the gateway (HTTPS: curl -k https://127.0.0.1:8443/)"
 "$baton" ps shop --instances --json | python3 -c '
 import json, sys
 for i in json.load(sys.stdin)["instances"]:
