@@ -208,7 +208,22 @@ struct FieldRef {
   bool drop;
 };
 
-class ReqParser final : public http::basic_parser<true> {
+// Beast's parser used for framing only: the body callbacks consume bytes without keeping them
+// (the session relays the bytes itself); subclasses record the head.
+template <bool isRequest>
+class FramingParser : public http::basic_parser<isRequest> {
+ protected:
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(boost::optional<std::uint64_t> const&, error_code&) override {}
+  std::size_t on_body_impl(beast::string_view body, error_code&) override { return body.size(); }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, error_code&) override {
+    return body.size();
+  }
+  void on_finish_impl(error_code&) override {}
+};
+
+class ReqParser final : public FramingParser<true> {
  public:
   explicit ReqParser(std::vector<FieldRef>* fields) : fields_(fields) { fields_->clear(); }
   std::string_view method, target, host, authorization, xff;
@@ -286,19 +301,11 @@ class ReqParser final : public http::basic_parser<true> {
     }
     fields_->push_back({f, name, value, nullptr, nullptr, drop});
   }
-  void on_header_impl(error_code&) override {}
-  void on_body_init_impl(boost::optional<std::uint64_t> const&, error_code&) override {}
-  std::size_t on_body_impl(beast::string_view body, error_code&) override { return body.size(); }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
-  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, error_code&) override {
-    return body.size();
-  }
-  void on_finish_impl(error_code&) override {}
 
   std::vector<FieldRef>* fields_;
 };
 
-class RespParser final : public http::basic_parser<false> {
+class RespParser final : public FramingParser<false> {
  public:
   explicit RespParser(std::vector<FieldRef>* fields) : fields_(fields) { fields_->clear(); }
   int status = 0;
@@ -352,14 +359,6 @@ class RespParser final : public http::basic_parser<false> {
     any_dropped |= drop;
     fields_->push_back({f, name, value, begin, end, drop});
   }
-  void on_header_impl(error_code&) override {}
-  void on_body_init_impl(boost::optional<std::uint64_t> const&, error_code&) override {}
-  std::size_t on_body_impl(beast::string_view body, error_code&) override { return body.size(); }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
-  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, error_code&) override {
-    return body.size();
-  }
-  void on_finish_impl(error_code&) override {}
 
   std::vector<FieldRef>* fields_;
 };
