@@ -14,23 +14,13 @@
 #include <vector>
 
 #include "cli/http_client.h"
+#include "core/testing/free_port.h"
 
 namespace baton::cli {
 namespace {
 
-// A port on which nothing listens: bound once by the kernel's choice, then closed.
-int closedPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
+// A port on which nothing listens.
+int closedPort() { return baton::testing::unusedLoopbackPort(); }
 
 struct CliRun {
   int code;

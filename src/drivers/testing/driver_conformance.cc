@@ -1,5 +1,7 @@
 #include "drivers/testing/driver_conformance.h"
 
+#include "core/testing/free_port.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -76,18 +78,7 @@ bool DriverConformanceTest::waitForLog(const TaskConfig& task, const std::string
   return false;
 }
 
-int DriverConformanceTest::freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
+int DriverConformanceTest::freePort() { return baton::testing::unusedLoopbackPort(); }
 
 TEST_P(DriverConformanceTest, StartReportsRunningTaskWithPid) {
   TaskConfig task = harness_->shellTask("conf-start", kReadyThenSleep, {}, 0);
