@@ -19,6 +19,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -49,6 +50,14 @@ template <class T>
 using Awaitable = asio::awaitable<T, Exec>;
 using Steady = std::chrono::steady_clock;
 constexpr auto kUse = asio::as_tuple(asio::use_awaitable_t<Exec>{});
+
+// Deadlines and pool ages are seconds-scale: the coarse monotonic clock (same epoch as
+// steady_clock, one scheduler tick of resolution) is read without touching the TSC.
+Steady::time_point coarseNow() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return Steady::time_point(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+}
 
 constexpr size_t kUpstreamBuf = 32 * 1024;
 constexpr size_t kMaxFields = 128;
@@ -422,7 +431,9 @@ struct PooledConn {
 struct Conn;
 
 struct Worker {
-  explicit Worker(int i) : index(i), ioc(1) {}
+  // Every socket and timer of a worker is used on its own thread only (other threads post), so
+  // the reactor's per-descriptor locks are switched off.
+  explicit Worker(int i) : index(i), ioc(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO) {}
   int index;
   asio::io_context ioc;
   std::thread thread;
@@ -467,6 +478,9 @@ struct Conn {
   Socket up;
   uint64_t up_backend = 0;
   bool up_reused = false;
+  bool up_idle = false;  // `up` is open, clean and unused since up_since
+  Steady::time_point up_since{};
+  size_t pool_limit = 0;  // idle upstream connections kept per backend on this worker
   IoBuf cbuf;
   IoBuf rbuf;
   std::string head;     // the rebuilt upstream request head
@@ -477,7 +491,7 @@ struct Conn {
 
   Socket& clientSocket() { return tls ? tls->next_layer() : *plain; }
   void setDeadline(Duration d) {
-    deadline = Steady::now() + d;
+    deadline = coarseNow() + d;
     if (deadline < timer.expiry()) timer.expires_at(deadline);
   }
   void clearDeadline() { deadline = Steady::time_point::max(); }
@@ -703,6 +717,21 @@ bool badPath(std::string_view target) {
     i = j;
   }
   return false;
+}
+
+// Moves the client's idle upstream connection into its backend's pool (or closes it when the
+// pool is full).
+void poolUpstream(Worker& w, Conn& c) {
+  c.up_idle = false;
+  if (!c.up.is_open()) return;
+  auto& pool = w.pool[c.up_backend];
+  if (pool.size() < c.pool_limit) {
+    pool.push_back({std::move(c.up), c.up_since});
+    c.up = Socket(w.ioc.get_executor());
+  } else {
+    error_code ig;
+    c.up.close(ig);
+  }
 }
 
 BackendState* pickBackend(Worker& w, const EntryRuntime& rt, const BackendState* exclude) {
@@ -1090,12 +1119,22 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
       for (int attempt = 0; attempt < 2 && !connected; ++attempt) {
         backend = pickBackend(w, rt, failed);
         if (backend == nullptr) break;
-        auto& pool = w.pool[backend->id];
         c->up_reused = false;
+        if (c->up_idle) {  // the connection this client used last: keep the pairing if it fits
+          c->up_idle = false;
+          if (c->up_backend == backend->id &&
+              coarseNow() - c->up_since < lim.upstream_idle_timeout) {
+            c->up_reused = true;
+            connected = true;
+            break;
+          }
+          poolUpstream(w, *c);
+        }
+        auto& pool = w.pool[backend->id];
         while (!pool.empty()) {
           PooledConn pc = std::move(pool.back());
           pool.pop_back();
-          if (Steady::now() - pc.since < lim.upstream_idle_timeout) {
+          if (coarseNow() - pc.since < lim.upstream_idle_timeout) {
             c->up = std::move(pc.socket);
             c->up_reused = true;
             break;
@@ -1423,16 +1462,12 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         co_return;
       }
 
-      // ---- Done: pool the upstream connection when it is clean.
+      // ---- Done: keep the upstream connection with this client while it is clean (its next
+      // request most likely goes to the same backend); it joins the pool when the client leaves.
       if (rp->keep_alive() && c->rbuf.size() == 0 && c->up.is_open()) {
-        auto& pool = w.pool[c->up_backend];
-        if (pool.size() < lim.upstream_pool_size) {
-          pool.push_back({std::move(c->up), Steady::now()});
-          c->up = Socket(w.ioc.get_executor());
-        } else {
-          error_code ig;
-          c->up.close(ig);
-        }
+        c->up_idle = true;
+        c->up_since = coarseNow();
+        if (client_close) poolUpstream(w, *c);
       } else {
         error_code ig;
         c->up.close(ig);
@@ -1454,6 +1489,7 @@ Awaitable<void> Gateway::Impl::runConn(std::shared_ptr<Conn> c, bool https) {
     co_await session(c, *c->plain, https);
   }
   c->worker.conns.erase(c.get());
+  if (c->up_idle && !stopping.load()) poolUpstream(c->worker, *c);
   if (c->open) c->closeAll();
   live_conns.fetch_sub(1);
 }
@@ -1473,7 +1509,7 @@ Awaitable<void> Gateway::Impl::sweepLoop(Worker* wp) {
     t.expires_after(std::chrono::seconds(1));
     auto [ec] = co_await t.async_wait(kUse);
     if (ec || stopping.load()) co_return;
-    auto now = Steady::now();
+    auto now = coarseNow();
     for (auto it = wp->pool.begin(); it != wp->pool.end();) {
       auto& v = it->second;
       std::erase_if(v, [&](PooledConn& pc) {
@@ -1507,6 +1543,7 @@ Awaitable<void> Gateway::Impl::acceptLoop(Worker& w, Acceptor& acc, bool https) 
     c->cbuf = IoBuf(cbuf_size);
     auto ep = c->clientSocket().remote_endpoint(ig);
     c->client_ip = ig ? std::string("unknown") : ep.address().to_string();
+    c->pool_limit = opts.limits.upstream_pool_size;
     c->iov.reserve(16);
     c->fields.reserve(32);
     if (https) {

@@ -282,6 +282,45 @@ TEST_F(GatewayTest, KeepAliveBothSidesAndStripPrefix) {
   EXPECT_EQ(be.requests(), 3);
 }
 
+// One keep-alive request on an open client connection; returns the backend's "conn N" line.
+std::string connOf(tcp::socket& s) {
+  http::request<http::empty_body> req{http::verb::get, "/", 11};
+  req.set(http::field::host, "shop.test");
+  http::write(s, req);
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res);
+  const std::string& b = res.body();
+  size_t at = b.find("conn ");
+  return at == std::string::npos ? "?" : b.substr(at, b.find('\n', at) - at);
+}
+
+TEST_F(GatewayTest, UpstreamConnectionStaysWithItsClientThenJoinsThePool) {
+  Backend be;
+  startGateway(oneThread());
+  gw_->setTable(tableFor({route("/")}, {be.port()}));
+  asio::io_context ioc;
+  auto dial = [&] {
+    tcp::socket s(ioc);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port_)));
+    return s;
+  };
+  tcp::socket a = dial(), b = dial();
+  std::string a1 = connOf(a);
+  std::string b1 = connOf(b);
+  EXPECT_NE(a1, b1);  // a still holds its upstream connection, so b needed another
+  EXPECT_EQ(connOf(a), a1);
+  EXPECT_EQ(connOf(b), b1);
+  EXPECT_EQ(connOf(a), a1);
+  a.close();
+  // a's upstream connection went back to the pool: a new client gets it, nothing new is dialed.
+  std::this_thread::sleep_for(100ms);  // for the gateway to read a's end of stream
+  tcp::socket c = dial();
+  EXPECT_EQ(connOf(c), a1);
+  EXPECT_EQ(be.connections(), 2);
+  EXPECT_EQ(be.requests(), 6);
+}
+
 TEST_F(GatewayTest, ForwardedHeadersAndHopByHop) {
   Backend be;
   startGateway();
