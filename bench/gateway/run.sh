@@ -13,6 +13,7 @@
 #   MAX_LOAD=1.0 LOAD_WAIT=180            wait up to LOAD_WAIT s for the 1-min load < MAX_LOAD
 #   PERF=1                                perf stat pass (context switches, CPU per request)
 #   PROFILE=0                             1: perf record the Baton agent (HTTP and JWT cases)
+#   HOLD=0                                1: set up, write OUT_DIR/hold.env, wait for OUT_DIR/release
 #   BATON=build/src/cli/baton  OUT_DIR=/tmp/baton-gw-bench.<time>  KEEP=0 (keep the work dir)
 set -euo pipefail
 
@@ -221,6 +222,20 @@ pidset[baton]="$agent_pid"
 for p in $nginx_master $nginx_worker $haproxy_pid; do
   [[ "$(taskset -p "$p" | awk '{print $NF}')" == "$(printf '%x' $((1 << PROXY_CPU)))" ]] || die "pid $p not pinned"
 done
+
+# ---- HOLD=1: leave everything running for manual measurement ----------------------------------
+if [[ "${HOLD:-0}" == 1 ]]; then
+  {
+    echo "work=$work"
+    for t in backend nginx haproxy baton; do echo "http_$t=${http_url[$t]}"; done
+    for t in nginx haproxy baton; do echo "https_$t=${https_url[$t]}"; done
+    echo "jwt_url=$jwt_url"; echo "token=$TOKEN"
+    for t in backend nginx haproxy baton; do echo "pids_$t=\"${pidset[$t]}\""; done
+  } >"$OUT_DIR/hold.env"
+  log "holding: see $OUT_DIR/hold.env; touch $OUT_DIR/release to stop"
+  while [[ ! -e "$OUT_DIR/release" ]]; do sleep 1; done
+  exit 0
+fi
 
 # ---- measurement ------------------------------------------------------------------------------
 results="$OUT_DIR/results.tsv"
