@@ -25,6 +25,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -65,15 +66,28 @@ constexpr size_t kMaxFields = 128;
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
 
+// ASCII case folding: header names and tokens are ASCII, and the locale must not matter.
+constexpr char lowerAscii(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
+
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
+    if (lowerAscii(a[i]) != lowerAscii(b[i])) return false;
   }
   return true;
+}
+
+// Appends [p, p + n) to a gather list, extending the last entry when the bytes are adjacent.
+void appendBuf(std::vector<asio::const_buffer>& iov, const char* p, size_t n) {
+  if (n == 0) return;
+  if (!iov.empty()) {
+    const asio::const_buffer& last = iov.back();
+    if (static_cast<const char*>(last.data()) + last.size() == p) {
+      iov.back() = asio::const_buffer(last.data(), last.size() + n);
+      return;
+    }
+  }
+  iov.emplace_back(p, n);
 }
 
 std::string_view trim(std::string_view s) {
@@ -662,8 +676,9 @@ namespace {
 
 // Writes all `bufs` to a plain socket (one gather write) or a TLS stream (coalesced first so a
 // head and a small body go out as one record).
+// (A span, not the vector: the write operation copies its buffer sequence.)
 template <class Stream>
-Awaitable<error_code> writeAll(Stream& s, std::vector<asio::const_buffer>& bufs,
+Awaitable<error_code> writeAll(Stream& s, std::span<const asio::const_buffer> bufs,
                                std::string& scratch) {
   if constexpr (std::is_same_v<Stream, TlsStream>) {
     size_t total = asio::buffer_size(bufs);
@@ -1352,24 +1367,26 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         if (upstream_eof_body) client_close = true;
         if (stopping.load(std::memory_order_relaxed)) client_close = true;
         // Gather: status line + kept header lines + our additions + CRLF + buffered body.
+        // Adjacent pieces of the upstream's bytes merge, so an unchanged head and its body go
+        // out as one buffer.
         const char* hstart = c->rbuf.data();
         const char* hend = hstart + rparsed - 2;  // before the final CRLF
         c->iov.clear();
         const char* cur = hstart;
         for (const auto& f : c->fields) {
           if (!f.drop) continue;
-          if (f.line_begin > cur) c->iov.emplace_back(cur, static_cast<size_t>(f.line_begin - cur));
+          if (f.line_begin > cur) appendBuf(c->iov, cur, static_cast<size_t>(f.line_begin - cur));
           cur = f.line_end;
         }
-        if (hend > cur) c->iov.emplace_back(cur, static_cast<size_t>(hend - cur));
+        if (hend > cur) appendBuf(c->iov, cur, static_cast<size_t>(hend - cur));
         if (!interim && status != 101) {
           if (client_close) {
-            c->iov.emplace_back("Connection: close\r\n", 19);
+            appendBuf(c->iov, "Connection: close\r\n", 19);
           } else if (p.version == 10) {
-            c->iov.emplace_back("Connection: keep-alive\r\n", 24);
+            appendBuf(c->iov, "Connection: keep-alive\r\n", 24);
           }
         }
-        c->iov.emplace_back("\r\n", 2);
+        appendBuf(c->iov, hend, 2);
         // Body bytes already here.
         size_t body_n = 0;
         error_code bec;
@@ -1386,7 +1403,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
             body_n += k;
           }
         }
-        if (body_n > 0) c->iov.emplace_back(c->rbuf.data() + rparsed, body_n);
+        appendBuf(c->iov, c->rbuf.data() + rparsed, body_n);
         c->setDeadline(lim.idle_timeout);
         error_code wec = co_await writeAll(s, c->iov, c->scratch);
         response_started = true;
