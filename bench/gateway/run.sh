@@ -9,7 +9,10 @@
 # extra hop) and re-pinned to core 1; nginx and HAProxy point at the same address:port.
 #
 # Usage: bench/gateway/run.sh            (see README.md; env knobs below)
-#   ROUNDS=5 DURATION=8 CONNS=50 WARMUP=3  rounds, seconds per wrk run, connections, warm-up s
+#   ROUNDS=10 DURATION=3 CONNS=50 WARMUP=3  rounds, seconds per wrk run, connections, warm-up s
+#                                         (short runs, many rounds: this host's speed drifts over
+#                                         tens of seconds, so every round compares its proxies
+#                                         within a few seconds of each other)
 #   MAX_LOAD=1.0 LOAD_WAIT=180            wait up to LOAD_WAIT s for the 1-min load < MAX_LOAD
 #   PERF=1                                perf stat pass (context switches, CPU per request)
 #   PROFILE=0                             1: perf record the Baton agent (HTTP and JWT cases)
@@ -20,8 +23,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 BATON="$(realpath "${BATON:-$root/build/src/cli/baton}")"
-ROUNDS="${ROUNDS:-5}"
-DURATION="${DURATION:-8}"
+ROUNDS="${ROUNDS:-10}"
+DURATION="${DURATION:-3}"
 CONNS="${CONNS:-50}"
 WARMUP="${WARMUP:-3}"
 MAX_LOAD="${MAX_LOAD:-1.0}"
@@ -239,7 +242,7 @@ fi
 
 # ---- measurement ------------------------------------------------------------------------------
 results="$OUT_DIR/results.tsv"
-echo -e "round\tcase\ttarget\trps\tp99_ms\tp50_ms\tnon2xx\tsock_err\trequests\tcpu_ticks\tsys_ticks\tcore0_busy\tcore1_busy" >"$results"
+echo -e "round\tcase\ttarget\trps\tp99_ms\tp50_ms\tnon2xx\tsock_err\trequests\tcpu_ticks\tsys_ticks\tcore0_busy\tcore1_busy\tbackend_sleeps" >"$results"
 cpu_ticks() {  # utime+stime and stime (clock ticks) summed over pids
   local u=0 s=0 f
   for p in "$@"; do
@@ -247,6 +250,10 @@ cpu_ticks() {  # utime+stime and stime (clock ticks) summed over pids
     u=$((u + f[11] + f[12])); s=$((s + f[12]))
   done
   echo "$u $s"
+}
+backend_worker=$(pgrep -P "$backend_master" | head -1 || true)
+backend_sleeps() {  # voluntary context switches of the backend worker (it blocked: no request)
+  awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/${backend_worker:-0}/status" 2>/dev/null || echo 0
 }
 core_busy() { awk -v c="cpu$1" '$1 == c {print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) print v/1000; else if (v ~ /ms$/) print v+0; else if (v ~ /m$/) print v*60000; else print v*1000 }'; }
@@ -257,10 +264,12 @@ run_wrk() {
   local out="$work/wrk/$round.$case.$target.txt"
   read -r t0 s0 < <(cpu_ticks ${pidset[$target]})
   read -r b0a b0t < <(core_busy "$PROXY_CPU"); read -r b1a b1t < <(core_busy "$CLIENT_CPU")
+  local sl0; sl0=$(backend_sleeps)
   taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$out" 2>&1 ||
     { cat "$out" >&2; die "wrk failed: $case $target"; }
   read -r t1 s1 < <(cpu_ticks ${pidset[$target]})
   read -r b1a2 b1t2 < <(core_busy "$CLIENT_CPU"); read -r b0a2 b0t2 < <(core_busy "$PROXY_CPU")
+  local sl1; sl1=$(backend_sleeps)
   local rps p99 p50 non2xx serr reqs
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
@@ -272,7 +281,7 @@ run_wrk() {
     cat "$out" >&2; die "$case via $target: non-2xx responses ($non2xx) or no requests"
   fi
   [[ "$serr" == 0 ]] || log "warning: $case via $target: socket errors: $(grep 'Socket errors' "$out")"
-  echo -e "$round\t$case\t$target\t$rps\t$p99\t$p50\t$non2xx\t$serr\t$reqs\t$((t1 - t0))\t$((s1 - s0))\t$(( (b0a2 - b0a) * 100 / (b0t2 - b0t + 1) ))\t$(( (b1a2 - b1a) * 100 / (b1t2 - b1t + 1) ))" >>"$results"
+  echo -e "$round\t$case\t$target\t$rps\t$p99\t$p50\t$non2xx\t$serr\t$reqs\t$((t1 - t0))\t$((s1 - s0))\t$(( (b0a2 - b0a) * 100 / (b0t2 - b0t + 1) ))\t$(( (b1a2 - b1a) * 100 / (b1t2 - b1t + 1) ))\t$((sl1 - sl0))" >>"$results"
   log "$(printf '%-5s %-9s %-8s %10s req/s  p99 %s ms' "r$round" "$case" "$target" "$rps" "$p99")"
 }
 
