@@ -417,6 +417,36 @@ struct ServiceRuntime {
   Steady::time_point last_cold_call{};
 };
 
+// Parked requests are released in a ramp: a first burst when the service gains a backend, then
+// every released request lets two more go once its upstream connection is up (or it gave up).
+// Releasing hundreds at once would queue their connects behind each other, and the first byte
+// upstream would wait for all of them.
+constexpr size_t kFirstRelease = 16;
+constexpr size_t kReleaseFanout = 2;
+
+void releaseLocked(ServiceRuntime& s, size_t n) {  // s.mu held
+  while (n-- > 0 && !s.waiters.empty()) {
+    std::shared_ptr<Waiter> w = std::move(s.waiters.front());
+    s.waiters.pop_front();
+    w->released = true;
+    asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
+  }
+  s.queued.store(static_cast<int64_t>(s.waiters.size()));
+}
+
+// Held by a released request until its connection attempt is over; then (or when the request
+// ends early) it releases the next ones.
+struct ReleaseNext {
+  ServiceRuntime* svc = nullptr;
+  void fire() {
+    if (svc == nullptr) return;
+    std::lock_guard lock(svc->mu);
+    if (svc->has_backends) releaseLocked(*svc, kReleaseFanout);
+    svc = nullptr;
+  }
+  ~ReleaseNext() { fire(); }
+};
+
 struct EntryRuntime {
   ServiceRuntime* svc = nullptr;
   std::vector<std::shared_ptr<BackendState>> backends;
@@ -550,6 +580,9 @@ struct Gateway::Impl {
     }
     if (opts.limits.max_header_bytes < 1024) opts.limits.max_header_bytes = 1024;
   }
+  // The workers' io_contexts destroy the suspended sessions, whose guards still point at
+  // services: they go first.
+  ~Impl() { workers.clear(); }
 
   GatewayOptions opts;
   Clock& clock;
@@ -664,11 +697,7 @@ void Gateway::Impl::setTable(std::shared_ptr<const RouteTable> table) {
     s->ready_at_ns.store(Steady::now().time_since_epoch().count());
     s->cold_pending.store(true);
     s->cold_starts.fetch_add(1);
-    for (auto& w : s->waiters) {
-      w->released = true;
-      asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
-    }
-    s->waiters.clear();
+    releaseLocked(*s, kFirstRelease);
   }
 }
 
@@ -991,6 +1020,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
 
     // ---- Hold at zero: park until the service has a backend.
     bool was_parked = false;
+    ReleaseNext release_next;
     while (table->entries[static_cast<size_t>(idx)].backends.empty()) {
       auto waiter = std::make_shared<Waiter>(w.ioc.get_executor());
       waiter->timer.expires_after(opts.hold_timeout);
@@ -1041,6 +1071,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
           co_return;
         }
         was_parked = true;
+        release_next.svc = svc;
       }
       {
         std::lock_guard lock(table_mu);
@@ -1178,6 +1209,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
                                         std::memory_order_relaxed);
         failed = backend;
       }
+      release_next.fire();
       if (!connected) {
         co_await respondError(
             502, timed_out_connect ? "upstream connect timeout" : "upstream connection failed",

@@ -36,6 +36,16 @@ service = "api"
     return path
 
 
+def cold_overhead_ms(agent):
+    """The gateway's last cold-request overhead (the instance entering the routing table -> the
+    first parked request written upstream): printed for BENCHMARKS.md, never asserted (a time)."""
+    metrics = http_get(agent.addr + "/metrics")[1]
+    values = [line.split()[-1] for line in metrics.splitlines()
+              if line.startswith('baton_gateway_cold_overhead_seconds{app="zero"')]
+    assert len(values) == 1, metrics
+    return float(values[0]) * 1000
+
+
 def service_row(agent, app, svc):
     return {s["service"]: s for s in agent.cli_json("ps", app)["services"]}[svc]
 
@@ -61,6 +71,7 @@ def test_service_at_zero_answers_its_first_request_and_returns_to_zero(agent, tm
     assert len(agent.healthy("zero", "api")) == 1
     metrics = http_get(agent.addr + "/metrics")[1]
     assert 'baton_cold_start_seconds_count{app="zero",service="api"} 1' in metrics, metrics
+    print(f"cold-request overhead, one request: {cold_overhead_ms(agent):.2f} ms")
     wait_for(lambda: agent.instances("zero", "api") == [], timeout=60, what="back to zero")
 
 
@@ -93,6 +104,7 @@ def test_burst_of_1000_onto_a_service_at_zero(agent, tmp_path):
     codes = asyncio.run(burst(agent.http_port, 1000))
     # The hold queue holds 1,000 by default: every request is answered 200.
     assert codes.count(200) == 1000, {c: codes.count(c) for c in set(map(str, codes))}
+    print(f"cold-request overhead, 1,000 parked: {cold_overhead_ms(agent):.2f} ms")
 
 
 def test_grows_under_load_and_never_exceeds_max(agent, tmp_path):
