@@ -485,6 +485,9 @@ struct Worker {
   std::shared_ptr<const Compiled> compiled;
   uint64_t version = ~0ull;
   std::unordered_map<uint64_t, std::vector<PooledConn>> pool;
+  // Idle upstream connections kept by their clients, per backend. With the pooled ones they
+  // stay within upstream_pool_size, so idle clients cannot pin a backend's connections.
+  std::unordered_map<uint64_t, size_t> kept;
   std::unordered_set<Conn*> conns;
   uint64_t rng = 0x9E3779B97F4A7C15ull;
   uint64_t next() {
@@ -763,14 +766,40 @@ bool badPath(std::string_view target) {
   return false;
 }
 
-// Moves the client's idle upstream connection into its backend's pool (or closes it when the
-// pool is full).
-void poolUpstream(Worker& w, Conn& c) {
+// Whether the worker may keep one more idle connection to `backend` (pooled or kept).
+bool roomForIdle(Worker& w, uint64_t backend, size_t limit) {
+  auto p = w.pool.find(backend);
+  auto k = w.kept.find(backend);
+  return (p == w.pool.end() ? 0 : p->second.size()) + (k == w.kept.end() ? 0 : k->second) < limit;
+}
+
+// The client keeps its clean upstream connection for its next request, or closes it when the
+// worker already has enough idle ones to that backend.
+void keepUpstream(Worker& w, Conn& c) {
+  if (!roomForIdle(w, c.up_backend, c.pool_limit)) {
+    error_code ig;
+    c.up.close(ig);
+    return;
+  }
+  c.up_idle = true;
+  c.up_since = coarseNow();
+  ++w.kept[c.up_backend];
+}
+
+void unkeepUpstream(Worker& w, Conn& c) {
+  if (!c.up_idle) return;
   c.up_idle = false;
+  auto k = w.kept.find(c.up_backend);
+  if (k != w.kept.end() && --k->second == 0) w.kept.erase(k);
+}
+
+// Moves the client's kept upstream connection into its backend's pool (or closes it when there
+// is no room).
+void poolUpstream(Worker& w, Conn& c) {
+  unkeepUpstream(w, c);
   if (!c.up.is_open()) return;
-  auto& pool = w.pool[c.up_backend];
-  if (pool.size() < c.pool_limit) {
-    pool.push_back({std::move(c.up), c.up_since});
+  if (roomForIdle(w, c.up_backend, c.pool_limit)) {
+    w.pool[c.up_backend].push_back({std::move(c.up), c.up_since});
     c.up = Socket(w.ioc.get_executor());
   } else {
     error_code ig;
@@ -1167,7 +1196,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         if (backend == nullptr) break;
         c->up_reused = false;
         if (c->up_idle) {  // the connection this client used last: keep the pairing if it fits
-          c->up_idle = false;
+          unkeepUpstream(w, *c);
           if (c->up_backend == backend->id &&
               coarseNow() - c->up_since < lim.upstream_idle_timeout) {
             c->up_reused = true;
@@ -1514,9 +1543,12 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
       // ---- Done: keep the upstream connection with this client while it is clean (its next
       // request most likely goes to the same backend); it joins the pool when the client leaves.
       if (rp->keep_alive() && c->rbuf.size() == 0 && c->up.is_open()) {
-        c->up_idle = true;
-        c->up_since = coarseNow();
-        if (client_close) poolUpstream(w, *c);
+        if (client_close) {
+          c->up_since = coarseNow();
+          poolUpstream(w, *c);
+        } else {
+          keepUpstream(w, *c);
+        }
       } else {
         error_code ig;
         c->up.close(ig);
@@ -1538,7 +1570,13 @@ Awaitable<void> Gateway::Impl::runConn(std::shared_ptr<Conn> c, bool https) {
     co_await session(c, *c->plain, https);
   }
   c->worker.conns.erase(c.get());
-  if (c->up_idle && !stopping.load()) poolUpstream(c->worker, *c);
+  if (c->up_idle) {
+    if (stopping.load()) {
+      unkeepUpstream(c->worker, *c);
+    } else {
+      poolUpstream(c->worker, *c);
+    }
+  }
   if (c->open) c->closeAll();
   live_conns.fetch_sub(1);
 }

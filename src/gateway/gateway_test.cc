@@ -321,6 +321,29 @@ TEST_F(GatewayTest, UpstreamConnectionStaysWithItsClientThenJoinsThePool) {
   EXPECT_EQ(be.requests(), 6);
 }
 
+TEST_F(GatewayTest, KeptUpstreamConnectionsCountAgainstThePoolSize) {
+  Backend be;
+  GatewayOptions o = oneThread();
+  o.limits.upstream_pool_size = 1;
+  startGateway(o);
+  gw_->setTable(tableFor({route("/")}, {be.port()}));
+  asio::io_context ioc;
+  auto dial = [&] {
+    tcp::socket s(ioc);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port_)));
+    return s;
+  };
+  tcp::socket a = dial(), b = dial();
+  std::string a1 = connOf(a);
+  std::string b1 = connOf(b);  // a keeps the one idle connection allowed: b's is closed after use
+  std::string b2 = connOf(b);
+  EXPECT_NE(b1, a1);
+  EXPECT_NE(b2, b1);
+  EXPECT_NE(b2, a1);
+  EXPECT_EQ(connOf(a), a1);
+  EXPECT_EQ(be.connections(), 3);
+}
+
 TEST_F(GatewayTest, ForwardedHeadersAndHopByHop) {
   Backend be;
   startGateway();
