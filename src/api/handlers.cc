@@ -375,11 +375,16 @@ ApiResponse errorResponse(int status, std::string_view message) {
 struct Handlers::Impl {
   ApiDeps deps;
   ApiOptions options;
-  auth::ApiKeys api_keys;  // over deps.store
+  auth::ApiKeys own_keys;  // over deps.store, when deps.api_keys is null
+  auth::ApiKeys& api_keys;
   std::mutex counts_mu;
   std::map<int, uint64_t> counts;
 
-  Impl(ApiDeps d, ApiOptions o) : deps(std::move(d)), options(std::move(o)), api_keys(deps.store) {}
+  Impl(ApiDeps d, ApiOptions o)
+      : deps(std::move(d)),
+        options(std::move(o)),
+        own_keys(deps.store),
+        api_keys(deps.api_keys ? *deps.api_keys : own_keys) {}
 
   state::Store& store() { return deps.store; }
   TimePoint now() { return deps.clock.now(); }

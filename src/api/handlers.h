@@ -19,6 +19,10 @@
 #include "core/result.h"
 #include "state/store.h"
 
+namespace baton::auth {
+class ApiKeys;
+}  // namespace baton::auth
+
 namespace baton::api {
 
 class EventBus;
@@ -56,6 +60,9 @@ struct ApiDeps {
   EventBus* events = nullptr;                 // controller events for /v1/events; may be null
   LogReader logs = {};                        // may be empty: logs answer 503
   std::function<std::string()> metrics = {};  // more Prometheus text for /metrics; may be empty
+  // The gateway's API keys, so that create and revoke reach its cache at once; null: the
+  // handlers use their own over `store`.
+  auth::ApiKeys* api_keys = nullptr;
 };
 
 struct ApiOptions {

@@ -123,7 +123,90 @@ Result<NewApiKey> ApiKeys::create(std::string name, std::vector<std::string> sco
                         {state::Op::put(key, encodeApiKeyRecord(out.record))});
   if (!txn) return txn.status();
   if (!txn->succeeded) return Status(Code::kAlreadyExists, "api key id collision; retry");
+  forget(out.record.id);  // an earlier lookup may have cached the id as absent
   return out;
+}
+
+ApiKeys::~ApiKeys() {
+  watch_.reset();  // no callback runs after this
+}
+
+Status ApiKeys::watchForChanges() {
+  auto rev = store_.currentRevision();
+  if (!rev) return rev.status();
+  state::WatchCallbacks cb;
+  cb.on_events = [this](const std::vector<state::Event>& events) {
+    for (const auto& e : events) {
+      std::string_view key = e.kv.key;
+      if (key.starts_with(kApiKeysPrefix)) forget(key.substr(kApiKeysPrefix.size()));
+    }
+  };
+  cb.on_error = [this](const Status&) {
+    std::lock_guard lock(mu_);
+    cache_on_ = false;
+    cache_.clear();
+    ++generation_;
+  };
+  // The cache starts empty and on before the watch exists: a change between the revision read
+  // above and the watch's start is delivered by the watch (it starts at that revision + 1).
+  {
+    std::lock_guard lock(mu_);
+    cache_.clear();
+    ++generation_;
+    cache_on_ = true;
+  }
+  auto w = store_.watch(std::string(kApiKeysPrefix), *rev + 1, std::move(cb));
+  if (!w) {
+    std::lock_guard lock(mu_);
+    cache_on_ = false;
+    cache_.clear();
+    return w.status();
+  }
+  watch_ = std::move(w).value();
+  return Status::ok();
+}
+
+void ApiKeys::forget(std::string_view id) {
+  std::lock_guard lock(mu_);
+  ++generation_;
+  auto it = cache_.find(std::string(id));
+  if (it != cache_.end()) cache_.erase(it);
+}
+
+size_t ApiKeys::cachedForTest() const {
+  std::lock_guard lock(mu_);
+  return cache_.size();
+}
+
+uint64_t ApiKeys::changesSeenForTest() const {
+  std::lock_guard lock(mu_);
+  return generation_;
+}
+
+// The record stored for `id` (nullopt: none), from the cache when it is on.
+AuthOr<std::optional<ApiKeyRecord>> ApiKeys::lookup(std::string_view id) const {
+  uint64_t generation = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (cache_on_) {
+      auto it = cache_.find(std::string(id));
+      if (it != cache_.end()) return it->second;
+    }
+    generation = generation_;
+  }
+  auto kv = store_.get(apiKeyStoreKey(id));
+  if (!kv) return {Reason::kKeysUnavailable, "API key store unavailable"};
+  std::optional<ApiKeyRecord> rec;
+  if (kv.value()) {
+    auto decoded = decodeApiKeyRecord((*kv.value()).value);
+    if (decoded) rec = std::move(decoded).value();
+  }
+  std::lock_guard lock(mu_);
+  if (cache_on_ && generation == generation_) {
+    if (cache_.size() >= kMaxCached) cache_.clear();
+    cache_.emplace(std::string(id), rec);
+  }
+  return rec;
 }
 
 AuthOr<ApiKeyRecord> ApiKeys::verify(std::string_view key) const {
@@ -132,11 +215,10 @@ AuthOr<ApiKeyRecord> ApiKeys::verify(std::string_view key) const {
     if (parts.reason() == Reason::kMissing) return parts.error();
     return {Reason::kInvalidKey, "invalid API key"};
   }
-  auto kv = store_.get(apiKeyStoreKey(parts->id));
-  if (!kv) return {Reason::kKeysUnavailable, "API key store unavailable"};
-  if (!kv.value()) return {Reason::kInvalidKey, "invalid API key"};
-  auto rec = decodeApiKeyRecord((*kv.value()).value);
-  if (!rec) return {Reason::kInvalidKey, "invalid API key"};
+  auto found = lookup(parts->id);
+  if (!found) return found.error();
+  if (!found->has_value()) return {Reason::kInvalidKey, "invalid API key"};
+  std::optional<ApiKeyRecord> rec = std::move(found).value();
   const std::string presented = hashApiKeySecret(parts->secret);
   const std::string& stored = rec->hash;
   if (presented.empty() || presented.size() != stored.size() ||
@@ -148,6 +230,7 @@ AuthOr<ApiKeyRecord> ApiKeys::verify(std::string_view key) const {
 
 Status ApiKeys::revoke(std::string_view id) {
   auto r = store_.del(apiKeyStoreKey(id));
+  forget(id);
   if (!r) return r.status();
   return Status::ok();
 }

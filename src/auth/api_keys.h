@@ -9,12 +9,23 @@
 //    "scopes": ["..."]}
 // Clients present the key as `Authorization: Bearer bk_<id>_<secret>`.
 //
-// Thread safety: every method may be called from any thread (the Store is thread-safe).
+// Cache: after watchForChanges(), verify() keeps the records it read (and the ids it found
+// absent) in memory, so an `auth = "api-key"` request does not read the store. A change under
+// /baton/apikeys/ (from any agent) drops the entry when the store's watch delivers it; revoke()
+// and create() on this object drop it at once. If the watch ends, the cache is switched off and
+// every verify() reads the store again. The secret's hash is compared on every request.
+//
+// Thread safety: every method may be called from any thread (the Store is thread-safe; the cache
+// has a mutex).
 // Ownership: the ApiKeys object borrows the Store, which must outlive it.
 #pragma once
 
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "auth/auth_error.h"
@@ -57,6 +68,10 @@ std::string hashApiKeySecret(std::string_view secret);
 class ApiKeys {
  public:
   explicit ApiKeys(state::Store& store) : store_(store) {}
+  ~ApiKeys();
+
+  // Starts the store watch that keeps the cache correct, and with it the cache.
+  Status watchForChanges();
 
   // Generates a key, stores its record (fails with kAlreadyExists on an id collision).
   Result<NewApiKey> create(std::string name, std::vector<std::string> scopes, TimePoint now);
@@ -66,8 +81,22 @@ class ApiKeys {
   Status revoke(std::string_view id);
   Result<std::vector<ApiKeyRecord>> list() const;
 
+  size_t cachedForTest() const;
+  uint64_t changesSeenForTest() const;  // grows with every change the cache learns of
+
  private:
+  static constexpr size_t kMaxCached = 4096;  // a full cache starts over
+  void forget(std::string_view id);           // drops a cached id (and bumps the generation)
+  AuthOr<std::optional<ApiKeyRecord>> lookup(std::string_view id) const;
+
   state::Store& store_;
+  mutable std::mutex mu_;
+  bool cache_on_ = false;  // guarded by mu_
+  // Bumped by every change; a record read from the store is cached only if no change came in
+  // meanwhile (so a revocation racing a read can never be cached over).
+  mutable uint64_t generation_ = 0;
+  mutable std::unordered_map<std::string, std::optional<ApiKeyRecord>> cache_;  // nullopt: absent
+  std::unique_ptr<state::WatchHandle> watch_;
 };
 
 }  // namespace baton::auth

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "core/testing/fake_clock.h"
 #include "core/testing/temp_dir.h"
 #include "state/sqlite_store.h"
@@ -81,6 +84,59 @@ TEST_F(ApiKeysTest, WrongSecretOrFormatRefused) {
     ASSERT_FALSE(b) << bad;
   }
   EXPECT_EQ(keys_->verify("").reason(), Reason::kMissing);
+}
+
+// Waits until `keys` has learnt of `n` more changes than `since` (the watch is asynchronous).
+bool waitForChanges(const ApiKeys& keys, uint64_t since, uint64_t n) {
+  for (int i = 0; i < 500 && keys.changesSeenForTest() < since + n; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return keys.changesSeenForTest() >= since + n;
+}
+
+TEST_F(ApiKeysTest, CacheServesRepeatsAndForgetsRevokedKeys) {
+  auto a = keys_->create("a", {}, clock_.now());
+  auto b = keys_->create("b", {}, clock_.now());
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(keys_->watchForChanges().isOk());  // from here on, reads are cached
+  ASSERT_TRUE(keys_->verify(a->key));
+  ASSERT_TRUE(keys_->verify(a->key));
+  EXPECT_EQ(keys_->cachedForTest(), 1u);
+  // A cached id with a wrong secret is still refused: the hash is compared every time.
+  std::string wrong = a->key;
+  wrong.back() = wrong.back() == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(keys_->verify(wrong));
+  // Revoked through this object: refused at once.
+  ASSERT_TRUE(keys_->revoke(a->record.id).isOk());
+  EXPECT_FALSE(keys_->verify(a->key));
+
+  // Revoked by someone else (another agent on the same store): the watch drops the entry.
+  ASSERT_TRUE(keys_->verify(b->key));
+  ApiKeys other(*store_);
+  ASSERT_TRUE(other.revoke(b->record.id).isOk());
+  bool refused = false;
+  for (int i = 0; i < 500 && !refused; ++i) {
+    refused = !keys_->verify(b->key);
+    if (!refused) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(refused);
+}
+
+TEST_F(ApiKeysTest, CacheLearnsOfKeysCreatedAfterAMiss) {
+  ASSERT_TRUE(keys_->watchForChanges().isOk());
+  uint64_t seen = keys_->changesSeenForTest();
+  ApiKeys other(*store_);
+  auto k = other.create("late", {}, clock_.now());
+  ASSERT_TRUE(k);
+  // Created elsewhere after this cache started: found (a miss reads the store).
+  EXPECT_TRUE(keys_->verify(k->key));
+  ASSERT_TRUE(waitForChanges(*keys_, seen, 1));  // the creation, delivered by the watch
+  EXPECT_TRUE(keys_->verify(k->key));
+  // An absent id is refused and remembered as absent.
+  std::string unknown = "bk_0123456789abcdef_" + k->key.substr(20);
+  EXPECT_FALSE(keys_->verify(unknown));
+  EXPECT_FALSE(keys_->verify(unknown));
+  EXPECT_EQ(keys_->cachedForTest(), 2u);
 }
 
 TEST_F(ApiKeysTest, RecordJsonRoundTrip) {

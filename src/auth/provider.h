@@ -104,6 +104,9 @@ class Authenticator {
   // headers and kApiKeyIdHeader).
   const std::vector<std::string>& headersToStrip() const { return strip_; }
   const IdentityProvider* provider(std::string_view name) const;
+  // The API keys behind "api-key" routes (null without a store), for the agent to share with the
+  // API (so that a revocation there reaches this cache at once) and to start its cache.
+  ApiKeys* apiKeys() const { return api_keys_.get(); }
 
  private:
   std::map<std::string, std::unique_ptr<IdentityProvider>, std::less<>> providers_;

@@ -174,6 +174,15 @@ int runAgent(const AgentFlags& flags) {
     std::cerr << "baton agent: identity providers: " << authenticator.status().message() << "\n";
     return 1;
   }
+  // Shared with the API below; owned by the authenticator, which the gateway keeps (and the
+  // gateway outlives the API server).
+  auth::ApiKeys* api_keys = (*authenticator)->apiKeys();
+  if (auth::ApiKeys* keys = api_keys) {
+    // Without the watch, api-key routes read the store on every request (still correct).
+    if (Status s = keys->watchForChanges(); !s) {
+      spdlog::warn("api keys: no cache ({}); every api-key request reads the store", s.toString());
+    }
+  }
 
   // The gateway, the autoscaler that reads its load, and the controller that acts on both.
   // on_cold is set below, once the autoscaler exists (the gateway is not started before that).
@@ -238,6 +247,7 @@ int runAgent(const AgentFlags& flags) {
   deps.events = &bus;
   deps.logs = makeFileLogReader(fs::path(cfg.data_dir) / "logs");
   deps.metrics = [&gw, &node] { return gw.prometheus() + node.prometheus(); };
+  deps.api_keys = api_keys;
   api::ApiServer api(deps, api_options);
 
   // Start in dependency order; stop in reverse (every stop() is idempotent and safe before start).
