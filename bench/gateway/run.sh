@@ -180,6 +180,8 @@ http_url[nginx]="http://127.0.0.1:$NGINX_HTTP/";  https_url[nginx]="https://127.
 http_url[haproxy]="http://127.0.0.1:$HAP_HTTP/";  https_url[haproxy]="https://127.0.0.1:$HAP_HTTPS/"
 http_url[baton]="http://127.0.0.1:$BATON_HTTP/";  https_url[baton]="https://127.0.0.1:$BATON_HTTPS/"
 jwt_url="http://127.0.0.1:$BATON_HTTP/jwt"
+key_url="http://127.0.0.1:$BATON_HTTP/key"
+API_KEY="$("$BATON" apikey create bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')"
 
 # ---- preflight: every proxy answers "hello" over HTTP and HTTPS; JWT route refuses/accepts ----
 for _ in $(seq 50); do
@@ -214,6 +216,8 @@ code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 [[ "$(code "$jwt_url")" == 401 ]] || die "baton JWT route without a token did not answer 401"
 [[ "$(code -H "Authorization: Bearer ${TOKEN}x" "$jwt_url")" == 401 ]] || die "tampered token not refused"
 [[ "$(code -H "Authorization: Bearer $TOKEN" "$jwt_url")" == 200 ]] || die "valid token not accepted"
+[[ "$(code "$key_url")" == 401 ]] || die "baton api-key route without a key did not answer 401"
+[[ "$(code -H "Authorization: Bearer $API_KEY" "$key_url")" == 200 ]] || die "API key not accepted"
 
 # Processes whose CPU time is charged to each target.
 nginx_worker=$(pgrep -P "$nginx_master" | head -1)
@@ -292,6 +296,7 @@ run_case() {  # run_case ROUND CASE TARGET
     https) run_wrk "$r" https "$t" "${https_url[$t]}" ;;
     handshake) run_wrk "$r" handshake "$t" "${https_url[$t]}" -H "Connection: close" ;;
     jwt) run_wrk "$r" jwt baton "$jwt_url" -H "Authorization: Bearer $TOKEN" ;;
+    apikey) run_wrk "$r" apikey baton "$key_url" -H "Authorization: Bearer $API_KEY" ;;
   esac
 }
 
@@ -300,6 +305,7 @@ saved_duration="$DURATION"; DURATION="$WARMUP"
 for t in backend nginx haproxy baton; do run_case 0 http "$t"; done
 for t in nginx haproxy baton; do run_case 0 https "$t"; done
 run_case 0 jwt baton
+run_case 0 apikey baton
 DURATION="$saved_duration"
 
 proxies=(nginx haproxy baton)
@@ -312,6 +318,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for t in "${order[@]}"; do run_case "$r" "$c" "$t"; done
   done
   run_case "$r" jwt baton
+  run_case "$r" apikey baton
 done
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 

@@ -106,6 +106,12 @@ if jwt is not None and plain is not None:
     p(f"| HTTP keep-alive + ES256 JWT verified per request, req/s | {k(plain)} (plain) | - | "
       f"{k(jwt)} | **{r:.2f}×** of nginx plain | | {ms(med('http', 'nginx', 'p99_ms'))} (plain) | - | "
       f"{ms(med('jwt', 'baton', 'p99_ms'))} | ≥ 0.9×: {verdict} |")
+key = med("apikey", "baton", "rps")
+if key is not None and plain is not None:
+    p(f"| HTTP keep-alive + API key checked per request, req/s | {k(plain)} (plain) | - | "
+      f"{k(key)} | {key / plain:.2f}× of nginx plain | | "
+      f"{ms(med('http', 'nginx', 'p99_ms'))} (plain) | - | {ms(med('apikey', 'baton', 'p99_ms'))} "
+      f"| (no bar) |")
 be = med("http", "backend", "rps")
 if be is not None:
     p(f"| reference: wrk → backend directly, HTTP keep-alive | {k(be)} | | | | | "
@@ -119,7 +125,7 @@ p("")
 p("| case | target | req/s | min-max | p50 | p99 | CPU per request (target's processes) | "
   "of it kernel | core 0 busy | core 1 busy | backend sleeps per 100 requests |")
 p("|---|---|---|---|---|---|---|---|---|---|---|")
-for case, _ in CASES + [("jwt", "")]:
+for case, _ in CASES + [("jwt", ""), ("apikey", "")]:
     for t in ("backend", "nginx", "haproxy", "baton"):
         s = sel(case, t)
         if not s:
