@@ -282,6 +282,12 @@ TEST_F(GatewayTest, KeepAliveBothSidesAndStripPrefix) {
   EXPECT_EQ(be.requests(), 3);
 }
 
+tcp::socket dialLoopback(asio::io_context& ioc, int port) {
+  tcp::socket s(ioc);
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)));
+  return s;
+}
+
 // One keep-alive request on an open client connection; returns the backend's "conn N" line.
 std::string connOf(tcp::socket& s) {
   http::request<http::empty_body> req{http::verb::get, "/", 11};
@@ -300,11 +306,7 @@ TEST_F(GatewayTest, UpstreamConnectionStaysWithItsClientThenJoinsThePool) {
   startGateway(oneThread());
   gw_->setTable(tableFor({route("/")}, {be.port()}));
   asio::io_context ioc;
-  auto dial = [&] {
-    tcp::socket s(ioc);
-    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port_)));
-    return s;
-  };
+  auto dial = [&] { return dialLoopback(ioc, port_); };
   tcp::socket a = dial(), b = dial();
   std::string a1 = connOf(a);
   std::string b1 = connOf(b);
@@ -328,11 +330,7 @@ TEST_F(GatewayTest, KeptUpstreamConnectionsCountAgainstThePoolSize) {
   startGateway(o);
   gw_->setTable(tableFor({route("/")}, {be.port()}));
   asio::io_context ioc;
-  auto dial = [&] {
-    tcp::socket s(ioc);
-    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port_)));
-    return s;
-  };
+  auto dial = [&] { return dialLoopback(ioc, port_); };
   tcp::socket a = dial(), b = dial();
   std::string a1 = connOf(a);
   std::string b1 = connOf(b);  // a keeps the one idle connection allowed: b's is closed after use
