@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/ascii.h"
+
 namespace baton::auth {
 namespace {
 
@@ -41,14 +43,6 @@ std::string joined(const std::vector<std::string>& items) {
 }
 
 }  // namespace
-
-std::string lowerAscii(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
 
 bool claimSatisfied(const Claims& claims, std::string_view name, std::string_view required) {
   const ClaimValue* v = claims.find(name);

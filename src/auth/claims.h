@@ -51,7 +51,5 @@ class ClaimForwarder {
   std::vector<std::string> strip_;
 };
 
-// Lowercase ASCII.
-std::string lowerAscii(std::string_view s);
 
 }  // namespace baton::auth

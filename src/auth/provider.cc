@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/ascii.h"
 #include "spec/agent_config.h"
 
 namespace baton::auth {
@@ -89,15 +90,6 @@ int statusFor(Reason r) {
   }
 }
 
-bool iequalsPrefix(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    char a = s[i];
-    if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
-    if (a != prefix[i]) return false;
-  }
-  return true;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -116,7 +108,7 @@ AuthResult AuthResult::allow(HeaderList headers) {
 
 std::string_view bearerCredentials(std::string_view header) {
   header = trim(header);
-  if (!iequalsPrefix(header, "bearer ")) return {};
+  if (!istartsWithAscii(header, "bearer ")) return {};
   return trim(header.substr(7));
 }
 

@@ -30,6 +30,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/ascii.h"
 #include "gateway/tls.h"
 
 namespace baton::gateway {
@@ -65,17 +66,6 @@ constexpr size_t kMaxFields = 128;
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
-
-// ASCII case folding: header names and tokens are ASCII, and the locale must not matter.
-constexpr char lowerAscii(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lowerAscii(a[i]) != lowerAscii(b[i])) return false;
-  }
-  return true;
-}
 
 // Appends [p, p + n) to a gather list, extending the last entry when the bytes are adjacent.
 void appendBuf(std::vector<asio::const_buffer>& iov, const char* p, size_t n) {
@@ -286,9 +276,9 @@ class ReqParser final : public FramingParser<true> {
       case http::field::proxy_connection:
         drop = true;
         forEachToken(value, [&](std::string_view tok) {
-          if (iequals(tok, "upgrade")) {
+          if (iequalsAscii(tok, "upgrade")) {
             conn_upgrade = true;
-          } else if (!iequals(tok, "close") && !iequals(tok, "keep-alive")) {
+          } else if (!iequalsAscii(tok, "close") && !iequalsAscii(tok, "keep-alive")) {
             conn_tokens.push_back(tok);
           }
         });
@@ -299,11 +289,11 @@ class ReqParser final : public FramingParser<true> {
         drop = true;
         break;
       case http::field::upgrade:
-        if (iequals(trim(value), "websocket")) upgrade_ws = true;
+        if (iequalsAscii(trim(value), "websocket")) upgrade_ws = true;
         drop = true;  // re-added for WebSocket
         break;
       case http::field::expect:
-        if (iequals(trim(value), "100-continue")) {
+        if (iequalsAscii(trim(value), "100-continue")) {
           expect_continue = true;
           drop = true;
         }
@@ -314,10 +304,10 @@ class ReqParser final : public FramingParser<true> {
         break;
       default:
         if (f == http::field::unknown && name.size() >= 15 && (name[0] == 'x' || name[0] == 'X')) {
-          if (iequals(name, "x-forwarded-for")) {
+          if (iequalsAscii(name, "x-forwarded-for")) {
             xff = value;
             drop = true;
-          } else if (iequals(name, "x-forwarded-proto") || iequals(name, "x-forwarded-host")) {
+          } else if (iequalsAscii(name, "x-forwarded-proto") || iequalsAscii(name, "x-forwarded-host")) {
             drop = true;
           }
         }
@@ -352,7 +342,7 @@ class RespParser final : public FramingParser<false> {
       case http::field::proxy_connection:
         drop = status != 101;
         forEachToken(value, [&](std::string_view tok) {
-          if (!iequals(tok, "close") && !iequals(tok, "keep-alive") && !iequals(tok, "upgrade")) {
+          if (!iequalsAscii(tok, "close") && !iequalsAscii(tok, "keep-alive") && !iequalsAscii(tok, "upgrade")) {
             conn_tokens.push_back(tok);
           }
         });
@@ -756,8 +746,8 @@ bool badPath(std::string_view target) {
     size_t j = path.find('/', i + 1);
     std::string_view seg =
         path.substr(i + 1, (j == std::string_view::npos ? path.size() : j) - i - 1);
-    if (seg == "." || seg == ".." || iequals(seg, "%2e") || iequals(seg, "%2e%2e") ||
-        iequals(seg, ".%2e") || iequals(seg, "%2e.")) {
+    if (seg == "." || seg == ".." || iequalsAscii(seg, "%2e") || iequalsAscii(seg, "%2e%2e") ||
+        iequalsAscii(seg, ".%2e") || iequalsAscii(seg, "%2e.")) {
       return true;
     }
     if (j == std::string_view::npos) break;
@@ -944,13 +934,13 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
     // Connection-named headers are hop-by-hop too.
     for (auto tok : p.conn_tokens) {
       for (auto& f : c->fields) {
-        if (iequals(f.name, tok)) f.drop = true;
+        if (iequalsAscii(f.name, tok)) f.drop = true;
       }
     }
     if (!stripped.empty()) {
       for (auto& f : c->fields) {
         for (const auto& h : stripped) {
-          if (iequals(f.name, h)) f.drop = true;
+          if (iequalsAscii(f.name, h)) f.drop = true;
         }
       }
     }
@@ -1421,7 +1411,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         // Response connection management.
         for (auto tok : rp->conn_tokens) {
           for (auto& f : c->fields) {
-            if (iequals(f.name, tok)) f.drop = true;
+            if (iequalsAscii(f.name, tok)) f.drop = true;
           }
         }
         const bool upstream_eof_body = !interim && status != 101 && rp->need_eof();
