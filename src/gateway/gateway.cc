@@ -474,10 +474,15 @@ struct Worker {
   std::vector<std::unique_ptr<Acceptor>> acceptors;
   std::shared_ptr<const Compiled> compiled;
   uint64_t version = ~0ull;
-  std::unordered_map<uint64_t, std::vector<PooledConn>> pool;
-  // Idle upstream connections kept by their clients, per backend. With the pooled ones they
-  // stay within upstream_pool_size, so idle clients cannot pin a backend's connections.
-  std::unordered_map<uint64_t, size_t> kept;
+  // Idle upstream connections per backend: pooled ones, and how many idle clients keep one
+  // (Conn::up_idle). Together at most pool_limit, so idle clients cannot pin a backend's
+  // connections.
+  struct IdleConns {
+    std::vector<PooledConn> pooled;
+    size_t kept = 0;
+  };
+  std::unordered_map<uint64_t, IdleConns> pool;
+  size_t pool_limit = 0;  // GatewayLimits::upstream_pool_size
   std::unordered_set<Conn*> conns;
   uint64_t rng = 0x9E3779B97F4A7C15ull;
   uint64_t next() {
@@ -517,7 +522,6 @@ struct Conn {
   bool up_reused = false;
   bool up_idle = false;  // `up` is open, clean and unused since up_since
   Steady::time_point up_since{};
-  size_t pool_limit = 0;  // idle upstream connections kept per backend on this worker
   IoBuf cbuf;
   IoBuf rbuf;
   std::string head;     // the rebuilt upstream request head
@@ -757,30 +761,29 @@ bool badPath(std::string_view target) {
 }
 
 // Whether the worker may keep one more idle connection to `backend` (pooled or kept).
-bool roomForIdle(Worker& w, uint64_t backend, size_t limit) {
-  auto p = w.pool.find(backend);
-  auto k = w.kept.find(backend);
-  return (p == w.pool.end() ? 0 : p->second.size()) + (k == w.kept.end() ? 0 : k->second) < limit;
+bool roomForIdle(const Worker::IdleConns& idle, size_t limit) {
+  return idle.pooled.size() + idle.kept < limit;
 }
 
 // The client keeps its clean upstream connection for its next request, or closes it when the
 // worker already has enough idle ones to that backend.
 void keepUpstream(Worker& w, Conn& c) {
-  if (!roomForIdle(w, c.up_backend, c.pool_limit)) {
+  Worker::IdleConns& idle = w.pool[c.up_backend];
+  if (!roomForIdle(idle, w.pool_limit)) {
     error_code ig;
     c.up.close(ig);
     return;
   }
   c.up_idle = true;
   c.up_since = coarseNow();
-  ++w.kept[c.up_backend];
+  ++idle.kept;
 }
 
 void unkeepUpstream(Worker& w, Conn& c) {
   if (!c.up_idle) return;
   c.up_idle = false;
-  auto k = w.kept.find(c.up_backend);
-  if (k != w.kept.end() && --k->second == 0) w.kept.erase(k);
+  auto it = w.pool.find(c.up_backend);
+  if (it != w.pool.end() && it->second.kept > 0) --it->second.kept;
 }
 
 // Moves the client's kept upstream connection into its backend's pool (or closes it when there
@@ -788,8 +791,9 @@ void unkeepUpstream(Worker& w, Conn& c) {
 void poolUpstream(Worker& w, Conn& c) {
   unkeepUpstream(w, c);
   if (!c.up.is_open()) return;
-  if (roomForIdle(w, c.up_backend, c.pool_limit)) {
-    w.pool[c.up_backend].push_back({std::move(c.up), c.up_since});
+  Worker::IdleConns& idle = w.pool[c.up_backend];
+  if (roomForIdle(idle, w.pool_limit)) {
+    idle.pooled.push_back({std::move(c.up), c.up_since});
     c.up = Socket(w.ioc.get_executor());
   } else {
     error_code ig;
@@ -1195,7 +1199,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
           }
           poolUpstream(w, *c);
         }
-        auto& pool = w.pool[backend->id];
+        auto& pool = w.pool[backend->id].pooled;
         while (!pool.empty()) {
           PooledConn pc = std::move(pool.back());
           pool.pop_back();
@@ -1588,14 +1592,14 @@ Awaitable<void> Gateway::Impl::sweepLoop(Worker* wp) {
     if (ec || stopping.load()) co_return;
     auto now = coarseNow();
     for (auto it = wp->pool.begin(); it != wp->pool.end();) {
-      auto& v = it->second;
+      auto& v = it->second.pooled;
       std::erase_if(v, [&](PooledConn& pc) {
         if (now - pc.since < opts.limits.upstream_idle_timeout) return false;
         error_code ig;
         pc.socket.close(ig);
         return true;
       });
-      it = v.empty() ? wp->pool.erase(it) : std::next(it);
+      it = v.empty() && it->second.kept == 0 ? wp->pool.erase(it) : std::next(it);
     }
   }
 }
@@ -1620,7 +1624,6 @@ Awaitable<void> Gateway::Impl::acceptLoop(Worker& w, Acceptor& acc, bool https) 
     c->cbuf = IoBuf(cbuf_size);
     auto ep = c->clientSocket().remote_endpoint(ig);
     c->client_ip = ig ? std::string("unknown") : ep.address().to_string();
-    c->pool_limit = opts.limits.upstream_pool_size;
     c->iov.reserve(16);
     c->fields.reserve(32);
     if (https) {
@@ -1744,8 +1747,8 @@ void Gateway::Impl::stop() {
       for (Conn* c : wp->conns) {
         if (c->open) c->closeAll();
       }
-      for (auto& [id, pool] : wp->pool) {
-        for (auto& pc : pool) {
+      for (auto& [id, idle] : wp->pool) {
+        for (auto& pc : idle.pooled) {
           error_code ig;
           pc.socket.close(ig);
         }
@@ -1785,7 +1788,10 @@ Status Gateway::start() {
   int n = m.opts.threads > 0 ? m.opts.threads
                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   m.workers.clear();
-  for (int i = 0; i < n; ++i) m.workers.push_back(std::make_unique<Worker>(i));
+  for (int i = 0; i < n; ++i) {
+    m.workers.push_back(std::make_unique<Worker>(i));
+    m.workers.back()->pool_limit = m.opts.limits.upstream_pool_size;
+  }
   for (auto& w : m.workers) {
     w->rng ^= reinterpret_cast<uintptr_t>(w.get()) * 0x2545F4914F6CDD1Dull;
   }
