@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <exception>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "api/event_bus.h"
@@ -375,7 +376,7 @@ ApiResponse errorResponse(int status, std::string_view message) {
 struct Handlers::Impl {
   ApiDeps deps;
   ApiOptions options;
-  auth::ApiKeys own_keys;  // over deps.store, when deps.api_keys is null
+  std::optional<auth::ApiKeys> own_keys;  // over deps.store, only when deps.api_keys is null
   auth::ApiKeys& api_keys;
   std::mutex counts_mu;
   std::map<int, uint64_t> counts;
@@ -383,8 +384,7 @@ struct Handlers::Impl {
   Impl(ApiDeps d, ApiOptions o)
       : deps(std::move(d)),
         options(std::move(o)),
-        own_keys(deps.store),
-        api_keys(deps.api_keys ? *deps.api_keys : own_keys) {}
+        api_keys(deps.api_keys ? *deps.api_keys : own_keys.emplace(deps.store)) {}
 
   state::Store& store() { return deps.store; }
   TimePoint now() { return deps.clock.now(); }

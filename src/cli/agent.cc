@@ -177,9 +177,9 @@ int runAgent(const AgentFlags& flags) {
   // Shared with the API below; owned by the authenticator, which the gateway keeps (and the
   // gateway outlives the API server).
   auth::ApiKeys* api_keys = (*authenticator)->apiKeys();
-  if (auth::ApiKeys* keys = api_keys) {
+  if (api_keys) {
     // Without the watch, api-key routes read the store on every request (still correct).
-    if (Status s = keys->watchForChanges(); !s) {
+    if (Status s = api_keys->watchForChanges(); !s) {
       spdlog::warn("api keys: no cache ({}); every api-key request reads the store", s.toString());
     }
   }
