@@ -31,6 +31,7 @@
 #include <unordered_set>
 
 #include "core/ascii.h"
+#include "gateway/edge.h"
 #include "gateway/tls.h"
 
 namespace baton::gateway {
@@ -43,7 +44,7 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 using Exec = asio::io_context::executor_type;
-using Socket = asio::basic_stream_socket<tcp, Exec>;
+using Socket = edge::Socket;
 using Acceptor = asio::basic_socket_acceptor<tcp, Exec>;
 using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                          asio::wait_traits<std::chrono::steady_clock>, Exec>;
@@ -467,11 +468,18 @@ struct Conn;
 struct Worker {
   // Every socket and timer of a worker is used on its own thread only (other threads post), so
   // the reactor's per-descriptor locks are switched off.
-  explicit Worker(int i) : index(i), ioc(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO) {}
+  // The data path's sockets live on `reactor`, which outlives everything else here (sockets,
+  // and coroutines that io_context's destruction unwinds, close on it); its pending operations
+  // go before io_context does.
+  explicit Worker(int i) : index(i), ioc(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO) {
+    reactor.start(ioc);
+  }
+  ~Worker() { reactor.shutdown(); }
+  edge::Reactor reactor;
   int index;
   asio::io_context ioc;
   std::thread thread;
-  std::vector<std::unique_ptr<Acceptor>> acceptors;
+  std::vector<std::unique_ptr<Socket>> listeners;
   std::shared_ptr<const Compiled> compiled;
   uint64_t version = ~0ull;
   // Idle upstream connections per backend: pooled ones, and how many idle clients keep one
@@ -503,7 +511,7 @@ struct Conn {
   Conn(Worker& w, Socket s)
       : worker(w),
         timer(w.ioc.get_executor()),
-        up(w.ioc.get_executor()),
+        up(w.reactor),
         cbuf(0),
         rbuf(kUpstreamBuf) {
     plain.emplace(std::move(s));
@@ -537,14 +545,12 @@ struct Conn {
   }
   void clearDeadline() { deadline = Steady::time_point::max(); }
   void cancelAll() {
-    error_code ec;
-    clientSocket().cancel(ec);
-    if (up.is_open()) up.cancel(ec);
+    clientSocket().cancel();
+    up.cancel();
   }
   void closeAll() {
-    error_code ec;
-    clientSocket().close(ec);
-    if (up.is_open()) up.close(ec);
+    clientSocket().close();
+    up.close();
     open = false;
     timer.cancel();
   }
@@ -623,7 +629,7 @@ struct Gateway::Impl {
   std::map<std::string, std::filesystem::file_time_type> certMtimes();
   void checkCerts();
   Status bind(const std::string& listen, bool https, int* port);
-  Awaitable<void> acceptLoop(Worker& w, Acceptor& acc, bool https);
+  Awaitable<void> acceptLoop(Worker& w, Socket& listener, bool https);
   Awaitable<void> runConn(std::shared_ptr<Conn> c, bool https);
   Awaitable<void> certLoop();
   Awaitable<void> sweepLoop(Worker* w);
@@ -700,6 +706,47 @@ void Gateway::Impl::setTable(std::shared_ptr<const RouteTable> table) {
 
 namespace {
 
+// Reads what the socket has. A plain socket that has bytes answers at once, without suspending
+// (see edge.h); otherwise the coroutine waits for them.
+template <class Stream>
+Awaitable<std::tuple<error_code, size_t>> readSome(Stream& s, asio::mutable_buffer b) {
+  if constexpr (std::is_same_v<Stream, Socket>) {
+    error_code ec;
+    size_t n = s.readSome(b, ec);
+    if (ec != asio::error::would_block) co_return std::tuple(ec, n);
+  }
+  co_return co_await s.async_read_some(b, kUse);
+}
+
+// Writes all of `bufs`: on a plain socket synchronously while it has room (one gather write,
+// usually all of it), else suspended until the reactor sends it (see edge.h).
+template <class Stream>
+Awaitable<error_code> sendAll(Stream& s, std::span<const asio::const_buffer> bufs) {
+  if constexpr (std::is_same_v<Stream, Socket>) {
+    std::array<asio::const_buffer, 16> left;  // what is still to send (at most 16 pieces a call)
+    size_t i = 0;   // next piece of bufs
+    size_t off = 0;  // bytes of bufs[i] already sent
+    while (i < bufs.size()) {
+      size_t k = 0;
+      for (size_t j = i; j < bufs.size() && k < left.size(); ++j) {
+        left[k++] = j == i ? bufs[j] + off : bufs[j];
+      }
+      std::span<const asio::const_buffer> now(left.data(), k);
+      error_code ec;
+      size_t n = s.writeSome(now, ec);
+      if (ec == asio::error::would_block) std::tie(ec, n) = co_await s.async_write_some(now, kUse);
+      if (ec) co_return ec;
+      n += off;
+      while (i < bufs.size() && n >= bufs[i].size()) n -= bufs[i++].size();
+      off = n;
+    }
+    co_return error_code{};
+  } else {
+    auto [wec, wn] = co_await asio::async_write(s, bufs, kUse);
+    co_return wec;
+  }
+}
+
 // Writes all `bufs` to a plain socket (one gather write) or a TLS stream (coalesced first so a
 // head and a small body go out as one record).
 // (A span, not the vector: the write operation copies its buffer sequence.)
@@ -711,18 +758,17 @@ Awaitable<error_code> writeAll(Stream& s, std::span<const asio::const_buffer> bu
     if (bufs.size() > 1 && total <= 16 * 1024) {
       scratch.resize(total);
       asio::buffer_copy(asio::buffer(scratch), bufs);
-      auto [ec, n] = co_await asio::async_write(s, asio::buffer(scratch), kUse);
-      co_return ec;
+      asio::const_buffer one(scratch.data(), scratch.size());
+      co_return co_await sendAll(s, std::span(&one, 1));
     }
   }
-  auto [ec, n] = co_await asio::async_write(s, bufs, kUse);
-  co_return ec;
+  co_return co_await sendAll(s, bufs);
 }
 
 template <class Stream>
 Awaitable<error_code> writeOne(Stream& s, std::string_view data) {
-  auto [ec, n] = co_await asio::async_write(s, asio::buffer(data.data(), data.size()), kUse);
-  co_return ec;
+  asio::const_buffer one(data.data(), data.size());
+  co_return co_await sendAll(s, std::span(&one, 1));
 }
 
 std::string errorResponse(int status, std::string_view message, bool close,
@@ -770,8 +816,7 @@ bool roomForIdle(const Worker::IdleConns& idle, size_t limit) {
 void keepUpstream(Worker& w, Conn& c) {
   Worker::IdleConns& idle = w.pool[c.up_backend];
   if (!roomForIdle(idle, w.pool_limit)) {
-    error_code ig;
-    c.up.close(ig);
+    c.up.close();
     return;
   }
   c.up_idle = true;
@@ -794,10 +839,9 @@ void poolUpstream(Worker& w, Conn& c) {
   Worker::IdleConns& idle = w.pool[c.up_backend];
   if (roomForIdle(idle, w.pool_limit)) {
     idle.pooled.push_back({std::move(c.up), c.up_since});
-    c.up = Socket(w.ioc.get_executor());
+    c.up = Socket(w.reactor);
   } else {
-    error_code ig;
-    c.up.close(ig);
+    c.up.close();
   }
 }
 
@@ -843,13 +887,12 @@ template <class From, class To>
 Awaitable<void> pipe(std::shared_ptr<Conn> c, From& from, To& to, IoBuf& buf, Duration idle) {
   for (;;) {
     if (buf.size() > 0) {
-      auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), buf.size()), kUse);
-      if (wec) break;
+      if (co_await writeOne(to, std::string_view(buf.data(), buf.size()))) break;
       buf.consume(buf.size());
     }
     if (!c->open) break;
     c->setDeadline(idle);
-    auto [rec, n] = co_await from.async_read_some(buf.space(), kUse);
+    auto [rec, n] = co_await readSome(from, buf.space());
     if (rec || n == 0) break;
     buf.e += n;
   }
@@ -885,7 +928,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
     c->cbuf.compact();
     if (c->cbuf.size() == 0) {
       c->setDeadline(first ? lim.header_timeout : lim.idle_timeout);
-      auto [ec, n] = co_await s.async_read_some(c->cbuf.space(), kUse);
+      auto [ec, n] = co_await readSome(s, c->cbuf.space());
       if (ec || n == 0) co_return;
       c->cbuf.e += n;
     }
@@ -910,7 +953,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
           co_await respondError(431, "request header too large", true);
           co_return;
         }
-        auto [rec, n] = co_await s.async_read_some(c->cbuf.space(), kUse);
+        auto [rec, n] = co_await readSome(s, c->cbuf.space());
         if (rec || n == 0) {
           if (c->fired) {
             c->fired = false;
@@ -1208,8 +1251,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
             c->up_reused = true;
             break;
           }
-          error_code ec;
-          pc.socket.close(ec);
+          pc.socket.close();
         }
         if (c->up_reused) {
           connected = true;
@@ -1217,17 +1259,15 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         }
         c->setDeadline(lim.upstream_connect_timeout);
         c->fired = false;
-        auto [ec] = co_await c->up.async_connect(backend->endpoint, kUse);
+        auto [ec, ig_n] = co_await c->up.async_connect(backend->endpoint, kUse);
         if (!ec) {
-          setCloexec(c->up.native_handle());
-          c->up.set_option(tcp::no_delay(true), ec);
+          c->up.setNoDelay();
           connected = true;
           break;
         }
         timed_out_connect = c->fired;
         c->fired = false;
-        error_code ig;
-        c->up.close(ig);
+        c->up.close();
         backend->ejected_until_ns.store((Steady::now() + lim.eject_time).time_since_epoch().count(),
                                         std::memory_order_relaxed);
         failed = backend;
@@ -1266,18 +1306,16 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
           if (us > svc->cold_max_us.load()) svc->cold_max_us.store(us);
         }
         if (!wec) break;
-        error_code ig;
-        c->up.close(ig);
+        c->up.close();
         if (c->up_reused && send_attempt == 0) {  // a stale pooled connection: reconnect
           c->setDeadline(lim.upstream_connect_timeout);
-          auto [cec] = co_await c->up.async_connect(backend->endpoint, kUse);
+          auto [cec, ig_n] = co_await c->up.async_connect(backend->endpoint, kUse);
           c->up_reused = false;
           if (!cec) {
-            setCloexec(c->up.native_handle());
-            c->up.set_option(tcp::no_delay(true), cec);
+            c->up.setNoDelay();
             continue;
           }
-          c->up.close(ig);
+          c->up.close();
         }
         upstream_ok = false;
         break;
@@ -1323,9 +1361,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
           }
           if (n > 0) {
             c->setDeadline(lim.idle_timeout);
-            auto [wec, wn] =
-                co_await asio::async_write(c->up, asio::buffer(c->cbuf.data(), n), kUse);
-            if (wec) {
+            if (co_await writeOne(c->up, std::string_view(c->cbuf.data(), n))) {
               co_await respondError(502, "upstream write failed", true);
               finish(502);
               co_return;
@@ -1342,7 +1378,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
             co_return;
           }
           c->setDeadline(lim.idle_timeout);
-          auto [rec, rn] = co_await s.async_read_some(c->cbuf.space(), kUse);
+          auto [rec, rn] = co_await readSome(s, c->cbuf.space());
           if (rec || rn == 0) {
             finish(499);  // the client went away mid-body
             co_return;
@@ -1375,7 +1411,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
           }
           c->setDeadline(lim.upstream_response_timeout);
           c->fired = false;
-          auto [ec, n] = co_await c->up.async_read_some(c->rbuf.space(), kUse);
+          auto [ec, n] = co_await readSome(c->up, c->rbuf.space());
           if (ec || n == 0) {
             rec = ec ? ec : asio::error::eof;
             break;
@@ -1386,8 +1422,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         if (!rp->is_header_done()) {
           bool timed_out = c->fired;
           c->fired = false;
-          error_code ig;
-          c->up.close(ig);
+          c->up.close();
           c->rbuf.b = c->rbuf.e = 0;
           if (!response_started) {
             if (timed_out) {
@@ -1406,8 +1441,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         int status = rp->status;
         const bool interim = status >= 100 && status < 200 && status != 101;
         if (status == 101 && !websocket) {
-          error_code ig;
-          c->up.close(ig);
+          c->up.close();
           co_await respondError(502, "unexpected protocol switch", true);
           finish(502);
           co_return;
@@ -1466,8 +1500,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         bytes_down += asio::buffer_size(c->iov);
         c->rbuf.consume(rparsed + body_n);
         if (wec || bec) {
-          error_code ig;
-          c->up.close(ig);
+          c->up.close();
           finish(status);
           co_return;
         }
@@ -1488,8 +1521,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
           if (bec) break;
           if (n > 0) {
             c->setDeadline(lim.idle_timeout);
-            auto [wec2, wn] = co_await asio::async_write(s, asio::buffer(c->rbuf.data(), n), kUse);
-            if (wec2) {
+            if (error_code wec2 = co_await writeOne(s, std::string_view(c->rbuf.data(), n))) {
               bec = wec2;
               break;
             }
@@ -1504,7 +1536,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
             break;
           }
           c->setDeadline(lim.idle_timeout);
-          auto [rec2, rn] = co_await c->up.async_read_some(c->rbuf.space(), kUse);
+          auto [rec2, rn] = co_await readSome(c->up, c->rbuf.space());
           if (rec2 == asio::error::eof && rp->need_eof()) {
             rp->put_eof(bec);
             break;
@@ -1516,8 +1548,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
           c->rbuf.e += rn;
         }
         if (bec || !rp->is_done()) {
-          error_code ig;
-          c->up.close(ig);
+          c->up.close();
           c->rbuf.b = c->rbuf.e = 0;
           finish(status);
           co_return;
@@ -1544,8 +1575,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
           keepUpstream(w, *c);
         }
       } else {
-        error_code ig;
-        c->up.close(ig);
+        c->up.close();
         c->rbuf.b = c->rbuf.e = 0;
       }
       finish(rp->status);
@@ -1595,8 +1625,7 @@ Awaitable<void> Gateway::Impl::sweepLoop(Worker* wp) {
       auto& v = it->second.pooled;
       std::erase_if(v, [&](PooledConn& pc) {
         if (now - pc.since < opts.limits.upstream_idle_timeout) return false;
-        error_code ig;
-        pc.socket.close(ig);
+        pc.socket.close();
         return true;
       });
       it = v.empty() && it->second.kept == 0 ? wp->pool.erase(it) : std::next(it);
@@ -1604,26 +1633,35 @@ Awaitable<void> Gateway::Impl::sweepLoop(Worker* wp) {
   }
 }
 
-Awaitable<void> Gateway::Impl::acceptLoop(Worker& w, Acceptor& acc, bool https) {
+Awaitable<void> Gateway::Impl::acceptLoop(Worker& w, Socket& listener, bool https) {
   for (;;) {
-    auto [ec, sock] = co_await acc.async_accept(kUse);
+    tcp::endpoint peer;
+    error_code ec;
+    int fd = listener.accept(&peer, ec);
+    if (ec == asio::error::would_block) {
+      auto [wec, ig_n] = co_await listener.async_wait_readable(kUse);
+      if (wec || stopping.load() || !listener.is_open()) co_return;
+      continue;
+    }
     if (ec) {
-      if (ec == asio::error::operation_aborted || stopping.load() || !acc.is_open()) co_return;
+      if (stopping.load() || !listener.is_open()) co_return;
       Timer t(w.ioc.get_executor());  // EMFILE and the like: back off a little
       t.expires_after(std::chrono::milliseconds(20));
       co_await t.async_wait(kUse);
       continue;
     }
-    if (stopping.load()) co_return;
-    error_code ig;
-    sock.set_option(tcp::no_delay(true), ig);
-    setCloexec(sock.native_handle());
+    if (stopping.load()) {
+      ::close(fd);
+      co_return;
+    }
+    Socket sock(w.reactor, fd, ec);
+    if (ec) continue;
+    sock.setNoDelay();
     auto c = std::make_shared<Conn>(w, std::move(sock));
     size_t cbuf_size = opts.limits.max_header_bytes + 4096;
     if (cbuf_size < 16 * 1024) cbuf_size = 16 * 1024;
     c->cbuf = IoBuf(cbuf_size);
-    auto ep = c->clientSocket().remote_endpoint(ig);
-    c->client_ip = ig ? std::string("unknown") : ep.address().to_string();
+    c->client_ip = peer.address().to_string();
     c->iov.reserve(16);
     c->fields.reserve(32);
     if (https) {
@@ -1665,9 +1703,17 @@ Status Gateway::Impl::bind(const std::string& listen, bool https, int* port) {
     if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return ioError("gateway cannot listen on " + listen + ": " + ec.message());
     if (endpoint.port() == 0) endpoint.port(acc->local_endpoint().port());
-    auto* a = acc.get();
-    w->acceptors.push_back(std::move(acc));
-    asio::co_spawn(w->ioc, acceptLoop(*w, *a, https), asio::detached);
+    // Asio sets the socket up (options, bind, listen); the worker's reactor takes it over.
+    int fd = acc->release(ec);
+    if (!ec && ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+      ec = error_code(errno, boost::system::system_category());
+    }
+    if (ec) return ioError("gateway cannot listen on " + listen + ": " + ec.message());
+    auto listener = std::make_unique<Socket>(w->reactor, fd, ec);
+    if (ec) return ioError("gateway cannot listen on " + listen + ": " + ec.message());
+    auto* l = listener.get();
+    w->listeners.push_back(std::move(listener));
+    asio::co_spawn(w->ioc, acceptLoop(*w, *l, https), asio::detached);
   }
   *port = endpoint.port();
   return Status::ok();
@@ -1728,10 +1774,7 @@ void Gateway::Impl::stop() {
   stopping.store(true);
   for (auto& w : workers) {
     asio::post(w->ioc, [wp = w.get(), this] {
-      for (auto& a : wp->acceptors) {
-        error_code ig;
-        a->close(ig);
-      }
+      for (auto& l : wp->listeners) l->close();
       if (cert_timer && wp->index == 0) cert_timer->cancel();
       for (Conn* c : wp->conns) {
         if (!c->busy) c->cancelAll();
@@ -1749,8 +1792,7 @@ void Gateway::Impl::stop() {
       }
       for (auto& [id, idle] : wp->pool) {
         for (auto& pc : idle.pooled) {
-          error_code ig;
-          pc.socket.close(ig);
+          pc.socket.close();
         }
       }
       wp->pool.clear();
