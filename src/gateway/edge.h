@@ -81,6 +81,7 @@ class Reactor {
  private:
   void arm();
   bool dispatch();  // false: nothing was ready
+  void sendDeferred();
   static void performRead(FdState& s);
   static void performWrite(FdState& s);
 

@@ -63,6 +63,7 @@ Steady::time_point coarseNow() {
 }
 
 constexpr size_t kUpstreamBuf = 32 * 1024;
+constexpr uint64_t kAcceptBurst = 3;  // connections accepted before the accept loop yields
 constexpr size_t kMaxFields = 128;
 
 // ---------------------------------------------------------------------------------------------
@@ -1634,6 +1635,7 @@ Awaitable<void> Gateway::Impl::sweepLoop(Worker* wp) {
 }
 
 Awaitable<void> Gateway::Impl::acceptLoop(Worker& w, Socket& listener, bool https) {
+  uint64_t accepted = 0;
   for (;;) {
     tcp::endpoint peer;
     error_code ec;
@@ -1680,6 +1682,12 @@ Awaitable<void> Gateway::Impl::acceptLoop(Worker& w, Socket& listener, bool http
     w.conns.insert(c.get());
     asio::co_spawn(w.ioc, watchdog(c), asio::detached);
     asio::co_spawn(w.ioc, runConn(std::move(c), https), asio::detached);
+    // A few connections at a time, then the queue: a burst of new connections (each a TLS
+    // handshake, ~200 µs) must not all go ahead of requests already in progress (what nginx's
+    // multi_accept and HAProxy's maxaccept bound). Measured on bench/gateway's handshake case:
+    // all at once, p99 9 ms (nginx 6.5); one at a time, p99 3.5 ms but 7% fewer handshakes/s;
+    // three, p99 5.3 ms at nginx's rate.
+    if (++accepted % kAcceptBurst == 0) co_await asio::post(w.ioc.get_executor(), kUse);
   }
 }
 
