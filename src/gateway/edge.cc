@@ -38,6 +38,15 @@ constexpr auto kMaxDeferral = std::chrono::microseconds(250);
 
 error_code errnoCode(int e) { return error_code(e, boost::system::system_category()); }
 
+// A failed call's errno as an error; EAGAIN also marks that direction not ready (`ready`).
+error_code failure(bool& ready) {
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    ready = false;
+    return asio::error::would_block;
+  }
+  return errnoCode(errno);
+}
+
 // One recv. A short read drained the socket: the next read waits for an edge.
 size_t recvOnce(FdState& s, asio::mutable_buffer b, error_code& ec) {
   for (;;) {
@@ -52,12 +61,7 @@ size_t recvOnce(FdState& s, asio::mutable_buffer b, error_code& ec) {
       return 0;
     }
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      s.readable = false;
-      ec = asio::error::would_block;
-    } else {
-      ec = errnoCode(errno);
-    }
+    ec = failure(s.readable);
     return 0;
   }
 }
@@ -77,12 +81,7 @@ size_t sendOnce(FdState& s, const iovec* iov, size_t n_iov, error_code& ec) {
       return static_cast<size_t>(n);
     }
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      s.writable = false;
-      ec = asio::error::would_block;
-    } else {
-      ec = errnoCode(errno);
-    }
+    ec = failure(s.writable);
     return 0;
   }
 }
@@ -324,12 +323,7 @@ int Socket::accept(tcp::endpoint* peer, error_code& ec) {
       return fd;
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      st_->readable = false;
-      ec = asio::error::would_block;
-    } else {
-      ec = errnoCode(errno);
-    }
+    ec = failure(st_->readable);
     return -1;
   }
 }

@@ -97,6 +97,18 @@ class EdgeTest : public ::testing::Test {
       if (ioc.stopped()) ioc.restart();
     }
   }
+  // Starts a coroutine that reads once from `s`: its error lands in `got`, then `done` is set.
+  void spawnRead(Socket& s, error_code& got, std::atomic<bool>& done) {
+    asio::co_spawn(
+        ioc,
+        [&s, &got, &done]() -> Awaitable<void> {
+          char buf[16];
+          auto [rec, n] = co_await s.async_read_some(asio::buffer(buf), kUse);
+          got = rec;
+          done = true;
+        },
+        asio::detached);
+  }
   Reactor reactor;  // outlives ioc (declared first), as in the gateway's Worker
   asio::io_context ioc;
   Listener listener;
@@ -141,15 +153,7 @@ TEST_F(EdgeTest, EndOfStreamIsEof) {
   ::close(client);
   std::atomic<bool> done{false};
   error_code got;
-  asio::co_spawn(
-      ioc,
-      [&]() -> Awaitable<void> {
-        char buf[16];
-        auto [rec, n] = co_await s.async_read_some(asio::buffer(buf), kUse);
-        got = rec;
-        done = true;
-      },
-      asio::detached);
+  spawnRead(s, got, done);
   runUntil(done);
   EXPECT_EQ(got, asio::error::eof);
 }
@@ -229,15 +233,7 @@ TEST_F(EdgeTest, CancelCompletesAPendingReadWithOperationAborted) {
   Socket s(reactor, listener.acceptNonBlocking(), ec);
   std::atomic<bool> done{false};
   error_code got;
-  asio::co_spawn(
-      ioc,
-      [&]() -> Awaitable<void> {
-        char buf[16];
-        auto [rec, n] = co_await s.async_read_some(asio::buffer(buf), kUse);
-        got = rec;
-        done = true;
-      },
-      asio::detached);
+  spawnRead(s, got, done);
   ioc.run_for(20ms);
   ASSERT_FALSE(done.load());
   s.cancel();
