@@ -26,6 +26,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -1839,7 +1840,12 @@ Status Gateway::start() {
                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   m.workers.clear();
   for (int i = 0; i < n; ++i) {
-    m.workers.push_back(std::make_unique<Worker>(i));
+    try {
+      m.workers.push_back(std::make_unique<Worker>(i));
+    } catch (const std::system_error& e) {  // the reactor's epoll instance (EMFILE, ENOMEM)
+      m.workers.clear();
+      return ioError(std::string("gateway cannot start its I/O threads: ") + e.what());
+    }
     m.workers.back()->pool_limit = m.opts.limits.upstream_pool_size;
   }
   for (auto& w : m.workers) {
