@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -32,6 +33,9 @@ constexpr auto kGatherWait = std::chrono::microseconds(30);
 constexpr int kBusyEvents = 4;
 constexpr auto kBusyWindow = std::chrono::milliseconds(1);
 constexpr int kPollEvents = 256;
+// Synchronous reads and writes per round. Past it they complete through io_context's queue, so a
+// bulk transfer between two fast peers cannot keep the thread from everything else.
+constexpr int kSyncBudget = 64;
 // A write waits for the end of its round at most this long (a round of plain HTTP requests takes
 // ~200 µs; one of TLS handshakes takes milliseconds).
 constexpr auto kMaxDeferral = std::chrono::microseconds(250);
@@ -52,7 +56,9 @@ size_t recvOnce(FdState& s, asio::mutable_buffer b, error_code& ec) {
   for (;;) {
     ssize_t n = ::recv(s.fd, b.data(), b.size(), 0);
     if (n > 0) {
-      if (static_cast<size_t>(n) < b.size()) s.readable = false;
+      // A short read drained the socket, unless the peer has closed or failed: the FIN (or
+      // error) came with this data's edge, and no further edge will announce it.
+      if (static_cast<size_t>(n) < b.size() && !s.closed_by_peer) s.readable = false;
       ec = {};
       return static_cast<size_t>(n);
     }
@@ -109,20 +115,31 @@ Reactor::~Reactor() {
 }
 
 void Reactor::start(asio::io_context& ioc) {
-  epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
-  if (epfd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+  int fd = ::epoll_create1(EPOLL_CLOEXEC);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+  watch_.emplace(ioc.get_executor());
+  error_code ec;
+  watch_->assign(fd, ec);  // owns the descriptor from here on
+  if (ec) {
+    ::close(fd);
+    watch_.reset();
+    throw std::system_error(ec.value(), std::generic_category(), "watching the epoll instance");
+  }
+  epfd_ = fd;
   events_.resize(4 * kPollEvents);
+  sync_left_ = kSyncBudget;
   exec_.emplace(ioc.get_executor());
-  watch_.emplace(*exec_, epfd_);  // owns epfd_ from here on
   arm();
 }
 
 void Reactor::shutdown() {
   if (!exec_) return;
   exec_.reset();  // from here on, cancelled operations are dropped, not posted
-  error_code ig;
-  watch_->close(ig);
-  watch_.reset();
+  if (watch_) {
+    error_code ig;
+    watch_->close(ig);
+    watch_.reset();
+  }
   epfd_ = -1;
   // Pending handlers own suspended coroutines, whose destruction closes more sockets (and so
   // touches states_): collect first, destroy after.
@@ -173,7 +190,12 @@ void Reactor::post(IoHandler h, error_code ec, size_t n) {
 }
 
 void Reactor::arm() {
+  // Each wait re-arms with EPOLL_CTL_MOD, which re-polls the epoll instance: events a wake-up
+  // left behind (round or time limit) wake the next one at once.
   watch_->async_wait(asio::posix::descriptor_base::wait_read, [this](const error_code& ec) {
+    if (ec && ec != asio::error::operation_aborted) {
+      spdlog::error("gateway: the data path's epoll instance failed: {}", ec.message());
+    }
     if (ec || !exec_) return;
     // While edges keep coming, take them here (one epoll_wait per round) instead of through
     // io_context (a wait, a re-arm and two epoll_waits per round).
@@ -202,11 +224,13 @@ bool Reactor::dispatch() {
   }
   last_events_ = n;
   last_round_ = std::chrono::steady_clock::now();
+  sync_left_ = kSyncBudget;
   dispatching_ = true;
   for (int i = 0; i < n; ++i) {
     auto* s = static_cast<FdState*>(events_[i].data.ptr);
     uint32_t e = events_[i].events;
     if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = true;
+    if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->closed_by_peer = true;
     if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->writable = true;
   }
   auto flushed = last_round_;
@@ -352,7 +376,7 @@ size_t Socket::readSome(asio::mutable_buffer b, error_code& ec) {
     ec = {};
     return 0;
   }
-  if (!st_->readable) {
+  if (!st_->readable || !reactor_->takeSync()) {
     ec = asio::error::would_block;
     return 0;
   }
@@ -364,7 +388,7 @@ size_t Socket::writeSome(std::span<const asio::const_buffer> bufs, error_code& e
     ec = asio::error::bad_descriptor;
     return 0;
   }
-  if (!st_->writable || reactor_->dispatching_) {
+  if (!st_->writable || reactor_->dispatching_ || !reactor_->takeSync()) {
     ec = asio::error::would_block;
     return 0;
   }
@@ -379,10 +403,11 @@ size_t Socket::writeSome(std::span<const asio::const_buffer> bufs, error_code& e
 
 void Socket::startRead(IoHandler h, asio::mutable_buffer b) {
   if (!st_) return reactor_->post(std::move(h), asio::error::bad_descriptor, 0);
+  // A zero-size read completes at once, even beside a pending one (ssl::stream uses it).
+  if (b.size() == 0) return reactor_->post(std::move(h), {}, 0);
   if (st_->read_op != FdState::Op::kNone) {
     return reactor_->post(std::move(h), asio::error::already_started, 0);
   }
-  if (b.size() == 0) return reactor_->post(std::move(h), {}, 0);
   if (st_->readable) {
     error_code ec;
     size_t n = recvOnce(*st_, b, ec);
@@ -405,11 +430,13 @@ void Socket::startWaitReadable(IoHandler h) {
 
 void Socket::startWrite(IoHandler h, std::span<const asio::const_buffer> bufs) {
   if (!st_) return reactor_->post(std::move(h), asio::error::bad_descriptor, 0);
+  std::array<iovec, 16> iov;
+  size_t n_iov = toIovec(bufs, iov);
+  if (n_iov == 0) return reactor_->post(std::move(h), {}, 0);
   if (st_->write_op != FdState::Op::kNone) {
     return reactor_->post(std::move(h), asio::error::already_started, 0);
   }
-  size_t n_iov = toIovec(bufs, st_->write_iov);
-  if (n_iov == 0) return reactor_->post(std::move(h), {}, 0);
+  st_->write_iov = iov;
   st_->write_iov_n = n_iov;
   if (st_->writable && reactor_->dispatching_) {  // goes out with the batch's other writes
     st_->write_op = FdState::Op::kWrite;

@@ -47,6 +47,7 @@ struct FdState {
   int fd = -1;
   bool readable = true;  // worth a recv: no read has drained the socket since its last edge
   bool writable = true;
+  bool closed_by_peer = false;  // an edge said FIN, hang-up or error: reads never wait again
   Op read_op = Op::kNone;
   Op write_op = Op::kNone;
   asio::mutable_buffer read_buf;
@@ -93,6 +94,12 @@ class Reactor {
   std::vector<epoll_event> events_;
   std::vector<FdState*> deferred_;  // writes started during a dispatch, sent at its end
   bool dispatching_ = false;
+  bool takeSync() {
+    if (sync_left_ <= 0) return false;
+    --sync_left_;
+    return true;
+  }
+  int sync_left_ = 0;    // synchronous operations left in this round (kSyncBudget in edge.cc)
   int last_events_ = 0;  // how busy the previous round was (see kGatherEvents in edge.cc)
   std::chrono::steady_clock::time_point last_round_{};
   friend class Socket;
@@ -128,7 +135,8 @@ class Socket {
   // (would_block: none waiting; wait with async_wait_readable).
   int accept(tcp::endpoint* peer, error_code& ec);
 
-  // Synchronous attempts: would_block when the socket has nothing to read / no room.
+  // Synchronous attempts: would_block when the socket has nothing to read / no room, or when
+  // the round's budget of synchronous operations is spent (then the async call completes later).
   size_t readSome(asio::mutable_buffer b, error_code& ec);
   size_t writeSome(std::span<const asio::const_buffer> bufs, error_code& ec);
 

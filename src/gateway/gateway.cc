@@ -1842,7 +1842,7 @@ Status Gateway::start() {
   for (int i = 0; i < n; ++i) {
     try {
       m.workers.push_back(std::make_unique<Worker>(i));
-    } catch (const std::system_error& e) {  // the reactor's epoll instance (EMFILE, ENOMEM)
+    } catch (const std::exception& e) {  // the reactor's epoll instance (EMFILE, ENOMEM)
       m.workers.clear();
       return ioError(std::string("gateway cannot start its I/O threads: ") + e.what());
     }
