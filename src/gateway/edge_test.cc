@@ -97,6 +97,14 @@ class EdgeTest : public ::testing::Test {
       if (ioc.stopped()) ioc.restart();
     }
   }
+  // A connected pair: a blocking client descriptor and the accepted side, on the reactor.
+  std::pair<int, std::unique_ptr<Socket>> connectPair() {
+    int client = dialBlocking(listener.port);
+    error_code ec;
+    auto server = std::make_unique<Socket>(reactor, listener.acceptNonBlocking(), ec);
+    EXPECT_FALSE(ec) << ec.message();
+    return {client, std::move(server)};
+  }
   // Starts a coroutine that reads once from `s`: its error lands in `got`, then `done` is set.
   void spawnRead(Socket& s, error_code& got, std::atomic<bool>& done) {
     asio::co_spawn(
@@ -115,10 +123,9 @@ class EdgeTest : public ::testing::Test {
 };
 
 TEST_F(EdgeTest, ReadWaitsForAnEdgeWithoutAFailedRecvThenCompletes) {
-  int client = dialBlocking(listener.port);
+  auto [client, owned] = connectPair();
+  Socket& s = *owned;
   error_code ec;
-  Socket s(reactor, listener.acceptNonBlocking(), ec);
-  ASSERT_FALSE(ec);
   char buf[64];
   // Nothing sent yet: the first attempt fails (EAGAIN), and marks the socket drained.
   s.readSome(asio::buffer(buf), ec);
@@ -146,10 +153,9 @@ TEST_F(EdgeTest, ReadWaitsForAnEdgeWithoutAFailedRecvThenCompletes) {
 }
 
 TEST_F(EdgeTest, EndOfStreamIsEof) {
-  int client = dialBlocking(listener.port);
+  auto [client, owned] = connectPair();
+  Socket& s = *owned;
   error_code ec;
-  Socket s(reactor, listener.acceptNonBlocking(), ec);
-  ASSERT_FALSE(ec);
   ::close(client);
   std::atomic<bool> done{false};
   error_code got;
@@ -161,10 +167,9 @@ TEST_F(EdgeTest, EndOfStreamIsEof) {
 // The last bytes and the FIN arrive under one edge; the read that takes the bytes is short, but
 // the end of the stream must still be seen (no further edge will announce it).
 TEST_F(EdgeTest, DataThenCloseUnderOneEdgeIsReadThenEof) {
-  int client = dialBlocking(listener.port);
+  auto [client, owned] = connectPair();
+  Socket& s = *owned;
   error_code ec;
-  Socket s(reactor, listener.acceptNonBlocking(), ec);
-  ASSERT_FALSE(ec);
   char buf[64];
   s.readSome(asio::buffer(buf), ec);  // drained: the next read waits for an edge
   ASSERT_EQ(ec, asio::error::would_block);
@@ -196,10 +201,9 @@ TEST_F(EdgeTest, DataThenCloseUnderOneEdgeIsReadThenEof) {
 // Synchronous reads are bounded per round: past the budget a ready socket still answers, but
 // through the queue (a bulk transfer cannot hold the thread).
 TEST_F(EdgeTest, SynchronousReadsAreBoundedThenCompleteThroughTheQueue) {
-  int client = dialBlocking(listener.port);
+  auto [client, owned] = connectPair();
+  Socket& s = *owned;
   error_code ec;
-  Socket s(reactor, listener.acceptNonBlocking(), ec);
-  ASSERT_FALSE(ec);
   std::string data(1000, 'x');
   ASSERT_TRUE(writeFully(client, data.data(), data.size()));
   std::this_thread::sleep_for(20ms);  // let the bytes arrive (loopback)
@@ -230,10 +234,9 @@ TEST_F(EdgeTest, SynchronousReadsAreBoundedThenCompleteThroughTheQueue) {
 }
 
 TEST_F(EdgeTest, LargeWriteWaitsForRoomAndArrivesIntact) {
-  int client = dialBlocking(listener.port);
+  auto [client, owned] = connectPair();
+  Socket& s = *owned;
   error_code ec;
-  Socket s(reactor, listener.acceptNonBlocking(), ec);
-  ASSERT_FALSE(ec);
   // 16 MiB: far more than the socket buffers hold, so the write must wait for the reader.
   std::vector<char> data(16 << 20);
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + (i >> 12));
@@ -299,9 +302,8 @@ TEST_F(EdgeTest, ConnectSucceedsOrReportsRefusal) {
 }
 
 TEST_F(EdgeTest, CancelCompletesAPendingReadWithOperationAborted) {
-  int client = dialBlocking(listener.port);
-  error_code ec;
-  Socket s(reactor, listener.acceptNonBlocking(), ec);
+  auto [client, owned] = connectPair();
+  Socket& s = *owned;
   std::atomic<bool> done{false};
   error_code got;
   spawnRead(s, got, done);
@@ -351,9 +353,8 @@ TEST_F(EdgeTest, ClosingAnotherSocketDuringARoundIsSafe) {
 }
 
 TEST_F(EdgeTest, ShutdownDestroysPendingOperations) {
-  int client = dialBlocking(listener.port);
-  error_code ec;
-  Socket s(reactor, listener.acceptNonBlocking(), ec);
+  auto [client, owned] = connectPair();
+  Socket& s = *owned;
   auto sentinel = std::make_shared<int>(1);
   std::weak_ptr<int> watch = sentinel;
   asio::co_spawn(
