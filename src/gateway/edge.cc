@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -125,7 +126,6 @@ void Reactor::start(asio::io_context& ioc) {
     watch_.reset();
     throw std::system_error(ec.value(), std::generic_category(), "watching the epoll instance");
   }
-  epfd_ = fd;
   events_.resize(4 * kPollEvents);
   sync_left_ = kSyncBudget;
   exec_.emplace(ioc.get_executor());
@@ -133,14 +133,11 @@ void Reactor::start(asio::io_context& ioc) {
 }
 
 void Reactor::shutdown() {
-  if (!exec_) return;
-  exec_.reset();  // from here on, cancelled operations are dropped, not posted
-  if (watch_) {
-    error_code ig;
-    watch_->close(ig);
-    watch_.reset();
-  }
-  epfd_ = -1;
+  if (!live()) return;
+  // From here on, cancelled operations are dropped, not posted.
+  error_code ig;
+  watch_->close(ig);
+  watch_.reset();
   // Pending handlers own suspended coroutines, whose destruction closes more sockets (and so
   // touches states_): collect first, destroy after.
   std::vector<IoHandler> pending;
@@ -153,7 +150,7 @@ void Reactor::shutdown() {
 }
 
 std::unique_ptr<FdState> Reactor::add(int fd, error_code& ec) {
-  if (epfd_ < 0) {
+  if (!live()) {
     ec = asio::error::shut_down;
     return nullptr;
   }
@@ -162,7 +159,7 @@ std::unique_ptr<FdState> Reactor::add(int fd, error_code& ec) {
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.ptr = st.get();
-  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+  if (::epoll_ctl(epfd(), EPOLL_CTL_ADD, fd, &ev) != 0) {
     ec = errnoCode(errno);
     return nullptr;
   }
@@ -174,9 +171,9 @@ std::unique_ptr<FdState> Reactor::add(int fd, error_code& ec) {
 void Reactor::close(std::unique_ptr<FdState> st) {
   // Deregister before closing: a forked child may still share the file, which would keep the
   // registration (and its pointer to the state) alive past close().
-  if (epfd_ >= 0) {
+  if (live()) {
     epoll_event ev{};
-    ::epoll_ctl(epfd_, EPOLL_CTL_DEL, st->fd, &ev);
+    ::epoll_ctl(epfd(), EPOLL_CTL_DEL, st->fd, &ev);
   }
   ::close(st->fd);
   st->fd = -1;
@@ -185,7 +182,7 @@ void Reactor::close(std::unique_ptr<FdState> st) {
 }
 
 void Reactor::post(IoHandler h, error_code ec, size_t n) {
-  if (!exec_) return;  // shut down: the handler is destroyed, never run
+  if (!live()) return;  // shut down: the handler is destroyed, never run
   asio::post(*exec_, asio::append(std::move(h), ec, n));
 }
 
@@ -196,14 +193,14 @@ void Reactor::arm() {
     if (ec && ec != asio::error::operation_aborted) {
       spdlog::error("gateway: the data path's epoll instance failed: {}", ec.message());
     }
-    if (ec || !exec_) return;
+    if (ec || !live()) return;
     // While edges keep coming, take them here (one epoll_wait per round) instead of through
     // io_context (a wait, a re-arm and two epoll_waits per round).
     auto wake = std::chrono::steady_clock::now();
-    for (int round = 0; round < kMaxRounds && exec_; ++round) {
+    for (int round = 0; round < kMaxRounds && live(); ++round) {
       if (!dispatch() || std::chrono::steady_clock::now() - wake > kWakeBudget) break;
     }
-    if (exec_) arm();
+    if (live()) arm();
   });
 }
 
@@ -212,13 +209,13 @@ void Reactor::arm() {
 // parses and queues its write at once; the round's writes go out together at its end. Sockets
 // closed meanwhile stay allocated until the end.
 bool Reactor::dispatch() {
-  int n = ::epoll_wait(epfd_, events_.data(), kPollEvents, 0);
+  int n = ::epoll_wait(epfd(), events_.data(), kPollEvents, 0);
   if (n <= 0) return false;
   auto start = std::chrono::steady_clock::now();
   if (last_events_ >= kBusyEvents && start - last_round_ < kBusyWindow) {
     while (n < kGatherEvents && n + kPollEvents <= static_cast<int>(events_.size()) &&
            std::chrono::steady_clock::now() - start < kGatherWait) {
-      int k = ::epoll_wait(epfd_, events_.data() + n, kPollEvents, 0);
+      int k = ::epoll_wait(epfd(), events_.data() + n, kPollEvents, 0);
       if (k > 0) n += k;
     }
   }
@@ -436,7 +433,7 @@ void Socket::startWrite(IoHandler h, std::span<const asio::const_buffer> bufs) {
   if (st_->write_op != FdState::Op::kNone) {
     return reactor_->post(std::move(h), asio::error::already_started, 0);
   }
-  st_->write_iov = iov;
+  std::copy_n(iov.begin(), n_iov, st_->write_iov.begin());
   st_->write_iov_n = n_iov;
   if (st_->writable && reactor_->dispatching_) {  // goes out with the batch's other writes
     st_->write_op = FdState::Op::kWrite;

@@ -86,8 +86,11 @@ class Reactor {
   static void performRead(FdState& s);
   static void performWrite(FdState& s);
 
-  int epfd_ = -1;
-  std::optional<Exec> exec_;
+  // Watching (and owning) the epoll instance; empty before start() and after shutdown().
+  bool live() const { return watch_.has_value(); }
+  int epfd() { return watch_->native_handle(); }
+
+  std::optional<Exec> exec_;  // set by start(), kept after shutdown (sockets still ask for it)
   std::optional<asio::posix::basic_stream_descriptor<Exec>> watch_;
   std::unordered_set<FdState*> states_;
   std::vector<std::unique_ptr<FdState>> retired_;
