@@ -202,6 +202,9 @@ int runAgent(const AgentFlags& flags) {
   hooks.on_cold = [&autoscaling_ptr](const std::string& app, const std::string& service) {
     if (autoscaling_ptr) autoscaling_ptr->kick(app, service);
   };
+  hooks.scaled_off = [&autoscaling_ptr](const std::string& app, const std::string& service) {
+    return autoscaling_ptr != nullptr && autoscaling_ptr->scaledOff(app, service);
+  };
   gateway::Gateway gw(gw_options, clock, hooks);
   gateway::CatalogWatcher catalog(**store, [&gw](std::shared_ptr<const gateway::RouteTable> t) {
     gw.setTable(std::move(t));

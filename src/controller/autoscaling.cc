@@ -26,6 +26,12 @@ int Autoscaling::desired(const std::string& app, const std::string& service,
   return std::clamp(it->second.desired, bounds.min, std::max(bounds.min, bounds.max));
 }
 
+bool Autoscaling::scaledOff(const std::string& app, const std::string& service) {
+  std::lock_guard lock(mu_);
+  auto it = services_.find(app + "/" + service);
+  return it != services_.end() && it->second.max_in_force == 0;
+}
+
 void Autoscaling::kick(const std::string& app, const std::string& service) {
   {
     std::lock_guard lock(mu_);
@@ -80,6 +86,7 @@ Status Autoscaling::stepOnce() {
         ScaleBounds bounds = autoscaler::boundsInForce(
             spec.scale, ov == override_by_service.end() ? nullptr : &ov->second, now);
         PerService& svc = services_[id];
+        svc.max_in_force = bounds.max;
         autoscaler::PolicyParams params = autoscaler::PolicyParams::fromSpec(spec.scale);
         if (!svc.policy || params.concurrency != svc.params.concurrency ||
             params.idle != svc.params.idle) {

@@ -54,6 +54,9 @@ class Autoscaling {
   // The desired count of app/service inside `bounds`: the policy's answer, or bounds.min before
   // the policy has spoken for it.
   int desired(const std::string& app, const std::string& service, const ScaleBounds& bounds);
+  // Whether the bounds in force for app/service, at the last pass, were max = 0 (the gateway
+  // then answers 503 at once instead of holding requests). False for a service not seen yet.
+  bool scaledOff(const std::string& app, const std::string& service);
   // A request was parked for app/service: decide now instead of at the next tick.
   void kick(const std::string& app, const std::string& service);
 
@@ -67,6 +70,7 @@ class Autoscaling {
     std::unique_ptr<autoscaler::Autoscaler> policy;
     autoscaler::PolicyParams params;
     int desired = 0;
+    int max_in_force = -1;  // bounds.max at the last pass
     std::string reason;
   };
   void loop();

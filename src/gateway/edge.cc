@@ -380,6 +380,18 @@ size_t Socket::readSome(asio::mutable_buffer b, error_code& ec) {
   return recvOnce(*st_, b, ec);
 }
 
+bool Socket::idleAndClean() {
+  if (!st_ || st_->closed_by_peer) return false;
+  if (!st_->readable) return true;
+  char byte;
+  ssize_t n = ::recv(st_->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    st_->readable = false;  // drained: the next edge says the peer spoke
+    return true;
+  }
+  return false;  // bytes waiting, end of stream or an error
+}
+
 size_t Socket::writeSome(std::span<const asio::const_buffer> bufs, error_code& ec) {
   if (!st_) {
     ec = asio::error::bad_descriptor;

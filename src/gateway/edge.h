@@ -134,6 +134,11 @@ class Socket {
   // The peer's address, or nullopt.
   std::optional<tcp::endpoint> remoteEndpoint() const;
 
+  // For an idle connection about to carry a new request: true when the peer has sent nothing
+  // since the last read drained it (no edge, or a peek finds nothing), false when it has bytes
+  // waiting (a response nobody asked for) or has closed. Costs a system call only after an edge.
+  bool idleAndClean();
+
   // A listener's next connection (non-blocking, close-on-exec), or -1 with `ec` set
   // (would_block: none waiting; wait with async_wait_readable).
   int accept(tcp::endpoint* peer, error_code& ec);

@@ -14,8 +14,6 @@
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ssl.hpp>
-#include <boost/beast/http/basic_parser.hpp>
-#include <boost/beast/http/error.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -33,14 +31,14 @@
 
 #include "core/ascii.h"
 #include "gateway/edge.h"
+#include "gateway/exchange.h"
+#include "gateway/http1.h"
 #include "gateway/tls.h"
 
 namespace baton::gateway {
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
@@ -66,6 +64,7 @@ Steady::time_point coarseNow() {
 constexpr size_t kUpstreamBuf = 32 * 1024;
 constexpr uint64_t kAcceptBurst = 3;  // connections accepted before the accept loop yields
 constexpr size_t kMaxFields = 128;
+constexpr size_t kMaxResponseHead = kUpstreamBuf - 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
@@ -81,24 +80,6 @@ void appendBuf(std::vector<asio::const_buffer>& iov, const char* p, size_t n) {
     }
   }
   iov.emplace_back(p, n);
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-// Calls f(token) for each comma-separated token of a header value.
-template <class F>
-void forEachToken(std::string_view v, F&& f) {
-  while (!v.empty()) {
-    auto comma = v.find(',');
-    std::string_view tok = trim(v.substr(0, comma));
-    if (!tok.empty()) f(tok);
-    if (comma == std::string_view::npos) break;
-    v.remove_prefix(comma + 1);
-  }
 }
 
 void appendJsonString(std::string& out, std::string_view s) {
@@ -213,173 +194,6 @@ struct IoBuf {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Framing-only parsers: callbacks record views into the caller's buffer, which stays put until
-// the header is complete.
-
-struct FieldRef {
-  http::field f;
-  std::string_view name, value;
-  const char* line_begin;  // for verbatim relay
-  const char* line_end;    // one past the line's '\n'
-  bool drop;
-};
-
-// Beast's parser used for framing only: the body callbacks consume bytes without keeping them
-// (the session relays the bytes itself); subclasses record the head.
-template <bool isRequest>
-class FramingParser : public http::basic_parser<isRequest> {
- protected:
-  void on_header_impl(error_code&) override {}
-  void on_body_init_impl(boost::optional<std::uint64_t> const&, error_code&) override {}
-  std::size_t on_body_impl(beast::string_view body, error_code&) override { return body.size(); }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
-  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, error_code&) override {
-    return body.size();
-  }
-  void on_finish_impl(error_code&) override {}
-};
-
-class ReqParser final : public FramingParser<true> {
- public:
-  explicit ReqParser(std::vector<FieldRef>* fields) : fields_(fields) { fields_->clear(); }
-  std::string_view method, target, host, authorization, xff;
-  int version = 11;
-  bool expect_continue = false;
-  bool upgrade_ws = false;
-  bool conn_upgrade = false;
-  bool has_body_header = false;
-  bool too_many_fields = false;
-  std::vector<std::string_view> conn_tokens;  // extra tokens named in Connection
-
- private:
-  void on_request_impl(http::verb, beast::string_view m, beast::string_view t, int v,
-                       error_code&) override {
-    method = {m.data(), m.size()};
-    target = {t.data(), t.size()};
-    version = v;
-  }
-  void on_response_impl(int, beast::string_view, int, error_code&) override {}
-  void on_field_impl(http::field f, beast::string_view n, beast::string_view v,
-                     error_code& ec) override {
-    if (fields_->size() >= kMaxFields) {
-      too_many_fields = true;
-      ec = http::error::header_limit;
-      return;
-    }
-    std::string_view name(n.data(), n.size()), value(v.data(), v.size());
-    bool drop = false;
-    switch (f) {
-      case http::field::host:
-        host = value;
-        break;
-      case http::field::authorization:
-        authorization = value;
-        break;
-      case http::field::connection:
-      case http::field::proxy_connection:
-        drop = true;
-        forEachToken(value, [&](std::string_view tok) {
-          if (iequalsAscii(tok, "upgrade")) {
-            conn_upgrade = true;
-          } else if (!iequalsAscii(tok, "close") && !iequalsAscii(tok, "keep-alive")) {
-            conn_tokens.push_back(tok);
-          }
-        });
-        break;
-      case http::field::keep_alive:
-      case http::field::te:
-      case http::field::trailer:
-        drop = true;
-        break;
-      case http::field::upgrade:
-        if (iequalsAscii(trim(value), "websocket")) upgrade_ws = true;
-        drop = true;  // re-added for WebSocket
-        break;
-      case http::field::expect:
-        if (iequalsAscii(trim(value), "100-continue")) {
-          expect_continue = true;
-          drop = true;
-        }
-        break;
-      case http::field::content_length:
-      case http::field::transfer_encoding:
-        has_body_header = true;
-        break;
-      default:
-        if (f == http::field::unknown && name.size() >= 15 && (name[0] == 'x' || name[0] == 'X')) {
-          if (iequalsAscii(name, "x-forwarded-for")) {
-            xff = value;
-            drop = true;
-          } else if (iequalsAscii(name, "x-forwarded-proto") || iequalsAscii(name, "x-forwarded-host")) {
-            drop = true;
-          }
-        }
-    }
-    fields_->push_back({f, name, value, nullptr, nullptr, drop});
-  }
-
-  std::vector<FieldRef>* fields_;
-};
-
-class RespParser final : public FramingParser<false> {
- public:
-  explicit RespParser(std::vector<FieldRef>* fields) : fields_(fields) { fields_->clear(); }
-  int status = 0;
-  bool any_dropped = false;
-  std::vector<std::string_view> conn_tokens;
-
- private:
-  void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
-                       error_code&) override {}
-  void on_response_impl(int code, beast::string_view, int, error_code&) override { status = code; }
-  void on_field_impl(http::field f, beast::string_view n, beast::string_view v,
-                     error_code& ec) override {
-    if (fields_->size() >= kMaxFields) {
-      ec = http::error::header_limit;
-      return;
-    }
-    std::string_view name(n.data(), n.size()), value(v.data(), v.size());
-    bool drop = false;
-    switch (f) {
-      case http::field::connection:
-      case http::field::proxy_connection:
-        drop = status != 101;
-        forEachToken(value, [&](std::string_view tok) {
-          if (!iequalsAscii(tok, "close") && !iequalsAscii(tok, "keep-alive") && !iequalsAscii(tok, "upgrade")) {
-            conn_tokens.push_back(tok);
-          }
-        });
-        break;
-      case http::field::keep_alive:
-      case http::field::te:
-      case http::field::trailer:
-        drop = true;
-        break;
-      case http::field::upgrade:
-        drop = status != 101;
-        break;
-      default:
-        break;
-    }
-    // The raw line: from the name to the '\n' that is not followed by a fold.
-    const char* begin = n.data();
-    const char* p = v.data() + v.size();
-    if (v.size() == 0 || p < begin) p = begin + n.size();
-    const char* end = nullptr;
-    for (;; ++p) {
-      if (*p == '\n' && p[1] != ' ' && p[1] != '\t') {
-        end = p + 1;
-        break;
-      }
-    }
-    any_dropped |= drop;
-    fields_->push_back({f, name, value, begin, end, drop});
-  }
-
-  std::vector<FieldRef>* fields_;
-};
-
-// ---------------------------------------------------------------------------------------------
 // Shared state: backends, services, the compiled table.
 
 struct BackendState {
@@ -462,7 +276,7 @@ struct TlsHolder {
 
 struct PooledConn {
   Socket socket;
-  Steady::time_point since;
+  Steady::time_point expires;  // not reused from then on (our idle limit, or the backend's)
 };
 
 struct Conn;
@@ -530,14 +344,16 @@ struct Conn {
   Socket up;
   uint64_t up_backend = 0;
   bool up_reused = false;
-  bool up_idle = false;  // `up` is open, clean and unused since up_since
-  Steady::time_point up_since{};
+  bool up_idle = false;  // `up` is open, clean and unused until up_expires
+  Steady::time_point up_expires{};
   IoBuf cbuf;
   IoBuf rbuf;
   std::string head;     // the rebuilt upstream request head
   std::string scratch;  // TLS write coalescing, error bodies
   std::string client_ip;
-  std::vector<FieldRef> fields;
+  http1::RequestHead req;    // the request being proxied; owns its head's bytes
+  http1::ResponseHead resp;  // its response's head; owns its bytes
+  RequestPlan plan;
   std::vector<asio::const_buffer> iov;
 
   Socket& clientSocket() { return tls ? tls->next_layer() : *plain; }
@@ -581,8 +397,15 @@ struct Gateway::Impl {
   Impl(GatewayOptions o, Clock& c, GatewayHooks h)
       : opts(std::move(o)), clock(c), hooks(std::move(h)) {
     if (hooks.authorizer) {
-      for (const auto& s : hooks.authorizer->strippedHeaders()) stripped.push_back(s);
+      for (const auto& s : hooks.authorizer->strippedHeaders()) {
+        policy.identity_headers.push_back(lowerAscii(s));
+      }
     }
+    policy.max_body_bytes = opts.limits.max_body_bytes;
+    head_limits.max_head_bytes = opts.limits.max_header_bytes;
+    head_limits.max_fields = kMaxFields;
+    response_limits.max_head_bytes = kMaxResponseHead;
+    response_limits.max_fields = kMaxFields;
     if (opts.limits.max_header_bytes < 1024) opts.limits.max_header_bytes = 1024;
   }
   // The workers' io_contexts destroy the suspended sessions, whose guards still point at
@@ -592,13 +415,15 @@ struct Gateway::Impl {
   GatewayOptions opts;
   Clock& clock;
   GatewayHooks hooks;
-  std::vector<std::string> stripped;
+  ForwardPolicy policy;
+  http1::Limits head_limits, response_limits;
   std::vector<std::unique_ptr<Worker>> workers;
   std::atomic<bool> stopping{false};
   bool started = false;
   int http_port = 0, https_port = 0;
   std::atomic<int64_t> live_conns{0};
   std::atomic<int64_t> conns_total{0}, no_route{0}, bad_requests{0}, tls_failures{0};
+  std::atomic<int64_t> auth_refused{0}, bad_responses{0};
 
   // Routing table.
   std::mutex table_mu;
@@ -789,25 +614,6 @@ std::string errorResponse(int status, std::string_view message, bool close,
   return r;
 }
 
-bool badPath(std::string_view target) {
-  if (target.empty() || target[0] != '/') return true;
-  std::string_view path = target.substr(0, target.find('?'));
-  // Dot segments (also percent-encoded) could route a request past a route's auth.
-  size_t i = 0;
-  while (i < path.size()) {
-    size_t j = path.find('/', i + 1);
-    std::string_view seg =
-        path.substr(i + 1, (j == std::string_view::npos ? path.size() : j) - i - 1);
-    if (seg == "." || seg == ".." || iequalsAscii(seg, "%2e") || iequalsAscii(seg, "%2e%2e") ||
-        iequalsAscii(seg, ".%2e") || iequalsAscii(seg, "%2e.")) {
-      return true;
-    }
-    if (j == std::string_view::npos) break;
-    i = j;
-  }
-  return false;
-}
-
 // Whether the worker may keep one more idle connection to `backend` (pooled or kept).
 bool roomForIdle(const Worker::IdleConns& idle, size_t limit) {
   return idle.pooled.size() + idle.kept < limit;
@@ -822,7 +628,6 @@ void keepUpstream(Worker& w, Conn& c) {
     return;
   }
   c.up_idle = true;
-  c.up_since = coarseNow();
   ++idle.kept;
 }
 
@@ -840,7 +645,7 @@ void poolUpstream(Worker& w, Conn& c) {
   if (!c.up.is_open()) return;
   Worker::IdleConns& idle = w.pool[c.up_backend];
   if (roomForIdle(idle, w.pool_limit)) {
-    idle.pooled.push_back({std::move(c.up), c.up_since});
+    idle.pooled.push_back({std::move(c.up), c.up_expires});
     c.up = Socket(w.reactor);
   } else {
     c.up.close();
@@ -901,12 +706,114 @@ Awaitable<void> pipe(std::shared_ptr<Conn> c, From& from, To& to, IoBuf& buf, Du
   if (c->open) c->closeAll();
 }
 
+// Feeds [p, p + n) to a body decoder and appends the runs it relays to `iov`. Returns how many
+// of the bytes belong to the body (what follows is the next message); `*err` on a framing error.
+size_t decodeBody(http1::BodyDecoder& d, const char* p, size_t n,
+                  std::vector<asio::const_buffer>& iov, http1::Error* err) {
+  size_t used = 0;
+  *err = http1::Error::kNone;
+  while (used < n && !d.done()) {
+    http1::BodyDecoder::Step st = d.feed(p + used, n - used);
+    if (st.forward) appendBuf(iov, p + used, st.n);
+    used += st.n;
+    if (st.error != http1::Error::kNone) {
+      *err = st.error;
+      break;
+    }
+    if (st.n == 0) break;
+  }
+  return used;
+}
+
+// RFC 9110 §9.2.2: a request the client may send twice.
+bool idempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
+         method == "PUT" || method == "DELETE";
+}
+
+// How reading a response head ended.
+enum class HeadRead { kOk, kTimeout, kClosedBeforeAnyByte, kClosed, kTooLarge };
+
+// Reads from the upstream connection until `c.rbuf` holds a whole response head; `*len` is its
+// length.
+Awaitable<HeadRead> readResponseHead(Conn& c, Duration timeout, size_t* len) {
+  c.rbuf.compact();
+  size_t scan = 0;
+  bool got_any = c.rbuf.size() > 0;
+  for (;;) {
+    *len = http1::findHeadEnd({c.rbuf.data(), c.rbuf.size()}, &scan);
+    if (*len > 0) co_return HeadRead::kOk;
+    if (c.rbuf.size() >= kMaxResponseHead || c.rbuf.full()) co_return HeadRead::kTooLarge;
+    c.setDeadline(timeout);
+    c.fired = false;
+    auto [ec, n] = co_await readSome(c.up, c.rbuf.space());
+    if (ec || n == 0) {
+      bool timed_out = c.fired;
+      c.fired = false;
+      if (timed_out) co_return HeadRead::kTimeout;
+      co_return got_any ? HeadRead::kClosed : HeadRead::kClosedBeforeAnyByte;
+    }
+    got_any = true;
+    c.rbuf.e += n;
+  }
+}
+
+// A new connection to `backend` on c.up (closed first); false when it cannot be made in time.
+Awaitable<bool> connectUpstream(Conn& c, const BackendState& backend, Duration timeout,
+                                bool* timed_out) {
+  c.up.close();
+  c.up_reused = false;
+  c.rbuf.b = c.rbuf.e = 0;
+  c.setDeadline(timeout);
+  c.fired = false;
+  auto [ec, ig_n] = co_await c.up.async_connect(backend.endpoint, kUse);
+  *timed_out = c.fired;
+  c.fired = false;
+  if (ec) {
+    c.up.close();
+    co_return false;
+  }
+  c.up.setNoDelay();
+  co_return true;
+}
+
+// Takes an idle connection to `backend`: the one this client kept, else the newest pooled one.
+// A connection that is too old, has unread bytes or was closed by the backend is closed instead.
+bool takeIdleUpstream(Worker& w, Conn& c, const BackendState& backend) {
+  auto now = coarseNow();
+  if (c.up_idle) {
+    unkeepUpstream(w, c);
+    const bool same = c.up_backend == backend.id;
+    if (same && now < c.up_expires && c.up.idleAndClean()) return true;
+    if (same || now >= c.up_expires) {
+      c.up.close();
+    } else {
+      poolUpstream(w, c);  // checked again by whoever takes it
+    }
+  }
+  auto it = w.pool.find(backend.id);
+  if (it == w.pool.end()) return false;
+  auto& pool = it->second.pooled;
+  while (!pool.empty()) {
+    PooledConn pc = std::move(pool.back());
+    pool.pop_back();
+    if (now < pc.expires && pc.socket.idleAndClean()) {
+      c.up = std::move(pc.socket);
+      return true;
+    }
+    pc.socket.close();
+  }
+  return false;
+}
+
 }  // namespace
 
 template <class Stream>
 Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool https) {
   const GatewayLimits& lim = opts.limits;
   Worker& w = c->worker;
+  http1::RequestHead& req = c->req;
+  RequestPlan& plan = c->plan;
   auto respondError = [&](int status, std::string_view msg, bool close,
                           std::string_view extra = {}) -> Awaitable<void> {
     c->scratch = errorResponse(status, msg, close, extra);
@@ -937,94 +844,75 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
     first = false;
     c->busy = true;
     c->setDeadline(lim.header_timeout);
-    ReqParser p(&c->fields);
-    p.header_limit(static_cast<uint32_t>(lim.max_header_bytes));
-    if (lim.max_body_bytes > 0) {
-      p.body_limit(lim.max_body_bytes);
-    } else {
-      p.body_limit(boost::none);
-    }
-    size_t parsed = 0;  // header bytes consumed by the parser; the buffer stays put meanwhile
+    size_t head_len = 0, scan = 0;
     for (;;) {
-      error_code ec;
-      parsed += p.put(asio::buffer(c->cbuf.data() + parsed, c->cbuf.size() - parsed), ec);
-      if (p.is_header_done()) break;
-      if (ec == http::error::need_more) {
-        if (c->cbuf.full() || c->cbuf.size() >= lim.max_header_bytes) {
-          bad_requests.fetch_add(1, std::memory_order_relaxed);
-          co_await respondError(431, "request header too large", true);
-          co_return;
-        }
-        auto [rec, n] = co_await readSome(s, c->cbuf.space());
-        if (rec || n == 0) {
-          if (c->fired) {
-            c->fired = false;
-            bad_requests.fetch_add(1, std::memory_order_relaxed);
-            co_await respondError(408, "request header timeout", true);
-          }
-          co_return;
-        }
-        c->cbuf.e += n;
-        continue;
+      while (c->cbuf.size() >= 2 && c->cbuf.data()[0] == '\r' && c->cbuf.data()[1] == '\n') {
+        c->cbuf.consume(2);  // empty lines before a request line are ignored (RFC 9112 §2.2)
+        scan = 0;
       }
-      bad_requests.fetch_add(1, std::memory_order_relaxed);
-      if (ec == http::error::header_limit) {
+      head_len = http1::findHeadEnd({c->cbuf.data(), c->cbuf.size()}, &scan);
+      if (head_len > 0) break;
+      c->cbuf.compact();
+      if (c->cbuf.full() || c->cbuf.size() >= lim.max_header_bytes) {
+        bad_requests.fetch_add(1, std::memory_order_relaxed);
         co_await respondError(431, "request header too large", true);
-      } else if (ec == http::error::body_limit) {
-        co_await respondError(413, "request body too large", true);
-      } else {
-        co_await respondError(400, std::string("malformed request: ") + ec.message(), true);
+        co_return;
       }
-      co_return;
-    }
-    auto t0 = Steady::now();
-    bool keep_alive = p.keep_alive();
-    bool has_body = !p.is_done();  // Content-Length > 0 or chunked
-    // Connection-named headers are hop-by-hop too.
-    for (auto tok : p.conn_tokens) {
-      for (auto& f : c->fields) {
-        if (iequalsAscii(f.name, tok)) f.drop = true;
-      }
-    }
-    if (!stripped.empty()) {
-      for (auto& f : c->fields) {
-        for (const auto& h : stripped) {
-          if (iequalsAscii(f.name, h)) f.drop = true;
+      auto [rec, n] = co_await readSome(s, c->cbuf.space());
+      if (rec || n == 0) {
+        if (c->fired) {
+          c->fired = false;
+          bad_requests.fetch_add(1, std::memory_order_relaxed);
+          co_await respondError(408, "request header timeout", true);
         }
+        co_return;
       }
+      c->cbuf.e += n;
     }
-    bool websocket = p.upgrade_ws && p.conn_upgrade;
-
-    if (badPath(p.target) || p.method == "CONNECT") {
+    // The head's bytes move into `req`, which owns them; the buffer holds the body from here.
+    http1::Error perr = req.parse({c->cbuf.data(), head_len}, head_limits);
+    c->cbuf.consume(head_len);
+    auto t0 = Steady::now();
+    if (!checkRequest(req, perr, policy, &plan)) {
       bad_requests.fetch_add(1, std::memory_order_relaxed);
-      co_await respondError(400, "bad request target", true);
+      co_await respondError(plan.status, plan.message, true);
       co_return;
     }
+    const bool has_body = req.framing() != http1::Framing::kNone;
+    const bool keep_alive = req.keepAlive();
 
-    // ---- Route.
+    // ---- Route and identity. A refused request never counts toward a service's load.
     if (w.version != table_version.load(std::memory_order_acquire)) {
       std::lock_guard lock(table_mu);
       w.compiled = compiled;
       w.version = table_version.load(std::memory_order_acquire);
     }
     std::shared_ptr<const Compiled> table = w.compiled;
-    int idx = table->table->match(p.host, p.target);
-    if (idx < 0) {
-      no_route.fetch_add(1, std::memory_order_relaxed);
-      bool close = !keep_alive || has_body;
-      co_await respondError(404, "no route", close);
-      if (close) co_return;
-      c->cbuf.consume(parsed);
+    if (!routeRequest(req, *table->table, hooks.authorizer.get(), &plan)) {
+      (plan.status == 404 ? no_route : auth_refused).fetch_add(1, std::memory_order_relaxed);
+      std::string extra;
+      if (!plan.www_authenticate.empty()) {
+        extra = "WWW-Authenticate: " + plan.www_authenticate + "\r\n";
+      }
+      co_await respondError(plan.status, plan.message, plan.close, extra);
+      if (plan.close) co_return;
       continue;
     }
+    int idx = plan.route;
     ServiceRuntime* svc = table->entries[static_cast<size_t>(idx)].svc;
+    if (table->entries[static_cast<size_t>(idx)].backends.empty() && hooks.scaled_off &&
+        hooks.scaled_off(svc->app, svc->service)) {
+      // Its bounds in force say max = 0: nothing will start, so nothing is held.
+      const bool close = !keep_alive || has_body;
+      co_await respondError(503, "service is scaled off (max = 0 in force)", close);
+      if (close) co_return;
+      continue;
+    }
     svc->arrivals.fetch_add(1, std::memory_order_relaxed);
     svc->in_flight.fetch_add(1, std::memory_order_relaxed);
-    int final_status = 0;
     uint64_t bytes_up = 0, bytes_down = 0;
     std::string backend_key;
     auto finish = [&](int status) {
-      final_status = status;
       svc->in_flight.fetch_sub(1, std::memory_order_relaxed);
       auto& counter = status >= 500   ? svc->r5xx
                       : status >= 400 ? svc->r4xx
@@ -1041,11 +929,11 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         line += ",\"proto\":\"";
         line += proto;
         line += "\",\"method\":";
-        appendJsonString(line, p.method);
+        appendJsonString(line, req.method());
         line += ",\"host\":";
-        appendJsonString(line, p.host);
+        appendJsonString(line, req.host());
         line += ",\"target\":";
-        appendJsonString(line, p.target);
+        appendJsonString(line, plan.target);
         line += ",\"app\":";
         appendJsonString(line, svc->app);
         line += ",\"service\":";
@@ -1061,30 +949,13 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         spdlog::info("{}", line);
       }
     };
-    const model::Route* route = &table->table->entry(idx).route;
-
-    // ---- Identity.
-    AuthDecision decision;
-    if (route->auth != "public") {
-      if (!hooks.authorizer) {
-        decision.status = 401;
-      } else {
-        decision = hooks.authorizer->authorize(p.authorization, *route);
-      }
-      if (decision.status != 0) {
-        std::string extra;
-        if (!decision.www_authenticate.empty()) {
-          extra = "WWW-Authenticate: " + decision.www_authenticate + "\r\n";
-        }
-        bool close = !keep_alive || has_body;
-        co_await respondError(decision.status,
-                              decision.status == 403 ? "forbidden" : "unauthorized", close, extra);
-        finish(decision.status);
-        if (close) co_return;
-        c->cbuf.consume(parsed);
-        continue;
-      }
-    }
+    // Every 502 and 504 is logged with its reason (the client only sees the status).
+    auto upstreamError = [&](int status, std::string_view reason) -> Awaitable<void> {
+      spdlog::warn("gateway: {} {} {} -> {}/{} backend {}: {}", status, req.method(), plan.target,
+                   svc->app, svc->service, backend_key.empty() ? "-" : backend_key, reason);
+      co_await respondError(status, reason, true);
+      finish(status);
+    };
 
     // ---- Hold at zero: park until the service has a backend.
     bool was_parked = false;
@@ -1147,85 +1018,41 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         w.version = table_version.load(std::memory_order_acquire);
       }
       table = w.compiled;
-      idx = table->table->match(p.host, p.target);
-      if (idx < 0 || table->entries[static_cast<size_t>(idx)].svc != svc) {
-        bool close = !keep_alive || has_body;
-        co_await respondError(404, "no route", close);
-        finish(404);
+      // Routed and authorized again on the table that released it: the route, its identity
+      // verdict and the claims forwarded always belong together.
+      if (!routeRequest(req, *table->table, hooks.authorizer.get(), &plan) ||
+          table->entries[static_cast<size_t>(plan.route)].svc != svc) {
+        int status = plan.status != 0 ? plan.status : 404;
+        const bool close = !keep_alive || has_body;
+        co_await respondError(status, status == 404 ? "no route" : plan.message, close);
+        finish(status);
         if (close) co_return;
-        c->cbuf.consume(parsed);
         goto next_request;
       }
-      route = &table->table->entry(idx).route;
+      idx = plan.route;
     }
 
     {
       const EntryRuntime& rt = table->entries[static_cast<size_t>(idx)];
-      // ---- Build the upstream head (one string, reused per connection).
-      std::string& head = c->head;
-      head.clear();
-      head.append(p.method);
-      head += ' ';
-      if (route->strip_prefix) {
-        head += RouteTable::rewriteTarget(*route, p.target);
-      } else {
-        head.append(p.target);
-      }
-      head += " HTTP/1.1\r\n";
-      for (const auto& f : c->fields) {
-        if (f.drop) continue;
-        head.append(f.name);
-        head += ": ";
-        head.append(f.value);
-        head += "\r\n";
-      }
-      head += "X-Forwarded-For: ";
-      if (!p.xff.empty()) {
-        head.append(p.xff);
-        head += ", ";
-      }
-      head += c->client_ip;
-      head += "\r\nX-Forwarded-Proto: ";
-      head += proto;
-      head += "\r\n";
-      if (!p.host.empty()) {
-        head += "X-Forwarded-Host: ";
-        head.append(p.host);
-        head += "\r\n";
-      }
-      for (const auto& [k, v] : decision.add_headers) {
-        head += k;
-        head += ": ";
-        head += v;
-        head += "\r\n";
-      }
-      if (websocket) head += "Connection: Upgrade\r\nUpgrade: websocket\r\n";
-      head += "\r\n";
-
-      // Body bytes already buffered go in the same write as the head.
-      size_t body_ready = 0;
-      error_code pec;
-      while (!p.is_done() && parsed + body_ready < c->cbuf.size()) {
-        size_t k = p.put(asio::buffer(c->cbuf.data() + parsed + body_ready,
-                                      c->cbuf.size() - parsed - body_ready),
-                         pec);
-        if (pec == http::error::need_more) {
-          pec = {};
-          break;
-        }
-        if (pec || k == 0) break;
-        body_ready += k;
-      }
-      if (pec) {
+      buildUpstreamHead(req, plan, ClientInfo{c->client_ip, proto}, &c->head);
+      // The head and the body bytes already here go out in one write.
+      http1::BodyDecoder body(req.framing(), req.contentLength(), lim.max_body_bytes);
+      c->iov.clear();
+      c->iov.emplace_back(c->head.data(), c->head.size());
+      http1::Error berr = http1::Error::kNone;
+      size_t body_ready = decodeBody(body, c->cbuf.data(), c->cbuf.size(), c->iov, &berr);
+      if (berr != http1::Error::kNone) {
         bad_requests.fetch_add(1, std::memory_order_relaxed);
-        co_await respondError(pec == http::error::body_limit ? 413 : 400, "malformed request body",
-                              true);
-        finish(pec == http::error::body_limit ? 413 : 400);
+        int status = statusForRequestError(berr);
+        co_await respondError(status, std::string("malformed request body: ") +
+                                          http1::errorText(berr), true);
+        finish(status);
         co_return;
       }
-      const bool body_complete_in_buffer = p.is_done();
+      // A request whose body is all here can be sent again on a fresh connection.
+      const bool replayable = body.done() && !req.websocketUpgrade();
 
-      // ---- Connect (pool first), one retry elsewhere when the connection cannot be made.
+      // ---- Connect (an idle connection first), one retry elsewhere when it cannot be made.
       BackendState* backend = nullptr;
       BackendState* failed = nullptr;
       bool connected = false;
@@ -1234,55 +1061,26 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         backend = pickBackend(w, rt, failed);
         if (backend == nullptr) break;
         c->up_reused = false;
-        if (c->up_idle) {  // the connection this client used last: keep the pairing if it fits
-          unkeepUpstream(w, *c);
-          if (c->up_backend == backend->id &&
-              coarseNow() - c->up_since < lim.upstream_idle_timeout) {
-            c->up_reused = true;
-            connected = true;
-            break;
-          }
-          poolUpstream(w, *c);
-        }
-        auto& pool = w.pool[backend->id].pooled;
-        while (!pool.empty()) {
-          PooledConn pc = std::move(pool.back());
-          pool.pop_back();
-          if (coarseNow() - pc.since < lim.upstream_idle_timeout) {
-            c->up = std::move(pc.socket);
-            c->up_reused = true;
-            break;
-          }
-          pc.socket.close();
-        }
-        if (c->up_reused) {
+        if (takeIdleUpstream(w, *c, *backend)) {
+          c->up_reused = true;
           connected = true;
           break;
         }
-        c->setDeadline(lim.upstream_connect_timeout);
-        c->fired = false;
-        auto [ec, ig_n] = co_await c->up.async_connect(backend->endpoint, kUse);
-        if (!ec) {
-          c->up.setNoDelay();
+        if (co_await connectUpstream(*c, *backend, lim.upstream_connect_timeout,
+                                     &timed_out_connect)) {
           connected = true;
           break;
         }
-        timed_out_connect = c->fired;
-        c->fired = false;
-        c->up.close();
         backend->ejected_until_ns.store((Steady::now() + lim.eject_time).time_since_epoch().count(),
                                         std::memory_order_relaxed);
         failed = backend;
       }
       release_next.fire();
       if (!connected) {
-        co_await respondError(
-            502, timed_out_connect ? "upstream connect timeout" : "upstream connection failed",
-            !keep_alive || has_body);
-        finish(502);
-        if (!keep_alive || has_body) co_return;
-        c->cbuf.consume(parsed);
-        continue;
+        if (backend != nullptr) backend_key = backend->key;
+        co_await upstreamError(502, timed_out_connect ? "upstream connect timeout"
+                                                      : "upstream connection failed");
+        co_return;
       }
       backend_key = backend->key;
       c->up_backend = backend->id;
@@ -1292,14 +1090,12 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         ~OutstandingGuard() { b->outstanding.fetch_sub(1, std::memory_order_relaxed); }
       } guard{backend};
 
-      // ---- Send the head (+ buffered body), then stream the rest of the body.
-      bool response_started = false;
-      bool upstream_ok = true;
-      int status_sent = 0;
-      for (int send_attempt = 0;; ++send_attempt) {
-        c->iov.clear();
-        c->iov.emplace_back(head.data(), head.size());
-        if (body_ready > 0) c->iov.emplace_back(c->cbuf.data() + parsed, body_ready);
+      // ---- Send the head (+ buffered body), stream the rest of the body, read the response
+      // head. A reused connection that fails before any byte of the response came back is
+      // replaced by a fresh one once: always when the write failed (the backend saw nothing),
+      // and for idempotent requests whose body was all sent at once when it closed.
+      size_t rhead = 0;
+      for (int attempt = 0;; ++attempt) {
         c->setDeadline(lim.idle_timeout);
         error_code wec = co_await writeAll(c->up, c->iov, c->scratch);
         if (was_parked && svc->cold_pending.exchange(false)) {
@@ -1307,249 +1103,185 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
           svc->cold_last_us.store(us);
           if (us > svc->cold_max_us.load()) svc->cold_max_us.store(us);
         }
-        if (!wec) break;
-        c->up.close();
-        if (c->up_reused && send_attempt == 0) {  // a stale pooled connection: reconnect
-          c->setDeadline(lim.upstream_connect_timeout);
-          auto [cec, ig_n] = co_await c->up.async_connect(backend->endpoint, kUse);
-          c->up_reused = false;
-          if (!cec) {
-            c->up.setNoDelay();
+        bool timed_out = false;
+        if (wec) {
+          if (c->up_reused && attempt == 0 &&
+              co_await connectUpstream(*c, *backend, lim.upstream_connect_timeout, &timed_out)) {
             continue;
           }
-          c->up.close();
+          co_await upstreamError(502, "upstream write failed: " + wec.message());
+          co_return;
         }
-        upstream_ok = false;
-        break;
-      }
-      if (!upstream_ok) {
-        co_await respondError(502, "upstream write failed", true);
-        finish(502);
-        co_return;
-      }
-      bytes_up += head.size() + body_ready;
-      c->cbuf.consume(parsed + body_ready);
-      parsed = 0;
-
-      if (!body_complete_in_buffer && !websocket) {
-        if (p.expect_continue) {
-          c->setDeadline(lim.idle_timeout);
-          if (co_await writeOne(s, "HTTP/1.1 100 Continue\r\n\r\n")) {
-            finish(499);
-            co_return;
-          }
-        }
-        // Stream the request body: relay exactly what the parser consumes.
-        while (!p.is_done()) {
-          if (c->cbuf.size() == 0 || c->cbuf.b > 0) {
-            if (c->cbuf.size() == 0) c->cbuf.b = c->cbuf.e = 0;
-          }
-          size_t n = 0;
-          error_code bec;
-          while (!p.is_done() && n < c->cbuf.size()) {
-            size_t k = p.put(asio::buffer(c->cbuf.data() + n, c->cbuf.size() - n), bec);
-            if (bec == http::error::need_more) {
-              bec = {};
-              break;
-            }
-            if (bec || k == 0) break;
-            n += k;
-          }
-          if (bec) {
-            co_await respondError(bec == http::error::body_limit ? 413 : 400,
-                                  "malformed request body", true);
-            finish(400);
-            co_return;
-          }
-          if (n > 0) {
+        if (attempt == 0) bytes_up += asio::buffer_size(c->iov);
+        if (!replayable) {
+          c->cbuf.consume(body_ready);
+          body_ready = 0;
+          if (!body.done() && req.expectContinue()) {
             c->setDeadline(lim.idle_timeout);
-            if (co_await writeOne(c->up, std::string_view(c->cbuf.data(), n))) {
-              co_await respondError(502, "upstream write failed", true);
-              finish(502);
+            if (co_await writeOne(s, "HTTP/1.1 100 Continue\r\n\r\n")) {
+              finish(499);
               co_return;
             }
-            bytes_up += n;
-            c->cbuf.consume(n);
-            continue;
           }
-          if (p.is_done()) break;
-          c->cbuf.compact();
-          if (c->cbuf.full()) {
-            co_await respondError(400, "malformed request body", true);
-            finish(400);
-            co_return;
+          // Stream the rest of the request body: relay what the decoder says belongs to it.
+          while (!body.done()) {
+            if (c->cbuf.size() > 0) {
+              c->iov.clear();
+              size_t used = decodeBody(body, c->cbuf.data(), c->cbuf.size(), c->iov, &berr);
+              if (berr != http1::Error::kNone) {
+                int status = statusForRequestError(berr);
+                co_await respondError(status, std::string("malformed request body: ") +
+                                                  http1::errorText(berr), true);
+                finish(status);
+                co_return;
+              }
+              c->setDeadline(lim.idle_timeout);
+              if (error_code e = co_await writeAll(c->up, c->iov, c->scratch)) {
+                co_await upstreamError(502, "upstream write failed: " + e.message());
+                co_return;
+              }
+              bytes_up += used;
+              c->cbuf.consume(used);
+              continue;
+            }
+            c->cbuf.compact();
+            c->setDeadline(lim.idle_timeout);
+            auto [rec, rn] = co_await readSome(s, c->cbuf.space());
+            if (rec || rn == 0) {
+              finish(499);  // the client went away mid-body
+              co_return;
+            }
+            c->cbuf.e += rn;
           }
-          c->setDeadline(lim.idle_timeout);
-          auto [rec, rn] = co_await readSome(s, c->cbuf.space());
-          if (rec || rn == 0) {
-            finish(499);  // the client went away mid-body
-            co_return;
-          }
-          c->cbuf.e += rn;
         }
+        HeadRead hr = co_await readResponseHead(*c, lim.upstream_response_timeout, &rhead);
+        if (hr == HeadRead::kOk) break;
+        if (hr == HeadRead::kClosedBeforeAnyByte && replayable && c->up_reused && attempt == 0 &&
+            idempotent(req.method()) &&
+            co_await connectUpstream(*c, *backend, lim.upstream_connect_timeout, &timed_out)) {
+          continue;
+        }
+        c->up.close();
+        c->rbuf.b = c->rbuf.e = 0;
+        if (hr == HeadRead::kTimeout) {
+          co_await upstreamError(504, "upstream response timeout");
+        } else if (hr == HeadRead::kTooLarge) {
+          bad_responses.fetch_add(1, std::memory_order_relaxed);
+          co_await upstreamError(502, "upstream response head too large");
+        } else {
+          co_await upstreamError(502, c->up_reused
+                                          ? "upstream closed a reused connection before answering"
+                                          : "upstream closed before answering");
+        }
+        co_return;
       }
+      if (replayable) c->cbuf.consume(body_ready);
 
-      // ---- Read the response head; relay it verbatim minus hop-by-hop lines.
-      const bool head_request = p.method == "HEAD";
-      std::optional<RespParser> rp;
+      // ---- Relay the response: its head verbatim minus hop-by-hop lines, then its body.
+      http1::ResponseHead& resp = c->resp;
       bool client_close = !keep_alive;
-      for (;;) {  // loops over 1xx interim responses
-        rp.emplace(&c->fields);
-        if (head_request) rp->skip(true);
-        rp->header_limit(static_cast<uint32_t>(kUpstreamBuf - 1));
-        rp->body_limit(boost::none);
-        c->rbuf.compact();
-        size_t rparsed = 0;
-        bool got_any = c->rbuf.size() > 0;
-        error_code rec;
-        for (;;) {
-          rec = {};
-          rparsed += rp->put(asio::buffer(c->rbuf.data() + rparsed, c->rbuf.size() - rparsed), rec);
-          if (rp->is_header_done()) break;
-          if (rec != http::error::need_more) break;
-          if (c->rbuf.full()) {
-            rec = http::error::header_limit;
-            break;
+      for (bool first_head = true;; first_head = false) {  // loops over 1xx interim responses
+        if (!first_head) {
+          HeadRead hr = co_await readResponseHead(*c, lim.upstream_response_timeout, &rhead);
+          if (hr != HeadRead::kOk) {
+            c->up.close();
+            c->rbuf.b = c->rbuf.e = 0;
+            finish(resp.status());  // an interim response went out: the client sees a close
+            co_return;
           }
-          c->setDeadline(lim.upstream_response_timeout);
-          c->fired = false;
-          auto [ec, n] = co_await readSome(c->up, c->rbuf.space());
-          if (ec || n == 0) {
-            rec = ec ? ec : asio::error::eof;
-            break;
-          }
-          got_any = true;
-          c->rbuf.e += n;
         }
-        if (!rp->is_header_done()) {
-          bool timed_out = c->fired;
-          c->fired = false;
+        http1::Error rerr = resp.parse({c->rbuf.data(), rhead}, req.method(), response_limits);
+        c->rbuf.consume(rhead);
+        if (rerr != http1::Error::kNone) {
+          bad_responses.fetch_add(1, std::memory_order_relaxed);
           c->up.close();
           c->rbuf.b = c->rbuf.e = 0;
-          if (!response_started) {
-            if (timed_out) {
-              co_await respondError(504, "upstream response timeout", true);
-              finish(504);
-            } else {
-              (void)got_any;
-              co_await respondError(502, "upstream closed or sent a bad response", true);
-              finish(502);
-            }
-          } else {
-            finish(status_sent);
+          if (!first_head) {
+            finish(502);
+            co_return;
           }
+          co_await upstreamError(502, std::string("upstream sent a malformed response: ") +
+                                          http1::errorText(rerr));
           co_return;
         }
-        int status = rp->status;
+        const int status = resp.status();
         const bool interim = status >= 100 && status < 200 && status != 101;
-        if (status == 101 && !websocket) {
+        if (status == 101 && !req.websocketUpgrade()) {
           c->up.close();
-          co_await respondError(502, "unexpected protocol switch", true);
-          finish(502);
+          co_await upstreamError(502, "unexpected protocol switch");
           co_return;
         }
-        // Response connection management.
-        for (auto tok : rp->conn_tokens) {
-          for (auto& f : c->fields) {
-            if (iequalsAscii(f.name, tok)) f.drop = true;
-          }
+        if (!resp.keepAlive() && !interim && status != 101) {
+          // The backend closes after this response; the client's connection stays if it can
+          // still be framed (a close-delimited body cannot).
+          if (resp.framing() == http1::Framing::kUntilClose) client_close = true;
         }
-        const bool upstream_eof_body = !interim && status != 101 && rp->need_eof();
-        if (upstream_eof_body) client_close = true;
         if (stopping.load(std::memory_order_relaxed)) client_close = true;
-        // Gather: status line + kept header lines + our additions + CRLF + buffered body.
-        // Adjacent pieces of the upstream's bytes merge, so an unchanged head and its body go
-        // out as one buffer.
-        const char* hstart = c->rbuf.data();
-        const char* hend = hstart + rparsed - 2;  // before the final CRLF
+        if (interim && req.version() == 10) continue;  // no 1xx to an HTTP/1.0 client
         c->iov.clear();
-        const char* cur = hstart;
-        for (const auto& f : c->fields) {
-          if (!f.drop) continue;
-          if (f.line_begin > cur) appendBuf(c->iov, cur, static_cast<size_t>(f.line_begin - cur));
-          cur = f.line_end;
+        appendBuf(c->iov, resp.statusLine().data(), resp.statusLine().size());
+        for (const http1::Field& f : resp.fields()) {
+          if (!f.drop) appendBuf(c->iov, f.line.data(), f.line.size());
         }
-        if (hend > cur) appendBuf(c->iov, cur, static_cast<size_t>(hend - cur));
         if (!interim && status != 101) {
           if (client_close) {
             appendBuf(c->iov, "Connection: close\r\n", 19);
-          } else if (p.version == 10) {
+          } else if (req.version() == 10) {
             appendBuf(c->iov, "Connection: keep-alive\r\n", 24);
           }
         }
-        appendBuf(c->iov, hend, 2);
-        // Body bytes already here.
-        size_t body_n = 0;
-        error_code bec;
-        if (status != 101) {
-          while (!rp->is_done() && rparsed + body_n < c->rbuf.size()) {
-            size_t k = rp->put(
-                asio::buffer(c->rbuf.data() + rparsed + body_n, c->rbuf.size() - rparsed - body_n),
-                bec);
-            if (bec == http::error::need_more) {
-              bec = {};
-              break;
-            }
-            if (bec || k == 0) break;
-            body_n += k;
-          }
-        }
-        appendBuf(c->iov, c->rbuf.data() + rparsed, body_n);
+        appendBuf(c->iov, "\r\n", 2);
+        http1::BodyDecoder rbody(interim || status == 101 ? http1::Framing::kNone
+                                                          : resp.framing(),
+                                 resp.contentLength());
+        size_t used = decodeBody(rbody, c->rbuf.data(), c->rbuf.size(), c->iov, &berr);
         c->setDeadline(lim.idle_timeout);
         error_code wec = co_await writeAll(s, c->iov, c->scratch);
-        response_started = true;
-        status_sent = status;
         bytes_down += asio::buffer_size(c->iov);
-        c->rbuf.consume(rparsed + body_n);
-        if (wec || bec) {
+        c->rbuf.consume(used);
+        if (wec || berr != http1::Error::kNone) {
+          if (berr != http1::Error::kNone) {
+            spdlog::warn("gateway: {} {} -> {}/{} backend {}: response body: {}", req.method(),
+                         plan.target, svc->app, svc->service, backend_key,
+                         http1::errorText(berr));
+          }
           c->up.close();
+          c->rbuf.b = c->rbuf.e = 0;
           finish(status);
           co_return;
         }
         if (interim) continue;
         if (status == 101) break;
-        // Stream the rest of the body.
-        while (!rp->is_done()) {
-          size_t n = 0;
-          while (!rp->is_done() && n < c->rbuf.size()) {
-            size_t k = rp->put(asio::buffer(c->rbuf.data() + n, c->rbuf.size() - n), bec);
-            if (bec == http::error::need_more) {
-              bec = {};
-              break;
-            }
-            if (bec || k == 0) break;
-            n += k;
-          }
-          if (bec) break;
-          if (n > 0) {
+        // Stream the rest of the body. A backend that breaks off mid-body makes the client's
+        // connection close too: the client sees a broken response, never a made-up whole one.
+        while (!rbody.done()) {
+          if (c->rbuf.size() > 0) {
+            c->iov.clear();
+            used = decodeBody(rbody, c->rbuf.data(), c->rbuf.size(), c->iov, &berr);
+            if (berr != http1::Error::kNone) break;
             c->setDeadline(lim.idle_timeout);
-            if (error_code wec2 = co_await writeOne(s, std::string_view(c->rbuf.data(), n))) {
-              bec = wec2;
+            if (error_code e = co_await writeAll(s, c->iov, c->scratch)) {
+              berr = http1::Error::kTruncated;
               break;
             }
-            bytes_down += n;
-            c->rbuf.consume(n);
+            bytes_down += used;
+            c->rbuf.consume(used);
             continue;
           }
-          if (rp->is_done()) break;
           c->rbuf.compact();
-          if (c->rbuf.full()) {
-            bec = http::error::bad_chunk;
-            break;
-          }
           c->setDeadline(lim.idle_timeout);
-          auto [rec2, rn] = co_await readSome(c->up, c->rbuf.space());
-          if (rec2 == asio::error::eof && rp->need_eof()) {
-            rp->put_eof(bec);
-            break;
-          }
-          if (rec2 || rn == 0) {
-            bec = rec2 ? rec2 : asio::error::eof;
+          auto [rec, rn] = co_await readSome(c->up, c->rbuf.space());
+          if (rec || rn == 0) {
+            berr = rbody.finish();  // complete only when the body is close-delimited
+            if (berr == http1::Error::kNone) c->up.close();
             break;
           }
           c->rbuf.e += rn;
         }
-        if (bec || !rp->is_done()) {
+        if (berr != http1::Error::kNone || !rbody.done()) {
+          spdlog::warn("gateway: {} {} -> {}/{} backend {}: response broken off: {}",
+                       req.method(), plan.target, svc->app, svc->service, backend_key,
+                       http1::errorText(berr));
           c->up.close();
           c->rbuf.b = c->rbuf.e = 0;
           finish(status);
@@ -1558,7 +1290,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         break;
       }
 
-      if (rp->status == 101) {
+      if (resp.status() == 101) {
         // ---- WebSocket (or another upgrade): relay bytes both ways until either side closes.
         finish(101);
         using namespace asio::experimental::awaitable_operators;
@@ -1569,9 +1301,18 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
 
       // ---- Done: keep the upstream connection with this client while it is clean (its next
       // request most likely goes to the same backend); it joins the pool when the client leaves.
-      if (rp->keep_alive() && c->rbuf.size() == 0 && c->up.is_open()) {
+      // A connection with bytes nobody asked for, or whose response was not read to its end,
+      // is never used again.
+      // Idle for at most upstream_idle_timeout, and a second less than the backend's own
+      // Keep-Alive: timeout=N, so that the gateway stops using a connection before the backend
+      // closes it.
+      Duration max_idle = lim.upstream_idle_timeout;
+      if (resp.keepAliveTimeout() >= 0) {
+        max_idle = std::min(max_idle, Duration(resp.keepAliveTimeout() * 1000 - 1000));
+      }
+      if (resp.keepAlive() && c->rbuf.size() == 0 && c->up.is_open() && max_idle.count() > 0) {
+        c->up_expires = coarseNow() + max_idle;
         if (client_close) {
-          c->up_since = coarseNow();
           poolUpstream(w, *c);
         } else {
           keepUpstream(w, *c);
@@ -1580,7 +1321,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         c->up.close();
         c->rbuf.b = c->rbuf.e = 0;
       }
-      finish(rp->status);
+      finish(resp.status());
       if (client_close) co_return;
     }
   next_request:;
@@ -1626,7 +1367,7 @@ Awaitable<void> Gateway::Impl::sweepLoop(Worker* wp) {
     for (auto it = wp->pool.begin(); it != wp->pool.end();) {
       auto& v = it->second.pooled;
       std::erase_if(v, [&](PooledConn& pc) {
-        if (now - pc.since < opts.limits.upstream_idle_timeout) return false;
+        if (now < pc.expires) return false;
         pc.socket.close();
         return true;
       });
@@ -1666,7 +1407,6 @@ Awaitable<void> Gateway::Impl::acceptLoop(Worker& w, Socket& listener, bool http
     c->cbuf = IoBuf(cbuf_size);
     c->client_ip = peer.address().to_string();
     c->iov.reserve(16);
-    c->fields.reserve(32);
     if (https) {
       std::shared_ptr<TlsHolder> holder;
       {

@@ -37,7 +37,10 @@ struct GatewayLimits {
   Duration idle_timeout = Duration(60'000);    // keep-alive idle, body and WebSocket idle
   Duration upstream_connect_timeout = Duration(2'000);    // -> retry elsewhere, then 502
   Duration upstream_response_timeout = Duration(30'000);  // no response head in time -> 504
-  Duration upstream_idle_timeout = Duration(30'000);      // pooled idle upstream connections
+  // Idle upstream connections are not reused after this (nor after the backend's Keep-Alive:
+  // timeout less a second): below the common servers' own idle timeouts (Node 5 s, uvicorn
+  // 5 s), so the gateway lets a connection go before the backend closes it.
+  Duration upstream_idle_timeout = Duration(4'000);
   size_t upstream_pool_size = 64;         // idle upstream connections per backend/thread
   Duration eject_time = Duration(5'000);  // backend ejected after a connect failure
 };
@@ -61,6 +64,9 @@ struct GatewayHooks {
   // A request arrived for a routed service with no healthy backend (called when the service's
   // hold queue becomes non-empty, and at most once a second while it stays so).
   std::function<void(const std::string& app, const std::string& service)> on_cold;
+  // Whether the service's bounds in force say max = 0 (asked only for a service with no
+  // backend): its requests are answered 503 at once instead of being held.
+  std::function<bool(const std::string& app, const std::string& service)> scaled_off;
   std::shared_ptr<Authorizer> authorizer;  // null: non-public routes answer 401
 };
 
