@@ -2,7 +2,9 @@
 # Fuzzes the parsers that read bytes from outside, with libFuzzer, ASan and UBSan:
 #   spec  manifests and the agent config        (src/spec/manifest_fuzz.cc)
 #   auth  JWS/JWT, JWKS, claims, API keys, Authorization headers (src/auth/auth_fuzz.cc)
-# Usage: scripts/fuzz.sh [SECONDS] [spec] [auth]   (default: 30 s each, both)
+#   gateway  HTTP/1.1 request and response heads, chunked bodies, path normalization, the
+#            header filter and the upstream head (src/gateway/http1_fuzz.cc)
+# Usage: scripts/fuzz.sh [SECONDS] [spec] [auth] [gateway]   (default: 30 s each, all three)
 # Configures one clang build (build-fuzz), builds the chosen targets, runs each on a copy of its
 # seed corpus (src/<module>/fuzz_corpus), and exits non-zero when a fuzzer finds a crash, leak
 # or timeout (the reproducer lands in build-fuzz/<target>_artifacts/).
@@ -11,23 +13,23 @@ set -euo pipefail
 
 seconds="${1:-30}"
 if ! [[ "$seconds" =~ ^[0-9]+$ ]]; then
-  echo "usage: $0 [SECONDS] [spec] [auth]" >&2
+  echo "usage: $0 [SECONDS] [spec] [auth] [gateway]" >&2
   exit 2
 fi
 shift || true
 modules=("$@")
-((${#modules[@]})) || modules=(spec auth)
+((${#modules[@]})) || modules=(spec auth gateway)
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BATON_FUZZ_BUILD:-$repo/build-fuzz}"
 export CCACHE_BASEDIR="$repo" CCACHE_NOHASHDIR=1
 
-declare -A target=([spec]=spec_fuzz [auth]=auth_fuzz)
-declare -A dict=([spec]=manifest_fuzz.dict [auth]=auth_fuzz.dict)
-declare -A max_len=([spec]=8192 [auth]=20000)
+declare -A target=([spec]=spec_fuzz [auth]=auth_fuzz [gateway]=gateway_fuzz)
+declare -A dict=([spec]=manifest_fuzz.dict [auth]=auth_fuzz.dict [gateway]=http1_fuzz.dict)
+declare -A max_len=([spec]=8192 [auth]=20000 [gateway]=4096)
 targets=()
 for m in "${modules[@]}"; do
-  [[ -n "${target[$m]:-}" ]] || { echo "$0: unknown module $m (spec, auth)" >&2; exit 2; }
+  [[ -n "${target[$m]:-}" ]] || { echo "$0: unknown module $m (spec, auth, gateway)" >&2; exit 2; }
   targets+=("${target[$m]}")
 done
 

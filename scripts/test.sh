@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
 # Fuzzing smoke runs of the parsers that read bytes from outside (manifests and config; JWTs
-# and JWKS); longer runs: scripts/fuzz.sh SECONDS.
-scripts/fuzz.sh "${BATON_FUZZ_SECONDS:-20}" spec auth
+# and JWKS; the gateway's HTTP framing); longer runs: scripts/fuzz.sh SECONDS.
+scripts/fuzz.sh "${BATON_FUZZ_SECONDS:-20}" spec auth gateway
 ctest --test-dir build --output-on-failure -j1
