@@ -151,8 +151,24 @@ bool validHostHeader(std::string_view v) {
   if (!v.empty() && v.front() == '[') {
     size_t close = v.find(']');
     if (close == std::string_view::npos || close < 2) return false;
-    for (char c : v.substr(1, close - 1)) {
-      if (!isHex(c) && c != ':' && c != '.') return false;
+    std::string_view literal = v.substr(1, close - 1);
+    if (literal[0] == 'v' || literal[0] == 'V') {
+      // IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+      size_t dot = literal.find('.');
+      if (dot == std::string_view::npos || dot < 2 || dot + 1 >= literal.size()) return false;
+      for (char c : literal.substr(1, dot - 1)) {
+        if (!isHex(c)) return false;
+      }
+      for (char c : literal.substr(dot + 1)) {
+        unsigned char u = static_cast<unsigned char>(c);
+        bool ok = (u >= '0' && u <= '9') || ((u | 0x20) >= 'a' && (u | 0x20) <= 'z') ||
+                  std::strchr("-._~!$&'()*+,;=:", c) != nullptr;
+        if (!ok || u == 0) return false;
+      }
+    } else {
+      for (char c : literal) {
+        if (!isHex(c) && c != ':' && c != '.') return false;
+      }
     }
     std::string_view rest = v.substr(close + 1);
     if (!rest.empty()) {
@@ -476,6 +492,81 @@ Error BodyDecoder::finish() {
   return Error::kTruncated;
 }
 
+bool BodyDecoder::extByte(char c) {
+  const bool ws = c == ' ' || c == '\t';
+  const bool tchar = isTokenChar(c);
+  switch (ext_) {
+    case Ext::kAfterSize:  // BWS after the size: only ";" may follow
+    case Ext::kAfterName:
+    case Ext::kAfterValue:
+      if (ws) return true;
+      if (c == ';') {
+        ext_ = Ext::kBeforeName;
+        return true;
+      }
+      if (c == '=' && ext_ == Ext::kAfterName) {
+        ext_ = Ext::kBeforeValue;
+        return true;
+      }
+      return false;
+    case Ext::kBeforeName:
+      if (ws) return true;
+      if (!tchar) return false;
+      ext_ = Ext::kName;
+      return true;
+    case Ext::kName:
+      if (tchar) return true;
+      if (ws) {
+        ext_ = Ext::kAfterName;
+      } else if (c == '=') {
+        ext_ = Ext::kBeforeValue;
+      } else if (c == ';') {
+        ext_ = Ext::kBeforeName;
+      } else {
+        return false;
+      }
+      return true;
+    case Ext::kBeforeValue:
+      if (ws) return true;
+      if (c == '"') {
+        ext_ = Ext::kQuoted;
+      } else if (tchar) {
+        ext_ = Ext::kToken;
+      } else {
+        return false;
+      }
+      return true;
+    case Ext::kToken:
+      if (tchar) return true;
+      if (ws) {
+        ext_ = Ext::kAfterValue;
+      } else if (c == ';') {
+        ext_ = Ext::kBeforeName;
+      } else {
+        return false;
+      }
+      return true;
+    case Ext::kQuoted: {
+      unsigned char u = static_cast<unsigned char>(c);
+      if (c == '"') {
+        ext_ = Ext::kAfterValue;
+      } else if (c == '\\') {
+        ext_ = Ext::kQuotedPair;
+      } else if (!(ws || u == 0x21 || (u >= 0x23 && u <= 0x7e) || u >= 0x80)) {
+        return false;  // qdtext only
+      }
+      return true;
+    }
+    case Ext::kQuotedPair: {
+      unsigned char u = static_cast<unsigned char>(c);
+      if (!(ws || (u >= 0x21 && u != 0x7f))) return false;
+      ext_ = Ext::kQuoted;
+      return true;
+    }
+  }
+  return false;
+}
+
 BodyDecoder::Step BodyDecoder::feed(const char* p, size_t n) {
   Step s;
   if (n == 0 || state_ == State::kDone) return s;
@@ -519,19 +610,21 @@ BodyDecoder::Step BodyDecoder::feed(const char* p, size_t n) {
         if (isHex(c)) {
           if (++size_digits_ > 16) return fail(Error::kBadChunk);
           remaining_ = remaining_ * 16 + static_cast<uint64_t>(hexValue(c));
-        } else if (size_digits_ > 0 && (c == ';' || c == ' ' || c == '\t')) {
-          state_ = State::kSizeExt;
         } else if (size_digits_ > 0 && c == '\r') {
           state_ = State::kSizeLf;
+        } else if (size_digits_ > 0 && (c == ';' || c == ' ' || c == '\t')) {
+          state_ = State::kSizeExt;
+          ext_ = Ext::kAfterSize;
+          if (!extByte(c)) return fail(Error::kBadChunk);
         } else {
           return fail(Error::kBadChunk);
         }
         break;
       case State::kSizeExt:
-        // chunk-ext: tokens, quoted strings, BWS; any CTL but HTAB, or a lone CR/LF, is refused.
-        if (c == '\r') {
+        if (c == '\r' && ext_ != Ext::kBeforeName && ext_ != Ext::kBeforeValue &&
+            ext_ != Ext::kQuoted && ext_ != Ext::kQuotedPair) {
           state_ = State::kSizeLf;
-        } else if (!valueChar(static_cast<unsigned char>(c)) || ++trailer_bytes_ > 4096) {
+        } else if (++trailer_bytes_ > 4096 || !extByte(c)) {
           return fail(Error::kBadChunk);
         }
         break;

@@ -14,8 +14,9 @@
 //    refused (it would make a proxy drop the framing and relay the body as a request).
 //  - Responses: the same field rules; Content-Length and Transfer-Encoding together are refused;
 //    a Transfer-Encoding whose last coding is not chunked means "read until close".
-//  - Chunked bodies: hex sizes of at most 16 digits, extensions without CR/LF/CTL, CRLF after
-//    every chunk; trailer fields are validated and never forwarded.
+//  - Chunked bodies: hex sizes of at most 16 digits, extensions exactly as RFC 9112 §7.1.1's
+//    grammar (tokens and quoted strings, at most 4 KiB a line), CRLF after every chunk; trailer
+//    fields are validated and never forwarded.
 //
 // Ownership: a RequestHead / ResponseHead owns a copy of the head's bytes (`raw()`), and every
 // string_view it hands out points into that copy; they stay valid until the next parse() or the
@@ -191,8 +192,16 @@ class BodyDecoder {
   uint64_t max_body_ = 0;
   uint64_t data_bytes_ = 0;
   int size_digits_ = 0;
-  size_t trailer_bytes_ = 0;
-  bool in_name_ = false;  // reading a trailer field's name
+  size_t trailer_bytes_ = 0;  // also a chunk line's extension bytes
+  bool in_name_ = false;      // reading a trailer field's name
+  // Where kSizeExt is in `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )`.
+  enum class Ext : unsigned char {
+    kAfterSize, kBeforeName, kName, kAfterName, kBeforeValue, kToken, kQuoted, kQuotedPair,
+    kAfterValue,
+  };
+  Ext ext_ = Ext::kAfterSize;
+  // One byte of a chunk line after the size; false when the grammar refuses it.
+  bool extByte(char c);
 };
 
 // Helpers shared with the gateway's header filter.

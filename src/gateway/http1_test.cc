@@ -176,6 +176,7 @@ TEST(Http1Test, FramingOfAcceptedRequests) {
             Error::kNone);
   EXPECT_FALSE(r.keepAlive());
   ASSERT_EQ(parseRequest(r, "GET / HTTP/1.1\r\nHost: \r\n\r\n"), Error::kNone);  // RFC: may be empty
+  ASSERT_EQ(parseRequest(r, "GET / HTTP/1.1\r\nHost: [v1.a:b]:8\r\n\r\n"), Error::kNone);  // IPvFuture
 }
 
 TEST(Http1Test, HopByHopFieldsAreMarked) {
@@ -288,11 +289,21 @@ TEST(Http1Test, ChunkedRefusals) {
   for (const char* bad : {"5\nhello\r\n0\r\n\r\n", "5\r\nhello\n0\r\n\r\n", "5\r\nhelloX\r\n",
                           "g\r\n", "\r\n", ";x\r\n", "11111111111111111\r\n",
                           "5;a\nb\r\nhello\r\n0\r\n\r\n", "0\r\n folded: x\r\n\r\n",
-                          "0\r\nX : y\r\n\r\n", "0\r\n\rx", "-1\r\n"}) {
+                          "0\r\nX : y\r\n\r\n", "0\r\n\rx", "-1\r\n",
+                          // after the size only BWS ";" (found by the h11 differential test:
+                          // "1 0" is one chunk of 0x10 bytes to a backend that skips spaces)
+                          "5 x\r\nhello\r\n0\r\n\r\n", "1 0\r\nh\r\n0\r\n\r\n",
+                          "5;\r\nhello\r\n0\r\n\r\n", "5;a b\r\nhello\r\n0\r\n\r\n",
+                          "5;a=\r\nhello\r\n0\r\n\r\n", "5;a=\"b\r\nhello\r\n0\r\n\r\n",
+                          "5;a=b\"c\"\r\nhello\r\n0\r\n\r\n", "5;=b\r\nhello\r\n0\r\n\r\n"}) {
     EXPECT_EQ(decodeAll(BodyDecoder(Framing::kChunked, 0), bad, 1000), "ERR") << bad;
   }
   EXPECT_EQ(decodeAll(BodyDecoder(Framing::kChunked, 0, 4), "5\r\nhello\r\n0\r\n\r\n", 1000),
             "ERR");  // over the body limit
+  for (const char* good : {"5 ;a = b\r\nhello\r\n0\r\n\r\n", "5;a=\"b \\\" c\";d\r\nhello\r\n0\r\n\r\n",
+                           "5 \r\nhello\r\n0;x\r\n\r\n", "005;A\t;B=1\r\nhello\r\n0\r\n\r\n"}) {
+    EXPECT_NE(decodeAll(BodyDecoder(Framing::kChunked, 0), good, 3), "ERR") << good;
+  }
 }
 
 TEST(Http1Test, LengthAndCloseDelimitedBodies) {
