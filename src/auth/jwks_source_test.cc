@@ -142,9 +142,17 @@ class TlsJwksServer {
 
 class JwksSourceTest : public ::testing::Test {
  protected:
+  // GoogleTest runs these once per suite, and HttpsJwksTest derives from this one: the keys
+  // are made and freed per suite (LeakSanitizer found the second suite's set-up orphaning the
+  // first one's keys).
   static void SetUpTestSuite() {
     k1_ = new TestKey(testing::makeEcKey("k1"));
     k2_ = new TestKey(testing::makeEd25519Key("k2"));
+  }
+  static void TearDownTestSuite() {
+    delete k1_;
+    delete k2_;
+    k1_ = k2_ = nullptr;
   }
   void write(const std::filesystem::path& p, const std::string& text) {
     std::ofstream(p, std::ios::binary | std::ios::trunc) << text;
