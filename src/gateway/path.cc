@@ -34,6 +34,38 @@ void dropLeadingDotDot(std::string* path) {
   if (path->empty()) *path = "/";
 }
 
+// RFC 3986 pchar without pct-encoded: unreserved / sub-delims / ":" / "@".
+bool plainPchar(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  switch (c) {
+    case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'':
+    case '(': case ')': case '*': case '+': case ',': case ';': case '=': case ':': case '@':
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The common case: a target already in normal form (no percent-encoding, no dot segment, no
+// empty segment, only plain characters) needs no rewriting.
+bool alreadyNormal(std::string_view target) {
+  size_t q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  for (size_t i = 0; i < path.size(); ++i) {
+    char c = path[i];
+    if (c == '/') {
+      if (i + 1 < path.size() && (path[i + 1] == '/' || path[i + 1] == '.')) return false;
+    } else if (!plainPchar(c)) {
+      return false;
+    }
+  }
+  if (q == std::string_view::npos) return true;
+  for (char c : target.substr(q + 1)) {
+    if (!plainPchar(c) && c != '/' && c != '?') return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 const char* pathErrorText(PathError e) {
@@ -62,6 +94,10 @@ PathError normalizeTarget(std::string_view target, std::string* out) {
       if (h == '5' && l == 'c') return PathError::kBackslash;
       if (h == '0' && l == '0') return PathError::kNul;
     }
+  }
+  if (alreadyNormal(target)) {
+    out->assign(target.data(), target.size());
+    return PathError::kNone;
   }
   std::string merged(path);
   mergeSlashes(&merged);
