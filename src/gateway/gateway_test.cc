@@ -659,6 +659,49 @@ TEST_F(GatewayTest, AuthHook) {
   EXPECT_EQ(statusOf(r.out), 401);
 }
 
+// A parked request is routed and authorized again on the table that releases it: the route, its
+// identity verdict and the forwarded claims always belong together (a route that became
+// protected while the request waited must not let it through on its old, public verdict).
+TEST_F(GatewayTest, ParkedRequestIsAuthorizedOnTheRouteThatReleasesIt) {
+  Backend be;
+  GatewayHooks hooks;
+  hooks.authorizer = std::make_shared<DenyAll>();
+  startGateway(GatewayOptions{}, hooks);
+  gw_->setTable(tableFor({route("/")}, {}));  // public, at zero
+  std::string out;
+  std::thread client([&] {
+    out = rawExchange(port_, "GET /cold HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+                      10000ms);
+  });
+  ASSERT_TRUE(waitUntil([&] {
+    auto s = gw_->stats();
+    return !s.empty() && s[0].queued == 1;
+  }));
+  auto priv = route("/");
+  priv.auth = "corp";
+  gw_->setTable(tableFor({priv}, {be.port()}));  // now protected, with a backend
+  client.join();
+  EXPECT_EQ(statusOf(out), 401) << out;
+  EXPECT_EQ(be.requests(), 0);
+  // The other way round: a token checked on a protected route, released onto a public one.
+  gw_->setTable(tableFor({priv}, {}));
+  std::thread client2([&] {
+    out = rawExchange(port_,
+                      "GET /cold HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer good\r\n"
+                      "Connection: close\r\n\r\n",
+                      10000ms);
+  });
+  ASSERT_TRUE(waitUntil([&] {
+    auto s = gw_->stats();
+    return !s.empty() && s[0].queued == 1;
+  }));
+  gw_->setTable(tableFor({route("/")}, {be.port()}));
+  client2.join();
+  EXPECT_EQ(statusOf(out), 200) << out;
+  EXPECT_EQ(out.find("x-auth-subject"), std::string::npos) << out;  // no claims on a public route
+  EXPECT_EQ(out.find("authorization"), std::string::npos) << out;   // credentials consumed
+}
+
 // ---- TLS.
 class GatewayTlsTest : public GatewayTest {
  protected:

@@ -481,7 +481,11 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
           table->entries[static_cast<size_t>(plan.route)].svc != svc) {
         int status = plan.status != 0 ? plan.status : 404;
         const bool close = !keep_alive || has_body;
-        co_await respondError(status, status == 404 ? "no route" : plan.message, close);
+        // (A view, not `cond ? "literal" : std::string` inside the co_await: g++ 12 destroys
+        // such a conditional's temporary wrongly in a coroutine frame; ASan caught a bad free.)
+        const std::string_view message =
+            status == 404 ? std::string_view("no route") : std::string_view(plan.message);
+        co_await respondError(status, message, close);
         finish(status);
         if (close) co_return;
         goto next_request;
