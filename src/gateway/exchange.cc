@@ -58,7 +58,15 @@ int statusForRequestError(http1::Error e) {
 
 bool checkRequest(http1::RequestHead& req, http1::Error parse_error, const ForwardPolicy& policy,
                   RequestPlan* plan) {
-  *plan = RequestPlan{};
+  // Field by field, so the strings keep their capacity from one request to the next.
+  plan->status = 0;
+  plan->message.clear();
+  plan->www_authenticate.clear();
+  plan->close = false;
+  plan->route = -1;
+  plan->target.clear();
+  plan->upstream_target.clear();
+  plan->auth = AuthDecision{};
   auto refuse = [&](int status, std::string message) {
     plan->status = status;
     plan->message = std::move(message);
@@ -109,9 +117,11 @@ bool routeRequest(http1::RequestHead& req, const RouteTable& table, Authorizer* 
   } else {
     plan->auth = authorizer->authorize(req.hasAuthorization() ? req.authorization() : "", route);
   }
-  // The gateway consumed the credentials; the backend does not get them.
-  for (http1::Field& f : req.fields()) {
-    if (sameHeaderName(f.name, "authorization")) f.drop = true;
+  // The gateway consumed the credentials; the backend does not get them unless the route asks.
+  if (!route.forward_authorization) {
+    for (http1::Field& f : req.fields()) {
+      if (sameHeaderName(f.name, "authorization")) f.drop = true;
+    }
   }
   if (plan->auth.status == 0) return true;
   plan->status = plan->auth.status;

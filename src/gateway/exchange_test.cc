@@ -41,7 +41,12 @@ RouteTable table() {
   api.path = "/api";
   api.service = "pub";
   api.strip_prefix = true;
-  a.spec.routes = {pub, adm, api};
+  model::Route fwd;
+  fwd.path = "/fwd";
+  fwd.service = "adm";
+  fwd.auth = "api-key";
+  fwd.forward_authorization = true;
+  a.spec.routes = {pub, adm, api, fwd};
   return RouteTable::build({a}, {});
 }
 
@@ -115,6 +120,12 @@ TEST_F(ExchangeTest, CredentialsAreConsumedAndClaimsForwarded) {
   EXPECT_EQ(upstream(p),
             "GET /admin/x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.7\r\n"
             "X-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\nX-User: alice\r\n\r\n");
+}
+
+TEST_F(ExchangeTest, ARouteCanAskForTheCredentials) {
+  RequestPlan p = plan("GET /fwd HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer good\r\n\r\n");
+  ASSERT_EQ(p.status, 0);
+  EXPECT_NE(upstream(p).find("\r\nAuthorization: Bearer good\r\n"), std::string::npos);
 }
 
 TEST_F(ExchangeTest, StripPrefixAppliesToTheNormalizedTarget) {

@@ -71,6 +71,7 @@ struct Route {
   std::string auth = "public";             // "public", "api-key", or an identity provider
   std::map<std::string, std::string> claims;
   bool strip_prefix = false;
+  bool forward_authorization = false;  // api-key/identity routes: relay the client's Authorization
   bool operator==(const Route&) const = default;
 };
 

@@ -112,7 +112,8 @@ void from_json(const json& j, ServiceSpec& v) {
 
 void to_json(json& j, const Route& v) {
   j = {{"host", v.host},       {"path", v.path},     {"service", v.service},
-       {"auth", v.auth},       {"claims", v.claims}, {"strip_prefix", v.strip_prefix}};
+       {"auth", v.auth},       {"claims", v.claims}, {"strip_prefix", v.strip_prefix},
+       {"forward_authorization", v.forward_authorization}};
 }
 void from_json(const json& j, Route& v) {
   getOpt(j, "host", v.host);
@@ -121,6 +122,7 @@ void from_json(const json& j, Route& v) {
   getOpt(j, "auth", v.auth);
   getOpt(j, "claims", v.claims);
   getOpt(j, "strip_prefix", v.strip_prefix);
+  getOpt(j, "forward_authorization", v.forward_authorization);
 }
 
 void to_json(json& j, const AppSpec& v) {

@@ -448,9 +448,26 @@ class ManifestParser {
     return e;
   }
 
+  // A route prefix as the gateway's normalized request paths can match it.
+  static bool normalPathPrefix(std::string_view p) {
+    if (p.find("//") != std::string_view::npos) return false;
+    if (p.find_first_of("%;\\?#") != std::string_view::npos) return false;
+    size_t i = 0;
+    while (i < p.size()) {
+      size_t j = p.find('/', i + 1);
+      std::string_view seg = p.substr(i + 1, (j == std::string_view::npos ? p.size() : j) - i - 1);
+      if (seg == "." || seg == "..") return false;
+      if (j == std::string_view::npos) break;
+      i = j;
+    }
+    return true;
+  }
+
   std::optional<model::Route> parseRoute(const toml::table& t, const std::string& path,
                                          const model::AppSpec& app, const toml::table* services) {
-    c_.checkKeys(t, path, {"host", "path", "service", "auth", "claims", "strip_prefix"});
+    c_.checkKeys(t, path,
+                 {"host", "path", "service", "auth", "claims", "strip_prefix",
+                  "forward_authorization"});
     model::Route r;
     size_t before = errorCount();
     if (auto host = c_.string(t, path, "host")) {
@@ -464,6 +481,12 @@ class ManifestParser {
     if (auto p = c_.string(t, path, "path")) {
       if (!p->starts_with("/")) {
         c_.expected(*t.get("path"), joinKey(path, "path"), "a path prefix starting with \"/\"");
+      } else if (!normalPathPrefix(*p)) {
+        // The gateway matches requests after normalizing their paths (docs/security.md), so
+        // a prefix that is not in that form would never match.
+        c_.expected(*t.get("path"), joinKey(path, "path"),
+                    "a path in normal form: no \".\" or \"..\" segments, \"//\", "
+                    "percent-encoding, \";\" or \"\\\"");
       } else {
         r.path = *p;
       }
@@ -497,6 +520,15 @@ class ManifestParser {
       for (auto& [k, v] : *claims) r.claims[k] = v;
     }
     if (auto sp = c_.boolean(t, path, "strip_prefix")) r.strip_prefix = *sp;
+    if (auto fa = c_.boolean(t, path, "forward_authorization")) {
+      if (*fa && r.auth == "public") {
+        c_.error(*t.get("forward_authorization"), joinKey(path, "forward_authorization"),
+                 "only for routes with auth = \"api-key\" or an identity provider (a public "
+                 "route forwards Authorization as sent)");
+      } else {
+        r.forward_authorization = *fa;
+      }
+    }
     if (errorCount() != before) return std::nullopt;
     return r;
   }
