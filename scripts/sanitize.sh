@@ -20,8 +20,11 @@ build="${BATON_ASAN_BUILD:-$repo/build-asan}"
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 export CCACHE_BASEDIR="$repo" CCACHE_NOHASHDIR=1
 
+# Warnings are errors in the normal build (scripts/build.sh); here they are not: with the
+# sanitizers' instrumentation g++ 12 reports false -Wmaybe-uninitialized / -Wrestrict in Beast and
+# libstdc++ (the GCC manual advises against -Werror with -fsanitize).
 cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBATON_SANITIZE=ON \
-  -DBATON_BENCH=OFF -DBATON_WERROR=ON >/dev/null
+  -DBATON_BENCH=OFF -DBATON_WERROR=OFF >/dev/null
 
 known=()
 for t in "${targets[@]}"; do
