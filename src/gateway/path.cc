@@ -34,6 +34,22 @@ void dropLeadingDotDot(std::string* path) {
   if (path->empty()) *path = "/";
 }
 
+// The characters no path may carry, raw or (for separators) encoded.
+PathError refusedIn(std::string_view path) {
+  for (size_t i = 0; i < path.size(); ++i) {
+    char c = path[i];
+    if (c == '\\') return PathError::kBackslash;
+    if (c == ';') return PathError::kSemicolon;
+    if (c == '%' && i + 2 < path.size()) {
+      char h = path[i + 1], l = static_cast<char>(path[i + 2] | 0x20);
+      if (h == '2' && l == 'f') return PathError::kEncodedSlash;
+      if (h == '5' && l == 'c') return PathError::kBackslash;
+      if (h == '0' && l == '0') return PathError::kNul;
+    }
+  }
+  return PathError::kNone;
+}
+
 // RFC 3986 pchar without pct-encoded: unreserved / sub-delims / ":" / "@".
 bool plainPchar(char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
@@ -84,17 +100,7 @@ PathError normalizeTarget(std::string_view target, std::string* out) {
   if (target.empty() || target.front() != '/') return PathError::kSyntax;
   size_t q = target.find('?');
   std::string_view path = target.substr(0, q);
-  for (size_t i = 0; i < path.size(); ++i) {
-    char c = path[i];
-    if (c == '\\') return PathError::kBackslash;
-    if (c == ';') return PathError::kSemicolon;
-    if (c == '%' && i + 2 < path.size()) {
-      char h = path[i + 1], l = static_cast<char>(path[i + 2] | 0x20);
-      if (h == '2' && l == 'f') return PathError::kEncodedSlash;
-      if (h == '5' && l == 'c') return PathError::kBackslash;
-      if (h == '0' && l == '0') return PathError::kNul;
-    }
-  }
+  if (PathError e = refusedIn(path); e != PathError::kNone) return e;
   if (alreadyNormal(target)) {
     out->assign(target.data(), target.size());
     return PathError::kNone;
@@ -112,6 +118,9 @@ PathError normalizeTarget(std::string_view target, std::string* out) {
     dropLeadingDotDot(out);
     mergeSlashes(out);
     if (out->empty() || out->front() != '/') return PathError::kSyntax;
+    // Boost.URL 1.81 decodes every character a path may hold unencoded, sub-delimiters too
+    // ("%3B" becomes ";", found by gateway_fuzz): the result is checked like the input.
+    if (PathError e = refusedIn(*out); e != PathError::kNone) return e;
     if (u.has_query()) {
       *out += '?';
       std::string_view query = u.encoded_query();

@@ -7,8 +7,10 @@
 //    path, and any target that is not valid origin-form (bad percent-encoding, raw non-ASCII,
 //    a fragment);
 //  - merges repeated slashes ("//admin" -> "/admin");
-//  - decodes percent-encoded unreserved characters ("%61" -> "a", "%7E" -> "~") and upper-cases
-//    the remaining percent-encodings' hex digits;
+//  - decodes percent-encoded characters that a path may hold unencoded ("%61" -> "a", "%7E" ->
+//    "~", "%2B" -> "+"; Boost.URL decodes sub-delimiters too) and upper-cases the remaining
+//    percent-encodings' hex digits; a `;` that this decoding produces ("%3B") is refused like a
+//    raw one;
 //  - removes dot segments, also encoded ones, and ".." above the root ("/x/../a", "/%2e%2e/a"
 //    -> "/a").
 // The query is kept as sent (validated). The result is what routing sees and what the backend

@@ -43,6 +43,9 @@ INSTANTIATE_TEST_SUITE_P(
         PathCase{"/a/..b/.c", "/a/..b/.c"}, PathCase{"/a/b/", "/a/b/"},
         PathCase{"/a%20b", "/a%20b"}, PathCase{"/a?", "/a?"},
         PathCase{"/admin;x", nullptr, PathError::kSemicolon},
+        PathCase{"/admin%3bx", nullptr, PathError::kSemicolon},  // found by gateway_fuzz
+        PathCase{"/a/.%3B?x", nullptr, PathError::kSemicolon},
+        PathCase{"/a%2Bb%40c", "/a+b@c"},
         PathCase{"/admin/;/x", nullptr, PathError::kSemicolon},
         PathCase{"/admin%2fx", nullptr, PathError::kEncodedSlash},
         PathCase{"/admin%2Fx", nullptr, PathError::kEncodedSlash},

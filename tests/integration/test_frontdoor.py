@@ -523,7 +523,7 @@ def test_aliases_of_the_admin_path_need_the_key(front, target):
                          m, status=401)
 
 
-AMBIGUOUS_PATHS = ["/admin;x", "/admin%2fx", "/admin%2Fx", "/admin%5cx", "/x\\..\\admin"]
+AMBIGUOUS_PATHS = ["/admin;x", "/admin%2fx", "/admin%2Fx", "/admin%5cx", "/admin%3bx", "/x\\..\\admin"]
 
 
 @pytest.mark.parametrize("target", AMBIGUOUS_PATHS)
