@@ -217,6 +217,52 @@ size_t decodeBody(http1::BodyDecoder& d, const char* p, size_t n,
   return used;
 }
 
+// How relaying the rest of a body ended.
+struct BodyRelay {
+  enum class End { kDone, kBadFraming, kReadFailed, kWriteFailed };
+  End end = End::kDone;
+  http1::Error error = http1::Error::kNone;  // kBadFraming: the decoder's; kReadFailed: why
+  uint64_t bytes = 0;                        // bytes relayed
+};
+
+// Relays the rest of a body from `from` to `to` through `buf` (which may already hold some of
+// it): what the decoder says belongs to the body, written as it arrives. A close-delimited body
+// ends with `from`'s end of stream; any other body cut short is kReadFailed. The bytes after the
+// body (the next request) stay in `buf`.
+template <class From, class To>
+Awaitable<BodyRelay> relayBody(Conn& c, From& from, To& to, IoBuf& buf, http1::BodyDecoder& body,
+                               Duration idle) {
+  BodyRelay r;
+  while (!body.done()) {
+    if (buf.size() > 0) {
+      c.iov.clear();
+      size_t used = decodeBody(body, buf.data(), buf.size(), c.iov, &r.error);
+      if (r.error != http1::Error::kNone) {
+        r.end = BodyRelay::End::kBadFraming;
+        co_return r;
+      }
+      c.setDeadline(idle);
+      if (co_await writeAll(to, c.iov, c.scratch)) {
+        r.end = BodyRelay::End::kWriteFailed;
+        co_return r;
+      }
+      r.bytes += used;
+      buf.consume(used);
+      continue;
+    }
+    buf.compact();
+    c.setDeadline(idle);
+    auto [ec, n] = co_await readSome(from, buf.space());
+    if (ec || n == 0) {
+      r.error = body.finish();  // complete only when the body is close-delimited
+      if (r.error != http1::Error::kNone) r.end = BodyRelay::End::kReadFailed;
+      co_return r;
+    }
+    buf.e += n;
+  }
+  co_return r;
+}
+
 // RFC 9110 §9.2.2: a request the client may send twice.
 bool idempotent(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
@@ -584,35 +630,23 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
               co_return;
             }
           }
-          // Stream the rest of the request body: relay what the decoder says belongs to it.
-          while (!body.done()) {
-            if (c->cbuf.size() > 0) {
-              c->iov.clear();
-              size_t used = decodeBody(body, c->cbuf.data(), c->cbuf.size(), c->iov, &berr);
-              if (berr != http1::Error::kNone) {
-                int status = statusForRequestError(berr);
-                co_await respondError(status, std::string("malformed request body: ") +
-                                                  http1::errorText(berr), true);
-                finish(status);
-                co_return;
-              }
-              c->setDeadline(lim.idle_timeout);
-              if (error_code e = co_await writeAll(c->up, c->iov, c->scratch)) {
-                co_await upstreamError(502, "upstream write failed: " + e.message());
-                co_return;
-              }
-              bytes_up += used;
-              c->cbuf.consume(used);
-              continue;
-            }
-            c->cbuf.compact();
-            c->setDeadline(lim.idle_timeout);
-            auto [rec, rn] = co_await readSome(s, c->cbuf.space());
-            if (rec || rn == 0) {
-              finish(499);  // the client went away mid-body
-              co_return;
-            }
-            c->cbuf.e += rn;
+          // Stream the rest of the request body.
+          BodyRelay rel = co_await relayBody(*c, s, c->up, c->cbuf, body, lim.idle_timeout);
+          bytes_up += rel.bytes;
+          if (rel.end == BodyRelay::End::kBadFraming) {
+            int status = statusForRequestError(rel.error);
+            co_await respondError(status, std::string("malformed request body: ") +
+                                              http1::errorText(rel.error), true);
+            finish(status);
+            co_return;
+          }
+          if (rel.end == BodyRelay::End::kWriteFailed) {
+            co_await upstreamError(502, "upstream write failed");
+            co_return;
+          }
+          if (rel.end == BodyRelay::End::kReadFailed) {
+            finish(499);  // the client went away mid-body
+            co_return;
           }
         }
         HeadRead hr = co_await readResponseHead(*c, lim.upstream_response_timeout, &rhead);
@@ -715,34 +749,13 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         if (status == 101) break;
         // Stream the rest of the body. A backend that breaks off mid-body makes the client's
         // connection close too: the client sees a broken response, never a made-up whole one.
-        while (!rbody.done()) {
-          if (c->rbuf.size() > 0) {
-            c->iov.clear();
-            used = decodeBody(rbody, c->rbuf.data(), c->rbuf.size(), c->iov, &berr);
-            if (berr != http1::Error::kNone) break;
-            c->setDeadline(lim.idle_timeout);
-            if (error_code e = co_await writeAll(s, c->iov, c->scratch)) {
-              berr = http1::Error::kTruncated;
-              break;
-            }
-            bytes_down += used;
-            c->rbuf.consume(used);
-            continue;
-          }
-          c->rbuf.compact();
-          c->setDeadline(lim.idle_timeout);
-          auto [rec, rn] = co_await readSome(c->up, c->rbuf.space());
-          if (rec || rn == 0) {
-            berr = rbody.finish();  // complete only when the body is close-delimited
-            if (berr == http1::Error::kNone) c->up.close();
-            break;
-          }
-          c->rbuf.e += rn;
-        }
-        if (berr != http1::Error::kNone || !rbody.done()) {
+        BodyRelay rel = co_await relayBody(*c, c->up, s, c->rbuf, rbody, lim.idle_timeout);
+        bytes_down += rel.bytes;
+        if (rel.end != BodyRelay::End::kDone) {
           spdlog::warn("gateway: {} {} -> {}/{} backend {}: response broken off: {}",
                        req.method(), plan.target, svc->app, svc->service, backend_key,
-                       http1::errorText(berr));
+                       rel.end == BodyRelay::End::kWriteFailed ? "client write failed"
+                                                               : http1::errorText(rel.error));
           c->up.close();
           c->rbuf.b = c->rbuf.e = 0;
           finish(status);
