@@ -38,6 +38,9 @@ struct AgentConfig {
   size_t gateway_hold_queue = 1000;              // requests parked per service at zero
   Duration gateway_hold_timeout = Duration(30'000);
   bool gateway_access_log = false;               // one JSON line per request
+  // Idle upstream connections are not reused after this (nor a second before a backend's own
+  // Keep-Alive timeout); below the common servers' idle timeouts.
+  Duration gateway_upstream_idle_timeout = Duration(4'000);
   std::string dns_listen;       // empty: no DNS server
   std::vector<IdentityProvider> identity;
   std::string docker_socket = "/var/run/docker.sock";

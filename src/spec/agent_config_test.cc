@@ -84,6 +84,7 @@ cpu = 3.5
 memory = "2GiB"
 [gateway]
 https = "[::]:0"
+upstream_idle_timeout = "1500ms"
 )",
                                          "baton.toml");
   ASSERT_TRUE(r.config) << dump(r);
@@ -94,6 +95,7 @@ https = "[::]:0"
   EXPECT_EQ(r.config->node_cpu, 3.5);
   EXPECT_EQ(r.config->node_memory, 2ull << 30);
   EXPECT_EQ(r.config->gateway_https, "[::]:0");
+  EXPECT_EQ(r.config->gateway_upstream_idle_timeout, Duration(1500));
 }
 
 struct BadCase {
