@@ -9,7 +9,7 @@ packages=(
   libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   libhowardhinnant-date-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-pytest python3-h11 curl procps iproute2 psmisc wrk openssl
+  python3 python3-pytest python3-h11 curl procps iproute2 psmisc wrk openssl nginx haproxy nodejs python3-gunicorn python3-uvicorn
 )
 
 missing=()
