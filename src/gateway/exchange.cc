@@ -110,7 +110,7 @@ bool routeRequest(http1::RequestHead& req, const RouteTable& table, Authorizer* 
   }
   const model::Route& route = table.entry(plan->route).route;
   plan->upstream_target = RouteTable::rewriteTarget(route, plan->target);
-  plan->auth = AuthDecision{};
+  plan->auth = AuthDecision{};  // again: a parked request is routed anew on release
   if (route.auth == "public") return true;
   if (authorizer == nullptr) {
     plan->auth.status = 401;

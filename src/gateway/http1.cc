@@ -262,6 +262,7 @@ Error RequestHead::parse(std::string_view head, const Limits& limits) {
     }
     bool has_length = false, has_te = false, conn_close = false, conn_keep_alive = false;
     bool conn_upgrade = false, upgrade_ws = false;
+    bool names_fields = false;  // Connection names other fields (hop-by-hop too)
     for (Field& f : fields_) {
       std::string_view n = f.name;
       if (iequalsAscii(n, "host")) {
@@ -295,6 +296,8 @@ Error RequestHead::parse(std::string_view head, const Limits& limits) {
             conn_keep_alive = true;
           } else if (iequalsAscii(tok, "upgrade")) {
             conn_upgrade = true;
+          } else {
+            names_fields = true;
           }
         });
         if (bad != Error::kNone) return bad;
@@ -314,7 +317,7 @@ Error RequestHead::parse(std::string_view head, const Limits& limits) {
       }
     }
     // What Connection names is hop-by-hop too (after the loop: it may come before them).
-    for (size_t i = 0; i < fields_.size(); ++i) {
+    for (size_t i = 0; names_fields && i < fields_.size(); ++i) {
       const Field& f = fields_[i];
       if (!iequalsAscii(f.name, "connection") && !iequalsAscii(f.name, "proxy-connection")) {
         continue;
@@ -382,7 +385,7 @@ Error ResponseHead::parse(std::string_view head, std::string_view request_method
       return e;
     }
     bool has_length = false, has_te = false, chunked_last = false, conn_close = false;
-    bool conn_keep_alive = false;
+    bool conn_keep_alive = false, names_fields = false;
     for (Field& f : fields_) {
       std::string_view n = f.name;
       if (iequalsAscii(n, "content-length")) {
@@ -412,6 +415,8 @@ Error ResponseHead::parse(std::string_view head, std::string_view request_method
             conn_close = true;
           } else if (iequalsAscii(tok, "keep-alive")) {
             conn_keep_alive = true;
+          } else if (!iequalsAscii(tok, "upgrade")) {
+            names_fields = true;
           }
         });
         if (bad != Error::kNone) return bad;
@@ -431,7 +436,7 @@ Error ResponseHead::parse(std::string_view head, std::string_view request_method
         f.drop = status_ != 101;
       }
     }
-    for (size_t i = 0; i < fields_.size(); ++i) {
+    for (size_t i = 0; names_fields && i < fields_.size(); ++i) {
       const Field& f = fields_[i];
       if (!iequalsAscii(f.name, "connection") && !iequalsAscii(f.name, "proxy-connection")) {
         continue;

@@ -123,8 +123,7 @@ class ResponseHead {
   ResponseHead(const ResponseHead&) = delete;
   ResponseHead& operator=(const ResponseHead&) = delete;
 
-  // As RequestHead::parse. `request_method` decides HEAD's body; `request_version` is not
-  // needed here. Marks hop-by-hop fields (Connection and what it names, Keep-Alive,
+  // As RequestHead::parse. `request_method` decides HEAD's body. Marks hop-by-hop fields (Connection and what it names, Keep-Alive,
   // Proxy-Connection, TE, Trailer, Upgrade unless 101) with drop.
   Error parse(std::string_view head, std::string_view request_method, const Limits& limits);
   Error error() const { return error_; }
