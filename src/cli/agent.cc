@@ -196,6 +196,7 @@ int runAgent(const AgentFlags& flags) {
   gw_options.hold_timeout = cfg.gateway_hold_timeout;
   gw_options.access_log = cfg.gateway_access_log;
   gw_options.limits.upstream_idle_timeout = cfg.gateway_upstream_idle_timeout;
+  gw_options.limits.upstream_response_timeout = cfg.gateway_upstream_response_timeout;
   controller::Autoscaling* autoscaling_ptr = nullptr;
   controller::Controller* controller_ptr = nullptr;
   gateway::GatewayHooks hooks;

@@ -35,7 +35,10 @@ struct GatewayLimits {
   uint64_t max_body_bytes = 0;                 // 0 = unlimited; Content-Length above -> 413
   Duration header_timeout = Duration(10'000);  // head not complete in time -> 408 + close
   Duration idle_timeout = Duration(60'000);    // keep-alive idle, body and WebSocket idle
-  Duration upstream_connect_timeout = Duration(2'000);    // -> retry elsewhere, then 502
+  Duration upstream_connect_timeout = Duration(2'000);  // one connect attempt
+  // Failed connects are tried again (backoff 25 ms .. 1 s, another backend first) until this
+  // (or upstream_response_timeout, when shorter) has passed; then 502.
+  Duration upstream_connect_budget = Duration(10'000);
   Duration upstream_response_timeout = Duration(30'000);  // no response head in time -> 504
   // Idle upstream connections are not reused after this (nor after the backend's Keep-Alive:
   // timeout less a second): below the common servers' own idle timeouts (Node 5 s, uvicorn

@@ -34,9 +34,10 @@ using namespace std::chrono_literals;
 class Backend {
  public:
   // The io_context lives in the shared state: connection threads may outlive the Backend.
-  Backend()
+  explicit Backend(int port = 0)
       : state_(std::make_shared<State>()),
-        acceptor_(state_->ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+        acceptor_(state_->ioc,
+                  tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port))) {
     port_ = acceptor_.local_endpoint().port();
     thread_ = std::thread([this] { acceptLoop(); });
   }
@@ -456,6 +457,28 @@ TEST_F(GatewayTest, UpstreamErrors502And504AndRetry) {
   auto stats = gw_->stats();
   ASSERT_EQ(stats.size(), 1u);
   EXPECT_GE(stats[0].responses_5xx, 2);
+}
+
+// A backend that is not listening yet (an instance restarting, a listen backlog overflowing) is
+// waited for: the refused connects are tried again with backoff within the response timeout.
+TEST_F(GatewayTest, RefusedConnectsAreRetriedUntilTheBackendListens) {
+  int port;
+  {
+    asio::io_context ioc;
+    tcp::acceptor a(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    port = a.local_endpoint().port();
+  }
+  startGateway();
+  gw_->setTable(tableFor({route("/")}, {port}));
+  std::unique_ptr<Backend> late;
+  std::thread starter([&] {
+    std::this_thread::sleep_for(400ms);  // a few refused connects first
+    late = std::make_unique<Backend>(port);
+  });
+  auto r = run("curl -s -i " + url("/late"));
+  starter.join();
+  EXPECT_EQ(statusOf(r.out), 200) << r.out;
+  EXPECT_EQ(late->requests(), 1);
 }
 
 TEST_F(GatewayTest, StreamsOneGigabyteInBoundedMemory) {

@@ -297,22 +297,73 @@ Awaitable<HeadRead> readResponseHead(Conn& c, Duration timeout, size_t* len) {
 }
 
 // A new connection to `backend` on c.up (closed first); false when it cannot be made in time.
+// `*why` says why not (left alone on success).
 Awaitable<bool> connectUpstream(Conn& c, const BackendState& backend, Duration timeout,
-                                bool* timed_out) {
+                                std::string* why) {
   c.up.close();
   c.up_reused = false;
   c.rbuf.b = c.rbuf.e = 0;
   c.setDeadline(timeout);
   c.fired = false;
   auto [ec, ig_n] = co_await c.up.async_connect(backend.endpoint, kUse);
-  *timed_out = c.fired;
+  const bool timed_out = c.fired;
   c.fired = false;
   if (ec) {
     c.up.close();
+    *why = timed_out ? std::string("no answer in time") : ec.message();
     co_return false;
   }
   c.up.setNoDelay();
   co_return true;
+}
+
+// Gives c.up a connection to a backend of `rt` (README.md "Connecting upstream"): an idle pooled
+// one first, else a new one. A connect that is refused, reset or not answered within
+// upstream_connect_timeout is tried again after a short backoff (25 ms, doubling up to 1 s), on
+// another backend when there is one, until upstream_connect_budget (at most the response timeout)
+// has passed: a freshly started
+// instance whose listen backlog overflowed, or one restarting, is waited for instead of being
+// reported as a failure. Returns the backend, or nullptr with `*why` set.
+Awaitable<BackendState*> connectAny(Worker& w, Conn& c, const EntryRuntime& rt,
+                                    const GatewayLimits& lim, std::string* why) {
+  const Duration budget = std::min(lim.upstream_connect_budget, lim.upstream_response_timeout);
+  const Steady::time_point started = Steady::now();
+  const Steady::time_point give_up = started + budget;
+  Duration backoff(25);
+  BackendState* failed = nullptr;
+  for (int tries = 1;; ++tries) {
+    // Another backend than the one that just failed, when there is one.
+    BackendState* backend = pickBackend(w, rt, rt.backends.size() > 1 ? failed : nullptr);
+    if (backend == nullptr) {
+      *why = "no backend";
+      co_return nullptr;
+    }
+    c.up_reused = false;
+    if (takeIdleUpstream(w, c, *backend)) {
+      c.up_reused = true;
+      co_return backend;
+    }
+    const Duration left = std::chrono::duration_cast<Duration>(give_up - Steady::now());
+    std::string err;
+    if (co_await connectUpstream(
+            c, *backend, std::min(lim.upstream_connect_timeout, std::max(left, Duration(1))),
+            &err)) {
+      co_return backend;
+    }
+    backend->ejected_until_ns.store((Steady::now() + lim.eject_time).time_since_epoch().count(),
+                                    std::memory_order_relaxed);
+    failed = backend;
+    if (Steady::now() + backoff >= give_up || !c.open) {
+      *why =
+          fmt::format("upstream connect to {} failed ({} tries in {} ms): {}", backend->key, tries,
+                      std::chrono::duration_cast<Duration>(Steady::now() - started).count(), err);
+      co_return nullptr;
+    }
+    Timer pause(c.up.get_executor());
+    pause.expires_after(backoff);
+    co_await pause.async_wait(kUse);
+    backoff = std::min(backoff * 2, Duration(1'000));
+  }
 }
 
 }  // namespace
@@ -559,36 +610,11 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
       // A request whose body is all here can be sent again on a fresh connection.
       const bool replayable = body.done() && !req.websocketUpgrade();
 
-      // ---- Connect (an idle connection first), one retry elsewhere when it cannot be made.
-      BackendState* backend = nullptr;
-      BackendState* failed = nullptr;
-      bool connected = false;
-      bool timed_out_connect = false;
-      for (int attempt = 0; attempt < 2 && !connected; ++attempt) {
-        backend = pickBackend(w, rt, failed);
-        if (backend == nullptr) break;
-        c->up_reused = false;
-        if (takeIdleUpstream(w, *c, *backend)) {
-          c->up_reused = true;
-          connected = true;
-          break;
-        }
-        if (co_await connectUpstream(*c, *backend, lim.upstream_connect_timeout,
-                                     &timed_out_connect)) {
-          connected = true;
-          break;
-        }
-        backend->ejected_until_ns.store((Steady::now() + lim.eject_time).time_since_epoch().count(),
-                                        std::memory_order_relaxed);
-        failed = backend;
-      }
-      release_next.fire();
-      if (!connected) {
-        if (const BackendState* last = backend != nullptr ? backend : failed) {
-          backend_key = last->key;
-        }
-        co_await upstreamError(502, timed_out_connect ? "upstream connect timeout"
-                                                      : "upstream connection failed");
+      // ---- Connect (an idle connection first; a failed connect is tried again).
+      std::string connect_error;
+      BackendState* backend = co_await connectAny(w, *c, rt, lim, &connect_error);
+      if (backend == nullptr) {
+        co_await upstreamError(502, connect_error);
         co_return;
       }
       backend_key = backend->key;
@@ -612,10 +638,10 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
           svc->cold_last_us.store(us);
           if (us > svc->cold_max_us.load()) svc->cold_max_us.store(us);
         }
-        bool timed_out = false;
+        std::string why;
         if (wec) {
           if (c->up_reused && attempt == 0 &&
-              co_await connectUpstream(*c, *backend, lim.upstream_connect_timeout, &timed_out)) {
+              co_await connectUpstream(*c, *backend, lim.upstream_connect_timeout, &why)) {
             continue;
           }
           co_await upstreamError(502, "upstream write failed: " + wec.message());
@@ -655,7 +681,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         if (hr == HeadRead::kOk) break;
         if (hr == HeadRead::kClosedBeforeAnyByte && replayable && c->up_reused && attempt == 0 &&
             idempotent(req.method()) &&
-            co_await connectUpstream(*c, *backend, lim.upstream_connect_timeout, &timed_out)) {
+            co_await connectUpstream(*c, *backend, lim.upstream_connect_timeout, &why)) {
           continue;
         }
         c->up.close();
@@ -673,6 +699,9 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         co_return;
       }
       if (replayable) c->cbuf.consume(body_ready);
+      // A request released from the hold queue lets the next ones go once the backend answered:
+      // a freshly started instance gets about as many connections as it can take.
+      release_next.fire();
 
       // ---- Relay the response: its head verbatim minus hop-by-hop lines, then its body.
       http1::ResponseHead& resp = c->resp;

@@ -41,6 +41,8 @@ struct AgentConfig {
   // Idle upstream connections are not reused after this (nor a second before a backend's own
   // Keep-Alive timeout); below the common servers' idle timeouts.
   Duration gateway_upstream_idle_timeout = Duration(4'000);
+  // A backend that sends no response head within this gets a 504 (connect retries included).
+  Duration gateway_upstream_response_timeout = Duration(30'000);
   std::string dns_listen;       // empty: no DNS server
   std::vector<IdentityProvider> identity;
   std::string docker_socket = "/var/run/docker.sock";

@@ -85,6 +85,7 @@ memory = "2GiB"
 [gateway]
 https = "[::]:0"
 upstream_idle_timeout = "1500ms"
+upstream_response_timeout = "3s"
 )",
                                          "baton.toml");
   ASSERT_TRUE(r.config) << dump(r);
@@ -96,6 +97,7 @@ upstream_idle_timeout = "1500ms"
   EXPECT_EQ(r.config->node_memory, 2ull << 30);
   EXPECT_EQ(r.config->gateway_https, "[::]:0");
   EXPECT_EQ(r.config->gateway_upstream_idle_timeout, Duration(1500));
+  EXPECT_EQ(r.config->gateway_upstream_response_timeout, Duration(3000));
 }
 
 struct BadCase {
