@@ -1,8 +1,8 @@
 // Hold at zero (README.md "Hold at zero"): the queue of requests parked for one service while it
 // has no backend, and the ramp that releases them when it gets one. Private to src/gateway
 // (Asio timers). The session parks a Waiter and awaits its timer; setTable() tells the queue
-// whether the service has backends; a released request reports when its connection attempt is
-// over so that the next ones go (ReleaseNext).
+// whether the service has backends; a released request reports when the backend answered it so
+// that the next ones go (ReleaseNext).
 //
 // Thread safety: every method may be called from any gateway thread (one mutex); a Waiter's timer
 // is cancelled on the waiter's own thread (posted).
@@ -26,11 +26,11 @@ struct Waiter {
 
 class HoldQueue {
  public:
-  // Parked requests are released in a ramp: a first burst when the service gains a backend, then
-  // every released request lets two more go once its upstream connection is up (or it gave up).
-  // Releasing hundreds at once would queue their connects behind each other, and the first byte
-  // upstream would wait for all of them.
-  static constexpr size_t kFirstRelease = 16;
+  // Parked requests are released in a ramp: a first few when the service gains a backend, then
+  // every released request lets two more go once the backend answered it (or it gave up), as
+  // TCP's slow start. Releasing hundreds at once would overflow a freshly started server's
+  // listen backlog (Python's http.server: 5) and queue the connects behind each other.
+  static constexpr size_t kFirstRelease = 8;
   static constexpr size_t kReleaseFanout = 2;
 
   enum class Admit { kParked, kHasBackends, kFull };
@@ -51,7 +51,7 @@ class HoldQueue {
     on_release();
     releaseLocked(kFirstRelease);
   }
-  // A released request is done connecting: the next ones may go.
+  // A released request was answered (or gave up): the next ones may go.
   void releaseNext();
   // Forgets every parked request (the gateway stops).
   void clear();
@@ -67,8 +67,8 @@ class HoldQueue {
   std::atomic<int64_t> queued_{0};
 };
 
-// Held by a released request until its connection attempt is over; then (or when the request
-// ends early) it releases the next ones.
+// Held by a released request until the backend answered it; then (or when the request ends
+// early) it releases the next ones.
 struct ReleaseNext {
   HoldQueue* queue = nullptr;
   void fire() {
