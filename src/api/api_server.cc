@@ -198,6 +198,12 @@ struct ApiServer::Impl {
       }
     } guard{this, id, st.get()};
     st->stream = &stream;
+    boost::system::error_code peer_ec;
+    const asio::ip::address peer = stream.socket().remote_endpoint(peer_ec).address();
+    const bool peer_loopback =
+        !peer_ec && (peer.is_loopback() ||
+                     (peer.is_v6() && peer.to_v6().is_v4_mapped() &&
+                      asio::ip::make_address_v4(asio::ip::v4_mapped, peer.to_v6()).is_loopback()));
     beast::flat_buffer buffer;
     for (;;) {
       st->busy = false;
@@ -234,6 +240,9 @@ struct ApiServer::Impl {
           ApiRequest::make(std::string(req.method_string()),
                            std::string_view(req.target().data(), req.target().size()),
                            std::move(req.body()), std::string(req[http::field::authorization]));
+      ar.peer_loopback = peer_loopback;
+      ar.host = std::string(req[http::field::host]);
+      ar.origin = std::string(req[http::field::origin]);
       ApiResponse resp = handlers.handle(ar);
       if (resp.stream && !head) {
         co_await writeStream(stream, *st, st, resp, req.version());

@@ -115,7 +115,9 @@ TEST_F(ApiServerTest, ErrorsAreJsonWithTheRightStatus) {
 }
 
 TEST_F(ApiServerTest, WritesNeedATokenOutsideDevMode) {
-  startServer({.dev = false, .check_token = [](std::string_view t) { return t == "secret"; }});
+  startServer({.dev = false, .check_token = [](std::string_view t) {
+                 return t == "secret" ? Access::kWrite : Access::kNone;
+               }});
   json put = {{"manifest", kShop}};
   auto r = client().request("PUT", "/v1/apps/shop", put.dump());
   ASSERT_TRUE(r.isOk());

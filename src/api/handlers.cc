@@ -247,13 +247,35 @@ std::string kindOfKey(std::string_view key) {
   if (key.starts_with(keys::kNodes)) return "node";
   if (key.starts_with(keys::kScale)) return "scale";
   if (key.starts_with(keys::kRollouts)) return "rollout";
+  if (key.starts_with(auth::kApiKeysPrefix)) return "apikey";
   return "other";
+}
+
+// For callers with a read token: every `env` object's values (they hold passwords until the
+// secrets issue lands) become "(hidden)", and an app's manifest `source` is dropped. Walks our
+// own records (apps, instances), whose depth the manifest parser bounds.
+void hideEnv(json& j) {
+  if (j.is_array()) {
+    for (json& e : j) hideEnv(e);
+    return;
+  }
+  if (!j.is_object()) return;
+  j.erase("source");
+  for (auto& [key, value] : j.items()) {
+    if (key == "env" && value.is_object()) {
+      for (auto& [_, v] : value.items()) v = "(hidden)";
+    } else {
+      hideEnv(value);
+    }
+  }
 }
 
 // GET /v1/events: the store's changes under /baton/ from the revision at subscription, plus
 // the event bus, one JSON object per line. Store callbacks only queue (bounded) and wake.
 class EventStream final : public ChunkSource {
  public:
+  // full: objects as stored; else apps with their env values hidden and no API key records.
+  explicit EventStream(bool full) : full_(full) {}
   ~EventStream() override {
     watch_.reset();  // after this no store callback runs
     sub_.reset();
@@ -269,13 +291,15 @@ class EventStream final : public ChunkSource {
       std::lock_guard lock(mu_);
       for (const auto& ev : events) {
         json obj = nullptr;
-        if (ev.type == state::Event::Type::kPut) {
+        const std::string kind = kindOfKey(ev.kv.key);
+        if (ev.type == state::Event::Type::kPut && (full_ || kind != "apikey")) {
           obj = json::parse(ev.kv.value, nullptr, false);
           if (obj.is_discarded()) obj = ev.kv.value;
+          if (!full_) hideEnv(obj);
         }
         json line = {{"type", ev.type == state::Event::Type::kPut ? "put" : "delete"},
                      {"key", ev.kv.key},
-                     {"kind", kindOfKey(ev.kv.key)},
+                     {"kind", kind},
                      {"revision", ev.kv.mod_revision},
                      {"object", std::move(obj)}};
         pushLocked(line.dump() + "\n");
@@ -347,6 +371,7 @@ class EventStream final : public ChunkSource {
     ended_ = true;
   }
 
+  const bool full_;
   std::mutex mu_;
   std::deque<std::string> lines_;
   bool ended_ = false;
@@ -389,12 +414,13 @@ struct Handlers::Impl {
   state::Store& store() { return deps.store; }
   TimePoint now() { return deps.clock.now(); }
 
-  bool authorized(const ApiRequest& req) {
-    if (options.dev) return true;
-    if (!options.check_token) return false;
+  // What the caller may do: everything in dev mode, else what its token allows.
+  Access access(const ApiRequest& req) {
+    if (options.dev) return Access::kWrite;
+    if (!options.check_token) return Access::kNone;
     std::string_view h = req.authorization;
     constexpr std::string_view kBearer = "Bearer ";
-    if (h.size() <= kBearer.size() || !h.starts_with(kBearer)) return false;
+    if (h.size() <= kBearer.size() || !h.starts_with(kBearer)) return Access::kNone;
     return options.check_token(h.substr(kBearer.size()));
   }
 
@@ -404,9 +430,27 @@ struct Handlers::Impl {
     if (m.id == RouteId::kMethodNotAllowed) {
       return errorResponse(405, "method " + req.method + " is not allowed on " + req.path);
     }
-    if (m.needs_token && !authorized(req)) {
-      return errorResponse(401, "this request needs a valid token (Authorization: Bearer ...)");
+    if (options.dev) {
+      // Dev mode has no token: it is for this machine's own user only.
+      if (!req.peer_loopback) {
+        return errorResponse(403, "dev mode answers loopback clients only");
+      }
+      if (!isLoopbackHost(req.host)) {
+        return errorResponse(403, "dev mode answers requests for localhost only (Host: " +
+                                      std::string(req.host.substr(0, 100)) + ")");
+      }
+      if (!req.origin.empty() && !isLoopbackOrigin(req.origin)) {
+        return errorResponse(403, "dev mode refuses requests from web pages of other origins");
+      }
     }
+    const Access have = access(req);
+    if (have < m.needs) {
+      if (have == Access::kNone) {
+        return errorResponse(401, "this request needs a valid token (Authorization: Bearer ...)");
+      }
+      return errorResponse(403, "this request needs a write token; the one given may only read");
+    }
+    const bool full = have == Access::kWrite;  // reads with a read token hide env values
     const std::string app = m.params.count("app") ? m.params["app"] : "";
     const std::string svc = m.params.count("svc") ? m.params["svc"] : "";
     if (m.params.count("app") && !isValidName(app)) {
@@ -427,7 +471,7 @@ struct Handlers::Impl {
       case RouteId::kListApps:
         return listApps();
       case RouteId::kGetApp:
-        return getApp(app);
+        return getApp(app, full);
       case RouteId::kPutApp:
         return putApp(app, req.body);
       case RouteId::kDeleteApp:
@@ -445,7 +489,7 @@ struct Handlers::Impl {
       case RouteId::kLogs:
         return logs(app, svc, req.query);
       case RouteId::kEvents:
-        return events();
+        return events(full);
       case RouteId::kCreateApiKey:
         return createApiKey(req.body);
       case RouteId::kListApiKeys:
@@ -542,7 +586,7 @@ struct Handlers::Impl {
     return jsonResponse(200, {{"apps", apps}, {"revision", r->revision}});
   }
 
-  ApiResponse getApp(const std::string& app) {
+  ApiResponse getApp(const std::string& app, bool full) {
     auto s = loadSnapshot(store(), app);
     if (!s) return statusResponse(s.status());
     auto it = s->apps.find(app);
@@ -552,13 +596,15 @@ struct Handlers::Impl {
     for (const auto& [_, svc] : rec.spec.services) {
       services.push_back(serviceRow(*s, app, rec, svc, now()));
     }
-    return jsonResponse(200, {{"app", app},
-                              {"version", rec.version},
-                              {"updated_at", toUnixMillis(rec.updated_at)},
-                              {"spec", rec.spec},
-                              {"source", rec.source},
-                              {"services", services},
-                              {"revision", s->revision}});
+    json out = {{"app", app},
+                {"version", rec.version},
+                {"updated_at", toUnixMillis(rec.updated_at)},
+                {"spec", rec.spec},
+                {"source", rec.source},
+                {"services", services},
+                {"revision", s->revision}};
+    if (!full) hideEnv(out);
+    return jsonResponse(200, out);
   }
 
   ApiResponse deleteApp(const std::string& app) {
@@ -819,8 +865,8 @@ struct Handlers::Impl {
     return jsonResponse(200, {{"id", id}, {"deleted", true}});
   }
 
-  ApiResponse events() {
-    auto s = std::make_unique<EventStream>();
+  ApiResponse events(bool full) {
+    auto s = std::make_unique<EventStream>(full);
     Status st = s->start(store(), deps.events);
     if (!st) return statusResponse(st);
     ApiResponse r;

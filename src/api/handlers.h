@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "api/routes.h"
 #include "core/clock.h"
 #include "core/result.h"
 #include "state/store.h"
@@ -67,10 +68,14 @@ struct ApiDeps {
 
 struct ApiOptions {
   std::string listen = "127.0.0.1:4646";  // host:port; port 0 picks a free one
-  bool dev = false;                       // dev mode: writes need no token
-  // Writes need `Authorization: Bearer <token>` with check_token(token) == true. Without a
-  // checker (and not in dev mode) every write is refused.
-  std::function<bool(std::string_view token)> check_token = {};
+  // Dev mode: no token needed, but only loopback clients that name a loopback Host, and no
+  // browser request from another origin (a web page cannot drive the API through DNS
+  // rebinding or a cross-site POST).
+  bool dev = false;
+  // Outside dev mode every call but /v1/health needs `Authorization: Bearer <token>`;
+  // check_token(token) says what the token may do (kNone: not a token). Without a checker
+  // every such call is refused.
+  std::function<Access(std::string_view token)> check_token = {};
   size_t max_body_bytes = 1 << 20;  // larger bodies: 413
   size_t max_header_bytes = 16 << 10;
   Duration read_timeout = Duration(30'000);  // for a whole request, and idle keep-alive
@@ -85,6 +90,10 @@ struct ApiRequest {
   std::map<std::string, std::string> query;  // decoded
   std::string authorization;                 // the Authorization header, verbatim
   std::string body;
+  // Where it came from (the server fills these in; the defaults are a local client's).
+  bool peer_loopback = true;  // the TCP peer is a loopback address
+  std::string host;           // the Host header
+  std::string origin;         // the Origin header (browsers send it)
   // Splits "/v1/instances?app=shop" into path and query.
   static ApiRequest make(std::string method, std::string_view target, std::string body = {},
                          std::string authorization = {});

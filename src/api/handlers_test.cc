@@ -265,17 +265,81 @@ TEST_F(HandlersTest, InstancesJoinRecordsAndStatus) {
   EXPECT_EQ(row["current"], 2);
 }
 
-TEST_F(HandlersTest, TokenRequiredForWritesOutsideDevMode) {
+// "w" may write, "r" may only read.
+Access twoTokens(std::string_view t) {
+  if (t == "w") return Access::kWrite;
+  if (t == "r") return Access::kRead;
+  return Access::kNone;
+}
+
+TEST_F(HandlersTest, OutsideDevModeEveryCallButHealthNeedsAToken) {
   Handlers h(ApiDeps{*store_, clock_, nullptr, {}, {}},
-             ApiOptions{.dev = false, .check_token = [](std::string_view t) { return t == "s3"; }});
-  auto put = [&](std::string auth) {
-    return h.handle(ApiRequest::make("PUT", "/v1/apps/shop", putBody(kShopV1), auth)).status;
+             ApiOptions{.dev = false, .check_token = twoTokens});
+  auto send = [&](std::string method, std::string target, std::string auth, std::string b = {}) {
+    return h.handle(ApiRequest::make(std::move(method), target, std::move(b), std::move(auth)));
   };
-  EXPECT_EQ(put(""), 401);
-  EXPECT_EQ(put("Bearer nope"), 401);
-  EXPECT_EQ(put("Basic s3"), 401);
-  EXPECT_EQ(put("Bearer s3"), 200);
-  EXPECT_EQ(h.handle(ApiRequest::make("GET", "/v1/apps")).status, 200);
+  auto put = [&](std::string auth) { return send("PUT", "/v1/apps/shop", auth, putBody(kShopV2)); };
+  EXPECT_EQ(put("").status, 401);
+  EXPECT_EQ(put("Bearer nope").status, 401);
+  EXPECT_EQ(put("Basic w").status, 401);
+  EXPECT_EQ(put("Bearer r").status, 403);  // a read token cannot write
+  EXPECT_EQ(put("Bearer w").status, 200);
+  // Reads need a token too; health does not.
+  for (const char* target : {"/v1/apps", "/v1/apps/shop", "/v1/services", "/v1/instances",
+                             "/v1/nodes", "/metrics", "/v1/events"}) {
+    EXPECT_EQ(send("GET", target, "").status, 401) << target;
+    EXPECT_EQ(send("GET", target, "Bearer nope").status, 401) << target;
+  }
+  EXPECT_EQ(send("GET", "/v1/health", "").status, 200);
+  EXPECT_EQ(send("GET", "/v1/apps", "Bearer r").status, 200);
+  EXPECT_EQ(send("DELETE", "/v1/apps/shop", "Bearer r").status, 403);
+  EXPECT_EQ(send("GET", "/v1/apikeys", "Bearer r").status, 403);
+
+  // Env values (passwords, until secrets exist) only for a write token.
+  auto read = send("GET", "/v1/apps/shop", "Bearer r");
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_EQ(read.body.find("hello"), std::string::npos) << read.body;
+  EXPECT_NE(read.body.find("GREETING"), std::string::npos) << read.body;
+  EXPECT_FALSE(body(read).contains("source"));
+  auto full = send("GET", "/v1/apps/shop", "Bearer w");
+  EXPECT_NE(full.body.find("hello"), std::string::npos) << full.body;
+  EXPECT_TRUE(body(full).contains("source"));
+}
+
+TEST_F(HandlersTest, DevModeAnswersLocalClientsOnly) {
+  auto send = [&](bool loopback, std::string host, std::string origin) {
+    ApiRequest r = ApiRequest::make("GET", "/v1/apps");
+    r.peer_loopback = loopback;
+    r.host = std::move(host);
+    r.origin = std::move(origin);
+    return handlers_->handle(r).status;
+  };
+  EXPECT_EQ(send(true, "127.0.0.1:4646", ""), 200);
+  EXPECT_EQ(send(true, "localhost:4646", ""), 200);
+  EXPECT_EQ(send(true, "[::1]:4646", ""), 200);
+  EXPECT_EQ(send(true, "", ""), 200);  // HTTP/1.0 without Host
+  EXPECT_EQ(send(true, "localhost:4646", "http://localhost:3000"), 200);
+  EXPECT_EQ(send(false, "127.0.0.1:4646", ""), 403);     // another machine
+  EXPECT_EQ(send(true, "evil.example:4646", ""), 403);   // DNS rebinding
+  EXPECT_EQ(send(true, "127.0.0.1.evil.example", ""), 403);
+  EXPECT_EQ(send(true, "localhost:4646", "https://evil.example"), 403);  // a web page
+  EXPECT_EQ(send(true, "localhost:4646", "null"), 403);
+}
+
+TEST(LoopbackNames, HostAndOrigin) {
+  for (const char* yes : {"localhost", "LocalHost:80", "127.0.0.1", "127.1.2.3:1", "[::1]",
+                          "[::1]:4646", ""}) {
+    EXPECT_TRUE(isLoopbackHost(yes)) << yes;
+  }
+  for (const char* no : {"localhost.evil", "128.0.0.1", "127.0.0", "127.0.0.1.2", "127.0.0.256",
+                         "[::2]", "[::1]x", "localhost:", "localhost:8a", "0.0.0.0", "[::1"}) {
+    EXPECT_FALSE(isLoopbackHost(no)) << no;
+  }
+  EXPECT_TRUE(isLoopbackOrigin("http://127.0.0.1:8080"));
+  EXPECT_TRUE(isLoopbackOrigin("https://localhost"));
+  EXPECT_FALSE(isLoopbackOrigin("http://localhost/x"));
+  EXPECT_FALSE(isLoopbackOrigin("file://localhost"));
+  EXPECT_FALSE(isLoopbackOrigin("null"));
 }
 
 TEST_F(HandlersTest, ApiKeysCreateListVerifyRevoke) {
@@ -340,7 +404,9 @@ TEST_F(HandlersTest, ApiKeyCreateValidatesItsBody) {
 
 TEST_F(HandlersTest, ApiKeysNeedTheTokenOutsideDevMode) {
   Handlers h(ApiDeps{*store_, clock_, nullptr, {}, {}},
-             ApiOptions{.dev = false, .check_token = [](std::string_view t) { return t == "s3"; }});
+             ApiOptions{.dev = false, .check_token = [](std::string_view t) {
+                          return t == "s3" ? Access::kWrite : Access::kNone;
+                        }});
   auto send = [&](std::string method, std::string target, std::string auth, std::string b = {}) {
     return h.handle(ApiRequest::make(std::move(method), target, std::move(b), std::move(auth)));
   };

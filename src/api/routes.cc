@@ -1,9 +1,27 @@
 #include "api/routes.h"
 
+#include <string>
 #include <vector>
 
 namespace baton::api {
 namespace {
+
+bool allDigits(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] - 'A' + 'a') : a[i];
+    if (x != b[i]) return false;
+  }
+  return true;
+}
 
 std::vector<std::string> splitPath(std::string_view path) {
   std::vector<std::string> out;
@@ -52,7 +70,7 @@ RouteMatch pick(std::string_view method, const MethodTable& t) {
     m.id = RouteId::kMethodNotAllowed;
   }
   if (m.id == RouteId::kMethodNotAllowed) m.is_write = false;
-  m.needs_token = m.is_write;
+  m.needs = m.is_write ? Access::kWrite : Access::kRead;
   return m;
 }
 
@@ -154,7 +172,11 @@ RouteMatch matchRoute(std::string_view method, std::string_view path) {
   if (n < 2 || seg[0] != "v1") return {};
   const std::string& top = seg[1];
   if (n == 2) {
-    if (top == "health") return pick(method, {.get = RouteId::kHealth});
+    if (top == "health") {
+      RouteMatch m = pick(method, {.get = RouteId::kHealth});
+      m.needs = Access::kNone;  // says nothing but "up": for probes without a token
+      return m;
+    }
     if (top == "apps") return pick(method, {.get = RouteId::kListApps});
     if (top == "services") return pick(method, {.get = RouteId::kListServices});
     if (top == "instances") return pick(method, {.get = RouteId::kListInstances});
@@ -162,7 +184,7 @@ RouteMatch matchRoute(std::string_view method, std::string_view path) {
     if (top == "events") return pick(method, {.get = RouteId::kEvents});
     if (top == "apikeys") {
       RouteMatch m = pick(method, {.get = RouteId::kListApiKeys, .post = RouteId::kCreateApiKey});
-      if (m.id == RouteId::kListApiKeys) m.needs_token = true;
+      if (m.id == RouteId::kListApiKeys) m.needs = Access::kWrite;
       return m;
     }
     return {};
@@ -188,6 +210,44 @@ RouteMatch matchRoute(std::string_view method, std::string_view path) {
   m.params["app"] = seg[2];
   if (n == 6) m.params["svc"] = seg[4];
   return m;
+}
+
+bool isLoopbackHost(std::string_view host) {
+  if (host.empty()) return true;
+  std::string_view name = host;
+  if (name.front() == '[') {
+    size_t close = name.find(']');
+    if (close == std::string_view::npos) return false;
+    std::string_view rest = name.substr(close + 1);
+    if (!rest.empty() && (rest.front() != ':' || !allDigits(rest.substr(1)))) return false;
+    return name.substr(1, close - 1) == "::1";
+  }
+  if (size_t colon = name.find(':'); colon != std::string_view::npos) {
+    if (!allDigits(name.substr(colon + 1))) return false;
+    name = name.substr(0, colon);
+  }
+  if (iequals(name, "localhost")) return true;
+  // 127.a.b.c, four decimal octets.
+  int parts = 0;
+  for (std::string_view rest = name;; ++parts) {
+    size_t dot = rest.find('.');
+    std::string_view octet = rest.substr(0, dot);
+    if (octet.size() > 3 || !allDigits(octet) || std::stoi(std::string(octet)) > 255) return false;
+    if (parts == 0 && octet != "127") return false;
+    if (dot == std::string_view::npos) break;
+    rest = rest.substr(dot + 1);
+  }
+  return parts == 3;
+}
+
+bool isLoopbackOrigin(std::string_view origin) {
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (origin.starts_with(scheme)) {
+      std::string_view host = origin.substr(scheme.size());
+      return !host.empty() && host.find('/') == std::string_view::npos && isLoopbackHost(host);
+    }
+  }
+  return false;
 }
 
 }  // namespace baton::api

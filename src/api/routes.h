@@ -31,11 +31,15 @@ enum class RouteId {
 
 const char* routeName(RouteId id);
 
+// What a route needs from the caller's token outside --dev (docs/api.md "Tokens").
+enum class Access { kNone, kRead, kWrite };
+
 struct RouteMatch {
   RouteId id = RouteId::kNotFound;
   std::map<std::string, std::string> params;  // "app", "svc", "id" (percent-decoded)
   bool is_write = false;                      // PUT, POST or DELETE on an existing route
-  bool needs_token = false;  // needs a token unless in dev mode: every write, and key listing
+  // kNone: /v1/health only; kRead: every other read; kWrite: every write, and listing API keys.
+  Access needs = Access::kRead;
 };
 
 // `path` excludes the query string. Trailing slashes are not significant ("/v1/apps/" ==
@@ -46,6 +50,12 @@ RouteMatch matchRoute(std::string_view method, std::string_view path);
 // verbatim.
 std::map<std::string, std::string> parseQuery(std::string_view query);
 std::string percentDecode(std::string_view s);
+
+// A Host header that names this machine's loopback: "localhost", "127.0.0.1" (any 127/8 address)
+// or "[::1]", each with an optional ":port". Empty (HTTP/1.0 without Host) counts as loopback.
+bool isLoopbackHost(std::string_view host);
+// An Origin header ("http://localhost:3000") whose host is loopback; "null" and others are not.
+bool isLoopbackOrigin(std::string_view origin);
 
 // A valid app or service name: 1-63 of [a-z0-9-], starting with a letter or digit.
 bool isValidName(std::string_view name);

@@ -58,23 +58,26 @@ TEST(Routes, ApiKeys) {
   auto m = matchRoute("POST", "/v1/apikeys");
   EXPECT_EQ(m.id, RouteId::kCreateApiKey);
   EXPECT_TRUE(m.is_write);
-  EXPECT_TRUE(m.needs_token);
+  EXPECT_EQ(m.needs, Access::kWrite);
   m = matchRoute("GET", "/v1/apikeys/");
   EXPECT_EQ(m.id, RouteId::kListApiKeys);
   EXPECT_FALSE(m.is_write);
-  EXPECT_TRUE(m.needs_token);  // key names and ids are not for anonymous readers
+  EXPECT_EQ(m.needs, Access::kWrite);  // key names and ids are not for readers
   m = matchRoute("DELETE", "/v1/apikeys/0123456789abcdef");
   EXPECT_EQ(m.id, RouteId::kDeleteApiKey);
-  EXPECT_TRUE(m.needs_token);
+  EXPECT_EQ(m.needs, Access::kWrite);
   EXPECT_EQ(m.params.at("id"), "0123456789abcdef");
   EXPECT_EQ(matchRoute("GET", "/v1/apikeys/0123456789abcdef").id, RouteId::kMethodNotAllowed);
-  EXPECT_FALSE(matchRoute("GET", "/v1/apikeys/0123456789abcdef").needs_token);
+
   EXPECT_EQ(matchRoute("PUT", "/v1/apikeys").id, RouteId::kMethodNotAllowed);
   EXPECT_EQ(matchRoute("DELETE", "/v1/apikeys/a/b").id, RouteId::kNotFound);
   EXPECT_STREQ(routeName(RouteId::kCreateApiKey), "create_apikey");
-  // Reads elsewhere stay open.
-  EXPECT_FALSE(matchRoute("GET", "/v1/apps").needs_token);
-  EXPECT_TRUE(matchRoute("PUT", "/v1/apps/shop").needs_token);
+  // Every other read needs a read token, every write a write token; only health is open.
+  EXPECT_EQ(matchRoute("GET", "/v1/apps").needs, Access::kRead);
+  EXPECT_EQ(matchRoute("GET", "/v1/events").needs, Access::kRead);
+  EXPECT_EQ(matchRoute("GET", "/metrics").needs, Access::kRead);
+  EXPECT_EQ(matchRoute("PUT", "/v1/apps/shop").needs, Access::kWrite);
+  EXPECT_EQ(matchRoute("GET", "/v1/health").needs, Access::kNone);
 }
 
 TEST(Routes, Query) {

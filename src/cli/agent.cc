@@ -5,9 +5,13 @@
 #include "cli/agent.h"
 
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -42,8 +46,8 @@ std::string hostName() {
   return buf;
 }
 
-// The agent's API token (for writes, outside --dev): made once, kept in the data dir with mode
-// 0600. Its value is never logged.
+// An API token (outside --dev): made once, kept in the data dir in a file created with mode
+// 0600 (never readable by others, not even for a moment). Its value is never logged.
 Result<std::string> loadOrCreateToken(const fs::path& file) {
   std::ifstream in(file);
   std::string token;
@@ -60,13 +64,15 @@ Result<std::string> loadOrCreateToken(const fs::path& file) {
   }
   fs::path tmp = file;
   tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << token << "\n";
-    if (!out) return ioError("cannot write " + tmp.string());
-  }
-  fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write);
-  fs::rename(tmp, file);
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return ioError("cannot create " + tmp.string() + ": " + std::strerror(errno));
+  const std::string line = token + "\n";
+  const bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  if (::close(fd) != 0 || !written) return ioError("cannot write " + tmp.string());
+  std::error_code ec;
+  fs::rename(tmp, file, ec);
+  if (ec) return ioError("cannot rename " + tmp.string() + ": " + ec.message());
   return token;
 }
 
@@ -123,8 +129,12 @@ int runAgent(const AgentFlags& flags) {
     return 1;
   }
   const spec::AgentConfig& cfg = *config;
+  // Everything the agent and its supervisors create (the store, its WAL, task configs, logs,
+  // tokens) is theirs alone from the first byte; instances get the usual 022 back (drivers).
+  ::umask(077);
   std::error_code ec;
   fs::create_directories(cfg.data_dir, ec);
+  if (!ec) fs::permissions(cfg.data_dir, fs::perms::owner_all, ec);  // 0700, also when it existed
   if (ec) {
     std::cerr << "baton agent: cannot create data dir " << cfg.data_dir << ": " << ec.message()
               << "\n";
@@ -147,14 +157,17 @@ int runAgent(const AgentFlags& flags) {
     return 1;
   }
 
-  std::string token;
+  // Outside --dev: a write token and a read-only one (docs/api.md "Tokens").
+  std::string token, read_token;
   if (!cfg.dev) {
     auto t = loadOrCreateToken(fs::path(cfg.data_dir) / "agent-token");
-    if (!t) {
-      std::cerr << "baton agent: " << t.status().message() << "\n";
+    auto r = t ? loadOrCreateToken(fs::path(cfg.data_dir) / "agent-read-token") : t;
+    if (!t || !r) {
+      std::cerr << "baton agent: " << (t ? r : t).status().message() << "\n";
       return 1;
     }
     token = *t;
+    read_token = *r;
   }
 
   drivers::DriverRegistry registry;
@@ -245,8 +258,10 @@ int runAgent(const AgentFlags& flags) {
   api::ApiOptions api_options;
   api_options.listen = cfg.api_listen;
   api_options.dev = cfg.dev;
-  api_options.check_token = [token](std::string_view t) {
-    return !token.empty() && constantTimeEqual(t, token);
+  api_options.check_token = [token, read_token](std::string_view t) {
+    if (!token.empty() && constantTimeEqual(t, token)) return api::Access::kWrite;
+    if (!read_token.empty() && constantTimeEqual(t, read_token)) return api::Access::kRead;
+    return api::Access::kNone;
   };
   api::ApiDeps deps{**store, clock};
   deps.events = &bus;
@@ -292,7 +307,9 @@ int runAgent(const AgentFlags& flags) {
                cfg.node_name, cfg.api_listen, gw.httpPort(), gw.httpsPort(), cfg.data_dir,
                cfg.dev ? " (dev mode: no token needed)" : "");
   if (!cfg.dev) {
-    spdlog::info("API token for writes: in {}/agent-token (export BATON_TOKEN)", cfg.data_dir);
+    spdlog::info("API tokens: {0}/agent-token (read and write), {0}/agent-read-token (read only); "
+                 "export BATON_TOKEN=$(cat {0}/agent-token)",
+                 cfg.data_dir);
   }
 
   int sig = 0;

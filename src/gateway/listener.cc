@@ -96,6 +96,21 @@ Status Gateway::Impl::bind(const std::string& listen, bool https, int* port) {
   auto ep = parseListen(listen);
   if (!ep) return ep.status();
   tcp::endpoint endpoint = *ep;
+  // The workers' acceptors share the port through SO_REUSEPORT, which would as gladly share it
+  // with another process of the same user (a second agent answered half the requests). A probe
+  // without SO_REUSEPORT finds any listener there first: then the agent stops with this error.
+  if (endpoint.port() != 0) {
+    Acceptor probe(workers.front()->ioc.get_executor());
+    error_code ec;
+    probe.open(endpoint.protocol(), ec);
+    if (!ec) probe.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) probe.bind(endpoint, ec);
+    if (ec == asio::error::address_in_use) {
+      return unavailable("gateway cannot listen on " + listen +
+                         ": the port is in use by another process (is another agent running?)");
+    }
+    if (ec) return ioError("gateway cannot listen on " + listen + ": " + ec.message());
+  }
   for (auto& w : workers) {
     auto acc = std::make_unique<Acceptor>(w->ioc.get_executor());
     error_code ec;

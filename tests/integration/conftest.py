@@ -39,7 +39,10 @@ def wait_for(predicate, timeout=30.0, interval=0.1, what="condition"):
 
 
 class Agent:
-    def __init__(self, data_dir: Path, extra_args=()):
+    """One agent. dev=False runs it without --dev: then every API call but /v1/health needs a
+    token, and the harness sends `token` (the agent's write token once it has made one)."""
+
+    def __init__(self, data_dir: Path, extra_args=(), dev=True):
         self.data_dir = data_dir
         self.api_port = free_port()
         self.addr = f"http://127.0.0.1:{self.api_port}"
@@ -47,17 +50,22 @@ class Agent:
         self.https_port = free_port()
         self.gateway = f"http://127.0.0.1:{self.http_port}"
         self.extra_args = list(extra_args)
+        self.dev = dev
+        self.token = None
         self.proc = None
-        self.log_path = data_dir / "agent.log"
+        # Beside the data dir, not in it: what is in it is the agent's own (test_privilege).
+        self.log_path = data_dir.parent / f"{data_dir.name}.agent.log"
 
     def start(self):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [BATON, "agent", "--dev", "--data-dir", str(self.data_dir),
+            [BATON, "agent", *(["--dev"] if self.dev else []), "--data-dir", str(self.data_dir),
              "--api", f"127.0.0.1:{self.api_port}", "--http", f"127.0.0.1:{self.http_port}",
              "--https", f"127.0.0.1:{self.https_port}", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: self.get("/v1/health").get("ok"), timeout=20, what="agent API")
+        if not self.dev:
+            self.token = (self.data_dir / "agent-token").read_text().strip()
         return self
 
     def kill9(self):
@@ -78,10 +86,14 @@ class Agent:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     # --- API ---------------------------------------------------------------------------
-    def request(self, method, path, body=None, timeout=10):
+    def request(self, method, path, body=None, timeout=10, token=None, headers=None):
+        """token: None sends the agent's own (if any), "" sends none."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.addr + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        token = self.token if token is None else token
+        h = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.addr + path, data=data, method=method, headers=h)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, json.loads(r.read() or b"null")
@@ -104,6 +116,8 @@ class Agent:
     # --- CLI ---------------------------------------------------------------------------
     def cli(self, *args, check=True, timeout=120):
         env = dict(os.environ, BATON_ADDR=self.addr)
+        if self.token:
+            env["BATON_TOKEN"] = self.token
         r = subprocess.run([BATON, *args], capture_output=True, text=True, env=env,
                            timeout=timeout)
         if check and r.returncode != 0:

@@ -79,7 +79,7 @@ def test_cli_without_an_agent_fails_with_a_clear_message(tmp_path):
     assert "cannot reach the agent" in r.stderr
 
 
-def test_writes_need_a_token_outside_dev_mode(tmp_path):
+def test_calls_need_a_token_outside_dev_mode(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     port = free_port()
@@ -89,18 +89,21 @@ def test_writes_need_a_token_outside_dev_mode(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         env = dict(os.environ, BATON_ADDR=f"http://127.0.0.1:{port}")
-        wait_for(lambda: subprocess.run([BATON, "nodes"], env=env, capture_output=True)
-                 .returncode == 0, what="agent up")
+        wait_for(lambda: http_get(f"http://127.0.0.1:{port}/v1/health")[0] == 200,
+                 what="agent up")
+        # Reads need a token too (test_privilege.py has the API's side of it).
+        denied = subprocess.run([BATON, "nodes"], env=env, capture_output=True, text=True)
+        assert denied.returncode == 1 and "token" in denied.stderr
         manifest = write_app(tmp_path / "app.toml", "v1", count=1)
         denied = subprocess.run([BATON, "up", str(manifest)], env=env, capture_output=True,
                                 text=True)
         assert denied.returncode == 1 and "token" in denied.stderr
         token = (data / "agent-token").read_text().strip()
         assert oct((data / "agent-token").stat().st_mode & 0o777) == "0o600"
-        ok = subprocess.run([BATON, "up", str(manifest)], env=dict(env, BATON_TOKEN=token),
-                            capture_output=True, text=True)
+        env["BATON_TOKEN"] = token
+        ok = subprocess.run([BATON, "up", str(manifest)], env=env, capture_output=True, text=True)
         assert ok.returncode == 0, ok.stderr
-        subprocess.run([BATON, "down", "demo"], env=dict(env, BATON_TOKEN=token))
+        subprocess.run([BATON, "down", "demo"], env=env)
         wait_for(lambda: json.loads(subprocess.run(
             [BATON, "ps", "-i", "--json"], env=env, capture_output=True, text=True).stdout)
             ["instances"] == [], what="down")

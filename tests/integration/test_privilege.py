@@ -1,0 +1,141 @@
+"""Least privilege and loud failure (issue 10), tried on the real agent as a local attacker, a
+compromised service and a new user would: the API without a token, with a read-only token, from a
+foreign Host or Origin; the modes of what the agent writes; a second agent on a used port.
+
+Run: cd tests/integration && BATON_BIN=/work/main/build/src/cli/baton \\
+         python3 -m pytest -q -p no:cacheprovider test_privilege.py
+"""
+import os
+import stat
+import subprocess
+import urllib.request
+
+import pytest
+
+from conftest import BATON, Agent, free_port, teardown_agent, wait_for
+
+PYTHON = "/usr/bin/python3"
+SECRET = "s3cr3t-password-for-the-test"
+
+
+def manifest(tmp_path, name="priv", extra=""):
+    m = tmp_path / f"{name}.toml"
+    m.write_text(f"""app = "{name}"
+
+[services.web]
+run = ["{PYTHON}", "-m", "http.server", "${{PORT}}", "--bind", "127.0.0.1"]
+env = {{ DB_PASSWORD = "{SECRET}" }}
+{extra}
+[services.web.scale]
+min = 1
+max = 1
+""")
+    return m
+
+
+@pytest.fixture
+def prod_agent(tmp_path):
+    """An agent without --dev: tokens required."""
+    a = Agent(tmp_path / "data", dev=False)
+    a.start()
+    yield a
+    teardown_agent(a, tmp_path)
+
+
+def raw_status(agent, method, path, token="", headers=None, body=None):
+    status, _ = agent.request(method, path, body=body, token=token, headers=headers)
+    return status
+
+
+def test_every_api_call_but_health_needs_a_token(prod_agent, tmp_path):
+    a = prod_agent
+    read_token = (a.data_dir / "agent-read-token").read_text().strip()
+    assert read_token and read_token != a.token
+    for path in ("/v1/apps", "/v1/services", "/v1/instances", "/v1/nodes", "/metrics"):
+        assert raw_status(a, "GET", path) == 401, path
+        assert raw_status(a, "GET", path, token="not-a-token") == 401, path
+    assert raw_status(a, "GET", "/v1/health") == 200
+    body = {"manifest": manifest(tmp_path).read_text(), "filename": "priv.toml"}
+    assert raw_status(a, "PUT", "/v1/apps/priv", body=body) == 401
+    assert raw_status(a, "PUT", "/v1/apps/priv", token=read_token, body=body) == 403
+    assert raw_status(a, "PUT", "/v1/apps/priv", token=a.token, body=body) == 200
+    # A read token reads, but never the environment's values (passwords until secrets exist).
+    status, app = a.request("GET", "/v1/apps/priv", token=read_token)
+    assert status == 200 and app["app"] == "priv"
+    assert SECRET not in str(app) and "DB_PASSWORD" in str(app)
+    status, app = a.request("GET", "/v1/apps/priv", token=a.token)
+    assert status == 200 and SECRET in str(app)
+    assert raw_status(a, "DELETE", "/v1/apps/priv", token=read_token) == 403
+    # The CLI with the token works as before.
+    out = a.cli("ps", "--json").stdout
+    assert "priv" in out
+
+
+def test_dev_mode_refuses_foreign_hosts_and_origins(agent):
+    port = agent.api_port
+    assert raw_status(agent, "GET", "/v1/apps") == 200
+    assert raw_status(agent, "GET", "/v1/apps", headers={"Host": f"localhost:{port}"}) == 200
+    # DNS rebinding: a page on evil.example resolves its name to 127.0.0.1.
+    assert raw_status(agent, "GET", "/v1/apps", headers={"Host": f"evil.example:{port}"}) == 403
+    # A cross-origin request from a web page.
+    assert raw_status(agent, "PUT", "/v1/apps/x", headers={"Origin": "https://evil.example"},
+                      body={"manifest": "app = \"x\"\n"}) == 403
+    assert raw_status(agent, "GET", "/v1/apps",
+                      headers={"Origin": f"http://localhost:{port}"}) == 200
+
+
+def mode(p):
+    return stat.S_IMODE(os.stat(p).st_mode)
+
+
+def test_the_data_dir_and_what_is_in_it_are_private(prod_agent, tmp_path):
+    a = prod_agent
+    a.cli("up", str(manifest(tmp_path)), "--wait", "--timeout", "60s")
+    data = a.data_dir
+    assert mode(data) == 0o700
+    for name in ("agent-token", "agent-read-token"):
+        assert mode(data / name) == 0o600, name
+    files = [p for p in data.rglob("*") if p.is_file()]
+    assert any(p.name.endswith("-wal") for p in files), files
+    assert any(p.name == "stdout.log" for p in files), files
+    loose = [f"{p.relative_to(data)} {mode(p):o}" for p in files
+             if mode(p) & 0o077 and p.suffix != ".sock"]
+    assert not loose, f"readable by others: {loose}"
+    dirs = [f"{p.relative_to(data)} {mode(p):o}" for p in data.rglob("*")
+            if p.is_dir() and mode(p) & 0o077]
+    assert not dirs, f"directories open to others: {dirs}"
+
+
+def test_files_are_private_from_their_creation(tmp_path):
+    """The mode is right from the first byte, not fixed afterwards: created under a umask that
+    leaves everything readable, the store and the tokens are still 0600."""
+    data = tmp_path / "data"
+    a = Agent(data, dev=False)
+    old = os.umask(0)
+    try:
+        a.start()
+    finally:
+        os.umask(old)
+    try:
+        for name in ("baton.db", "agent-token", "agent-read-token"):
+            assert mode(data / name) == 0o600, name
+        assert mode(data) == 0o700
+    finally:
+        teardown_agent(a, tmp_path)
+
+
+def test_a_second_agent_on_a_used_gateway_port_stops_with_a_clear_error(agent, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    r = subprocess.run([BATON, "agent", "--dev", "--data-dir", str(other),
+                        "--api", f"127.0.0.1:{free_port()}",
+                        "--http", f"127.0.0.1:{agent.http_port}",
+                        "--https", f"127.0.0.1:{free_port()}"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert f"127.0.0.1:{agent.http_port}" in r.stderr and "in use" in r.stderr, r.stderr
+    # The first agent still answers every request.
+    for _ in range(5):
+        with urllib.request.urlopen(f"{agent.addr}/v1/health", timeout=5) as resp:
+            assert resp.status == 200
+    wait_for(lambda: agent.proc.poll() is None, timeout=1, what="the first agent alive")
