@@ -451,6 +451,10 @@ struct Handlers::Impl {
       return errorResponse(403, "this request needs a write token; the one given may only read");
     }
     const bool full = have == Access::kWrite;  // reads with a read token hide env values
+    // Every body is JSON: none nested deep enough to exhaust the stack of whatever walks it.
+    if (!req.body.empty()) {
+      if (Status s = model::checkJsonDepth(req.body); !s) return errorResponse(400, s.message());
+    }
     const std::string app = m.params.count("app") ? m.params["app"] : "";
     const std::string svc = m.params.count("svc") ? m.params["svc"] : "";
     if (m.params.count("app") && !isValidName(app)) {
@@ -518,7 +522,8 @@ struct Handlers::Impl {
       filename = f->get<std::string>();
     }
     std::string text = m->get<std::string>();
-    spec::ManifestResult parsed = spec::parseManifest(text, filename);
+    spec::ManifestResult parsed =
+        spec::parseManifest(text, filename, spec::ManifestOptions{options.identity_providers});
     if (!parsed.errors.empty() || !parsed.app) {
       json errs = json::array();
       for (const auto& d : parsed.errors) errs.push_back(diagnosticJson(d));

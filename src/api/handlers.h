@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "api/routes.h"
 #include "core/clock.h"
@@ -76,6 +77,9 @@ struct ApiOptions {
   // check_token(token) says what the token may do (kNone: not a token). Without a checker
   // every such call is refused.
   std::function<Access(std::string_view token)> check_token = {};
+  // The agent's identity providers: a manifest whose route names another is refused at
+  // `baton up` (unset: names are checked for their form only).
+  std::optional<std::vector<std::string>> identity_providers = {};
   size_t max_body_bytes = 1 << 20;  // larger bodies: 413
   size_t max_header_bytes = 16 << 10;
   Duration read_timeout = Duration(30'000);  // for a whole request, and idle keep-alive

@@ -159,6 +159,33 @@ TEST_F(HandlersTest, PutAppRejectsMalformedBodiesAndNameMismatch) {
   EXPECT_FALSE(store_->get(keys::app("shop"))->has_value());
 }
 
+TEST_F(HandlersTest, DeepJsonBodiesAre400) {
+  for (const char* open : {"[", "{\"a\":"}) {
+    std::string deep;
+    for (int i = 0; i < 100'000; ++i) deep += open;
+    for (const char* target : {"/v1/apps/shop", "/v1/apps/shop/services/web/scale"}) {
+      auto r = call(std::string(target).ends_with("scale") ? "POST" : "PUT", target, deep);
+      EXPECT_EQ(r.status, 400) << target;
+      EXPECT_NE(r.body.find("nesting deeper than"), std::string::npos) << r.body;
+    }
+  }
+}
+
+TEST_F(HandlersTest, ARouteNamingAnUnknownIdentityProviderIsRefused) {
+  Handlers h(ApiDeps{*store_, clock_, nullptr, {}, {}},
+             ApiOptions{.dev = true, .identity_providers = std::vector<std::string>{"corp"}});
+  auto put = [&](const std::string& auth) {
+    std::string m = std::string(kShopV1) + "\n[[routes]]\npath = \"/\"\nservice = \"web\"\nauth = \"" +
+                    auth + "\"\n";
+    return h.handle(ApiRequest::make("PUT", "/v1/apps/shop", putBody(m)));
+  };
+  auto r = put("okta");
+  ASSERT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(body(r)["errors"][0]["key"], "routes[0].auth");
+  EXPECT_NE(r.body.find("corp"), std::string::npos) << r.body;
+  EXPECT_EQ(put("corp").status, 200);
+}
+
 TEST_F(HandlersTest, GetListAndDeleteApps) {
   EXPECT_EQ(call("GET", "/v1/apps/shop").status, 404);
   ASSERT_EQ(call("PUT", "/v1/apps/shop", putBody(kShopV1)).status, 200);

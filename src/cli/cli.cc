@@ -528,7 +528,7 @@ int runCli(int argc, char** argv, CliContext& ctx) {
   auto* o_api = agent->add_option("--api", api_addr, "API listen address");
   auto* o_http = agent->add_option("--http", http_addr, "Gateway HTTP listen address");
   auto* o_https = agent->add_option("--https", https_addr, "Gateway HTTPS listen address");
-  auto* o_dns = agent->add_option("--dns", dns_addr, "DNS listen address");
+  auto* o_dns = agent->add_option("--dns", dns_addr, "DNS listen address (not available yet)");
   add_json(agent);
 
   std::string up_file, up_timeout = "5m";
@@ -622,7 +622,10 @@ int runCli(int argc, char** argv, CliContext& ctx) {
     if (o_api->count()) agent_flags.api = api_addr;
     if (o_http->count()) agent_flags.http = http_addr;
     if (o_https->count()) agent_flags.https = https_addr;
-    if (o_dns->count()) agent_flags.dns = dns_addr;
+    // DESIGN.md's flag, kept so that using it gets this message: no DNS server exists yet.
+    if (o_dns->count()) {
+      return usage("--dns: DNS is not available yet: the agent has no DNS server");
+    }
     if (!ctx.agent) {
       ctx.err << "error: this build has no agent\n";
       return kExitFailed;

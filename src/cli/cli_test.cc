@@ -61,6 +61,12 @@ TEST(Cli, AgentGetsItsFlags) {
   EXPECT_EQ(run({"agent"}).code, 43);
 }
 
+TEST(Cli, AgentRefusesDnsUntilItExists) {
+  CliRun r = run({"agent", "--dev", "--dns", "127.0.0.1:8600"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_EQ(r.err, "error: --dns: DNS is not available yet: the agent has no DNS server\n");
+}
+
 TEST(Cli, UnreachableAgentExits1WithAClearMessage) {
   int port = closedPort();
   std::string addr = "http://127.0.0.1:" + std::to_string(port);

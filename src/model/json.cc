@@ -88,7 +88,10 @@ void to_json(json& j, const ServiceSpec& v) {
        {"upstreams", v.upstreams},
        {"secrets", v.secrets},
        {"cpu", v.cpu},
+       {"cpu_limit", v.cpu_limit},
        {"memory", v.memory},
+       {"user", v.user},
+       {"pids", v.pids},
        {"kill_timeout_ms", v.kill_timeout.count()},
        {"scale", v.scale}};
 }
@@ -105,7 +108,10 @@ void from_json(const json& j, ServiceSpec& v) {
   getOpt(j, "upstreams", v.upstreams);
   getOpt(j, "secrets", v.secrets);
   getOpt(j, "cpu", v.cpu);
+  getOpt(j, "cpu_limit", v.cpu_limit);
   getOpt(j, "memory", v.memory);
+  getOpt(j, "user", v.user);
+  getOpt(j, "pids", v.pids);
   getDuration(j, "kill_timeout_ms", v.kill_timeout);
   getOpt(j, "scale", v.scale);
 }
@@ -265,6 +271,57 @@ void from_json(const json& j, RolloutRecord& v) {
                                 : RolloutRecord::Phase::kInProgress;
   getOpt(j, "message", v.message);
   getTime(j, "updated_at", v.updated_at);
+}
+
+Status checkJsonDepth(std::string_view text, int max_depth) {
+  int depth = 0;
+  int line = 1;
+  int column = 1;  // in bytes
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) {
+        return invalidArgument("nesting deeper than " + std::to_string(max_depth) +
+                               " levels at line " + std::to_string(line) + ", column " +
+                               std::to_string(column) + ": expected at most " +
+                               std::to_string(max_depth) + " levels of arrays and objects");
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;  // an unbalanced one is the parser's to report
+    }
+    if (c == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return Status::ok();
+}
+
+Result<json> parseJson(std::string_view text, int max_depth) {
+  if (Status s = checkJsonDepth(text, max_depth); !s) return s;
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    // "[json.exception.parse_error.101] parse error at line 1, column 2: ..." without the tag.
+    std::string what = e.what();
+    if (size_t tag = what.find("] "); what.starts_with("[json.") && tag != std::string::npos) {
+      what.erase(0, tag + 2);
+    }
+    return invalidArgument("malformed JSON: " + what);
+  }
 }
 
 std::string specHash(const ServiceSpec& spec) {

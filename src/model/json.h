@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "core/result.h"
 #include "model/app.h"
@@ -50,6 +51,22 @@ Result<T> decode(std::string_view text) {
     return invalidArgument(std::string("malformed record: ") + e.what());
   }
 }
+
+// The deepest nesting of arrays and objects accepted from outside (API request bodies). nlohmann
+// parses deep input without recursing, but copying, comparing, dumping and get<T>() recurse once
+// per level: 100,000 nested '[' overflow the stack there. Baton's own documents nest < 10 deep.
+inline constexpr int kMaxJsonDepth = 64;
+
+// Whether the arrays and objects in `text` nest at most `max_depth` deep (strings and their
+// escapes honoured). Ok, or kInvalidArgument "nesting deeper than 64 levels at line 1, column
+// 65". One pass, no allocation; malformed JSON is left to the parser. Run it on untrusted text
+// before anything else touches it.
+Status checkJsonDepth(std::string_view text, int max_depth = kMaxJsonDepth);
+
+// Parses untrusted JSON: checkJsonDepth first, then nlohmann. Errors are kInvalidArgument with a
+// message for the client: the depth message above, or "malformed JSON: parse error at line 1,
+// column 13: ...". Throws nothing but std::bad_alloc.
+Result<nlohmann::json> parseJson(std::string_view text, int max_depth = kMaxJsonDepth);
 
 // A stable hash of a service spec (hex), to tell whether instances run the current spec.
 std::string specHash(const ServiceSpec& spec);

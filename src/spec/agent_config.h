@@ -43,9 +43,10 @@ struct AgentConfig {
   Duration gateway_upstream_idle_timeout = Duration(4'000);
   // A backend that sends no response head within this gets a 504 (connect retries included).
   Duration gateway_upstream_response_timeout = Duration(30'000);
-  std::string dns_listen;       // empty: no DNS server
+  std::string dns_listen;  // always empty: no DNS server exists yet ([dns] and --dns are errors)
   std::vector<IdentityProvider> identity;
-  std::string docker_socket = "/var/run/docker.sock";
+  // [drivers.exec] allow_root: services may name user = "root" (default: refused).
+  bool exec_allow_root = false;
   std::optional<double> node_cpu;       // cores offered; default: all online CPUs
   std::optional<uint64_t> node_memory;  // bytes offered; default: physical memory
   bool dev = false;                     // --dev: no tokens needed, temp data dir

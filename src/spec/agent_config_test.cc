@@ -8,7 +8,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// DESIGN.md §1, verbatim.
+// DESIGN.md §1, verbatim but for [drivers.docker] (refused until the docker driver exists; see
+// the BadAgentConfig case).
 constexpr std::string_view kDesignConfig = R"toml(data_dir = "/var/lib/baton"
 [api]
 listen = "127.0.0.1:4646"
@@ -26,8 +27,8 @@ audiences = ["shop"]
 jwks = "/etc/baton/corp-jwks.json"        # a file, or an https URL (cached, refreshed on unknown kid)
 algorithms = ["RS256", "ES256", "EdDSA"]  # pinned; anything else is refused
 forward = { sub = "X-User", email = "X-Email" }   # verified claims -> request headers
-[drivers.docker]
-socket = "/var/run/docker.sock"           # or Podman's socket
+[drivers.exec]
+allow_root = true
 )toml";
 
 std::string dump(const AgentConfigResult& r) {
@@ -58,7 +59,7 @@ TEST(AgentConfig, DesignExampleParses) {
   EXPECT_EQ(id.algorithms, (std::vector<std::string>{"RS256", "ES256", "EdDSA"}));
   EXPECT_EQ(id.forward,
             (std::map<std::string, std::string>{{"sub", "X-User"}, {"email", "X-Email"}}));
-  EXPECT_EQ(c.docker_socket, "/var/run/docker.sock");
+  EXPECT_TRUE(c.exec_allow_root);
   EXPECT_TRUE(c.dns_listen.empty());
   EXPECT_FALSE(c.node_cpu);
 }
@@ -72,13 +73,11 @@ TEST(AgentConfig, EmptyFileGivesDefaults) {
   EXPECT_EQ(r.config->store_backend, "sqlite");
 }
 
-TEST(AgentConfig, NodeDnsAndEtcd) {
+TEST(AgentConfig, NodeAndEtcd) {
   AgentConfigResult r = parseAgentConfig(R"(node_name = "pi-1.lan"
 [store]
 backend = "etcd"
 endpoints = ["http://10.0.0.1:2379", "https://10.0.0.2:2379"]
-[dns]
-listen = "127.0.0.1:8600"
 [node]
 cpu = 3.5
 memory = "2GiB"
@@ -92,7 +91,7 @@ upstream_response_timeout = "3s"
   EXPECT_EQ(r.config->node_name, "pi-1.lan");
   EXPECT_EQ(r.config->store_backend, "etcd");
   EXPECT_EQ(r.config->etcd_endpoints.size(), 2u);
-  EXPECT_EQ(r.config->dns_listen, "127.0.0.1:8600");
+  EXPECT_TRUE(r.config->dns_listen.empty());
   EXPECT_EQ(r.config->node_cpu, 3.5);
   EXPECT_EQ(r.config->node_memory, 2ull << 30);
   EXPECT_EQ(r.config->gateway_https, "[::]:0");
@@ -152,11 +151,21 @@ const BadCase kBadCases[] = {
      4, "identity[0].jwks", "plain http is refused"},
     {"unknown driver", "[drivers.podman]\nsocket = \"/run/podman.sock\"\n", 1, "drivers.podman",
      "unknown key"},
+    {"docker driver", "[drivers.docker]\nsocket = \"/var/run/docker.sock\"\n", 1,
+     "drivers.docker", "not available yet"},
+    {"allow_root not a boolean", "[drivers.exec]\nallow_root = \"yes\"\n", 2,
+     "drivers.exec.allow_root", "boolean"},
     {"node memory bad unit", "[node]\nmemory = \"2 GB\"\n", 2, "node.memory", "size such as"},
     {"node cpu zero", "[node]\ncpu = 0\n", 2, "node.cpu", "greater than 0"},
     {"identity as table", "[identity]\nname = \"corp\"\n", 1, "identity",
      "expected an array of tables"},
     {"syntax error", "[api\n", 1, "", ""},
+    {"dns", "data_dir = \"/x\"\n[dns]\nlisten = \"127.0.0.1:8600\"\n", 2, "dns",
+     "DNS is not available yet: the agent has no DNS server to listen on; remove [dns]"},
+    {"dns as a dotted key", "dns.listen = \"127.0.0.1:8600\"\n", 1, "dns", "not available yet"},
+    {"deep dotted key",
+     "[api]\nlisten.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a = 1\n", 2, "",
+     "nesting deeper than 32 levels"},
 };
 
 class BadAgentConfig : public ::testing::TestWithParam<BadCase> {};
@@ -197,6 +206,17 @@ endpoints = ["ftp://x"]
   EXPECT_EQ(r.errors[0].line, 1);
   EXPECT_EQ(r.errors[1].line, 3);
   EXPECT_EQ(r.errors[2].line, 6);
+}
+
+TEST(AgentConfig, DeepNestingIsRefusedBeforeParsing) {
+  std::string key;
+  for (int i = 0; i < 100'000; ++i) key += "gateway.";
+  AgentConfigResult r = parseAgentConfig("data_dir = \"/x\"\n" + key + "http = 1\n", "baton.toml");
+  EXPECT_FALSE(r.config);
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r).substr(0, 500);
+  EXPECT_EQ(r.errors[0].toString(),
+            "baton.toml:2:256: nesting deeper than 32 levels: expected at most 32 levels of table "
+            "headers, dotted keys, arrays and inline tables together");
 }
 
 TEST(AgentConfigFile, MissingFile) {

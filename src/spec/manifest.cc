@@ -1,8 +1,10 @@
 #include "spec/manifest.h"
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "spec/calendar.h"
 #include "spec/toml_check.h"
@@ -74,9 +76,17 @@ bool isHost(std::string_view s) {
                      [](char c) { return isAlpha(c) || isDigit(c) || c == '-' || c == '.'; });
 }
 
+// Only the exec driver exists today: a service for another would be stored and never start.
+std::string driverNotAvailable(std::string_view driver) {
+  std::string when =
+      driver == "wasm" ? "WebAssembly comes with a later issue" : "containers come with issue 11";
+  return "the " + std::string(driver) + " driver is not available yet (" + when +
+         "); only the exec driver runs services today: run = [\"command\", \"arg\", ...]";
+}
+
 class ManifestParser {
  public:
-  explicit ManifestParser(Checker& c) : c_(c) {}
+  ManifestParser(Checker& c, const ManifestOptions& options) : c_(c), options_(options) {}
 
   std::optional<model::AppSpec> parse(const toml::table& root) {
     c_.checkKeys(root, "", {"app", "services", "routes"});
@@ -118,6 +128,7 @@ class ManifestParser {
         svc.name = std::string(k.str());
         app.services.emplace(svc.name, std::move(svc));
       }
+      checkFixedPorts(*services, app);
     }
 
     if (const toml::array* routes = c_.tableArray(root, "", "routes")) {
@@ -145,7 +156,7 @@ class ManifestParser {
   model::ServiceSpec parseService(const toml::table& t, const std::string& path) {
     c_.checkKeys(t, path,
                  {"run", "image", "driver", "wasm", "port", "env", "health", "upstreams", "secrets",
-                  "cpu", "memory", "kill_timeout", "scale"});
+                  "cpu", "cpu_limit", "memory", "user", "pids", "kill_timeout", "scale"});
     model::ServiceSpec svc;
 
     // Workload: exactly one of run / image / wasm.
@@ -208,8 +219,13 @@ class ManifestParser {
           c_.error(*n, joinKey(path, "driver"),
                    "driver " + quote(svc.driver) + " requires " + needs +
                        ", but the service sets " + workload);
+        } else if (svc.driver != "exec") {
+          c_.error(c_.keySource(t, "driver"), joinKey(path, "driver"),
+                   driverNotAvailable(svc.driver));
         }
       }
+    } else if (workload == "image" || workload == "wasm") {
+      c_.error(c_.keySource(t, workload), joinKey(path, workload), driverNotAvailable(svc.driver));
     }
 
     if (auto p = c_.integer(t, path, "port", 1, 65535)) svc.port = static_cast<int>(*p);
@@ -230,6 +246,8 @@ class ManifestParser {
         svc.env[std::string(k.str())] = s->get();
       }
     }
+
+    if (run) checkInterpolation(*t.get("run")->as_array(), joinKey(path, "run"), svc.env);
 
     if (const toml::node* n = t.get("health")) parseHealth(*n, joinKey(path, "health"), svc.health);
 
@@ -252,19 +270,111 @@ class ManifestParser {
       }
     }
 
-    if (auto secrets = c_.stringArray(t, path, "secrets")) svc.secrets = std::move(*secrets);
+    if (t.get("secrets") != nullptr) {
+      // Nothing delivers secrets yet: the instance would start without what it asked for.
+      c_.error(c_.keySource(t, "secrets"), joinKey(path, "secrets"),
+               "secrets are not available yet (issue 14): nothing would give them to the "
+               "instance; remove the key");
+    }
 
     if (auto cpu = c_.number(t, path, "cpu", 0, kMaxCpu,
                              "a number of cores greater than 0 and at most 1024 (e.g. 0.25)")) {
       svc.cpu = *cpu;
     }
+    if (auto limit = c_.number(t, path, "cpu_limit", 0, kMaxCpu,
+                               "a hard CPU quota in cores, greater than 0 and at most 1024")) {
+      svc.cpu_limit = *limit;
+    }
     if (auto mem = c_.bytes(t, path, "memory")) svc.memory = *mem;
+    if (auto user = c_.string(t, path, "user")) {
+      // A POSIX user name (useradd's rule); whether it exists is the node's to say.
+      const bool ok = user->size() <= 32 && (std::islower(static_cast<unsigned char>((*user)[0])) ||
+                                             (*user)[0] == '_') &&
+                      std::all_of(user->begin(), user->end(), [](char ch) {
+                        return std::islower(static_cast<unsigned char>(ch)) ||
+                               std::isdigit(static_cast<unsigned char>(ch)) || ch == '_' ||
+                               ch == '-';
+                      });
+      if (ok) {
+        svc.user = *user;
+      } else {
+        c_.expected(*t.get("user"), joinKey(path, "user"),
+                    "a user name ([a-z_][a-z0-9_-]*, at most 32 characters)");
+      }
+    }
+    if (auto pids = c_.integer(t, path, "pids", 8, 4'194'304)) svc.pids = *pids;
     if (auto kt = c_.duration(t, path, "kill_timeout", false)) svc.kill_timeout = *kt;
 
     if (const toml::table* scale = c_.table(t, path, "scale")) {
       parseScale(*scale, joinKey(path, "scale"), svc.scale);
     }
     return svc;
+  }
+
+  // ${NAME} in `run` expands from the instance's environment when the exec driver starts it, and
+  // an unknown or unterminated one fails the start there (drivers/exec_internal.h, expandArgv):
+  // refuse it here with the same grammar, so that a typo is an error at `baton up` and not an
+  // instance that never starts.
+  void checkInterpolation(const toml::array& run, const std::string& path,
+                          const std::map<std::string, std::string>& env) {
+    auto known = [&](const std::string& name) {
+      return env.contains(name) || std::find(model::kInstanceEnv.begin(), model::kInstanceEnv.end(),
+                                             name) != model::kInstanceEnv.end();
+    };
+    for (size_t i = 0; i < run.size(); ++i) {
+      const std::string& arg = run.get(i)->as_string()->get();
+      std::string problem;
+      for (size_t p = 0; p < arg.size() && problem.empty();) {
+        if (arg.compare(p, 3, "$${") == 0) {
+          p += 3;
+        } else if (arg.compare(p, 2, "${") != 0) {
+          ++p;
+        } else if (size_t close = arg.find('}', p + 2); close == std::string::npos) {
+          problem = "unterminated ${ in " + quote(arg) + "; write $${ for a literal ${";
+        } else {
+          std::string name = arg.substr(p + 2, close - p - 2);
+          if (!known(name)) {
+            std::string names;
+            for (std::string_view k : model::kInstanceEnv) {
+              names += (names.empty() ? "" : ", ") + std::string(k);
+            }
+            std::string own;
+            for (const auto& [k, v] : env) own += (own.empty() ? "" : ", ") + k;
+            problem = "unknown variable ${" + name +
+                      "}: not in the instance's environment, which has " + names +
+                      (own.empty() ? " (the service sets no env)"
+                                   : " and the service's env (" + own + ")") +
+                      "; write $${ for a literal ${";
+          }
+          p = close + 1;
+        }
+      }
+      if (!problem.empty()) c_.error(*run.get(i), detail::indexKey(path, i), problem);
+    }
+  }
+
+  // The scheduler may put two services of the app on one node, where only one can listen on a
+  // given port: a second service fixing the same port would fail to bind when it starts.
+  void checkFixedPorts(const toml::table& services, const model::AppSpec& app) {
+    std::vector<std::tuple<int, int, std::string, int>> fixed;  // line, column, service, port
+    for (auto&& [k, v] : services) {
+      auto svc = app.services.find(std::string(k.str()));
+      if (svc == app.services.end() || !svc->second.port || !v.is_table()) continue;
+      toml::source_position at = c_.keySource(*v.as_table(), "port").begin;
+      fixed.emplace_back(at.line, at.column, svc->first, *svc->second.port);
+    }
+    std::sort(fixed.begin(), fixed.end());  // file order: the first to fix a port keeps it
+    std::map<int, std::pair<std::string, int>> first;  // port -> (service, line)
+    for (const auto& [line, column, name, port] : fixed) {
+      auto [it, inserted] = first.emplace(port, std::make_pair(name, line));
+      if (inserted) continue;
+      const toml::table& t = *services.get(name)->as_table();
+      c_.error(c_.keySource(t, "port"), joinKey(joinKey("services", name), "port"),
+               "port " + std::to_string(port) + " is already fixed by service " +
+                   quote(it->second.first) + " (line " + std::to_string(it->second.second) +
+                   "); two services of an app cannot listen on the same port (they may share a "
+                   "node): remove port from one to get a free one in ${PORT}");
+    }
   }
 
   void parseHealth(const toml::node& n, const std::string& path, model::HealthCheck& out) {
@@ -509,9 +619,21 @@ class ManifestParser {
       c_.error(t.source(), joinKey(path, "service"), "missing: a route names its service");
     }
     if (auto auth = c_.string(t, path, "auth")) {
-      if (*auth != "public" && *auth != "api-key" && !isIdentifier(*auth)) {
+      const std::optional<std::vector<std::string>>& providers = options_.identity_providers;
+      bool builtin = *auth == "public" || *auth == "api-key";
+      if (!builtin && !isIdentifier(*auth)) {
         c_.expected(*t.get("auth"), joinKey(path, "auth"),
                     "\"public\", \"api-key\" or the name of an identity provider");
+      } else if (!builtin && providers &&
+                 std::find(providers->begin(), providers->end(), *auth) == providers->end()) {
+        // The gateway would answer every request to the route with a 500.
+        std::string known;
+        for (const std::string& p : *providers) known += (known.empty() ? "" : ", ") + p;
+        c_.error(*t.get("auth"), joinKey(path, "auth"),
+                 "no identity provider " + quote(*auth) +
+                     " on this agent; expected \"public\", \"api-key\" or " +
+                     (known.empty() ? "an [[identity]] of the agent's config, which has none"
+                                    : "one of the agent's identity providers: " + known));
       } else {
         r.auth = *auth;
       }
@@ -536,26 +658,29 @@ class ManifestParser {
   size_t errorCount() const { return c_.count(); }
 
   Checker& c_;
+  const ManifestOptions& options_;
 };
 
 }  // namespace
 
-ManifestResult parseManifest(std::string_view text, std::string_view filename) {
+ManifestResult parseManifest(std::string_view text, std::string_view filename,
+                             const ManifestOptions& options) {
   ManifestResult result;
   Checker checker(filename);
   if (std::optional<toml::table> root = detail::parseToml(text, filename, checker)) {
-    result.app = ManifestParser(checker).parse(*root);
+    result.app = ManifestParser(checker, options).parse(*root);
   }
   result.errors = checker.finish();
   if (!result.errors.empty()) result.app.reset();
   return result;
 }
 
-ManifestResult parseManifestFile(const std::filesystem::path& path) {
+ManifestResult parseManifestFile(const std::filesystem::path& path,
+                                 const ManifestOptions& options) {
   ManifestResult result;
   std::optional<std::string> text = detail::readFile(path, result.errors);
   if (!text) return result;
-  return parseManifest(*text, path.string());
+  return parseManifest(*text, path.string(), options);
 }
 
 }  // namespace baton::spec

@@ -33,8 +33,22 @@ struct ManifestResult {
   std::vector<Diagnostic> errors;     // all that were found, sorted by line then column
 };
 
-ManifestResult parseManifest(std::string_view text, std::string_view filename);
-ManifestResult parseManifestFile(const std::filesystem::path& path);
+struct ManifestOptions {
+  // The names of the identity providers the agent has (its config's [[identity]] entries). When
+  // set, a route whose `auth` names any other provider is an error at its `auth` key. Unset (the
+  // CLI, which does not know the agent's config): provider names are checked for their form only.
+  std::optional<std::vector<std::string>> identity_providers;
+};
+
+// Besides the form of every key, refuses what would be accepted and then not run (issue 10): a
+// service for a driver other than exec, `secrets`, two services fixing the same `port`, a
+// `${NAME}` in `run` that is not in the instance's environment, and (with
+// `options.identity_providers`) an unknown provider in a route's `auth`. Nesting deeper than
+// 32 levels is refused before the TOML is parsed.
+ManifestResult parseManifest(std::string_view text, std::string_view filename,
+                             const ManifestOptions& options = {});
+ManifestResult parseManifestFile(const std::filesystem::path& path,
+                                 const ManifestOptions& options = {});
 
 struct AgentConfigResult {
   std::optional<AgentConfig> config;

@@ -312,8 +312,197 @@ std::vector<Diagnostic> Checker::finish() {
   return std::move(errors_);
 }
 
+namespace {
+
+// The state machine behind findDeepNesting. It follows TOML just enough to tell keys from values:
+// a line at the top level starts with a key (or a [header]); `=` starts a value; in a value, `[`
+// opens an array (its elements one level deeper), `{` an inline table (its keys add their
+// segments to the table's depth), `,` in an inline table starts the next key.
+class NestingScan {
+ public:
+  NestingScan(std::string_view text, int max_depth) : s_(text), max_(max_depth) {}
+
+  std::optional<TextPosition> run() {
+    if (s_.starts_with("\xEF\xBB\xBF")) i_ = 3;  // a UTF-8 byte order mark, as toml++ skips it
+    while (i_ < s_.size()) {
+      char c = s_[i_];
+      std::optional<TextPosition> deep;
+      if (c == '\n') {
+        advance();
+        if (frames_.empty()) startKey();  // an array or inline table may span lines
+      } else if (c == ' ' || c == '\t' || c == '\r') {
+        advance();
+      } else if (c == '#') {
+        while (i_ < s_.size() && s_[i_] != '\n') advance();
+      } else if (c == '"' || c == '\'') {
+        skipString();
+        key_started_ = true;
+      } else if (in_key_) {
+        deep = keyChar(c);
+      } else {
+        deep = valueChar(c);
+      }
+      if (deep) return deep;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  struct Frame {
+    char close;  // ']' or '}'
+    int depth;   // ']': the depth of the array's elements; '}': the inline table's own depth
+  };
+
+  std::optional<TextPosition> keyChar(char c) {
+    if (c == '[' && frames_.empty() && !key_started_) return header();
+    if (c == '.') {
+      // Each dotted segment is a table one level deeper.
+      if (keyBase() + ++dots_ + 1 > max_) return here();
+    } else if (c == '=') {
+      value_depth_ = keyBase() + dots_ + 1;
+      if (value_depth_ > max_) return here();
+      in_key_ = false;
+    } else if (c == '}') {
+      close();  // `{}` or a trailing `}` after a key: toml++ judges the syntax
+    } else {
+      key_started_ = true;
+    }
+    advance();
+    return std::nullopt;
+  }
+
+  std::optional<TextPosition> valueChar(char c) {
+    if (c == '[') {
+      if (value_depth_ + 1 > max_) return here();
+      frames_.push_back({']', ++value_depth_});
+    } else if (c == '{') {
+      frames_.push_back({'}', value_depth_});
+      startKey();
+    } else if (c == ']' || c == '}') {
+      close();
+    } else if (c == ',' && !frames_.empty() && frames_.back().close == '}') {
+      startKey();
+    }
+    advance();
+    return std::nullopt;
+  }
+
+  // [a.b.c] is a table at depth 3; [[a.b.c]] an element of the array a.b.c, at depth 4.
+  std::optional<TextPosition> header() {
+    advance();
+    int depth = 1;
+    if (i_ < s_.size() && s_[i_] == '[') {
+      advance();
+      ++depth;
+    }
+    while (i_ < s_.size() && s_[i_] != ']' && s_[i_] != '\n') {
+      char c = s_[i_];
+      if (c == '"' || c == '\'') {
+        skipString();
+        continue;
+      }
+      if (c == '.' && ++depth > max_) return here();
+      advance();
+    }
+    if (depth > max_) return here();
+    header_depth_ = depth;
+    key_started_ = true;  // the rest of the line is the closing brackets and a comment
+    return std::nullopt;
+  }
+
+  // A closing bracket: back to the enclosing array or inline table, or to the end of a top-level
+  // value. An unbalanced one is a syntax error for toml++ to report; the scan goes on.
+  void close() {
+    if (!frames_.empty()) frames_.pop_back();
+    in_key_ = false;
+    if (!frames_.empty() && frames_.back().close == ']') value_depth_ = frames_.back().depth;
+  }
+
+  void startKey() {
+    in_key_ = true;
+    key_started_ = false;
+    dots_ = 0;
+  }
+
+  // The depth of the table the current key is in: the last [header] at the top level, else the
+  // innermost inline table.
+  int keyBase() const { return frames_.empty() ? header_depth_ : frames_.back().depth; }
+
+  // "basic", 'literal', """multi-line basic""" or '''multi-line literal'''; escapes only in basic
+  // strings. An unterminated single-line string ends at the end of its line.
+  void skipString() {
+    const char q = s_[i_];
+    const bool escapes = q == '"';
+    const std::string_view triple = escapes ? "\"\"\"" : "'''";
+    if (s_.substr(i_, 3) == triple) {
+      for (int k = 0; k < 3; ++k) advance();
+      while (i_ < s_.size()) {
+        if (escapes && s_[i_] == '\\') {
+          advance();
+          if (i_ < s_.size()) advance();  // also a line-ending backslash
+        } else if (s_.substr(i_, 3) == triple) {
+          for (int k = 0; k < 3; ++k) advance();
+          // Up to two more quotes belong to the string: """a""""" is `a""`.
+          for (int k = 0; k < 2 && i_ < s_.size() && s_[i_] == q; ++k) advance();
+          return;
+        } else {
+          advance();
+        }
+      }
+      return;
+    }
+    advance();
+    while (i_ < s_.size() && s_[i_] != '\n') {
+      char c = s_[i_];
+      advance();
+      if (c == q) return;
+      if (escapes && c == '\\' && i_ < s_.size() && s_[i_] != '\n') advance();
+    }
+  }
+
+  void advance() {
+    auto c = static_cast<unsigned char>(s_[i_++]);
+    if (c == '\n') {
+      ++pos_.line;
+      pos_.column = 1;
+    } else if ((c & 0xC0) != 0x80) {  // not a UTF-8 continuation byte
+      ++pos_.column;
+    }
+  }
+
+  TextPosition here() const { return pos_; }
+
+  std::string_view s_;
+  const int max_;
+  size_t i_ = 0;
+  TextPosition pos_;
+  bool in_key_ = true;         // reading a key (else a value)
+  bool key_started_ = false;   // the key has begun: a `[` now is not a header
+  int dots_ = 0;               // dots in the current key
+  int header_depth_ = 0;       // of the last [header] (0: the root table)
+  int value_depth_ = 0;        // of the value being read (in an array: of its elements)
+  std::vector<Frame> frames_;  // open arrays and inline tables; at most about 2 * max_
+};
+
+}  // namespace
+
+std::optional<TextPosition> findDeepNesting(std::string_view text, int max_depth) {
+  return NestingScan(text, max_depth).run();
+}
+
 std::optional<toml::table> parseToml(std::string_view text, std::string_view filename,
                                      Checker& checker) {
+  // Before toml++ sees the text: it recurses once per level of nesting, so deep input would be a
+  // stack overflow in the agent, not an error for the user.
+  if (std::optional<TextPosition> deep = findDeepNesting(text, kMaxTomlDepth)) {
+    toml::source_position at{static_cast<toml::source_index>(deep->line),
+                             static_cast<toml::source_index>(deep->column)};
+    checker.error(toml::source_region{at, at, nullptr}, "",
+                  "nesting deeper than " + std::to_string(kMaxTomlDepth) +
+                      " levels: expected at most " + std::to_string(kMaxTomlDepth) +
+                      " levels of table headers, dotted keys, arrays and inline tables together");
+    return std::nullopt;
+  }
   try {
     return toml::parse(text, filename);
   } catch (const toml::parse_error& e) {

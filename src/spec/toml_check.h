@@ -79,7 +79,26 @@ class Checker {
   std::vector<Diagnostic> errors_;
 };
 
-// Runs toml::parse; on a syntax error, reports it through `checker` and returns nullopt.
+// The deepest nesting parseToml lets toml++ see: table header segments, dotted key segments,
+// arrays and inline tables, added up along the path to a value ([services.web.scale] is 3,
+// `claims = { scope = "x" }` under [[routes]] is 4). Manifests and configs need fewer than 10;
+// toml++ recurses once per level, so a dotted key of 100,000 segments overflowed the stack.
+inline constexpr int kMaxTomlDepth = 32;
+
+struct TextPosition {
+  int line = 1;    // 1-based
+  int column = 1;  // 1-based, in code points as toml++ counts them
+};
+
+// Scans raw TOML text for the first place where nesting goes deeper than `max_depth`, without
+// building anything: strings, literal strings, multi-line strings and comments are skipped, so
+// their brackets and dots do not count. nullopt when the nesting stays within the bound. Syntax
+// errors are left to toml++; the scan resynchronizes on unbalanced brackets and goes on, so a
+// deep part after one is still found. One pass, memory bounded by `max_depth`.
+std::optional<TextPosition> findDeepNesting(std::string_view text, int max_depth);
+
+// Runs toml::parse, after refusing nesting deeper than kMaxTomlDepth (findDeepNesting); on
+// either error, reports it through `checker` and returns nullopt.
 std::optional<toml::table> parseToml(std::string_view text, std::string_view filename,
                                      Checker& checker);
 

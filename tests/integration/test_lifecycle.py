@@ -147,6 +147,13 @@ def test_bad_manifests_are_rejected_and_change_nothing(agent, tmp_path):
         'app = "demo"\n[services.api]\nrun = ["x"]\n[services.api.scale]\nmin = 5\nmax = 2\n':
             (5, "services.api.scale"),
         'app = "demo"\n[services.api]\nrun = ["x"\n': (3, ""),
+        # Accepted and then never run (issue 10): refused at `baton up`.
+        'app = "demo"\n[services.api]\nimage = "nginx:1.25"\n': (3, "services.api.image"),
+        'app = "demo"\n[services.api]\nrun = ["x"]\nsecrets = ["demo/db"]\n':
+            (4, "services.api.secrets"),
+        'app = "demo"\n[services.api]\nrun = ["x", "${NOPE}"]\n': (3, "services.api.run[1]"),
+        'app = "demo"\n[services.api]\nrun = ["x"]\nport = 8000\n'
+        '[services.web]\nrun = ["y"]\nport = 8000\n': (7, "services.web.port"),
     }
     for text, (line, key) in cases.items():
         bad.write_text(text)
@@ -160,5 +167,11 @@ def test_bad_manifests_are_rejected_and_change_nothing(agent, tmp_path):
                                  {"manifest": list(cases)[0], "filename": "bad.toml"})
     assert status == 400 and body["errors"][0]["line"] == 4
     assert body["errors"][0]["key"] == "services.api.port"
+    # A dotted key of 100,000 segments overflowed the agent's stack in toml++: now a 400.
+    deep = 'app = "demo"\n' + "a." * 100_000 + "a = 1\n"
+    status, body = agent.request("PUT", "/v1/apps/demo", {"manifest": deep, "filename": "deep.toml"})
+    assert status == 400, (status, body)
+    assert body["errors"][0]["line"] == 2, body
+    assert "nesting deeper than 32 levels" in body["errors"][0]["message"], body
     time.sleep(1)
     assert agent.instances("demo") == before
