@@ -253,11 +253,15 @@ int runAgent(const AgentFlags& flags) {
   node_options.memory = cfg.node_memory.value_or(static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
                                                  static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE)));
   node_options.env["PATH"] = kDefaultPath;
+  node_options.agent_uid = ::geteuid();
+  node_options.allow_root = cfg.exec_allow_root;
   node::NodeRuntime node(**store, registry, clock, node_options);
 
   api::ApiOptions api_options;
   api_options.listen = cfg.api_listen;
   api_options.dev = cfg.dev;
+  api_options.identity_providers.emplace();
+  for (const auto& id : cfg.identity) api_options.identity_providers->push_back(id.name);
   api_options.check_token = [token, read_token](std::string_view t) {
     if (!token.empty() && constantTimeEqual(t, token)) return api::Access::kWrite;
     if (!read_token.empty() && constantTimeEqual(t, read_token)) return api::Access::kRead;

@@ -105,14 +105,12 @@ Result<TaskCgroup> TaskCgroup::create(const std::string& root, const std::string
     if (!makeDir(dir)) {
       return unavailable("cannot create cgroup " + dir.string() + ": " + std::strerror(errno));
     }
-    if (limits.memory_bytes > 0 &&
-        !writeFile(dir / "memory.max", std::to_string(limits.memory_bytes))) {
-      cg.remove();
-      return unavailable("cannot set memory.max in " + dir.string());
-    }
-    if (limits.cpu_cores > 0) {
-      long quota = std::max(1000L, std::lround(limits.cpu_cores * 100000));
-      writeFile(dir / "cpu.max", std::to_string(quota) + " 100000");
+    for (const CgroupWrite& w : limitWrites(Version::kV2, limits)) {
+      if (!writeFile(dir / w.file, w.value) && w.required) {
+        const std::string err = std::strerror(errno);
+        cg.remove();
+        return unavailable("cannot set " + w.file + " in " + dir.string() + ": " + err);
+      }
     }
     return cg;
   }
@@ -124,19 +122,52 @@ Result<TaskCgroup> TaskCgroup::create(const std::string& root, const std::string
       return unavailable("cannot create cgroup " + dir.string() + ": " + err);
     }
     created.push_back(dir);
-    if (limits.memory_bytes > 0 && fs::exists(dir / "memory.limit_in_bytes")) {
-      if (!writeFile(dir / "memory.limit_in_bytes", std::to_string(limits.memory_bytes))) {
-        cg.remove();
-        return unavailable("cannot set memory.limit_in_bytes in " + dir.string());
-      }
-    }
-    if (limits.cpu_cores > 0 && fs::exists(dir / "cpu.cfs_quota_us")) {
-      long quota = std::max(1000L, std::lround(limits.cpu_cores * 100000));
-      writeFile(dir / "cpu.cfs_period_us", "100000");
-      writeFile(dir / "cpu.cfs_quota_us", std::to_string(quota));
+  }
+  // v1: each file lives in its controller's directory.
+  for (const CgroupWrite& w : limitWrites(Version::kV1, limits)) {
+    std::error_code ec;
+    auto it = std::find_if(cg.dirs_.begin(), cg.dirs_.end(),
+                           [&](const fs::path& d) { return fs::exists(d / w.file, ec); });
+    const bool written = it != cg.dirs_.end() && writeFile(*it / w.file, w.value);
+    if (!written && w.required) {
+      const std::string err = it == cg.dirs_.end() ? "no such control file" : std::strerror(errno);
+      cg.remove();
+      return unavailable("cannot set " + w.file + " for cgroup " + root + "/" + id + ": " + err);
     }
   }
   return cg;
+}
+
+std::vector<CgroupWrite> TaskCgroup::limitWrites(Version version, const CgroupLimits& limits) {
+  std::vector<CgroupWrite> out;
+  const bool v2 = version == Version::kV2;
+  if (limits.memory_bytes > 0) {
+    const std::string bytes = std::to_string(limits.memory_bytes);
+    out.push_back({v2 ? "memory.max" : "memory.limit_in_bytes", bytes, true});
+    // Swap counted in the limit: a service cannot page out past it (only where the host
+    // accounts swap; not required).
+    out.push_back({v2 ? "memory.swap.max" : "memory.memsw.limit_in_bytes", v2 ? "0" : bytes});
+  }
+  if (limits.cpu_weight_cores > 0) {
+    if (v2) {
+      const long weight = std::clamp(std::lround(limits.cpu_weight_cores * 100), 1L, 10000L);
+      out.push_back({"cpu.weight", std::to_string(weight)});
+    } else {
+      const long shares = std::max(2L, std::lround(limits.cpu_weight_cores * 1024));
+      out.push_back({"cpu.shares", std::to_string(shares)});
+    }
+  }
+  if (limits.cpu_quota_cores > 0) {
+    const long quota = std::max(1000L, std::lround(limits.cpu_quota_cores * 100000));
+    if (v2) {
+      out.push_back({"cpu.max", std::to_string(quota) + " 100000"});
+    } else {
+      out.push_back({"cpu.cfs_period_us", "100000"});
+      out.push_back({"cpu.cfs_quota_us", std::to_string(quota)});
+    }
+  }
+  if (limits.pids_max > 0) out.push_back({"pids.max", std::to_string(limits.pids_max), true});
+  return out;
 }
 
 std::vector<std::string> TaskCgroup::procsFiles() const {

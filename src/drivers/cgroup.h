@@ -18,8 +18,18 @@
 namespace baton::drivers {
 
 struct CgroupLimits {
-  uint64_t memory_bytes = 0;  // 0 = no limit
-  double cpu_cores = 0;       // 0 = no limit
+  uint64_t memory_bytes = 0;   // 0 = no limit; swap is counted in it where the host accounts swap
+  double cpu_weight_cores = 0; // a share of the CPU under contention, in cores (0 = default)
+  double cpu_quota_cores = 0;  // a hard quota in cores (0 = none)
+  int64_t pids_max = 0;        // processes and threads (0 = no limit)
+};
+
+// One value to write into a cgroup's control file. `required`: the task must not run without it
+// (the memory limit, the process limit).
+struct CgroupWrite {
+  std::string file;
+  std::string value;
+  bool required = false;
 };
 
 struct CgroupUsage {
@@ -31,6 +41,12 @@ struct CgroupUsage {
 class TaskCgroup {
  public:
   enum class Version { kNone, kV1, kV2 };
+
+  // What `limits` means as control-file writes, in order, for a layout (pure):
+  //   v1: memory.limit_in_bytes, memory.memsw.limit_in_bytes (= the limit: no swap beyond it),
+  //       cpu.shares (1024 per core), cpu.cfs_period_us + cpu.cfs_quota_us, pids.max;
+  //   v2: memory.max, memory.swap.max 0, cpu.weight (100 per core), cpu.max, pids.max.
+  static std::vector<CgroupWrite> limitWrites(Version version, const CgroupLimits& limits);
 
   TaskCgroup() = default;
   TaskCgroup(Version version, std::vector<std::filesystem::path> dirs)

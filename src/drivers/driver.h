@@ -34,6 +34,11 @@ struct TaskConfig {
   std::filesystem::path log_dir;           // stdout.log / stderr.log (+ rotated .1 .. .N)
   uint64_t log_max_bytes = 10ull << 20;    // rotate a log file past this size
   int log_max_files = 3;                   // rotated files kept per stream
+  // Who the service runs as (the node decides: docs/security.md "Instances"); -1: as the agent.
+  int64_t uid = -1;
+  int64_t gid = -1;
+  std::vector<uint32_t> groups;            // supplementary groups (a named user's)
+  int64_t pids_max = 0;                    // processes and threads of the task; 0 = no limit
 };
 
 struct ExitStatus {

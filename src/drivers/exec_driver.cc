@@ -135,6 +135,11 @@ Result<TaskStatus> ExecDriver::spawn(const TaskConfig& config) {
   sc.cgroup_root = options_.cgroup_root;
   sc.memory_bytes = config.spec.memory;
   sc.cpu_cores = config.spec.cpu;
+  sc.cpu_limit_cores = config.spec.cpu_limit;
+  sc.pids_max = config.pids_max;
+  sc.uid = config.uid;
+  sc.gid = config.gid;
+  sc.groups = config.groups;
   for (const fs::path& d : {dir, sc.cwd, sc.log_dir}) {
     fs::create_directories(d, ec);
     if (ec) return ioError("cannot create " + d.string() + ": " + ec.message());

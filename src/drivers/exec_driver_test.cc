@@ -141,11 +141,20 @@ class ExecDriverTest : public ::testing::Test {
   std::unique_ptr<ExecDriver> driver_;
 };
 
-TEST_F(ExecDriverTest, MemoryAndCpuLimitsAreWrittenToTheCgroup) {
+// The value of `file` in whichever of the task's cgroup directories has it ("" if none).
+std::string controlFile(const TaskCgroup& cg, const std::string& file) {
+  for (const auto& d : cg.dirs()) {
+    if (fs::exists(d / file)) return readFile(d / file);
+  }
+  return "";
+}
+
+TEST_F(ExecDriverTest, LimitsAreWrittenToTheCgroup) {
   if (TaskCgroup::detect() == TaskCgroup::Version::kNone) GTEST_SKIP() << "no cgroups";
   TaskConfig task = harness_.shellTask("limits", "exec sleep 1000", {}, 0);
   task.spec.memory = 64ull << 20;
-  task.spec.cpu = 0.5;
+  task.spec.cpu = 0.5;  // a weight, not a cap
+  task.pids_max = 64;
   ASSERT_TRUE(driver_->start(task).isOk());
   exec::SupervisorState s = state("limits");
   ASSERT_FALSE(s.cgroup_dirs.empty()) << "warnings: " << ::testing::PrintToString(s.warnings);
@@ -154,20 +163,86 @@ TEST_F(ExecDriverTest, MemoryAndCpuLimitsAreWrittenToTheCgroup) {
   EXPECT_EQ(std::stoull(readFile(cg.memoryLimitFile())), 64ull << 20);
   std::vector<pid_t> pids = cg.pids();
   EXPECT_NE(std::find(pids.begin(), pids.end(), s.pid), pids.end());
+  EXPECT_EQ(controlFile(cg, "pids.max"), "64\n");
   if (cg.version() == TaskCgroup::Version::kV1) {
-    bool saw_quota = false;
-    for (const auto& d : cg.dirs()) {
-      if (fs::exists(d / "cpu.cfs_quota_us")) {
-        EXPECT_EQ(std::stol(readFile(d / "cpu.cfs_quota_us")), 50000);
-        saw_quota = true;
-      }
-    }
-    EXPECT_TRUE(saw_quota);
+    EXPECT_EQ(controlFile(cg, "cpu.shares"), "512\n");
+    EXPECT_EQ(controlFile(cg, "cpu.cfs_quota_us"), "-1\n");  // no quota without cpu_limit
   } else {
-    EXPECT_EQ(readFile(cg.dirs()[0] / "cpu.max"), "50000 100000\n");
+    EXPECT_EQ(controlFile(cg, "cpu.weight"), "50\n");
+    EXPECT_EQ(controlFile(cg, "cpu.max"), "max 100000\n");
   }
   ASSERT_TRUE(driver_->stop("limits", Duration(1000)).isOk());
   for (const auto& d : cg.dirs()) EXPECT_FALSE(fs::exists(d)) << d << " left behind";
+
+  // A hard quota only with cpu_limit.
+  task = harness_.shellTask("quota", "exec sleep 1000", {}, 0);
+  task.spec.cpu_limit = 0.25;
+  ASSERT_TRUE(driver_->start(task).isOk());
+  s = state("quota");
+  TaskCgroup qcg(TaskCgroup::versionFromName(s.cgroup_version),
+                 {s.cgroup_dirs.begin(), s.cgroup_dirs.end()});
+  if (qcg.version() == TaskCgroup::Version::kV1) {
+    EXPECT_EQ(controlFile(qcg, "cpu.cfs_quota_us"), "25000\n");
+  } else {
+    EXPECT_EQ(controlFile(qcg, "cpu.max"), "25000 100000\n");
+  }
+  ASSERT_TRUE(driver_->stop("quota", Duration(1000)).isOk());
+}
+
+TEST(CgroupLimits, WritesForEachLayout) {
+  CgroupLimits l{.memory_bytes = 1 << 20, .cpu_weight_cores = 2, .cpu_quota_cores = 1.5,
+                 .pids_max = 100};
+  auto text = [](const std::vector<CgroupWrite>& ws) {
+    std::string out;
+    for (const auto& w : ws) out += w.file + "=" + w.value + (w.required ? "!" : "") + " ";
+    return out;
+  };
+  EXPECT_EQ(text(TaskCgroup::limitWrites(TaskCgroup::Version::kV1, l)),
+            "memory.limit_in_bytes=1048576! memory.memsw.limit_in_bytes=1048576 cpu.shares=2048 "
+            "cpu.cfs_period_us=100000 cpu.cfs_quota_us=150000 pids.max=100! ");
+  EXPECT_EQ(text(TaskCgroup::limitWrites(TaskCgroup::Version::kV2, l)),
+            "memory.max=1048576! memory.swap.max=0 cpu.weight=200 cpu.max=150000 100000 "
+            "pids.max=100! ");
+  EXPECT_EQ(text(TaskCgroup::limitWrites(TaskCgroup::Version::kV1, {})), "");
+  // Tiny weights stay valid.
+  EXPECT_EQ(text(TaskCgroup::limitWrites(TaskCgroup::Version::kV1, {.cpu_weight_cores = 0.001})),
+            "cpu.shares=2 ");
+}
+
+// The service runs as the user it is given, with no_new_privs, and the usual umask.
+TEST_F(ExecDriverTest, RunsAsTheGivenUserWithNoNewPrivileges) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch users";
+  TaskConfig task = harness_.shellTask(
+      "who", "grep -E '^(Uid|Gid|Groups|NoNewPrivs):' /proc/self/status; umask", {}, 0);
+  task.uid = 1879048999;
+  task.gid = 1879048999;
+  task.task_dir = "/";
+  ASSERT_TRUE(driver_->start(task).isOk());
+  auto exit = driver_->wait("who", Duration(5000));
+  ASSERT_TRUE(exit.isOk()) << exit.status().toString();
+  std::string out = readFile(harness_.root() / "logs" / "who" / "stdout.log");
+  EXPECT_NE(out.find("Uid:\t1879048999\t1879048999\t1879048999\t1879048999"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("Gid:\t1879048999\t1879048999"), std::string::npos) << out;
+  EXPECT_NE(out.find("Groups:\t \n"), std::string::npos) << out;  // no supplementary groups
+  EXPECT_NE(out.find("NoNewPrivs:\t1"), std::string::npos) << out;
+  EXPECT_NE(out.find("0022"), std::string::npos) << out;
+}
+
+TEST_F(ExecDriverTest, AWorkdirTheUserCannotEnterIsAClearStartError) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch users";
+  fs::path closed = harness_.root() / "closed";
+  fs::create_directories(closed);
+  fs::permissions(closed, fs::perms::owner_all);
+  TaskConfig task = harness_.shellTask("closed", "true", {}, 0);
+  task.uid = 1879048999;
+  task.gid = 1879048999;
+  task.task_dir = closed;
+  auto st = driver_->start(task);
+  ASSERT_FALSE(st.isOk());
+  EXPECT_NE(st.status().message().find("cannot enter working directory"), std::string::npos)
+      << st.status().toString();
+  EXPECT_NE(st.status().message().find("uid 1879048999"), std::string::npos);
 }
 
 TEST_F(ExecDriverTest, EnvIsExactlyTheTaskEnv) {

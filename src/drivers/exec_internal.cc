@@ -57,7 +57,12 @@ std::string encodeConfig(const SupervisorConfig& c) {
             {"log_max_files", c.log_max_files},
             {"cgroup_root", c.cgroup_root},
             {"memory_bytes", c.memory_bytes},
-            {"cpu_cores", c.cpu_cores}};
+            {"cpu_cores", c.cpu_cores},
+            {"cpu_limit_cores", c.cpu_limit_cores},
+            {"pids_max", c.pids_max},
+            {"uid", c.uid},
+            {"gid", c.gid},
+            {"groups", c.groups}};
   return j.dump(2);
 }
 
@@ -74,6 +79,12 @@ Result<SupervisorConfig> decodeConfig(const std::string& text) {
     c.cgroup_root = j.at("cgroup_root").get<std::string>();
     c.memory_bytes = j.at("memory_bytes").get<uint64_t>();
     c.cpu_cores = j.at("cpu_cores").get<double>();
+    // Absent in the config.json of a task started before they existed.
+    c.cpu_limit_cores = j.value("cpu_limit_cores", 0.0);
+    c.pids_max = j.value("pids_max", int64_t{0});
+    c.uid = j.value("uid", int64_t{-1});
+    c.gid = j.value("gid", int64_t{-1});
+    c.groups = j.value("groups", std::vector<uint32_t>{});
     return c;
   });
 }

@@ -40,7 +40,12 @@ struct SupervisorConfig {
   int log_max_files = 3;
   std::string cgroup_root;
   uint64_t memory_bytes = 0;
-  double cpu_cores = 0;
+  double cpu_cores = 0;        // the cgroup CPU weight, in cores
+  double cpu_limit_cores = 0;  // a hard CPU quota; 0 = none
+  int64_t pids_max = 0;
+  int64_t uid = -1;            // -1: the supervisor's own
+  int64_t gid = -1;
+  std::vector<uint32_t> groups;
 };
 
 struct SupervisorState {

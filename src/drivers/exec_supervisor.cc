@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <grp.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -29,7 +31,7 @@ using namespace exec;
 namespace {
 
 // Records the service child sends on the error pipe between fork and exec.
-enum Stage : int { kJoinCgroup = 1, kChdir = 2, kExec = 3 };
+enum Stage : int { kJoinCgroup = 1, kChdir = 2, kExec = 3, kSetUser = 4, kNoNewPrivs = 5 };
 struct ChildError {
   int stage;
   int err;
@@ -184,7 +186,10 @@ int Supervisor::run() {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
 
   auto cg = TaskCgroup::create(config_.cgroup_root, config_.instance_id,
-                               {config_.memory_bytes, config_.cpu_cores});
+                               {.memory_bytes = config_.memory_bytes,
+                                .cpu_weight_cores = config_.cpu_cores,
+                                .cpu_quota_cores = config_.cpu_limit_cores,
+                                .pids_max = config_.pids_max});
   if (cg) {
     cgroup_ = std::move(cg.value());
     state_.cgroup_version = cgroup_.versionName();
@@ -220,6 +225,14 @@ int Supervisor::run() {
   envp.push_back(nullptr);
   std::vector<std::string> procs = cgroup_.procsFiles();
   std::string cwd = config_.cwd.string();
+  const bool switch_user = config_.uid >= 0 && config_.gid >= 0;
+  const uid_t uid = static_cast<uid_t>(config_.uid);
+  const gid_t gid = static_cast<gid_t>(config_.gid);
+  std::vector<gid_t> groups(config_.groups.begin(), config_.groups.end());
+  // Without a cgroup (and so no pids.max), RLIMIT_NPROC bounds the service's processes
+  // instead: it counts per UID, which is the service's own when it has a dynamic one.
+  const bool nproc_limit = !cgroup_.valid() && config_.pids_max > 0;
+  const rlimit nproc{static_cast<rlim_t>(config_.pids_max), static_cast<rlim_t>(config_.pids_max)};
 
   sigset_t none;
   sigemptyset(&none);
@@ -240,6 +253,24 @@ int Supervisor::run() {
     if (nul >= 0) ::dup2(nul, 0);
     ::dup2(out_pipe[1], 1);
     ::dup2(err_pipe[1], 2);
+    auto fail = [&](Stage stage, int err) {
+      ChildError ce{stage, err};
+      ssize_t n = ::write(exec_pipe[1], &ce, sizeof ce);
+      (void)n;
+      ::_exit(127);
+    };
+    // Least privilege (docs/security.md "Instances"): the service's own user and groups, no
+    // way back to more privilege through setuid binaries or file capabilities, and the usual
+    // umask (the agent's 077 is for its own files).
+    if (switch_user) {
+      if (nproc_limit) ::setrlimit(RLIMIT_NPROC, &nproc);
+      if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(gid) != 0 ||
+          ::setuid(uid) != 0) {
+        fail(kSetUser, errno);
+      }
+    }
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(kNoNewPrivs, errno);
+    ::umask(022);
     if (::chdir(cwd.c_str()) != 0) {
       ChildError ce{kChdir, errno};
       ssize_t n = ::write(exec_pipe[1], &ce, sizeof ce);
@@ -270,6 +301,15 @@ int Supervisor::run() {
       state_.warnings.push_back(warning);
     } else if (ce.stage == kChdir) {
       fatal = "cannot enter working directory \"" + cwd + "\": " + errnoText(ce.err);
+      if (switch_user) {
+        fatal += " (the service runs as uid " + std::to_string(uid) +
+                 ": every directory on the way must be open to it, e.g. chmod o+x)";
+      }
+    } else if (ce.stage == kSetUser) {
+      fatal = "cannot switch to uid " + std::to_string(uid) + " gid " + std::to_string(gid) +
+              ": " + errnoText(ce.err);
+    } else if (ce.stage == kNoNewPrivs) {
+      fatal = "cannot set no_new_privs: " + errnoText(ce.err);
     } else {
       fatal = "run[0] \"" + config_.argv[0] + "\": " + errnoText(ce.err);
     }

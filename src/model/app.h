@@ -2,10 +2,12 @@
 // no I/O. The spec module builds these from TOML; the store keeps them as JSON (model/json.h).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/clock.h"
@@ -44,6 +46,12 @@ struct ScaleSpec {
   bool operator==(const ScaleSpec&) const = default;
 };
 
+// What the node puts in every instance's environment besides the service's `env`
+// (NodeRuntime::startTask). `${NAME}` in `run` may name these or a key of `env`; the manifest
+// parser refuses any other name, as the exec driver would when starting the instance.
+inline constexpr std::array<std::string_view, 6> kInstanceEnv = {
+    "PORT", "PATH", "BATON_ADDR", "BATON_APP", "BATON_SERVICE", "BATON_INSTANCE_ID"};
+
 struct ServiceSpec {
   std::string name;
   std::string driver = "exec";             // "exec", "docker", "oci", "wasm"
@@ -57,8 +65,11 @@ struct ServiceSpec {
   HealthCheck health;
   std::vector<std::string> upstreams;      // services this one may call (mesh)
   std::vector<std::string> secrets;        // secret paths made available
-  double cpu = 0.1;                        // cores, for placement and the CPU limit
+  double cpu = 0.1;                        // cores: placement and a cgroup weight (not a cap)
+  double cpu_limit = 0;                    // a hard CPU quota in cores; 0 = none
   uint64_t memory = 128ull << 20;          // bytes, for placement and the memory limit
+  std::string user;                        // "" = a dynamic per-service UID; else a user name
+  int64_t pids = 0;                        // process/thread limit; 0 = the node's default
   Duration kill_timeout = Duration(5000);  // SIGTERM -> SIGKILL grace
   ScaleSpec scale;
   bool operator==(const ServiceSpec&) const = default;

@@ -362,9 +362,35 @@ void NodeRuntime::startTask(const std::string &id, int port, const model::Instan
   cfg.instance_id = id;
   cfg.spec = rec.spec;
   cfg.port = port;
+  // Who it runs as: its own dynamic UID unless the manifest names a user (run_as.h).
+  const std::string service_key = rec.app + "/" + rec.service;
+  RunAsRequest who{.app = rec.app,
+                   .service = rec.service,
+                   .user = rec.spec.user,
+                   .allow_root = options_.allow_root,
+                   .agent_uid = options_.agent_uid};
+  who.taken_by_other_service = [&](uint32_t uid) {
+    for (const auto &[key, used] : dynamic_uids_) {
+      if (used == uid && key != service_key) return true;
+    }
+    return false;
+  };
+  Result<RunAs> run_as = resolveRunAs(who, options_.users);
+  if (!run_as) {
+    start_errors_[id] = run_as.status().message();
+    spdlog::warn("node {}: starting {}: {}", options_.node_id, id, run_as.status().message());
+    return;
+  }
+  if (rec.spec.user.empty() && run_as->uid >= 0) {
+    dynamic_uids_[service_key] = static_cast<uint32_t>(run_as->uid);
+  }
+  cfg.uid = run_as->uid;
+  cfg.gid = run_as->gid;
+  cfg.groups = run_as->groups;
+  cfg.pids_max = rec.spec.pids > 0 ? rec.spec.pids : options_.default_pids;
   // The service runs in its manifest's directory when `baton up` sent one (relative paths in
-  // `run` resolve there), else in a private dir.
-  cfg.task_dir = rec.spec.workdir.empty() ? options_.data_dir / "tasks" / id
+  // `run` resolve there), else in "/" (the data dir is the agent's alone).
+  cfg.task_dir = rec.spec.workdir.empty() ? std::filesystem::path("/")
                                           : std::filesystem::path(rec.spec.workdir);
   cfg.log_dir = options_.data_dir / "logs" / rec.app / rec.service / id;
   cfg.env = options_.env;
@@ -396,8 +422,8 @@ void NodeRuntime::startTask(const std::string &id, int port, const model::Instan
   }
   tasks_[id] = std::move(*st);
   task_driver_[id] = d->name();
-  spdlog::info("node {}: started {} ({}/{}) on port {}", options_.node_id, id, rec.app, rec.service,
-               port);
+  spdlog::info("node {}: started {} ({}/{}) on port {} as {}", options_.node_id, id, rec.app,
+               rec.service, port, run_as->describe);
 }
 
 void NodeRuntime::stopTask(const std::string &id, Duration grace, bool restart) {

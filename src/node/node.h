@@ -37,6 +37,7 @@
 #include "drivers/driver.h"
 #include "node/node_plan.h"
 #include "node/port_allocator.h"
+#include "node/run_as.h"
 #include "state/store.h"
 
 namespace baton::node {
@@ -59,6 +60,11 @@ struct NodeOptions {
   // up a moment ago (catalog, gateway) finish their requests: what Kubernetes does with a
   // preStop sleep. Not applied to restarts of unhealthy instances, nor when !background.
   Duration drain_delay = Duration(1000);
+  // Who instances run as (run_as.h): root only with allow_root; `user` lookups in `users`.
+  bool allow_root = false;
+  UserDb users = UserDb::system();
+  uint32_t agent_uid = 0;    // geteuid() of the agent (set by the agent)
+  int64_t default_pids = 2048;  // a service's process/thread limit when it names none
 };
 
 // Probe period of an instance that has not passed its first health check yet.
@@ -131,6 +137,7 @@ class NodeRuntime {
   std::map<std::string, std::string> task_driver_;  // instance id -> driver name
   std::map<std::string, model::InstanceStatus> written_;
   std::map<std::string, std::string> start_errors_;
+  std::map<std::string, uint32_t> dynamic_uids_;  // "app/service" -> its dynamic UID
 
   // Shared with the probe, stop and watch threads (mu_).
   mutable std::mutex mu_;

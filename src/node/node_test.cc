@@ -168,7 +168,11 @@ TEST_F(NodeTest, StartsAnInstanceAndReportsItHealthy) {
   EXPECT_EQ(cfg.env["BATON_ADDR"], "http://127.0.0.1:4646");
   EXPECT_EQ(cfg.env["GREETING"], "hello");
   EXPECT_EQ(cfg.env["EXTRA"], "1");
-  EXPECT_EQ(cfg.task_dir, dir_ / "data" / "tasks" / "web-1");
+  EXPECT_EQ(cfg.task_dir, fs::path("/"));  // no workdir: not the agent's private data dir
+  // Its own dynamic user (the node's agent_uid is 0 here), and the default process limit.
+  EXPECT_EQ(cfg.uid, dynamicUidFor("shop", "web"));
+  EXPECT_EQ(cfg.gid, cfg.uid);
+  EXPECT_EQ(cfg.pids_max, NodeOptions{}.default_pids);
   EXPECT_EQ(cfg.log_dir, dir_ / "data" / "logs" / "shop" / "web" / "web-1");
   EXPECT_TRUE(fs::is_directory(cfg.log_dir));
   EXPECT_EQ(status("web-1")->state, InstanceState::kStarting);

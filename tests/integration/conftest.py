@@ -23,6 +23,24 @@ def free_port():
         return s.getsockname()[1]
 
 
+def open_to_services(path: Path):
+    """Services run as their own unprivileged users (docs/security.md "Instances"), and a
+    service runs in its manifest's directory. pytest makes its tmp dirs 0700: open `path` (o+rx)
+    and the directories above it up to /tmp (o+x) to them, as a user's project dir would be."""
+    path = Path(path)
+    os.chmod(path, os.stat(path).st_mode | 0o005)
+    for parent in path.parents:
+        if parent in (Path("/tmp"), Path("/")):
+            break
+        os.chmod(parent, os.stat(parent).st_mode | 0o001)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _services_reach_tmp_path(tmp_path):
+    open_to_services(tmp_path)
+
+
 def wait_for(predicate, timeout=30.0, interval=0.1, what="condition"):
     """Polls `predicate` until it returns a truthy value; fails the test after `timeout`."""
     deadline = time.monotonic() + timeout

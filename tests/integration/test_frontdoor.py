@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Agent, teardown_agent, wait_for
+from conftest import REPO, Agent, open_to_services, teardown_agent, wait_for
 from rawhttp import READ_TIMEOUT, exchange, read_reply
 
 RAWSVC = REPO / "tests" / "integration" / "rawsvc.py"
@@ -231,7 +231,7 @@ class FrontDoor:
 
 @pytest.fixture(scope="module")
 def front(tmp_path_factory):
-    base = tmp_path_factory.mktemp("frontdoor")
+    base = open_to_services(tmp_path_factory.mktemp("frontdoor"))
     # The instances may run as another (unprivileged) user: their logs live in a directory
     # anyone may write, outside pytest's private tmp tree.
     log_dir = Path(tempfile.mkdtemp(prefix="baton-frontdoor-"))

@@ -139,3 +139,94 @@ def test_a_second_agent_on_a_used_gateway_port_stops_with_a_clear_error(agent, t
         with urllib.request.urlopen(f"{agent.addr}/v1/health", timeout=5) as resp:
             assert resp.status == 200
     wait_for(lambda: agent.proc.poll() is None, timeout=1, what="the first agent alive")
+
+
+# --- instances -------------------------------------------------------------------------------
+def proc_status(pid):
+    fields = {}
+    for line in open(f"/proc/{pid}/status"):
+        k, _, v = line.partition(":")
+        fields[k] = v.strip()
+    return fields
+
+
+def pids_max_of(pid):
+    for line in open(f"/proc/{pid}/cgroup"):
+        _, controllers, path = line.strip().split(":", 2)
+        if "pids" in controllers.split(","):
+            mount = "/sys/fs/cgroup/pids" if controllers else "/sys/fs/cgroup"
+            return open(f"{mount}{path}/pids.max").read().strip()
+    return None
+
+
+def one_instance(agent, app):
+    inst = wait_for(lambda: agent.healthy(app, "web"), timeout=30, what=f"{app} healthy")
+    return inst[0]
+
+
+def test_services_run_as_their_own_unprivileged_user(agent, tmp_path):
+    agent.cli("up", str(manifest(tmp_path, "one")), "--wait", "--timeout", "60s")
+    agent.cli("up", str(manifest(tmp_path, "two", extra="pids = 100\n")), "--wait",
+              "--timeout", "60s")
+    one, two = one_instance(agent, "one"), one_instance(agent, "two")
+    s1, s2 = proc_status(one["pid"]), proc_status(two["pid"])
+    uid1, uid2 = int(s1["Uid"].split()[0]), int(s2["Uid"].split()[0])
+    assert uid1 != 0 and uid2 != 0, (s1["Uid"], s2["Uid"])
+    assert uid1 != uid2  # services cannot signal or trace each other
+    assert s1["Uid"].split() == [str(uid1)] * 4 and s1["Gid"].split()[0] == str(uid1)
+    assert s1["NoNewPrivs"] == "1" and s2["NoNewPrivs"] == "1"
+    assert s1["Groups"] == ""
+    assert pids_max_of(one["pid"]) == "2048"  # the default
+    assert pids_max_of(two["pid"]) == "100"   # the manifest's `pids`
+    # It cannot raise its own limits: the cgroup's files are root's.
+    r = subprocess.run(["setpriv", f"--reuid={uid1}", f"--regid={uid1}", "--clear-groups",
+                        "sh", "-c", f"echo max > /sys/fs/cgroup/pids$(cut -d: -f3 "
+                        f"/proc/{one['pid']}/cgroup | head -1)/pids.max"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+
+
+def test_a_fork_bomb_is_contained(agent, tmp_path):
+    bomb = tmp_path / "bomb.py"
+    bomb.write_text("""import os, sys, time, http.server, threading
+port = int(sys.argv[1])
+threading.Thread(target=http.server.HTTPServer(("127.0.0.1", port),
+                 http.server.SimpleHTTPRequestHandler).serve_forever, daemon=True).start()
+children = 0
+while children < 10000:
+    try:
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        children += 1
+    except OSError as e:
+        print(f"fork failed after {children} children: {e}", flush=True)
+        break
+time.sleep(60)
+""")
+    m = tmp_path / "bomb.toml"
+    m.write_text(f"""app = "bomb"
+
+[services.web]
+run = ["{PYTHON}", "{bomb}", "${{PORT}}"]
+pids = 40
+""")
+    agent.cli("up", str(m), "--wait", "--timeout", "60s")
+    inst = one_instance(agent, "bomb")
+    logs = wait_for(lambda: (lambda out: out if "fork failed" in out else None)(
+        agent.cli("logs", "bomb/web").stdout), timeout=30, what="the bomb to hit its limit")
+    children = int(logs.split("fork failed after ")[1].split()[0])
+    assert children < 40, logs
+    # The agent still answers, and other services still start.
+    assert agent.get("/v1/health")["ok"]
+    agent.cli("up", str(manifest(tmp_path, "after")), "--wait", "--timeout", "60s")
+    assert inst["pid"] > 0
+
+
+def test_root_only_when_the_agent_allows_it(agent, tmp_path):
+    m = manifest(tmp_path, "rooted", extra='user = "root"\n')
+    agent.cli("up", str(m))
+    msg = wait_for(lambda: next((i.get("message") for i in agent.instances("rooted")
+                                 if "allow_root" in (i.get("message") or "")), None),
+                   timeout=30, what="the start error")
+    assert "root" in msg

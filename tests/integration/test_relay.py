@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import REPO, Agent, teardown_agent
+from conftest import REPO, Agent, open_to_services, teardown_agent
 from rawhttp import read_reply
 
 SCRIPTSVC = REPO / "tests" / "integration" / "scriptsvc.py"
@@ -24,7 +24,7 @@ PYTHON = "/usr/bin/python3"
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory):
-    work = tmp_path_factory.mktemp("relay")
+    work = open_to_services(tmp_path_factory.mktemp("relay"))
     (work / "data").mkdir()
     config = work / "baton.toml"
     config.write_text('[gateway]\nupstream_response_timeout = "2s"\n')
