@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <fcntl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -171,7 +172,26 @@ int runAgent(const AgentFlags& flags) {
   }
 
   drivers::DriverRegistry registry;
+  // As many descriptors as the hard limit allows (instances get the soft limit they would have
+  // had), then the gateway's share of them.
+  rlimit nofile{};
+  ::getrlimit(RLIMIT_NOFILE, &nofile);
+  const rlim_t inherited_nofile = nofile.rlim_cur;
+  if (nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+    ::getrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  auto max_connections = gateway::connectionLimit(nofile.rlim_cur, cfg.gateway_max_connections);
+  if (!max_connections) {
+    std::cerr << "baton agent: " << max_connections.status().message() << "\n";
+    return 1;
+  }
+  spdlog::info("gateway: at most {} client connections (file-descriptor limit {})",
+               *max_connections, static_cast<uint64_t>(nofile.rlim_cur));
+
   drivers::ExecDriverOptions exec_options;
+  exec_options.child_nofile = static_cast<uint64_t>(inherited_nofile);
   exec_options.state_dir = fs::path(cfg.data_dir) / "tasks";
   exec_options.supervisor_argv = {selfExecutable(), "supervise"};
   registry.add(std::make_unique<drivers::ExecDriver>(exec_options, clock));
@@ -210,6 +230,7 @@ int runAgent(const AgentFlags& flags) {
   gw_options.access_log = cfg.gateway_access_log;
   gw_options.limits.upstream_idle_timeout = cfg.gateway_upstream_idle_timeout;
   gw_options.limits.upstream_response_timeout = cfg.gateway_upstream_response_timeout;
+  gw_options.limits.max_connections = *max_connections;
   controller::Autoscaling* autoscaling_ptr = nullptr;
   controller::Controller* controller_ptr = nullptr;
   gateway::GatewayHooks hooks;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -155,6 +156,9 @@ Result<TaskStatus> ExecDriver::spawn(const TaskConfig& config) {
   for (auto& a : args) cargs.push_back(a.data());
   cargs.push_back(nullptr);
 
+  rlimit nofile{};
+  const bool set_nofile = options_.child_nofile > 0 && ::getrlimit(RLIMIT_NOFILE, &nofile) == 0;
+  if (set_nofile) nofile.rlim_cur = std::min<rlim_t>(options_.child_nofile, nofile.rlim_max);
   int ready[2];
   if (::pipe2(ready, O_CLOEXEC) != 0) return ioError("pipe: " + errnoText(errno));
   pid_t middle = ::fork();
@@ -170,6 +174,7 @@ Result<TaskStatus> ExecDriver::spawn(const TaskConfig& config) {
     pid_t sup = ::fork();
     if (sup != 0) ::_exit(sup < 0 ? 1 : 0);
     ::setsid();
+    if (set_nofile) ::setrlimit(RLIMIT_NOFILE, &nofile);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -33,6 +33,9 @@ struct ExecDriverOptions {
   Duration start_timeout = Duration(10'000);
   // Poll period of wait() and stop() (they watch exit.json and process liveness).
   Duration poll_interval = Duration(10);
+  // The soft RLIMIT_NOFILE supervisors (and so services) start with; 0 = the agent's. The agent
+  // raises its own to the hard limit for the gateway and passes the one it inherited here.
+  uint64_t child_nofile = 0;
 };
 
 class ExecDriver final : public Driver {

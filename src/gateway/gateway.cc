@@ -365,14 +365,34 @@ std::string Gateway::prometheus() const {
                 "# TYPE baton_gateway_bad_requests_total counter\n"
                 "baton_gateway_bad_requests_total %lld\n"
                 "# TYPE baton_gateway_tls_handshake_failures_total counter\n"
-                "baton_gateway_tls_handshake_failures_total %lld\n",
+                "baton_gateway_tls_handshake_failures_total %lld\n"
+                "# TYPE baton_gateway_connection_limit_waits_total counter\n"
+                "baton_gateway_connection_limit_waits_total %lld\n",
                 static_cast<long long>(impl_->conns_total.load()),
                 static_cast<long long>(impl_->live_conns.load()),
                 static_cast<long long>(impl_->no_route.load()),
                 static_cast<long long>(impl_->bad_requests.load()),
-                static_cast<long long>(impl_->tls_failures.load()));
+                static_cast<long long>(impl_->tls_failures.load()),
+                static_cast<long long>(impl_->conn_limit_waits.load()));
   out += buf;
   return out;
+}
+
+Result<int64_t> connectionLimit(uint64_t fd_limit, int64_t configured) {
+  const uint64_t reserve = std::clamp<uint64_t>(fd_limit / 4, 64, 1024);
+  if (fd_limit <= reserve + 2) {
+    return invalidArgument("the file-descriptor limit (" + std::to_string(fd_limit) +
+                           ") leaves no room for gateway connections; raise it (ulimit -n)");
+  }
+  const auto fits = static_cast<int64_t>((fd_limit - reserve) / 2);
+  if (configured <= 0) return fits;
+  if (configured > fits) {
+    return invalidArgument("gateway.max_connections = " + std::to_string(configured) +
+                           " needs about " + std::to_string(configured * 2 + reserve) +
+                           " file descriptors; the limit is " + std::to_string(fd_limit) +
+                           ": raise it (ulimit -n, LimitNOFILE=) or lower max_connections");
+  }
+  return configured;
 }
 
 }  // namespace baton::gateway

@@ -45,6 +45,10 @@ struct GatewayLimits {
   // 5 s), so the gateway lets a connection go before the backend closes it.
   Duration upstream_idle_timeout = Duration(4'000);
   size_t upstream_pool_size = 64;         // idle upstream connections per backend/thread
+  // Client connections at once (0 = no limit). Past it the listeners stop accepting until one
+  // closes: new connections wait in the kernel's backlog, and the agent's own descriptors (API,
+  // store, health checks, supervisors) are never starved. Each uses up to two descriptors.
+  int64_t max_connections = 0;
   Duration eject_time = Duration(5'000);  // backend ejected after a connect failure
 };
 
@@ -120,5 +124,10 @@ class Gateway {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// max_connections for a process whose file-descriptor limit is `fd_limit`: `configured` when
+// given (an error when it cannot fit), else what fits after a reserve for the agent's own
+// descriptors (a quarter of the limit, 64 to 1024): two per connection (client + upstream).
+Result<int64_t> connectionLimit(uint64_t fd_limit, int64_t configured);
 
 }  // namespace baton::gateway

@@ -251,6 +251,17 @@ class GatewayTest : public ::testing::Test {
   int port_ = 0;
 };
 
+TEST(ConnectionLimit, FitsTheDescriptorLimit) {
+  EXPECT_EQ(connectionLimit(1024, 0).value(), (1024 - 256) / 2);
+  EXPECT_EQ(connectionLimit(256, 0).value(), (256 - 64) / 2);
+  EXPECT_EQ(connectionLimit(1 << 20, 0).value(), ((1 << 20) - 1024) / 2);
+  EXPECT_EQ(connectionLimit(1024, 100).value(), 100);
+  auto too_many = connectionLimit(1024, 1000);
+  ASSERT_FALSE(too_many.isOk());
+  EXPECT_NE(too_many.status().message().find("ulimit -n"), std::string::npos);
+  EXPECT_FALSE(connectionLimit(60, 0).isOk());
+}
+
 TEST_F(GatewayTest, ProxiesGetAndPost) {
   Backend be;
   startGateway();

@@ -39,6 +39,17 @@ void setCloexec(int fd) { ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC
 Awaitable<void> Gateway::Impl::acceptLoop(Worker& w, Socket& listener, bool https) {
   uint64_t accepted = 0;
   for (;;) {
+    if (opts.limits.max_connections > 0 &&
+        live_conns.load(std::memory_order_relaxed) >= opts.limits.max_connections) {
+      // At the limit: accept nothing until a connection ends; new ones wait in the backlog.
+      conn_limit_waits.fetch_add(1, std::memory_order_relaxed);
+      Timer t(w.ioc.get_executor());
+      do {
+        t.expires_after(std::chrono::milliseconds(5));
+        co_await t.async_wait(kUse);
+        if (stopping.load() || !listener.is_open()) co_return;
+      } while (live_conns.load(std::memory_order_relaxed) >= opts.limits.max_connections);
+    }
     tcp::endpoint peer;
     error_code ec;
     int fd = listener.accept(&peer, ec);

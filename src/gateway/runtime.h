@@ -190,6 +190,7 @@ struct Gateway::Impl {
   int http_port = 0, https_port = 0;
   std::atomic<int64_t> live_conns{0};
   std::atomic<int64_t> conns_total{0}, no_route{0}, bad_requests{0}, tls_failures{0};
+  std::atomic<int64_t> conn_limit_waits{0};  // times a listener paused at max_connections
   std::atomic<int64_t> auth_refused{0}, bad_responses{0};
 
   // Routing table.

@@ -167,7 +167,7 @@ class AgentConfigParser {
   void parseGateway(const toml::table& t, AgentConfig& cfg) {
     c_.checkKeys(t, "gateway",
                  {"http", "https", "certs", "threads", "hold_queue", "hold_timeout", "access_log",
-                  "upstream_idle_timeout", "upstream_response_timeout"});
+                  "upstream_idle_timeout", "upstream_response_timeout", "max_connections"});
     listen(t, "gateway", "http", cfg.gateway_http);
     listen(t, "gateway", "https", cfg.gateway_https);
     if (auto n = c_.integer(t, "gateway", "threads", 0, 256)) {
@@ -183,6 +183,9 @@ class AgentConfigParser {
     }
     if (auto d = c_.duration(t, "gateway", "upstream_response_timeout", true)) {
       cfg.gateway_upstream_response_timeout = *d;
+    }
+    if (auto n = c_.integer(t, "gateway", "max_connections", 1, 10'000'000)) {
+      cfg.gateway_max_connections = *n;
     }
     if (const toml::array* certs = c_.tableArray(t, "gateway", "certs")) {
       for (size_t i = 0; i < certs->size(); ++i) {

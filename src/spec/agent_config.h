@@ -43,6 +43,8 @@ struct AgentConfig {
   Duration gateway_upstream_idle_timeout = Duration(4'000);
   // A backend that sends no response head within this gets a 504 (connect retries included).
   Duration gateway_upstream_response_timeout = Duration(30'000);
+  // Client connections at once; 0 = from the file-descriptor limit (docs/agent.md).
+  int64_t gateway_max_connections = 0;
   std::string dns_listen;  // always empty: no DNS server exists yet ([dns] and --dns are errors)
   std::vector<IdentityProvider> identity;
   // [drivers.exec] allow_root: services may name user = "root" (default: refused).

@@ -85,6 +85,7 @@ memory = "2GiB"
 https = "[::]:0"
 upstream_idle_timeout = "1500ms"
 upstream_response_timeout = "3s"
+max_connections = 500
 )",
                                          "baton.toml");
   ASSERT_TRUE(r.config) << dump(r);
@@ -97,6 +98,7 @@ upstream_response_timeout = "3s"
   EXPECT_EQ(r.config->gateway_https, "[::]:0");
   EXPECT_EQ(r.config->gateway_upstream_idle_timeout, Duration(1500));
   EXPECT_EQ(r.config->gateway_upstream_response_timeout, Duration(3000));
+  EXPECT_EQ(r.config->gateway_max_connections, 500);
 }
 
 struct BadCase {

@@ -60,7 +60,7 @@ class Agent:
     """One agent. dev=False runs it without --dev: then every API call but /v1/health needs a
     token, and the harness sends `token` (the agent's write token once it has made one)."""
 
-    def __init__(self, data_dir: Path, extra_args=(), dev=True):
+    def __init__(self, data_dir: Path, extra_args=(), dev=True, prefix=()):
         self.data_dir = data_dir
         self.api_port = free_port()
         self.addr = f"http://127.0.0.1:{self.api_port}"
@@ -69,6 +69,7 @@ class Agent:
         self.gateway = f"http://127.0.0.1:{self.http_port}"
         self.extra_args = list(extra_args)
         self.dev = dev
+        self.prefix = list(prefix)  # runs the agent under this, e.g. ["prlimit", "--nofile=256"]
         self.token = None
         self.proc = None
         # Beside the data dir, not in it: what is in it is the agent's own (test_privilege).
@@ -77,7 +78,7 @@ class Agent:
     def start(self):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [BATON, "agent", *(["--dev"] if self.dev else []), "--data-dir", str(self.data_dir),
+            [*self.prefix, BATON, "agent", *(["--dev"] if self.dev else []), "--data-dir", str(self.data_dir),
              "--api", f"127.0.0.1:{self.api_port}", "--http", f"127.0.0.1:{self.http_port}",
              "--https", f"127.0.0.1:{self.https_port}", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

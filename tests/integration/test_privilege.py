@@ -6,6 +6,7 @@ Run: cd tests/integration && BATON_BIN=/work/main/build/src/cli/baton \\
          python3 -m pytest -q -p no:cacheprovider test_privilege.py
 """
 import os
+import socket
 import stat
 import subprocess
 import urllib.request
@@ -230,3 +231,48 @@ def test_root_only_when_the_agent_allows_it(agent, tmp_path):
                                  if "allow_root" in (i.get("message") or "")), None),
                    timeout=30, what="the start error")
     assert "root" in msg
+
+
+# --- connections -----------------------------------------------------------------------------
+def gateway_get(port, sock=None, timeout=3.0):
+    """GET /nothing on `sock` (or a new connection); the status, or None if none came."""
+    s = sock or socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.settimeout(timeout)
+    try:
+        s.sendall(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = s.recv(4096)
+        return int(data.split()[1]) if data.startswith(b"HTTP/1.1 ") else None
+    except (socket.timeout, OSError):
+        return None
+    finally:
+        if sock is None:
+            s.close()
+
+
+def test_connections_past_the_limit_wait_and_never_starve_the_agent(tmp_path):
+    """With 256 file descriptors the gateway takes at most (256 - 64) / 2 = 96 connections; 300
+    idle clients do not stop the API, the store or a deploy, and a connection past the limit
+    waits for a slot instead of being dropped."""
+    a = Agent(tmp_path / "data", prefix=["prlimit", "--nofile=256:256", "--"])
+    a.start()
+    clients = []
+    try:
+        assert "at most 96 client connections" in a.log()
+        for _ in range(300):
+            clients.append(socket.create_connection(("127.0.0.1", a.http_port), timeout=5))
+        # The API and the store still work, and a deploy starts its instance.
+        assert a.get("/v1/health")["ok"]
+        a.cli("up", str(manifest(tmp_path, "busy")), "--wait", "--timeout", "60s")
+        # The first clients are served; one past the limit waits.
+        assert gateway_get(a.http_port, clients[0]) == 404
+        late = clients[-1]
+        assert gateway_get(a.http_port, late, timeout=1.0) is None
+        for c in clients[:250]:
+            c.close()
+        assert gateway_get(a.http_port, late, timeout=10.0) == 404  # served once slots freed
+        metrics = urllib.request.urlopen(f"{a.addr}/metrics", timeout=5).read().decode()
+        assert "baton_gateway_connection_limit_waits_total 0" not in metrics
+    finally:
+        for c in clients:
+            c.close()
+        teardown_agent(a, tmp_path)
