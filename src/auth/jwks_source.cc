@@ -2,6 +2,7 @@
 
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <spdlog/spdlog.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -245,6 +246,10 @@ Status JwksSource::loadOnce() {
     }
   }
   if (!is_url_) file_mtime_ns_.store(mtime);  // do not retry a bad file until it changes
+  // Every failure is logged with its reason (URL fetches retry every retry_interval, files
+  // only when they change): tokens failing with 401 must have a cause someone can read.
+  spdlog::warn("identity: JWKS {} could not be loaded: {}{}", location_, st.message(),
+               current_.load() ? " (the keys loaded before stay in use)" : "");
   std::lock_guard<std::mutex> lk(mu_);
   last_error_ = st;
   return st;

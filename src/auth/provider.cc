@@ -117,6 +117,7 @@ Result<std::unique_ptr<IdentityProvider>> IdentityProvider::create(
   if (spec.jwks.empty()) {
     return invalidArgument("identity provider \"" + spec.name + "\": jwks is required");
   }
+  if (!spec.ca_file.empty()) source_opts.ca_file = spec.ca_file;
   auto source = JwksSource::open(spec.jwks, clock, std::move(source_opts));
   if (!source) {
     return invalidArgument("identity provider \"" + spec.name + "\": " + source.status().message());

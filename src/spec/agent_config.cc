@@ -211,7 +211,8 @@ class AgentConfigParser {
     for (size_t i = 0; i < ids.size(); ++i) {
       const toml::table& t = *ids.get(i)->as_table();
       std::string path = detail::indexKey("identity", i);
-      c_.checkKeys(t, path, {"name", "issuer", "audiences", "jwks", "algorithms", "forward"});
+      c_.checkKeys(t, path,
+                   {"name", "issuer", "audiences", "jwks", "ca_file", "algorithms", "forward"});
       IdentityProvider idp;
       for (std::string_view k : {"name", "issuer", "jwks", "algorithms"}) {
         if (t.get(k) == nullptr) {
@@ -239,6 +240,14 @@ class AgentConfigParser {
                       "a file path or an https:// URL (plain http is refused)");
         } else {
           idp.jwks = *jwks;
+        }
+      }
+      if (auto ca = c_.string(t, path, "ca_file")) {
+        if (!idp.jwks.starts_with("https://")) {
+          c_.error(*t.get("ca_file"), joinKey(path, "ca_file"),
+                   "ca_file is for a jwks fetched over https; this jwks is a file");
+        } else {
+          idp.ca_file = *ca;
         }
       }
       if (auto algs = c_.stringArray(t, path, "algorithms")) {

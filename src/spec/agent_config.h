@@ -23,6 +23,7 @@ struct IdentityProvider {
   std::string jwks;                            // a file path or an https URL
   std::vector<std::string> algorithms;         // pinned: "RS256", "ES256", "EdDSA", ...
   std::map<std::string, std::string> forward;  // claim -> request header
+  std::string ca_file = {};                    // https jwks: PEM CAs to trust (default: system)
 };
 
 struct AgentConfig {

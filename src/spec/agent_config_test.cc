@@ -153,6 +153,10 @@ const BadCase kBadCases[] = {
      4, "identity[0].jwks", "plain http is refused"},
     {"unknown driver", "[drivers.podman]\nsocket = \"/run/podman.sock\"\n", 1, "drivers.podman",
      "unknown key"},
+    {"ca_file for a jwks file",
+     "[[identity]]\nname = \"corp\"\nissuer = \"https://i/\"\njwks = \"j.json\"\n"
+     "ca_file = \"ca.pem\"\nalgorithms = [\"RS256\"]\n",
+     5, "identity[0].ca_file", "for a jwks fetched over https"},
     {"docker driver", "[drivers.docker]\nsocket = \"/var/run/docker.sock\"\n", 1,
      "drivers.docker", "not available yet"},
     {"allow_root not a boolean", "[drivers.exec]\nallow_root = \"yes\"\n", 2,
@@ -194,6 +198,16 @@ INSTANTIATE_TEST_SUITE_P(Table, BadAgentConfig, ::testing::ValuesIn(kBadCases),
                            }
                            return n;
                          });
+
+TEST(AgentConfig, IdentityProviderCaFile) {
+  AgentConfigResult r = parseAgentConfig(
+      "[[identity]]\nname = \"corp\"\nissuer = \"https://i/\"\n"
+      "jwks = \"https://id.internal/jwks.json\"\nca_file = \"/etc/baton/corp-ca.pem\"\n"
+      "algorithms = [\"RS256\"]\n",
+      "baton.toml");
+  ASSERT_TRUE(r.config) << dump(r);
+  EXPECT_EQ(r.config->identity[0].ca_file, "/etc/baton/corp-ca.pem");
+}
 
 TEST(AgentConfig, CollectsAllErrors) {
   AgentConfigResult r = parseAgentConfig(R"(data_dir = 3
