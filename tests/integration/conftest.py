@@ -2,10 +2,13 @@
 as a user would. BATON_BIN names the binary (set by CTest); every agent gets its own data dir
 and free ports, and is killed (with every instance it started) at the end of the test."""
 import json
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +18,30 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BATON = os.environ.get("BATON_BIN", str(REPO / "build" / "src" / "cli" / "baton"))
+
+
+def _open_to_others(path: Path) -> bool:
+    """Whether a user with no rights of its own can reach `path` (o+x on every directory)."""
+    return all(os.stat(d).st_mode & 0o001 for d in [path, *path.parents])
+
+
+def _service_files() -> Path:
+    """Where the scripts that tests run as services live, as seen by those services: they run
+    as their own unprivileged users, so a checkout under a private directory (/root, a mkdtemp
+    of CI) is out of their reach; then a copy in a world-readable temp dir stands in for it."""
+    here = REPO / "tests" / "integration"
+    if _open_to_others(here.resolve()):
+        return REPO
+    root = Path(tempfile.mkdtemp(prefix="baton-it-files-"))
+    os.chmod(root, 0o755)
+    shutil.copytree(here, root / "tests" / "integration",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    atexit.register(shutil.rmtree, root, True)
+    return root
+
+
+# The repo, or its stand-in, for paths that services read (e.g. `run = [python, FILES/...]`).
+FILES = _service_files()
 
 
 def free_port():

@@ -4,10 +4,8 @@ import os
 import signal
 import subprocess
 import threading
-import time
-from pathlib import Path
 
-from conftest import BATON, REPO, free_port, http_get, wait_for
+from conftest import BATON, free_port, http_get, wait_for
 from test_lifecycle import write_app
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, wait_for
+from conftest import FILES, wait_for
 
-SVC = REPO / "tests" / "integration" / "svc.py"
+SVC = FILES / "tests" / "integration" / "svc.py"
 ISSUER = "https://id.test.example/"
 AUDIENCE = "shop"
 

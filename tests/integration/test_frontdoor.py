@@ -34,10 +34,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Agent, open_to_services, teardown_agent, wait_for
+from conftest import FILES, Agent, open_to_services, teardown_agent, wait_for
 from rawhttp import READ_TIMEOUT, exchange, read_reply
 
-RAWSVC = REPO / "tests" / "integration" / "rawsvc.py"
+RAWSVC = FILES / "tests" / "integration" / "rawsvc.py"
 
 
 def new_marker():

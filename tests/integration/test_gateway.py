@@ -2,15 +2,14 @@
 at zero answering its first request, growing under load within max, a schedule window."""
 import asyncio
 import datetime
-import json
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-from conftest import REPO, http_get, wait_for
+from conftest import FILES, REPO, http_get, wait_for
 
-SVC = REPO / "tests" / "integration" / "svc.py"
+SVC = FILES / "tests" / "integration" / "svc.py"
 
 
 def scaled_app(path: Path, min_, max_, idle="3s", concurrency=2, schedule=""):

@@ -4,12 +4,11 @@ import os
 import signal
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
-from conftest import REPO, http_get, wait_for
+from conftest import FILES, http_get, wait_for
 
-SVC = REPO / "tests" / "integration" / "svc.py"
+SVC = FILES / "tests" / "integration" / "svc.py"
 
 
 def write_app(path: Path, version: str, count: int = 2, extra_env: str = "", name="demo"):

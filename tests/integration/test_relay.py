@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from conftest import REPO, Agent, open_to_services, teardown_agent
+from conftest import FILES, Agent, open_to_services, teardown_agent
 from rawhttp import read_reply
 
-SCRIPTSVC = REPO / "tests" / "integration" / "scriptsvc.py"
+SCRIPTSVC = FILES / "tests" / "integration" / "scriptsvc.py"
 PYTHON = "/usr/bin/python3"
 
 
