@@ -57,6 +57,11 @@ void Gateway::Impl::setTable(std::shared_ptr<const RouteTable> table) {
       it = it->second.use_count() == 1 ? backend_registry.erase(it) : std::next(it);
     }
   }
+  {
+    std::sort(all.begin(), all.end());
+    std::lock_guard lock(svc_mu);
+    for (auto& [k, s] : services) s->routed.store(std::binary_search(all.begin(), all.end(), s.get()));
+  }
   // Services without backends in the new table park again; those with backends release.
   std::sort(with_backends.begin(), with_backends.end());
   for (ServiceRuntime* s : all) {
@@ -257,6 +262,7 @@ std::vector<ServiceStats> Gateway::stats() const {
   std::vector<ServiceStats> out;
   std::lock_guard lock(impl_->svc_mu);
   for (const auto& [k, s] : impl_->services) {
+    if (!s->routed.load() && s->in_flight.load() == 0 && s->hold.queued() == 0) continue;
     ServiceStats st;
     st.app = s->app;
     st.service = s->service;

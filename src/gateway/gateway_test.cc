@@ -279,6 +279,11 @@ TEST_F(GatewayTest, ProxiesGetAndPost) {
   EXPECT_EQ(stats[0].in_flight, 0);
   EXPECT_NE(gw_->prometheus().find("baton_gateway_requests_total{app=\"shop\",service=\"web\"} 2"),
             std::string::npos);
+  // A deleted service leaves the statistics and /metrics.
+  gw_->setTable(tableFor({route("/", "api")}, {be.port()}, "blog"));
+  EXPECT_EQ(gw_->stats().size(), 1u);
+  EXPECT_EQ(gw_->prometheus().find("service=\"web\""), std::string::npos);
+  EXPECT_NE(gw_->prometheus().find("app=\"blog\",service=\"api\""), std::string::npos);
 }
 
 TEST_F(GatewayTest, KeepAliveBothSidesAndStripPrefix) {

@@ -46,6 +46,9 @@ struct ServiceRuntime {
   std::atomic<int64_t> cold_starts{0}, cold_last_us{-1}, cold_max_us{-1};
   std::atomic<int64_t> ready_at_ns{0};    // when the table last gave it a backend after parking
   std::atomic<bool> cold_pending{false};  // the next released request measures overhead
+  // In the routing table in force. A deleted service's runtime stays (sessions may point at
+  // it) but leaves stats() and /metrics once nothing of it is in flight or parked.
+  std::atomic<bool> routed{true};
   HoldQueue hold;
 };
 
