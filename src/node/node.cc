@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 #include <system_error>
 
 #include "model/json.h"
@@ -37,6 +38,7 @@ Status NodeRuntime::start() {
     ensureWatch();
     loop_thread_ = std::thread([this] { loopMain(); });
     probe_thread_ = std::thread([this] { probeMain(); });
+    heartbeat_thread_ = std::thread([this] { heartbeatMain(); });
   }
   return Status::ok();
 }
@@ -49,6 +51,7 @@ void NodeRuntime::stop() {
   cv_.notify_all();
   if (loop_thread_.joinable()) loop_thread_.join();
   if (probe_thread_.joinable()) probe_thread_.join();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
   joinFinishedStops(/*all=*/true);
   watch_.reset();
   std::lock_guard pass(pass_mu_);
@@ -61,7 +64,7 @@ std::map<std::string, LocalInstance> NodeRuntime::instances() const {
 }
 
 state::LeaseId NodeRuntime::lease() const {
-  std::lock_guard pass(pass_mu_);
+  std::lock_guard lock(lease_mu_);
   return lease_;
 }
 
@@ -69,6 +72,11 @@ state::LeaseId NodeRuntime::lease() const {
 // -----------------------------------------------------------------------------
 
 Status NodeRuntime::registerNode() {
+  std::lock_guard lock(lease_mu_);
+  return registerNodeLocked();
+}
+
+Status NodeRuntime::registerNodeLocked() {
   auto lease = store_.grantLease(options_.heartbeat_ttl);
   if (!lease) return lease.status();
   model::NodeRecord rec;
@@ -91,6 +99,7 @@ Status NodeRuntime::registerNode() {
 }
 
 Status NodeRuntime::heartbeat() {
+  std::lock_guard lock(lease_mu_);
   TimePoint now = clock_.now();
   if (lease_ != 0 && now < next_keepalive_) return Status::ok();
   if (lease_ != 0) {
@@ -103,7 +112,21 @@ Status NodeRuntime::heartbeat() {
     spdlog::warn("node {}: lease {} lost; registering again", options_.node_id, lease_);
     lease_ = 0;
   }
-  return registerNode();
+  return registerNodeLocked();
+}
+
+void NodeRuntime::heartbeatMain() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    if (Status hb = heartbeat(); !hb) {
+      spdlog::warn("node {}: heartbeat failed: {}", options_.node_id, hb.toString());
+    }
+    lock.lock();
+    // heartbeat() renews every ttl/3; waking more often only checks the time.
+    cv_.wait_for(lock, std::min<Duration>(options_.heartbeat_ttl / 6, Duration(1'000)),
+                 [this] { return stopping_; });
+  }
 }
 
 Status NodeRuntime::recover() {
@@ -198,8 +221,11 @@ Status NodeRuntime::runOnce() {
   {
     std::lock_guard pass(pass_mu_);
     if (!started_) return {Code::kFailedPrecondition, "node: runOnce() before start()"};
-    if (Status hb = heartbeat(); !hb) {
-      spdlog::warn("node {}: heartbeat failed: {}", options_.node_id, hb.toString());
+    // In the background the heartbeat has its own thread (heartbeatMain).
+    if (!options_.background) {
+      if (Status hb = heartbeat(); !hb) {
+        spdlog::warn("node {}: heartbeat failed: {}", options_.node_id, hb.toString());
+      }
     }
     s = reconcile();
   }
@@ -493,12 +519,13 @@ void NodeRuntime::runDueProbes(bool inline_mode) {
       it = probed ? std::next(it) : last_probe_ok_.erase(it);
     }
   }
-  for (const ProbeTarget &t : targets) {
-    std::string key = fmt::format("{}/{}", t.id, t.generation);
+  std::vector<const ProbeTarget *> due;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !inline_mode) return;
     TimePoint now = clock_.now();
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_ && !inline_mode) return;
+    for (const ProbeTarget &t : targets) {
+      std::string key = fmt::format("{}/{}", t.id, t.generation);
       // Until its first passing probe an instance is probed every kStartingProbeInterval, so
       // a cold start ends as soon as the service listens; after that at its own interval.
       Duration interval = passed_once_.count(key) ? t.check.interval
@@ -506,8 +533,28 @@ void NodeRuntime::runDueProbes(bool inline_mode) {
       auto it = last_probe_.find(key);
       if (it != last_probe_.end() && now < it->second + interval) continue;
       last_probe_[key] = now;
+      due.push_back(&t);
     }
-    Status s = probe(t.check, t.address, t.port);
+  }
+  // Concurrently: one instance that does not answer (a probe waits up to its timeout) must not
+  // delay the others' probes, nor a cold start's first passing one.
+  std::vector<std::future<Status>> results;
+  results.reserve(due.size());
+  for (const ProbeTarget *t : due) {
+    if (due.size() == 1) {
+      std::promise<Status> p;
+      p.set_value(probe(t->check, t->address, t->port));
+      results.push_back(p.get_future());
+    } else {
+      results.push_back(std::async(std::launch::async, [t] {
+        return probe(t->check, t->address, t->port);
+      }));
+    }
+  }
+  for (size_t i = 0; i < due.size(); ++i) {
+    const ProbeTarget &t = *due[i];
+    std::string key = fmt::format("{}/{}", t.id, t.generation);
+    Status s = results[i].get();
     bool changed;
     {
       std::lock_guard lock(mu_);

@@ -98,6 +98,7 @@ class NodeRuntime {
 
  private:
   Status registerNode();
+  Status registerNodeLocked();  // lease_mu_ held
   Status heartbeat();
   Status recover();
   void ensureWatch();
@@ -110,6 +111,7 @@ class NodeRuntime {
   void runDueProbes(bool inline_mode);
   void loopMain();
   void probeMain();
+  void heartbeatMain();
   void joinFinishedStops(bool all);
   void wake();
   void recordColdStart(const std::string &service, Duration d);
@@ -130,6 +132,9 @@ class NodeRuntime {
   // Loop state: touched only by the pass (pass_mu_).
   mutable std::mutex pass_mu_;
   bool started_ = false;
+  // The node's lease: its own lock and thread, so that a pass busy starting instances (a
+  // driver start may take seconds) never lets the lease expire.
+  mutable std::mutex lease_mu_;
   state::LeaseId lease_ = 0;
   TimePoint next_keepalive_{};
   std::map<std::string, LocalInstance> local_;
@@ -156,6 +161,7 @@ class NodeRuntime {
   std::unique_ptr<state::WatchHandle> watch_;  // destroyed before the state it touches
   std::thread loop_thread_;
   std::thread probe_thread_;
+  std::thread heartbeat_thread_;
 };
 
 }  // namespace baton::node
