@@ -304,8 +304,14 @@ int runAgent(const AgentFlags& flags) {
     autoscaling.stop();
     controller.stop();
   };
+  // The autoscaler first: its first pass seeds each service's count from the instances that run,
+  // so the controller's first pass does not scale a restarted agent's services down to min.
+  if (Status s = autoscaling.start(); !s) {
+    std::cerr << "baton agent: starting the autoscaler: " << s.toString() << "\n";
+    stopAll();
+    return 1;
+  }
   controller.start();
-  autoscaling.start();
   if (Status s = node.start(); !s) {
     std::cerr << "baton agent: starting the node: " << s.toString() << "\n";
     stopAll();

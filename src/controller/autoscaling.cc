@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "autoscaler/bounds.h"
+#include "core/units.h"
 #include "model/json.h"
 #include "model/keys.h"
 
@@ -64,11 +65,16 @@ Status Autoscaling::stepOnce() {
     if (st && st->state == model::InstanceState::kHealthy) healthy_ids.insert(st->id);
   }
   std::map<std::string, int> ready;
+  // Instances that should run, healthy or not: the count a service first seen runs at. During a
+  // rolling update this includes the surge instance (one more than desired, trimmed by the
+  // policy once the hold below has passed).
+  std::map<std::string, int> running;
   for (const auto& kv : instances->kvs) {
     auto rec = model::decode<model::InstanceRecord>(kv.value);
-    if (rec && rec->desired_running && healthy_ids.count(rec->id)) {
-      ++ready[rec->app + "/" + rec->service];
-    }
+    if (!rec || !rec->desired_running) continue;
+    const std::string id = rec->app + "/" + rec->service;
+    ++running[id];
+    if (healthy_ids.count(rec->id)) ++ready[id];
   }
   std::map<std::string, ServiceLoad> load = load_ ? load_() : std::map<std::string, ServiceLoad>{};
 
@@ -87,12 +93,27 @@ Status Autoscaling::stepOnce() {
             spec.scale, ov == override_by_service.end() ? nullptr : &ov->second, now);
         PerService& svc = services_[id];
         svc.max_in_force = bounds.max;
+        const int highest = std::max(bounds.min, bounds.max);  // as desired() clamps
         autoscaler::PolicyParams params = autoscaler::PolicyParams::fromSpec(spec.scale);
         if (!svc.policy || params.concurrency != svc.params.concurrency ||
             params.idle != svc.params.idle) {
+          if (!svc.policy) {
+            // First seen (the agent started, or the app was deployed): keep what runs.
+            svc.desired = std::clamp(running[id], bounds.min, highest);
+            if (svc.desired != desiredCount(bounds)) {
+              changes.push_back(id + ": desired " + std::to_string(svc.desired) +
+                                " (restored: " + std::to_string(running[id]) +
+                                " instances running; no scale-down for " +
+                                formatDuration(params.scale_down_window) + ")");
+            }
+          }
+          // A new policy has no load history: an empty window must not read as no load, so a
+          // count above min (restored, or chosen by the previous policy) is held. At min there is
+          // nothing to hold, and a service at zero may return to zero after its keep-alive.
           svc.policy = std::make_unique<autoscaler::Autoscaler>(params);
           svc.params = params;
-          if (svc.desired == 0) svc.desired = desiredCount(bounds);
+          svc.no_scale_down_until =
+              svc.desired > bounds.min ? now + params.scale_down_window : TimePoint{};
         }
         autoscaler::Observation obs;
         if (auto l = load.find(id); l != load.end()) {
@@ -106,6 +127,10 @@ Status Autoscaling::stepOnce() {
         obs.min = bounds.min;
         obs.max = bounds.max;
         autoscaler::Decision d = svc.policy->step(obs, now);
+        if (now < svc.no_scale_down_until && d.desired < svc.desired) {
+          d.desired = std::max(d.desired, std::min(svc.desired, highest));  // bounds still win
+          if (d.desired < svc.desired) d.reason = "bounds in force: max " + std::to_string(highest);
+        }
         if (d.desired != svc.desired) {
           changes.push_back(id + ": desired " + std::to_string(svc.desired) + " -> " +
                             std::to_string(d.desired) + " (" + d.reason + ")");
@@ -126,11 +151,17 @@ Status Autoscaling::stepOnce() {
   return Status::ok();
 }
 
-void Autoscaling::start() {
+Status Autoscaling::start() {
+  {
+    std::lock_guard lock(mu_);
+    if (thread_.joinable()) return Status::ok();
+  }
+  if (Status s = stepOnce(); !s) return s;  // seed before the controller asks
   std::lock_guard lock(mu_);
-  if (thread_.joinable()) return;
+  if (thread_.joinable()) return Status::ok();
   stop_ = false;
   thread_ = std::thread([this] { loop(); });
+  return Status::ok();
 }
 
 void Autoscaling::stop() {

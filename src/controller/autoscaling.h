@@ -5,6 +5,15 @@
 // manifest, schedule calendar, override) and keeps the desired counts. The controller asks for
 // them through desired() (its ReconcileOptions::desired_count hook) and is poked on a change.
 //
+// Restart: the desired counts are not stored. When a service is first seen (the first pass after
+// the agent starts, or a new deploy) its count is seeded from the instances the store says should
+// run (records with desired_running), clamped to the bounds in force; so an agent restarted, even
+// after kill -9, keeps an autoscaled service at the count it ran at. A policy with no load
+// history (a service first seen, or a policy re-created because `concurrency` or `idle` changed)
+// that starts above min does not scale down for one scale-down window
+// (PolicyParams::scale_down_window, 60 s): an empty window would read as no load. Scale-up, and
+// the bounds in force, apply at once.
+//
 // Data flow:  gateway stats --LoadSource--> Autoscaling --desired()--> controller --> store
 //             gateway hold-at-zero --kick()--^                         (instances)
 //
@@ -62,7 +71,11 @@ class Autoscaling {
 
   // One pass over every service. Errors: the store could not be read (nothing changed).
   Status stepOnce();
-  void start();
+  // Runs a first pass at once, which seeds the counts of the services that run (see above), then
+  // starts the loop. Call it before the controller starts, so that the controller's first pass
+  // does not see bounds.min for a service it would then scale down. Errors: the first pass could
+  // not read the store (the loop is not started).
+  Status start();
   void stop();
 
  private:
@@ -71,6 +84,8 @@ class Autoscaling {
     autoscaler::PolicyParams params;
     int desired = 0;
     int max_in_force = -1;  // bounds.max at the last pass
+    // A policy created above min (no load history) scales down from this instant on.
+    TimePoint no_scale_down_until{};
     std::string reason;
   };
   void loop();

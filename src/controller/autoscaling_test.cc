@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "autoscaler/bounds.h"
 #include "core/testing/fake_clock.h"
 #include "core/testing/temp_dir.h"
 #include "model/json.h"
@@ -28,7 +29,7 @@ class AutoscalingTest : public ::testing::Test {
         *store_, clock_, [this] { return std::exchange(load_, {}); }, opts);
   }
 
-  void deploy(int min, int max, int concurrency) {
+  void deploy(int min, int max, int concurrency, Duration idle = Duration(60'000)) {
     model::AppRecord rec;
     rec.spec.name = "shop";
     model::ServiceSpec web;
@@ -37,18 +38,47 @@ class AutoscalingTest : public ::testing::Test {
     web.scale.min = min;
     web.scale.max = max;
     web.scale.concurrency = concurrency;
-    web.scale.idle = Duration(60'000);
+    web.scale.idle = idle;
     rec.spec.services["web"] = web;
     ASSERT_TRUE(store_->put(keys::app("shop"), model::encode(rec)).isOk());
   }
 
+  // What the controller asks: the desired count inside the bounds in force (manifest and
+  // override) now.
   int desired() {
-    auto b = ScaleBounds{0, 0, "manifest", std::nullopt};
     auto apps = store_->get(keys::app("shop"));
     auto rec = model::decode<model::AppRecord>((**apps).value);
-    b.min = rec->spec.services["web"].scale.min;
-    b.max = rec->spec.services["web"].scale.max;
+    auto ov_kv = store_->get(keys::scale("shop", "web"));
+    std::optional<model::ScaleOverride> ov;
+    if (ov_kv.isOk() && *ov_kv) ov = *model::decode<model::ScaleOverride>((**ov_kv).value);
+    ScaleBounds b = autoscaler::boundsInForce(rec->spec.services["web"].scale, ov ? &*ov : nullptr,
+                                              clock_.now());
     return scaling_->desired("shop", "web", b);
+  }
+
+  // `n` instances of shop/web that should run (and are healthy), as a previous agent left them.
+  void running(int n) {
+    for (int i = 0; i < n; ++i) {
+      model::InstanceRecord rec;
+      rec.id = "shop-web-" + std::to_string(i);
+      rec.app = "shop";
+      rec.service = "web";
+      rec.node = "n1";
+      ASSERT_TRUE(store_->put(keys::instance(rec.id), model::encode(rec)).isOk());
+      model::InstanceStatus st;
+      st.id = rec.id;
+      st.node = "n1";
+      st.state = model::InstanceState::kHealthy;
+      ASSERT_TRUE(store_->put(keys::status(rec.id), model::encode(st)).isOk());
+    }
+  }
+
+  void setOverride(std::optional<int> min, std::optional<int> max) {
+    model::ScaleOverride o;
+    o.min = min;
+    o.max = max;
+    o.set_at = clock_.now();
+    ASSERT_TRUE(store_->put(keys::scale("shop", "web"), model::encode(o)).isOk());
   }
 
   // `seconds` one-second steps with the same load each second.
@@ -101,6 +131,93 @@ TEST_F(AutoscalingTest, BoundsFromTheCallerWin) {
   ScaleBounds raised{2, 5, "schedule:black-friday", std::nullopt};
   EXPECT_EQ(scaling_->desired("shop", "web", raised), 2);
   EXPECT_EQ(scaling_->desired("other", "svc", raised), 2);  // unknown service: min
+}
+
+// Issue 10: an agent restart must not scale an autoscaled service down to min.
+TEST_F(AutoscalingTest, RestoredCountHoldsForTheStableWindowThenScalesDown) {
+  deploy(1, 5, 10);
+  running(3);
+  ASSERT_TRUE(scaling_->stepOnce().isOk());  // the restarted agent's first pass: no history
+  EXPECT_EQ(desired(), 3);
+  ASSERT_EQ(events_.size(), 1u);
+  EXPECT_NE(events_[0].find("shop/web: desired 3 (restored: 3 instances running"),
+            std::string::npos)
+      << events_[0];
+  const Duration window = autoscaler::PolicyParams{}.scale_down_window;
+  ASSERT_EQ(window, Duration(60'000));
+  for (int s = 1; s < 60; ++s) {  // no load at all, for one second less than the window
+    run(1, ServiceLoad{});
+    ASSERT_EQ(desired(), 3) << "after " << s << " s";
+  }
+  EXPECT_EQ(events_.size(), 1u);
+  run(1, ServiceLoad{});  // the window has passed: the policy's own (empty) average decides
+  EXPECT_LT(desired(), 3);
+  run(5, ServiceLoad{});
+  EXPECT_EQ(desired(), 1);
+}
+
+TEST_F(AutoscalingTest, RestoredCountStaysWithinTheBoundsInForce) {
+  deploy(1, 5, 10);
+  running(7);  // more than max runs (e.g. max was lowered while no agent ran)
+  ASSERT_TRUE(scaling_->stepOnce().isOk());
+  EXPECT_EQ(desired(), 5);
+  setOverride(std::nullopt, 2);  // an operator lowers max during the hold: it applies at once
+  run(1, ServiceLoad{});
+  EXPECT_EQ(desired(), 2);
+  ASSERT_FALSE(events_.empty());
+  EXPECT_NE(events_.back().find("shop/web: desired 5 -> 2"), std::string::npos) << events_.back();
+  setOverride(4, std::nullopt);  // ... and raising min too
+  run(1, ServiceLoad{});
+  EXPECT_EQ(desired(), 4);
+  setOverride(0, 0);  // max 0 stops the service even during the hold
+  run(1, ServiceLoad{});
+  EXPECT_EQ(desired(), 0);
+}
+
+TEST_F(AutoscalingTest, RestoredCountBelowMinIsRaisedToMin) {
+  deploy(2, 5, 10);
+  running(1);
+  ASSERT_TRUE(scaling_->stepOnce().isOk());
+  EXPECT_EQ(desired(), 2);
+  EXPECT_TRUE(events_.empty());  // the count is min: nothing was restored
+}
+
+TEST_F(AutoscalingTest, ScaleUpIsNotHeldAfterARestart) {
+  deploy(1, 5, 10);
+  running(2);
+  ASSERT_TRUE(scaling_->stepOnce().isOk());
+  EXPECT_EQ(desired(), 2);
+  run(5, ServiceLoad{.concurrency = 100, .arrivals = 500});  // well inside the hold
+  EXPECT_EQ(desired(), 5);
+}
+
+TEST_F(AutoscalingTest, NewServiceAtMinIsNotHeld) {
+  deploy(0, 3, 10, Duration(3'000));  // nothing runs: starts at min, nothing to hold
+  ASSERT_TRUE(scaling_->stepOnce().isOk());
+  EXPECT_EQ(desired(), 0);
+  run(2, ServiceLoad{.concurrency = 1, .arrivals = 2});
+  EXPECT_EQ(desired(), 1);
+  run(20, ServiceLoad{});  // well inside a window of the first pass: back to zero after `idle`
+  EXPECT_EQ(desired(), 0);
+}
+
+TEST_F(AutoscalingTest, StoppedInstancesAreNotRestored) {
+  deploy(1, 5, 10);
+  running(3);
+  auto kv = store_->get(keys::instance("shop-web-2"));
+  auto rec = model::decode<model::InstanceRecord>((**kv).value);
+  rec->desired_running = false;  // being scaled down when the agent stopped
+  ASSERT_TRUE(store_->put(keys::instance(rec->id), model::encode(*rec)).isOk());
+  ASSERT_TRUE(scaling_->stepOnce().isOk());
+  EXPECT_EQ(desired(), 2);
+}
+
+TEST_F(AutoscalingTest, StartSeedsTheCountsBeforeReturning) {
+  deploy(1, 5, 10);
+  running(3);
+  ASSERT_TRUE(scaling_->start().isOk());
+  EXPECT_EQ(desired(), 3);  // the controller, started next, never sees min
+  scaling_->stop();
 }
 
 }  // namespace
