@@ -108,3 +108,46 @@ def test_calls_need_a_token_outside_dev_mode(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+def vm_hwm_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_logs_stream_from_disk_in_bounded_memory(agent, tmp_path):
+    """Three instances with 9 MiB of stdout each: `baton logs` sends all 27 MiB, and the agent's
+    peak memory does not grow by anything like it (it used to read every file whole)."""
+    writer = tmp_path / "chatty.py"
+    writer.write_text("""import http.server, os, sys
+line = ("x" * 99 + "\\n").encode()
+for i in range(9 * 1024 * 1024 // len(line)):
+    os.write(1, b"%08d " % i + line[9:])
+print("done writing", flush=True)
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()
+""")
+    m = tmp_path / "chatty.toml"
+    m.write_text(f"""app = "chatty"
+
+[services.api]
+run = ["/usr/bin/python3", "{writer}", "${{PORT}}"]
+
+[services.api.scale]
+min = 3
+max = 3
+""")
+    agent.cli("up", str(m), "--wait", "--timeout", "60s")
+    wait_for(lambda: agent.cli("logs", "chatty/api", "--tail", "1").stdout.count("done writing") == 3,
+             timeout=60, what="three instances done writing")
+    before = vm_hwm_kib(agent.proc.pid)
+    out = subprocess.run([BATON, "logs", "chatty/api"], capture_output=True,
+                         env=dict(os.environ, BATON_ADDR=agent.addr), timeout=120).stdout
+    grew = vm_hwm_kib(agent.proc.pid) - before
+    assert out.count(b"done writing") == 3
+    assert len(out) > 27 * 1024 * 1024, len(out)
+    assert grew < 8 * 1024, f"the agent's peak RSS grew by {grew} KiB sending 27 MiB of logs"
+    # --tail reads from the end.
+    tail = agent.cli("logs", "chatty/api", "--tail", "2").stdout.splitlines()
+    assert len(tail) == 6 and sum("done writing" in line for line in tail) == 3, tail
