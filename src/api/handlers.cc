@@ -23,7 +23,6 @@ namespace keys = model::keys;
 
 constexpr int kMaxCasAttempts = 8;
 constexpr size_t kEventQueueLines = 4096;
-constexpr size_t kMaxLogBody = 64u << 20;
 constexpr size_t kMaxApiKeyName = 128;
 constexpr size_t kMaxApiKeyScopes = 32;
 constexpr size_t kMaxApiKeyScope = 256;
@@ -170,12 +169,35 @@ const char* phaseName(model::RolloutRecord::Phase p) {
   return "in_progress";
 }
 
+// When the bounds in force stop being in force: the override's expiry (none: it lasts until
+// cleared), or the first end of the schedule windows in force. None for the manifest's bounds.
+// (BoundsInForce::until is the next instant the bounds may change, which is also the opening of
+// a window or a window's end behind an override.)
+std::optional<TimePoint> boundsExpireAt(const model::ScaleSpec& scale,
+                                        const model::ScaleOverride* ov,
+                                        const autoscaler::BoundsInForce& b, TimePoint now) {
+  if (b.source == "override") return ov ? ov->expires_at : std::nullopt;
+  if (!b.source.starts_with("schedule:")) return std::nullopt;
+  autoscaler::Calendar calendar(scale);
+  // The calendar skips entries it cannot parse (the manifest check refuses them): then its
+  // indices are not the manifest's, and every open window counts.
+  bool aligned = calendar.entries() == scale.schedule.size();
+  std::optional<TimePoint> end;
+  for (size_t i = 0; i < calendar.entries(); ++i) {
+    if (aligned && !scale.schedule[i].min && !scale.schedule[i].max) continue;
+    auto w = calendar.activeWindow(i, now);
+    if (w && (!end || w->end < *end)) end = w->end;
+  }
+  return end;
+}
+
 json serviceRow(const Snapshot& s, const std::string& app, const model::AppRecord& rec,
                 const model::ServiceSpec& spec, TimePoint now) {
   std::string id = app + "/" + spec.name;
   auto ov_it = s.overrides.find(id);
-  autoscaler::BoundsInForce b = autoscaler::boundsInForce(
-      spec.scale, ov_it == s.overrides.end() ? nullptr : &ov_it->second, now);
+  const model::ScaleOverride* ov = ov_it == s.overrides.end() ? nullptr : &ov_it->second;
+  autoscaler::BoundsInForce b = autoscaler::boundsInForce(spec.scale, ov, now);
+  std::optional<TimePoint> expires_at = boundsExpireAt(spec.scale, ov, b, now);
   std::string hash = model::specHash(spec);
   int desired = 0, ready = 0, current = 0;
   for (const auto& inst : s.instances) {
@@ -209,7 +231,8 @@ json serviceRow(const Snapshot& s, const std::string& app, const model::AppRecor
               {"source", b.source},
               {"rollout", rollout},
               {"rollout_message", rollout_message},
-              {"until", b.until ? json(toUnixMillis(*b.until)) : json(nullptr)}};
+              {"until", b.until ? json(toUnixMillis(*b.until)) : json(nullptr)},
+              {"expires_at", expires_at ? json(toUnixMillis(*expires_at)) : json(nullptr)}};
   return row;
 }
 
@@ -786,15 +809,9 @@ struct Handlers::Impl {
     if (!src) return statusResponse(src.status());
     ApiResponse r;
     r.content_type = "text/plain; charset=utf-8";
-    if (lr.follow) {
-      r.stream = std::move(src).value();
-      return r;
-    }
-    while (r.body.size() < kMaxLogBody) {
-      auto chunk = (*src)->poll();
-      if (!chunk || chunk->empty()) break;
-      r.body += *chunk;
-    }
+    // Streamed, followed or not: the reader takes the files from disk a chunk at a time as the
+    // client reads, so neither their size nor a slow client costs the agent memory.
+    r.stream = std::move(src).value();
     return r;
   }
 

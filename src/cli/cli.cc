@@ -223,15 +223,37 @@ class Runner {
                  << "\n";
         return kExitFailed;
       }
-      if (ctx_.sleep) {
-        ctx_.sleep(Duration(500));
-      } else {
-        std::this_thread::sleep_for(std::chrono::milliseconds(500));
-      }
+      pause(Duration(500));
     }
   }
 
-  int down(const std::string& app) {
+  void pause(Duration d) {
+    if (ctx_.sleep) {
+      ctx_.sleep(d);
+    } else {
+      std::this_thread::sleep_for(d);
+    }
+  }
+
+  // "2 instances of shop to stop (shop-web-1 stopping, shop-web-2 healthy)".
+  static std::string instancesLeft(const std::string& app, const json& left) {
+    std::string s = std::to_string(left.size()) + (left.size() == 1 ? " instance" : " instances") +
+                    " of " + app + " to stop (";
+    size_t shown = 0;
+    for (const auto& i : left) {
+      if (shown == 3) {
+        s += ", ...";
+        break;
+      }
+      s += (shown++ ? ", " : "") + str(i, "id") + " " + str(i, "state");
+    }
+    return s + ")";
+  }
+
+  // Deletes the app; unless `detach`, then waits until the controller has deleted its last
+  // instance (it does so once the node reports the instance stopped, after its kill_timeout at
+  // worst).
+  int down(const std::string& app, bool detach, Duration timeout) {
     if (!connect()) return kExitFailed;
     auto r = call("DELETE", "/v1/apps/" + urlEncode(app));
     if (!r) return kExitFailed;
@@ -240,7 +262,29 @@ class Runner {
     } else {
       ctx_.out << app << ": deleted\n";
     }
-    return kExitOk;
+    if (detach) return kExitOk;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    bool told = false;
+    for (;;) {
+      auto i = call("GET", "/v1/instances?app=" + urlEncode(app));
+      if (!i) return kExitFailed;
+      json left = parseArray(i->body, "instances");
+      if (left.empty()) {
+        if (!json_ && told) ctx_.out << app << ": stopped\n";
+        return kExitOk;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        ctx_.err << app << ": timed out after " << formatDuration(timeout) << " waiting for "
+                 << instancesLeft(app, left) << "; the app is deleted and they are still being "
+                 << "stopped (baton ps " << app << " -i)\n";
+        return kExitFailed;
+      }
+      if (!json_ && !told) {
+        ctx_.out << app << ": waiting for " << instancesLeft(app, left) << "\n";
+        told = true;
+      }
+      pause(Duration(250));
+    }
   }
 
   int ps(const std::string& app, bool instances) {
@@ -426,12 +470,15 @@ Result<std::pair<std::string, std::string>> parseAppService(std::string_view tex
 
 std::string formatServicesTable(std::string_view services_json) {
   std::vector<std::vector<std::string>> rows = {
-      {"APP", "SERVICE", "READY/DESIRED", "MIN", "MAX", "SOURCE", "ROLLOUT"}};
+      {"APP", "SERVICE", "READY/DESIRED", "MIN", "MAX", "SOURCE", "ROLLOUT", "EXPIRES", "MESSAGE"}};
   for (const auto& s : parseArray(services_json, "services")) {
+    // EXPIRES: when SOURCE's min/max stop applying. MESSAGE: the rollout's (why it failed).
+    std::string message = str(s, "rollout_message");
     rows.push_back({str(s, "app"), str(s, "service"),
                     std::to_string(num(s, "ready")) + "/" + std::to_string(num(s, "desired")),
                     std::to_string(num(s, "min")), std::to_string(num(s, "max")), str(s, "source"),
-                    str(s, "rollout")});
+                    str(s, "rollout"), formatTime(num(s, "expires_at")),
+                    message.empty() ? "-" : message});
   }
   return table(rows);
 }
@@ -539,9 +586,15 @@ int runCli(int argc, char** argv, CliContext& ctx) {
   up->add_option("--timeout", up_timeout, "How long --wait waits (default 5m)");
   add_json(up);
 
-  std::string down_app;
-  auto* down = app.add_subcommand("down", "Delete an app and stop its instances");
+  std::string down_app, down_timeout = "2m";
+  bool down_detach = false;
+  auto* down = app.add_subcommand("down", "Delete an app and wait until its instances are stopped");
   down->add_option("APP", down_app, "The app")->required();
+  auto* o_detach =
+      down->add_flag("--detach", down_detach, "Return once the app is deleted; do not wait");
+  auto* o_down_timeout = down->add_option("--timeout", down_timeout,
+                                          "How long to wait for the instances (default 2m)");
+  o_detach->excludes(o_down_timeout);
   add_json(down);
 
   std::string ps_app;
@@ -637,7 +690,11 @@ int runCli(int argc, char** argv, CliContext& ctx) {
     if (!t) return usage("--timeout: expected a duration such as 5m, got \"" + up_timeout + "\"");
     return run.up(up_file, up_wait, *t);
   }
-  if (*down) return run.down(down_app);
+  if (*down) {
+    auto t = parseDuration(down_timeout);
+    if (!t) return usage("--timeout: expected a duration such as 2m, got \"" + down_timeout + "\"");
+    return run.down(down_app, down_detach, *t);
+  }
   if (*ps) return run.ps(ps_app, ps_instances);
   if (*scale) {
     auto as = parseAppService(scale_target);

@@ -29,7 +29,7 @@ struct CliContext {
   std::string addr = "http://127.0.0.1:4646";        // BATON_ADDR
   std::string token = {};                            // BATON_TOKEN
   std::function<int(const AgentFlags&)> agent = {};  // `baton agent`; empty: not available
-  std::function<void(Duration)> sleep = {};          // for `up --wait` polling; empty: real sleep
+  std::function<void(Duration)> sleep = {};  // `up --wait` and `down` polling; empty: real sleep
 };
 
 int runCli(int argc, char** argv, CliContext& ctx);

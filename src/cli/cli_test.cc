@@ -36,6 +36,7 @@ CliRun run(std::vector<std::string> args, std::string addr = "http://127.0.0.1:1
   CliContext ctx{out, err};
   ctx.addr = addr;
   ctx.agent = [](const AgentFlags& f) { return f.dev && f.api && *f.api == "x:1" ? 42 : 43; };
+  ctx.sleep = [](Duration) {};  // polling commands ask again at once
   int code = runCli(static_cast<int>(argv.size()), argv.data(), ctx);
   return {code, out.str(), err.str()};
 }
@@ -272,16 +273,90 @@ TEST(Cli, BaseUrl) {
 
 constexpr std::string_view kServices = R"({"services":[
   {"app":"shop","service":"web","desired":2,"ready":2,"current":2,"min":1,"max":5,
-   "source":"override","rollout":"complete"},
+   "source":"override","rollout":"complete","rollout_message":"all instances run version 2",
+   "until":1700000000000,"expires_at":1700003600000},
   {"app":"shop","service":"api","desired":1,"ready":0,"current":1,"min":1,"max":1,
-   "source":"manifest","rollout":"in_progress"}]})";
+   "source":"manifest","rollout":"in_progress","rollout_message":"","until":null,
+   "expires_at":null}]})";
 
 TEST(Cli, ServicesTable) {
   std::string t = formatServicesTable(kServices);
   EXPECT_EQ(t,
-            "APP    SERVICE   READY/DESIRED   MIN   MAX   SOURCE     ROLLOUT\n"
-            "shop   web       2/2             1     5     override   complete\n"
-            "shop   api       0/1             1     1     manifest   in_progress\n");
+            "APP    SERVICE   READY/DESIRED   MIN   MAX   SOURCE     ROLLOUT       EXPIRES        "
+            "        MESSAGE\n"
+            "shop   web       2/2             1     5     override   complete      2023-11-14 "
+            "23:13:20Z   all instances run version 2\n"
+            "shop   api       0/1             1     1     manifest   in_progress   -              "
+            "        -\n");
+}
+
+TEST(Cli, ServicesTableSaysWhyARolloutFailed) {
+  std::string t = formatServicesTable(
+      R"j({"services":[{"app":"shop","service":"web","desired":1,"ready":1,"current":0,"min":1,
+      "max":1,"source":"schedule:launch","expires_at":1700000000000,"rollout":"failed",
+      "rollout_message":"instance shop-web-1 failed (exited with code 3)"}]})j");
+  EXPECT_NE(t.find("schedule:launch   failed    2023-11-14 22:13:20Z   instance shop-web-1 failed "
+                   "(exited with code 3)\n"),
+            std::string::npos)
+      << t;
+}
+
+constexpr std::string_view kDeleted = R"({"app":"shop","deleted":true,"revision":9})";
+
+TEST(Cli, DownWaitsUntilTheInstancesAreGone) {
+  FakeAgent fake({{200, std::string(kDeleted)},
+                  {200, R"({"instances":[{"id":"shop-web-1","state":"stopping"},)"
+                        R"({"id":"shop-web-2","state":"healthy"}]})"},
+                  {200, R"({"instances":[{"id":"shop-web-1","state":"stopping"}]})"},
+                  {200, R"({"instances":[]})"}});
+  CliRun r = run({"down", "shop"}, fake.addr());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out,
+            "shop: deleted\n"
+            "shop: waiting for 2 instances of shop to stop (shop-web-1 stopping, shop-web-2 "
+            "healthy)\n"
+            "shop: stopped\n");
+  auto reqs = fake.requests();
+  ASSERT_EQ(reqs.size(), 4u);
+  EXPECT_EQ(reqs[0].rfind("DELETE /v1/apps/shop HTTP/1.1\r\n", 0), 0u) << reqs[0];
+  EXPECT_EQ(reqs[1].rfind("GET /v1/instances?app=shop HTTP/1.1\r\n", 0), 0u) << reqs[1];
+  EXPECT_EQ(reqs[3].rfind("GET /v1/instances?app=shop HTTP/1.1\r\n", 0), 0u) << reqs[3];
+}
+
+TEST(Cli, DownWithNothingLeftToStopSaysDeleted) {
+  FakeAgent fake({{200, std::string(kDeleted)}, {200, R"({"instances":[]})"}});
+  CliRun r = run({"down", "shop"}, fake.addr());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "shop: deleted\n");
+  EXPECT_EQ(fake.requests().size(), 2u);
+}
+
+TEST(Cli, DownDetachDoesNotWait) {
+  FakeAgent fake({{200, std::string(kDeleted)}, {200, std::string(kDeleted)}});
+  CliRun r = run({"down", "shop", "--detach"}, fake.addr());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "shop: deleted\n");
+  r = run({"down", "shop", "--detach", "--json"}, fake.addr());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, std::string(kDeleted) + "\n");
+  EXPECT_EQ(fake.requests().size(), 2u);
+}
+
+TEST(Cli, DownTimesOutWithWhatIsLeft) {
+  FakeAgent fake({{200, std::string(kDeleted)},
+                  {200, R"({"instances":[{"id":"shop-web-1","state":"stopping"}]})"}});
+  CliRun r = run({"down", "shop", "--timeout", "0s"}, fake.addr());
+  EXPECT_EQ(r.code, kExitFailed);
+  EXPECT_EQ(r.out, "shop: deleted\n");
+  EXPECT_EQ(r.err,
+            "shop: timed out after 0s waiting for 1 instance of shop to stop (shop-web-1 "
+            "stopping); the app is deleted and they are still being stopped (baton ps shop -i)\n");
+}
+
+TEST(Cli, DownUsage) {
+  EXPECT_EQ(run({"down"}).code, kExitUsage);
+  EXPECT_EQ(run({"down", "shop", "--timeout", "soon"}).code, kExitUsage);
+  EXPECT_EQ(run({"down", "shop", "--detach", "--timeout", "1m"}).code, kExitUsage);
 }
 
 TEST(Cli, InstancesAndNodesTables) {

@@ -320,11 +320,28 @@ class Reconciler {
       stopExtras(active, active.size() - size_want, "scaled down", hash);
     }
     scaleEvent(key, active.size() + replaced, want, bounds);
-    if (rollout && rollout->phase == model::RolloutRecord::Phase::kInProgress && old.empty()) {
-      writeRollout(app_name, svc, hash, app.version, model::RolloutRecord::Phase::kComplete,
-                   "all instances run " + version);
-      event("rollout", key + ": rollout of " + version + " complete");
+    if (old.empty()) completeRollout(app_name, svc, key, hash, app.version, rollout);
+  }
+
+  // Steady state, nothing of another spec running: the record must say that the current spec
+  // is rolled out. It may still be about another spec: the user went back to the spec the
+  // instances already run after a rollout failed (the record names the failed spec), or changed
+  // the spec while the service had no instance. Left so, the API would report the rollout of
+  // the current spec as `pending` for ever and `baton up --wait` would never return.
+  void completeRollout(const std::string& app_name, const std::string& svc, const std::string& key,
+                       const std::string& hash, int64_t app_version,
+                       const model::RolloutRecord* rollout) {
+    using Phase = model::RolloutRecord::Phase;
+    if (!rollout || (rollout->spec_hash == hash && rollout->phase != Phase::kInProgress)) return;
+    const std::string version = "version " + std::to_string(app_version);
+    std::string message = "all instances run " + version;
+    if (rollout->spec_hash != hash && rollout->phase == Phase::kFailed) {
+      // Keep the reason the previous release failed: `baton ps` is where the user looks.
+      message += "; the rollout of version " + std::to_string(rollout->version) +
+                 " had failed: " + rollout->message;
     }
+    writeRollout(app_name, svc, hash, app_version, Phase::kComplete, std::move(message));
+    event("rollout", key + ": rollout of " + version + " complete");
   }
 
   void placeCreates() {

@@ -2,7 +2,9 @@
 // scale overrides, desired instances, observed instance status, nodes, rollout records) and
 // `now` to a plan (instances to create, stop, delete; rollout records to write; events).
 // No I/O; the shell (controller.h) reads the snapshot and writes the plan. See README.md for the
-// rules (scaling, replacement, rolling update).
+// rules (scaling, replacement, rolling update). Once nothing of another spec runs, a service's
+// rollout record names its current spec as complete, also when no rollout was needed (the
+// previous manifest deployed again after a failed rollout, a change while at zero instances).
 #pragma once
 
 #include <cstdint>

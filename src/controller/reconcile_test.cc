@@ -361,6 +361,119 @@ TEST(Reconcile, RolloutFailsWhenNewInstanceStaysUnhealthyPastDeadline) {
   EXPECT_EQ(h.healthyRunning(), 2);
 }
 
+// The user goes back to the previous manifest after a failed rollout: the instances already run
+// that spec, so there is nothing to roll, but the record (which names the failed spec) must
+// say the current spec is rolled out, or the API reports it `pending` for ever.
+TEST(Reconcile, RevertAfterFailedRolloutCompletesAtOnce) {
+  Harness h;
+  h.deploy(2, 5);
+  h.converge();
+  const std::string good_hash = h.currentHash();
+  const std::vector<std::string> serving = h.ids(true, good_hash);
+  h.deploy(2, 5, "broken");  // version 2
+  ReconcilePlan p = h.step();
+  ASSERT_EQ(p.create.size(), 1u);
+  const std::string broken = p.create[0].id;
+  h.setState(broken, InstanceState::kFailed);
+  ASSERT_EQ(h.step().rollouts.at(0).record.phase, RolloutRecord::Phase::kFailed);
+  h.converge();
+
+  h.deploy(2, 5);  // version 3: version 1's spec again
+  ASSERT_EQ(h.currentHash(), good_hash);
+  ReconcilePlan r = h.step();
+  ASSERT_EQ(r.rollouts.size(), 1u);
+  const RolloutRecord& rec = r.rollouts[0].record;
+  EXPECT_EQ(rec.phase, RolloutRecord::Phase::kComplete);
+  EXPECT_EQ(rec.spec_hash, good_hash);
+  EXPECT_EQ(rec.version, 3);
+  EXPECT_EQ(rec.message, "all instances run version 3; the rollout of version 2 had failed: " +
+                             ("instance " + broken + " failed (exited 1 five times)"));
+  EXPECT_TRUE(hasEvent(r, "shop/web: rollout of version 3 complete"));
+  // The instances serving version 1's spec are kept: nothing to create, stop or delete.
+  EXPECT_TRUE(r.create.empty());
+  EXPECT_TRUE(r.stop.empty());
+  EXPECT_TRUE(r.remove.empty());
+  EXPECT_TRUE(h.plan().empty());
+  EXPECT_EQ(h.ids(true, good_hash), serving);
+
+  // The record now protects nothing: the broken spec, deployed again, is a new rollout.
+  h.deploy(2, 5, "broken");
+  ReconcilePlan again = h.step();
+  ASSERT_EQ(again.rollouts.size(), 1u);
+  EXPECT_EQ(again.rollouts[0].record.phase, RolloutRecord::Phase::kInProgress);
+  EXPECT_EQ(again.create.size(), 1u);
+}
+
+// Going back while the failed release's instances are still being stopped (here: it never got
+// healthy, so its rollout failed on the deadline).
+TEST(Reconcile, RevertWhileTheFailedInstancesStopStillCompletes) {
+  Harness h;
+  h.options.rollout_deadline = seconds(60);
+  h.deploy(2, 5);
+  h.converge();
+  const std::string good_hash = h.currentHash();
+  h.deploy(2, 5, "slow");
+  const std::string fresh = h.step().create.at(0).id;
+  h.setState(fresh, InstanceState::kStarting);
+  h.clock.advance(seconds(61));
+  ASSERT_EQ(h.step().stop.at(0).id, fresh);  // failed; asked to stop; not stopped yet
+
+  h.deploy(2, 5);
+  ReconcilePlan r = h.step();
+  ASSERT_EQ(r.rollouts.size(), 1u);
+  EXPECT_EQ(r.rollouts[0].record.phase, RolloutRecord::Phase::kComplete);
+  EXPECT_EQ(r.rollouts[0].record.spec_hash, good_hash);
+  EXPECT_NE(r.rollouts[0].record.message.find("not healthy after 1m"), std::string::npos);
+  EXPECT_TRUE(r.create.empty());
+  h.converge();
+  EXPECT_EQ(h.snap.instances.size(), 2u);
+  EXPECT_EQ(h.ids(true, good_hash).size(), 2u);
+  EXPECT_EQ(h.snap.rollouts.at("shop/web").phase, RolloutRecord::Phase::kComplete);
+}
+
+// Going back while the new release is still rolling (not failed yet): its instances are the
+// "old" ones now and are replaced by the spec that serves.
+TEST(Reconcile, RevertDuringRolloutStopsTheNewInstances) {
+  Harness h;
+  h.deploy(2, 5);
+  h.converge();
+  const std::string good_hash = h.currentHash();
+  h.deploy(2, 5, "slow");
+  const std::string fresh = h.step().create.at(0).id;
+  h.setState(fresh, InstanceState::kStarting);
+  h.deploy(2, 5);
+  ReconcilePlan r = h.step();
+  ASSERT_EQ(r.stop.size(), 1u);
+  EXPECT_EQ(r.stop[0].id, fresh);
+  EXPECT_TRUE(r.create.empty());
+  h.converge();
+  EXPECT_EQ(h.ids(true, good_hash).size(), 2u);
+  EXPECT_EQ(h.snap.instances.size(), 2u);
+  EXPECT_EQ(h.snap.rollouts.at("shop/web").phase, RolloutRecord::Phase::kComplete);
+  EXPECT_EQ(h.snap.rollouts.at("shop/web").spec_hash, good_hash);
+}
+
+// A spec changed while the service has no instance has nothing to roll: its rollout is complete.
+TEST(Reconcile, SpecChangedAtZeroInstancesIsRolledOut) {
+  Harness h;
+  h.deploy(1, 5);
+  h.converge();
+  h.deploy(1, 5, "v2");
+  h.converge();
+  model::ScaleOverride o;
+  o.max = 0;
+  h.snap.overrides["shop/web"] = o;
+  h.converge();
+  ASSERT_TRUE(h.snap.instances.empty());
+  h.deploy(1, 5, "v3");
+  ReconcilePlan r = h.step();
+  ASSERT_EQ(r.rollouts.size(), 1u);
+  EXPECT_EQ(r.rollouts[0].record.phase, RolloutRecord::Phase::kComplete);
+  EXPECT_EQ(r.rollouts[0].record.spec_hash, h.currentHash());
+  EXPECT_EQ(r.rollouts[0].record.message, "all instances run version 3");
+  EXPECT_TRUE(h.plan().empty());
+}
+
 TEST(Reconcile, NodeLossReplacesInstances) {
   Harness h;
   h.deploy(3, 3);
