@@ -275,6 +275,7 @@ int runAgent(const AgentFlags& flags) {
                                                  static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE)));
   node_options.env["PATH"] = kDefaultPath;
   node_options.agent_uid = ::geteuid();
+  node_options.log_retention = cfg.node_log_retention;
   node_options.allow_root = cfg.exec_allow_root;
   node::NodeRuntime node(**store, registry, clock, node_options);
 

@@ -295,6 +295,15 @@ Status NodeRuntime::reconcile() {
   NodePlan plan = planNode(snap, clock_.now());
   local_ = std::move(plan.local);
   for (const Action &a : plan.actions) execute(a, desired);
+  if (clock_.now() >= next_log_sweep_) {
+    next_log_sweep_ = clock_.now() + std::clamp<Duration>(options_.log_retention / 2,
+                                                          Duration(1'000), Duration(60'000));
+    std::set<std::string> keep;
+    for (const auto &[id, _] : desired) keep.insert(id);
+    for (const auto &[id, _] : local_) keep.insert(id);
+    for (const auto &[id, _] : task_driver_) keep.insert(id);
+    sweepLogs(keep);
+  }
   {
     std::lock_guard lock(mu_);
     probe_targets_ = std::move(plan.probes);
@@ -494,6 +503,33 @@ void NodeRuntime::joinFinishedStops(bool all) {
     }
   }
   for (std::thread &t : done) t.join();
+}
+
+// Removes <data_dir>/logs/<app>/<service>/<instance> of instances this node no longer has once
+// nothing was written there for log_retention, then service and app dirs left empty.
+void NodeRuntime::sweepLogs(const std::set<std::string> &keep) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto now = fs::file_time_type::clock::now();
+  const fs::path root = options_.data_dir / "logs";
+  for (const auto &app : fs::directory_iterator(root, ec)) {
+    for (const auto &svc : fs::directory_iterator(app.path(), ec)) {
+      for (const auto &inst : fs::directory_iterator(svc.path(), ec)) {
+        const std::string id = inst.path().filename().string();
+        if (keep.count(id)) continue;
+        // The newest write to any of its files (rotation renames them).
+        auto newest = fs::last_write_time(inst.path(), ec);
+        for (const auto &f : fs::directory_iterator(inst.path(), ec)) {
+          newest = std::max(newest, fs::last_write_time(f.path(), ec));
+        }
+        if (now - newest < options_.log_retention) continue;
+        fs::remove_all(inst.path(), ec);
+        if (!ec) spdlog::info("node {}: removed the logs of {}", options_.node_id, id);
+      }
+      fs::remove(svc.path(), ec);  // only when empty
+    }
+    fs::remove(app.path(), ec);
+  }
 }
 
 // --- probes

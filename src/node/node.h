@@ -65,6 +65,9 @@ struct NodeOptions {
   UserDb users = UserDb::system();
   uint32_t agent_uid = 0;    // geteuid() of the agent (set by the agent)
   int64_t default_pids = 2048;  // a service's process/thread limit when it names none
+  // The log dir of an instance no longer on this node is removed this long after its last
+  // write (checked at most once a minute, or every retention/2 when shorter).
+  Duration log_retention = Duration(24 * 3'600'000);
 };
 
 // Probe period of an instance that has not passed its first health check yet.
@@ -113,6 +116,7 @@ class NodeRuntime {
   void probeMain();
   void heartbeatMain();
   void joinFinishedStops(bool all);
+  void sweepLogs(const std::set<std::string> &keep);
   void wake();
   void recordColdStart(const std::string &service, Duration d);
 
@@ -143,6 +147,7 @@ class NodeRuntime {
   std::map<std::string, model::InstanceStatus> written_;
   std::map<std::string, std::string> start_errors_;
   std::map<std::string, uint32_t> dynamic_uids_;  // "app/service" -> its dynamic UID
+  TimePoint next_log_sweep_{};
 
   // Shared with the probe, stop and watch threads (mu_).
   mutable std::mutex mu_;

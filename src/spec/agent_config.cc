@@ -113,10 +113,11 @@ class AgentConfigParser {
       }
     }
     if (const toml::table* node = c_.table(root, "", "node")) {
-      c_.checkKeys(*node, "node", {"cpu", "memory"});
+      c_.checkKeys(*node, "node", {"cpu", "memory", "log_retention"});
       cfg.node_cpu = c_.number(*node, "node", "cpu", 0, 1024,
                                "a number of cores greater than 0 and at most 1024 (e.g. 4)");
       cfg.node_memory = c_.bytes(*node, "node", "memory");
+      if (auto d = c_.duration(*node, "node", "log_retention", true)) cfg.node_log_retention = *d;
     }
     if (!c_.ok()) return std::nullopt;
     return cfg;

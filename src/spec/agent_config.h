@@ -52,6 +52,8 @@ struct AgentConfig {
   bool exec_allow_root = false;
   std::optional<double> node_cpu;       // cores offered; default: all online CPUs
   std::optional<uint64_t> node_memory;  // bytes offered; default: physical memory
+  // How long the logs of an instance that is gone are kept.
+  Duration node_log_retention = Duration(24 * 3'600'000);
   bool dev = false;                     // --dev: no tokens needed, temp data dir
 };
 

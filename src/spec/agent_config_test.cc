@@ -81,6 +81,7 @@ endpoints = ["http://10.0.0.1:2379", "https://10.0.0.2:2379"]
 [node]
 cpu = 3.5
 memory = "2GiB"
+log_retention = "2h"
 [gateway]
 https = "[::]:0"
 upstream_idle_timeout = "1500ms"
@@ -95,6 +96,7 @@ max_connections = 500
   EXPECT_TRUE(r.config->dns_listen.empty());
   EXPECT_EQ(r.config->node_cpu, 3.5);
   EXPECT_EQ(r.config->node_memory, 2ull << 30);
+  EXPECT_EQ(r.config->node_log_retention, Duration(2 * 3'600'000));
   EXPECT_EQ(r.config->gateway_https, "[::]:0");
   EXPECT_EQ(r.config->gateway_upstream_idle_timeout, Duration(1500));
   EXPECT_EQ(r.config->gateway_upstream_response_timeout, Duration(3000));

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 
 from conftest import BATON, free_port, http_get, wait_for
 from test_lifecycle import write_app
@@ -151,3 +152,20 @@ max = 3
     # --tail reads from the end.
     tail = agent.cli("logs", "chatty/api", "--tail", "2").stdout.splitlines()
     assert len(tail) == 6 and sum("done writing" in line for line in tail) == 3, tail
+
+
+def test_logs_of_gone_instances_are_removed_after_the_retention(make_agent, tmp_path):
+    cfg = tmp_path / "baton.toml"
+    cfg.write_text('[node]\nlog_retention = "2s"\n')
+    a = make_agent()
+    a.extra_args = ["--config", str(cfg)]
+    a.start()
+    m = write_app(tmp_path / "app.toml", "v1", count=1)
+    a.cli("up", str(m), "--wait", "--timeout", "60s")
+    inst = a.instances("demo")[0]["id"]
+    logs = a.data_dir / "logs" / "demo"
+    assert any(p.name == inst for p in logs.rglob("*")), list(logs.rglob("*"))
+    time.sleep(3)
+    assert any(p.name == inst for p in logs.rglob("*"))  # kept while the instance runs
+    a.cli("down", "demo")
+    wait_for(lambda: not logs.exists(), timeout=20, what="the logs of the gone instance removed")
