@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 baton="$(realpath "${1:-build/src/cli/baton}")"
 work="$(mktemp -d /tmp/baton-bench-agent.XXXXXX)"
+chmod 755 "$work"  # the services run as their own users, in the manifest's directory
 port=$((20000 + RANDOM % 20000))
 export BATON_ADDR="http://127.0.0.1:$port"
 agent_pid=""

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "model/json.h"
+
 namespace baton::auth {
 namespace {
 
@@ -179,29 +181,7 @@ std::optional<std::string> base64urlDecode(std::string_view text) {
 }
 
 bool jsonDepthWithin(std::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > max_depth) return false;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return true;
+  return model::checkJsonDepth(text, max_depth).isOk();
 }
 
 AuthOr<ParsedJws> parseCompactJws(std::string_view token, size_t max_bytes) {

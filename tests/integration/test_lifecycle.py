@@ -11,7 +11,8 @@ from conftest import FILES, http_get, wait_for
 SVC = FILES / "tests" / "integration" / "svc.py"
 
 
-def write_app(path: Path, version: str, count: int = 2, extra_env: str = "", name="demo"):
+def write_app(path: Path, version: str, count: int = 2, extra_env: str = "", name="demo",
+              schedule: str = "", max_: int = None):
     path.write_text(f"""
 app = "{name}"
 
@@ -23,8 +24,8 @@ kill_timeout = "3s"
 
 [services.api.scale]
 min = {count}
-max = {count}
-""")
+max = {count if max_ is None else max_}
+{schedule}""")
     return path
 
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from conftest import FILES, http_get, wait_for
+from test_lifecycle import write_app
 
 SVC = FILES / "tests" / "integration" / "svc.py"
 
@@ -15,24 +16,6 @@ SVC = FILES / "tests" / "integration" / "svc.py"
 STUBBORN = ("import os, signal, socket, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
             "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
             "s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen(64); time.sleep(3600)")
-
-
-def write_app(path: Path, version: str, count: int = 2, extra_env: str = "", schedule: str = "",
-              max_: int = None):
-    path.write_text(f"""
-app = "demo"
-
-[services.api]
-run = ["python3", "{SVC}"]
-health = "/healthz"
-env = {{ VERSION = "{version}"{extra_env} }}
-kill_timeout = "3s"
-
-[services.api.scale]
-min = {count}
-max = {count if max_ is None else max_}
-{schedule}""")
-    return path
 
 
 def write_stubborn(path: Path, kill_timeout: str):
