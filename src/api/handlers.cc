@@ -252,7 +252,8 @@ json instanceRow(const model::InstanceRecord& inst, const model::InstanceStatus*
           {"started_at", st ? json(toUnixMillis(s.started_at)) : json(nullptr)},
           {"restarts", s.restarts},
           {"last_exit_code", s.last_exit_code ? json(*s.last_exit_code) : json(nullptr)},
-          {"message", s.message}};
+          {"message", s.message},
+          {"cpu_throttled", s.cpu_throttled}};
 }
 
 json diagnosticJson(const spec::Diagnostic& d) {

@@ -493,6 +493,10 @@ std::string formatInstancesTable(std::string_view instances_json) {
     std::string exit_code = str(i, "last_exit_code");
     std::string msg = str(i, "message");
     if (!exit_code.empty()) msg = "exit " + exit_code + (msg.empty() ? "" : ": " + msg);
+    if (i.contains("cpu_throttled") && i["cpu_throttled"].is_boolean() &&
+        i["cpu_throttled"].get<bool>()) {
+      msg = "cpu throttled by its cpu_limit" + (msg.empty() ? "" : "; " + msg);
+    }
     rows.push_back({str(i, "id"), str(i, "app"), str(i, "service"), str(i, "node"), str(i, "state"),
                     addr.empty() ? "-" : addr,
                     num(i, "pid") > 0 ? std::to_string(num(i, "pid")) : "-",

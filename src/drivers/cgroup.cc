@@ -227,11 +227,15 @@ CgroupUsage TaskCgroup::usage() const {
       u.memory_bytes = readU64(dir / "memory.current");
       u.cpu_usage_ns = readKeyed(dir / "cpu.stat", "usage_usec") * 1000;
       u.processes = static_cast<int>(readU64(dir / "pids.current"));
+      u.throttled_periods = readKeyed(dir / "cpu.stat", "nr_throttled");
     } else {
       if (fs::exists(dir / "memory.usage_in_bytes", ec)) {
         u.memory_bytes = readU64(dir / "memory.usage_in_bytes");
       }
       if (fs::exists(dir / "cpuacct.usage", ec)) u.cpu_usage_ns = readU64(dir / "cpuacct.usage");
+      if (fs::exists(dir / "cpu.cfs_quota_us", ec)) {
+        u.throttled_periods = readKeyed(dir / "cpu.stat", "nr_throttled");
+      }
       if (fs::exists(dir / "pids.current", ec)) {
         u.processes = static_cast<int>(readU64(dir / "pids.current"));
       }

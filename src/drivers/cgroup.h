@@ -36,6 +36,7 @@ struct CgroupUsage {
   uint64_t memory_bytes = 0;
   uint64_t cpu_usage_ns = 0;
   int processes = 0;
+  uint64_t throttled_periods = 0;  // CFS periods in which the quota stopped the task
 };
 
 class TaskCgroup {

@@ -59,6 +59,7 @@ struct TaskStats {
   uint64_t memory_bytes = 0;               // resident memory of the whole task (cgroup)
   uint64_t cpu_usage_ns = 0;               // total CPU time used
   int processes = 0;
+  uint64_t throttled_periods = 0;          // periods its CPU quota stopped it (cgroup cpu.stat)
 };
 
 class Driver {

@@ -371,6 +371,7 @@ Result<TaskStats> ExecDriver::stats(const std::string& id) {
     out.memory_bytes = u.memory_bytes;
     out.cpu_usage_ns = u.cpu_usage_ns;
     out.processes = u.processes;
+    out.throttled_periods = u.throttled_periods;
     if (out.memory_bytes > 0) return out;
   }
   // No cgroup: the supervisor's descendants are the task's processes.

@@ -206,6 +206,7 @@ void to_json(json& j, const InstanceStatus& v) {
        {"restarts", v.restarts},
        {"last_exit_code", optJson(v.last_exit_code)},
        {"message", v.message},
+       {"cpu_throttled", v.cpu_throttled},
        {"started_at", toUnixMillis(v.started_at)},
        {"updated_at", toUnixMillis(v.updated_at)}};
 }
@@ -221,6 +222,7 @@ void from_json(const json& j, InstanceStatus& v) {
   getOpt(j, "restarts", v.restarts);
   getOpt(j, "last_exit_code", v.last_exit_code);
   getOpt(j, "message", v.message);
+  getOpt(j, "cpu_throttled", v.cpu_throttled);
   getTime(j, "started_at", v.started_at);
   getTime(j, "updated_at", v.updated_at);
 }

@@ -53,6 +53,7 @@ struct InstanceStatus {
   int restarts = 0;
   std::optional<int> last_exit_code;       // exit code, or 128+signal
   std::string message;                     // why it is in this state, for humans
+  bool cpu_throttled = false;              // its cpu_limit quota throttled it lately
   TimePoint started_at{};
   TimePoint updated_at{};
 };

@@ -275,6 +275,27 @@ Status NodeRuntime::reconcile() {
     in_use.insert(*port);
   }
 
+  // CPU throttling, only possible with a cpu_limit quota: shown for 10 s after it happened.
+  for (auto &[id, loc] : local_) {
+    auto rec = desired.find(id);
+    auto task = tasks_.find(id);
+    drivers::Driver *d = rec == desired.end() || task == tasks_.end() || task->second.exit ||
+                                 rec->second.spec.cpu_limit <= 0
+                             ? nullptr
+                             : driverFor(id, &rec->second);
+    if (!d) {
+      loc.cpu_throttled = false;
+      throttling_.erase(id);
+      continue;
+    }
+    auto stats = d->stats(id);
+    if (!stats) continue;
+    auto [it, inserted] = throttling_.try_emplace(id, stats->throttled_periods, TimePoint{});
+    if (stats->throttled_periods > it->second.first) it->second.second = clock_.now() + Duration(10'000);
+    it->second.first = stats->throttled_periods;
+    loc.cpu_throttled = clock_.now() < it->second.second;
+  }
+
   NodeSnapshot snap;
   snap.node_id = options_.node_id;
   snap.address = options_.advertise_address;

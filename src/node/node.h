@@ -148,6 +148,9 @@ class NodeRuntime {
   std::map<std::string, std::string> start_errors_;
   std::map<std::string, uint32_t> dynamic_uids_;  // "app/service" -> its dynamic UID
   TimePoint next_log_sweep_{};
+  // Instances with a cpu_limit: the cgroup's throttled-period count last seen, and until when
+  // the instance reads as throttled (10 s after the count last grew).
+  std::map<std::string, std::pair<uint64_t, TimePoint>> throttling_;
 
   // Shared with the probe, stop and watch threads (mu_).
   mutable std::mutex mu_;

@@ -32,7 +32,7 @@ bool statusChanged(const model::InstanceStatus &a, const model::InstanceStatus &
   return a.id != b.id || a.node != b.node || a.state != b.state || a.address != b.address ||
          a.port != b.port || a.pid != b.pid || a.restarts != b.restarts ||
          a.last_exit_code != b.last_exit_code || a.message != b.message ||
-         a.started_at != b.started_at;
+         a.cpu_throttled != b.cpu_throttled || a.started_at != b.started_at;
 }
 
 model::InstanceStatus statusFor(const std::string &id, const NodeSnapshot &snapshot,
@@ -45,6 +45,7 @@ model::InstanceStatus statusFor(const std::string &id, const NodeSnapshot &snaps
   st.restarts = local.restarts;
   st.last_exit_code = local.last_exit_code;
   bool running = task && !task->exit;
+  st.cpu_throttled = running && local.cpu_throttled;
   if (running) {
     st.pid = task->pid;
     st.started_at = task->started_at;

@@ -49,6 +49,7 @@ struct LocalInstance {
   bool restart_requested = false;       // kRunning: stopping an unhealthy task to restart it
   std::optional<int> last_exit_code;
   std::string message;  // why it is not running (crash, failure, stop)
+  bool cpu_throttled = false;  // set by the shell: the task's CPU quota throttled it lately
   bool operator==(const LocalInstance &) const = default;
 };
 

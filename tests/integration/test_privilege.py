@@ -276,3 +276,32 @@ def test_connections_past_the_limit_wait_and_never_starve_the_agent(tmp_path):
         for c in clients:
             c.close()
         teardown_agent(a, tmp_path)
+
+
+def test_cpu_is_a_weight_and_throttling_shows_in_ps(agent, tmp_path):
+    """`cpu` alone is a cgroup weight, never a quota: a busy service is not throttled. With
+    `cpu_limit` it is, and `baton ps --instances` says so."""
+    busy = tmp_path / "busy.py"
+    busy.write_text("""import http.server, sys, threading
+threading.Thread(target=http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])),
+                 http.server.SimpleHTTPRequestHandler).serve_forever, daemon=True).start()
+while True:
+    pass
+""")
+    for name, extra in (("weighted", "cpu = 0.1\n"), ("capped", "cpu = 0.1\ncpu_limit = 0.05\n")):
+        m = tmp_path / f"{name}.toml"
+        m.write_text(f"""app = "{name}"
+
+[services.web]
+run = ["{PYTHON}", "{busy}", "${{PORT}}"]
+{extra}""")
+        agent.cli("up", str(m), "--wait", "--timeout", "60s")
+    wait_for(lambda: "cpu throttled" in agent.cli("ps", "capped", "--instances").stdout,
+             timeout=30, what="the capped service shown as throttled")
+    [capped] = agent.instances("capped")
+    assert capped["cpu_throttled"] is True
+    [weighted] = agent.instances("weighted")
+    assert weighted["cpu_throttled"] is False
+    assert "cpu throttled" not in agent.cli("ps", "weighted", "--instances").stdout
+    agent.cli("down", "capped")
+    agent.cli("down", "weighted")
