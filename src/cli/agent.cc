@@ -30,6 +30,8 @@
 #include "drivers/exec_driver.h"
 #include "gateway/catalog.h"
 #include "gateway/gateway.h"
+#include "model/json.h"
+#include "model/keys.h"
 #include "node/node.h"
 #include "spec/manifest.h"
 #include "state/sqlite_store.h"
@@ -292,7 +294,19 @@ int runAgent(const AgentFlags& flags) {
   api::ApiDeps deps{**store, clock};
   deps.events = &bus;
   deps.logs = makeFileLogReader(fs::path(cfg.data_dir) / "logs");
-  deps.metrics = [&gw, &node] { return gw.prometheus() + node.prometheus(); };
+  deps.metrics = [&gw, &node, &store] {
+    // The node's series of deleted services are dropped (the gateway drops its own).
+    std::set<std::string> deployed;
+    if (auto apps = (*store)->list(std::string(model::keys::kApps))) {
+      for (const auto& kv : apps->kvs) {
+        if (auto rec = model::decode<model::AppRecord>(kv.value)) {
+          for (const auto& [name, _] : rec->spec.services) deployed.insert(rec->spec.name + "/" + name);
+        }
+      }
+      return gw.prometheus() + node.prometheus(&deployed);
+    }
+    return gw.prometheus() + node.prometheus();
+  };
   deps.api_keys = api_keys;
   api::ApiServer api(deps, api_options);
 

@@ -661,8 +661,11 @@ void NodeRuntime::recordColdStart(const std::string &service, Duration d) {
   spdlog::info("node {}: {} ready {} ms after start", options_.node_id, service, d.count());
 }
 
-std::string NodeRuntime::prometheus() const {
+std::string NodeRuntime::prometheus(const std::set<std::string> *deployed) {
   std::lock_guard lock(metrics_mu_);
+  if (deployed) {
+    std::erase_if(cold_starts_, [&](const auto &kv) { return !deployed->count(kv.first); });
+  }
   std::string out =
       "# HELP baton_cold_start_seconds Time from starting an instance to its first passing "
       "health check.\n# TYPE baton_cold_start_seconds summary\n";

@@ -97,7 +97,9 @@ class NodeRuntime {
   std::map<std::string, LocalInstance> instances() const;
   state::LeaseId lease() const;
   // Prometheus text: cold starts per service (start -> first passing health check).
-  std::string prometheus() const;
+  // `deployed`: the "app/service" names that exist; others' series are left out (and
+  // forgotten). Null: every series.
+  std::string prometheus(const std::set<std::string> *deployed = nullptr);
 
  private:
   Status registerNode();

@@ -169,3 +169,16 @@ def test_logs_of_gone_instances_are_removed_after_the_retention(make_agent, tmp_
     assert any(p.name == inst for p in logs.rglob("*"))  # kept while the instance runs
     a.cli("down", "demo")
     wait_for(lambda: not logs.exists(), timeout=20, what="the logs of the gone instance removed")
+
+
+def test_metrics_drop_the_series_of_deleted_services(agent, tmp_path):
+    m = write_app(tmp_path / "app.toml", "v1", count=1)
+    agent.cli("up", str(m), "--wait", "--timeout", "60s")
+
+    def metrics():
+        return http_get(f"{agent.addr}/metrics")[1]
+
+    wait_for(lambda: 'baton_cold_start_seconds_count{app="demo",service="api"}' in metrics(),
+             what="the service's cold-start series")
+    agent.cli("down", "demo")
+    wait_for(lambda: 'app="demo"' not in metrics(), what="demo's series gone from /metrics")
