@@ -253,7 +253,8 @@ json instanceRow(const model::InstanceRecord& inst, const model::InstanceStatus*
           {"restarts", s.restarts},
           {"last_exit_code", s.last_exit_code ? json(*s.last_exit_code) : json(nullptr)},
           {"message", s.message},
-          {"cpu_throttled", s.cpu_throttled}};
+          {"cpu_throttled", s.cpu_throttled},
+          {"last_failure", s.last_failure}};
 }
 
 json diagnosticJson(const spec::Diagnostic& d) {

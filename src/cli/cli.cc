@@ -493,6 +493,10 @@ std::string formatInstancesTable(std::string_view instances_json) {
     std::string exit_code = str(i, "last_exit_code");
     std::string msg = str(i, "message");
     if (!exit_code.empty()) msg = "exit " + exit_code + (msg.empty() ? "" : ": " + msg);
+    const std::string last_failure = str(i, "last_failure");
+    if (!last_failure.empty() && msg.find(last_failure) == std::string::npos) {
+      msg += (msg.empty() ? "" : "; ") + std::string("last failure: ") + last_failure;
+    }
     if (i.contains("cpu_throttled") && i["cpu_throttled"].is_boolean() &&
         i["cpu_throttled"].get<bool>()) {
       msg = "cpu throttled by its cpu_limit" + (msg.empty() ? "" : "; " + msg);

@@ -207,6 +207,7 @@ void to_json(json& j, const InstanceStatus& v) {
        {"last_exit_code", optJson(v.last_exit_code)},
        {"message", v.message},
        {"cpu_throttled", v.cpu_throttled},
+       {"last_failure", v.last_failure},
        {"started_at", toUnixMillis(v.started_at)},
        {"updated_at", toUnixMillis(v.updated_at)}};
 }
@@ -223,6 +224,7 @@ void from_json(const json& j, InstanceStatus& v) {
   getOpt(j, "last_exit_code", v.last_exit_code);
   getOpt(j, "message", v.message);
   getOpt(j, "cpu_throttled", v.cpu_throttled);
+  getOpt(j, "last_failure", v.last_failure);
   getTime(j, "started_at", v.started_at);
   getTime(j, "updated_at", v.updated_at);
 }

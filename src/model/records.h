@@ -54,6 +54,7 @@ struct InstanceStatus {
   std::optional<int> last_exit_code;       // exit code, or 128+signal
   std::string message;                     // why it is in this state, for humans
   bool cpu_throttled = false;              // its cpu_limit quota throttled it lately
+  std::string last_failure;                // why it last ended unasked (kept across restarts)
   TimePoint started_at{};
   TimePoint updated_at{};
 };

@@ -32,7 +32,8 @@ bool statusChanged(const model::InstanceStatus &a, const model::InstanceStatus &
   return a.id != b.id || a.node != b.node || a.state != b.state || a.address != b.address ||
          a.port != b.port || a.pid != b.pid || a.restarts != b.restarts ||
          a.last_exit_code != b.last_exit_code || a.message != b.message ||
-         a.cpu_throttled != b.cpu_throttled || a.started_at != b.started_at;
+         a.cpu_throttled != b.cpu_throttled || a.last_failure != b.last_failure ||
+         a.started_at != b.started_at;
 }
 
 model::InstanceStatus statusFor(const std::string &id, const NodeSnapshot &snapshot,
@@ -46,6 +47,7 @@ model::InstanceStatus statusFor(const std::string &id, const NodeSnapshot &snaps
   st.last_exit_code = local.last_exit_code;
   bool running = task && !task->exit;
   st.cpu_throttled = running && local.cpu_throttled;
+  st.last_failure = local.last_failure;
   if (running) {
     st.pid = task->pid;
     st.started_at = task->started_at;
@@ -289,6 +291,7 @@ class Planner {
       reason = "task disappeared";
     }
     if (loc.restart_requested) reason = loc.message;
+    loc.last_failure = reason;
     loc.health.onExit(loc.last_exit_code.value_or(-1), now_);
     loc.restart_requested = false;
     if (task) push(makeAction(Action::Kind::kDestroy, id));

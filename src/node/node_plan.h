@@ -50,6 +50,7 @@ struct LocalInstance {
   std::optional<int> last_exit_code;
   std::string message;  // why it is not running (crash, failure, stop)
   bool cpu_throttled = false;  // set by the shell: the task's CPU quota throttled it lately
+  std::string last_failure;    // why the task last ended unasked; a restart keeps it
   bool operator==(const LocalInstance &) const = default;
 };
 

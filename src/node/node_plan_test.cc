@@ -258,6 +258,7 @@ TEST(NodePlanTest, CrashRestartsWithBackoffThenFails) {
   EXPECT_EQ(h.starts, 2);
   EXPECT_EQ(h.status("a").restarts, 1);
   EXPECT_EQ(h.status("a").state, InstanceState::kStarting);
+  EXPECT_EQ(h.status("a").last_failure, "exited with code 1");  // kept after the restart
 
   h.snap.tasks["a"].exit = drivers::ExitStatus{1, std::nullopt, false, kT0};
   h.step(kT0 + seconds(3));

@@ -9,7 +9,9 @@ import os
 import socket
 import stat
 import subprocess
+import tempfile
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -305,3 +307,27 @@ run = ["{PYTHON}", "{busy}", "${{PORT}}"]
     assert "cpu throttled" not in agent.cli("ps", "weighted", "--instances").stdout
     agent.cli("down", "capped")
     agent.cli("down", "weighted")
+
+
+def test_ps_keeps_the_last_failure_of_a_restarted_instance(agent, tmp_path):
+    marker = Path(tempfile.mkdtemp(prefix="baton-crash-once-"))
+    os.chmod(marker, 0o777)
+    script = tmp_path / "crash_once.py"
+    script.write_text(f"""import http.server, os, sys
+flag = "{marker}/crashed"
+if not os.path.exists(flag):
+    open(flag, "w").close()
+    sys.exit(3)
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])),
+                       http.server.SimpleHTTPRequestHandler).serve_forever()
+""")
+    m = tmp_path / "crashy.toml"
+    m.write_text(f"""app = "crashy"
+
+[services.web]
+run = ["{PYTHON}", "{script}", "${{PORT}}"]
+""")
+    agent.cli("up", str(m))
+    [inst] = wait_for(lambda: agent.healthy("crashy", "web"), timeout=30, what="healthy after a crash")
+    assert inst["restarts"] >= 1 and inst["last_failure"] == "exited with code 3", inst
+    assert "last failure: exited with code 3" in agent.cli("ps", "crashy", "--instances").stdout
