@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <future>
 #include <system_error>
 
@@ -593,25 +594,28 @@ void NodeRuntime::runDueProbes(bool inline_mode) {
       due.push_back(&t);
     }
   }
-  // Concurrently: one instance that does not answer (a probe waits up to its timeout) must not
-  // delay the others' probes, nor a cold start's first passing one.
-  std::vector<std::future<Status>> results;
-  results.reserve(due.size());
-  for (const ProbeTarget *t : due) {
-    if (due.size() == 1) {
-      std::promise<Status> p;
-      p.set_value(probe(t->check, t->address, t->port));
-      results.push_back(p.get_future());
-    } else {
-      results.push_back(std::async(std::launch::async, [t] {
-        return probe(t->check, t->address, t->port);
-      }));
+  // Concurrently, on up to kProbeWorkers threads: one instance that does not answer (a probe
+  // waits up to its timeout) must not delay the others' probes, nor a cold start's first
+  // passing one. Few threads: each costs the agent a stack and a malloc arena.
+  constexpr size_t kProbeWorkers = 4;
+  std::vector<Status> results(due.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < due.size(); i = next++) {
+      results[i] = probe(due[i]->check, due[i]->address, due[i]->port);
     }
-  }
+  };
+  {
+    std::vector<std::future<void>> workers;
+    for (size_t w = 1; w < std::min(due.size(), kProbeWorkers); ++w) {
+      workers.push_back(std::async(std::launch::async, work));
+    }
+    work();
+  }  // the futures' destructors wait for the workers
   for (size_t i = 0; i < due.size(); ++i) {
     const ProbeTarget &t = *due[i];
     std::string key = fmt::format("{}/{}", t.id, t.generation);
-    Status s = results[i].get();
+    Status s = results[i];
     bool changed;
     {
       std::lock_guard lock(mu_);
