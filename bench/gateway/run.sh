@@ -70,7 +70,10 @@ fi
 
 # ---- work dir, ports, cleanup -----------------------------------------------------------------
 work="$(mktemp -d /tmp/baton-gw-bench-work.XXXXXX)"
+chmod 755 "$work"  # the backend service runs as its own user, in the manifest's directory
 mkdir -p "$OUT_DIR" "$work/backend/tmp" "$work/nginx/tmp" "$work/wrk"
+# The backend nginx runs as the service's own (dynamic) user: its error log and temp files.
+chmod 1777 "$work/backend" "$work/backend/tmp"
 pids=()
 agent_pid=""
 cleanup() {
