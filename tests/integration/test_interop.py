@@ -54,9 +54,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Agent, free_port, teardown_agent, wait_for
+from conftest import FILES, Agent, free_port, teardown_agent, wait_for
 
-HERE = REPO / "tests" / "integration" / "interop"
+# The backends run as the agent's services, as their own users: from conftest.FILES.
+HERE = FILES / "tests" / "integration" / "interop"
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 WRK_SECONDS = int(os.environ.get("INTEROP_WRK_SECONDS", "10"))
 WRK_CONNS = 20
