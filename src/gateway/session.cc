@@ -321,14 +321,13 @@ Awaitable<bool> connectUpstream(Conn& c, const BackendState& backend, Duration t
 // one first, else a new one. A connect that is refused, reset or not answered within
 // upstream_connect_timeout is tried again after a short backoff (25 ms, doubling up to 1 s), on
 // another backend when there is one, until upstream_connect_budget (at most the response timeout)
-// has passed: a freshly started
-// instance whose listen backlog overflowed, or one restarting, is waited for instead of being
-// reported as a failure. Returns the backend, or nullptr with `*why` set.
+// has passed: a freshly started instance whose listen backlog overflowed, or one restarting, is
+// waited for instead of being reported as a failure. Returns the backend, or nullptr with `*why`
+// set. A request that takes a pooled connection reads no clock here.
 Awaitable<BackendState*> connectAny(Worker& w, Conn& c, const EntryRuntime& rt,
                                     const GatewayLimits& lim, std::string* why) {
   const Duration budget = std::min(lim.upstream_connect_budget, lim.upstream_response_timeout);
-  const Steady::time_point started = Steady::now();
-  const Steady::time_point give_up = started + budget;
+  Steady::time_point started{}, give_up{};  // set at the first connect
   Duration backoff(25);
   BackendState* failed = nullptr;
   for (int tries = 1;; ++tries) {
@@ -342,6 +341,10 @@ Awaitable<BackendState*> connectAny(Worker& w, Conn& c, const EntryRuntime& rt,
     if (takeIdleUpstream(w, c, *backend)) {
       c.up_reused = true;
       co_return backend;
+    }
+    if (started == Steady::time_point{}) {
+      started = Steady::now();
+      give_up = started + budget;
     }
     const Duration left = std::chrono::duration_cast<Duration>(give_up - Steady::now());
     std::string err;
