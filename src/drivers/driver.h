@@ -39,6 +39,16 @@ struct TaskConfig {
   int64_t gid = -1;
   std::vector<uint32_t> groups;            // supplementary groups (a named user's)
   int64_t pids_max = 0;                    // processes and threads of the task; 0 = no limit
+  // Drivers that give a task a network of its own (containers): the port the service listens
+  // on inside it (the manifest's `port`, else `port`); the node reaches it on 127.0.0.1:port.
+  int container_port = 0;
+  uint64_t child_nofile = 0;               // RLIMIT_NOFILE for the task (soft = hard); 0: default
+};
+
+// What prepare() found: ready to start, or a slow step (an image pull) still under way.
+struct Preparation {
+  bool ready = true;
+  std::string progress;                    // when !ready: "pulling image x: 12.0 of 40.1 MB"
 };
 
 struct ExitStatus {
@@ -53,6 +63,9 @@ struct TaskStatus {
   int pid = 0;                             // the service's main process, for the API (0 if none)
   TimePoint started_at{};
   std::optional<ExitStatus> exit;          // set once the task has ended
+  // Where the node reaches the service: address:port. Empty: 127.0.0.1 and TaskConfig.port.
+  std::string address;
+  int port = 0;                            // 0: TaskConfig.port
 };
 
 struct TaskStats {
@@ -66,6 +79,16 @@ class Driver {
  public:
   virtual ~Driver() = default;
   virtual std::string name() const = 0;
+
+  // Slow steps before a start (pulling or unpacking an image) run apart from it: prepare()
+  // never blocks; it starts the step in the background and reports whether it is done. An
+  // error is the step's failure (reported once; the next call tries again). Default: ready.
+  virtual Result<Preparation> prepare(const model::ServiceSpec& spec) { return Preparation{}; }
+  // Whether tasks get a network of their own (then `port` is published on the node's loopback
+  // and the service listens on TaskConfig.container_port inside).
+  virtual bool ownNetwork() const { return false; }
+  // Whether a manifest's `user` names a user inside the task's image (not on the host).
+  virtual bool imageUsers() const { return false; }
 
   // Starts the task and returns once it is running (or failed to start: e.g. the program does
   // not exist -> error naming it). Starting an id that is already running is kAlreadyExists.
