@@ -70,6 +70,7 @@ struct ServiceSpec {
   uint64_t memory = 128ull << 20;          // bytes, for placement and the memory limit
   std::string user;                        // "" = a dynamic per-service UID; else a user name
   int64_t pids = 0;                        // process/thread limit; 0 = the node's default
+  bool read_only = true;                   // containers: a read-only root (a tmpfs on /tmp)
   Duration kill_timeout = Duration(5000);  // SIGTERM -> SIGKILL grace
   ScaleSpec scale;
   bool operator==(const ServiceSpec&) const = default;

@@ -92,6 +92,7 @@ void to_json(json& j, const ServiceSpec& v) {
        {"memory", v.memory},
        {"user", v.user},
        {"pids", v.pids},
+       {"read_only", v.read_only},
        {"kill_timeout_ms", v.kill_timeout.count()},
        {"scale", v.scale}};
 }
@@ -112,6 +113,7 @@ void from_json(const json& j, ServiceSpec& v) {
   getOpt(j, "memory", v.memory);
   getOpt(j, "user", v.user);
   getOpt(j, "pids", v.pids);
+  getOpt(j, "read_only", v.read_only);
   getDuration(j, "kill_timeout_ms", v.kill_timeout);
   getOpt(j, "scale", v.scale);
 }

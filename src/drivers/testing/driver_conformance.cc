@@ -52,12 +52,13 @@ std::string driverHarnessName(const ::testing::TestParamInfo<DriverHarnessFactor
 
 void DriverConformanceTest::SetUp() {
   harness_ = GetParam()();
+  if (std::string why = harness_->unavailable(); !why.empty()) GTEST_SKIP() << why;
   driver_ = harness_->makeDriver();
 }
 
 void DriverConformanceTest::TearDown() {
   driver_.reset();
-  harness_->tearDown();
+  if (harness_->unavailable().empty()) harness_->tearDown();
   harness_.reset();
 }
 

@@ -45,6 +45,9 @@ class DriverHarness {
   // Whether a pid the service reported (via $$ in its output) still runs. The default checks
   // the host's /proc (right for process drivers); drivers in another pid namespace override.
   virtual bool serviceProcessAlive(int pid);
+  // Why the driver cannot run here (its engine or runtime is missing): the suite is skipped
+  // with this reason. Empty: it can.
+  virtual std::string unavailable() const { return ""; }
   // Called after each test: stop and destroy whatever the test left, remove temp state.
   virtual void tearDown() {}
 };

@@ -1,0 +1,355 @@
+// The docker driver: its pure parts (image references, the create request, inspect answers,
+// the log stream, pull progress) and the conformance suite against a real engine (Podman's
+// Docker API, started by testing/podman_service.h; skipped with the reason when podman is
+// missing).
+#include "drivers/docker_driver.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "drivers/docker_protocol.h"
+#include "drivers/testing/driver_conformance.h"
+#include "drivers/testing/podman_service.h"
+
+namespace baton::drivers {
+namespace {
+
+using docker::LogDemuxer;
+using nlohmann::json;
+
+// --- image references ---------------------------------------------------------------------
+
+TEST(ImageRefTest, AcceptsWhatDockerAccepts) {
+  struct Case {
+    const char* text;
+    const char* name;
+    const char* tag;
+    const char* digest;
+  } cases[] = {
+      {"nginx", "nginx", "latest", ""},
+      {"nginx:1.25", "nginx", "1.25", ""},
+      {"docker.io/library/nginx:1.25-alpine", "docker.io/library/nginx", "1.25-alpine", ""},
+      {"localhost:5000/team/app_x:v2", "localhost:5000/team/app_x", "v2", ""},
+      {"localhost/baton/busybox:test", "localhost/baton/busybox", "test", ""},
+      {"ghcr.io/a-b/c__d.e", "ghcr.io/a-b/c__d.e", "latest", ""},
+      {"alpine@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+       "alpine", "", "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+  };
+  for (const auto& c : cases) {
+    auto ref = docker::parseImageRef(c.text);
+    ASSERT_TRUE(ref.isOk()) << c.text << ": " << ref.status().toString();
+    EXPECT_EQ(ref->name, c.name) << c.text;
+    EXPECT_EQ(ref->tag, c.tag) << c.text;
+    EXPECT_EQ(ref->digest, c.digest) << c.text;
+  }
+  EXPECT_EQ(docker::parseImageRef("nginx")->text(), "nginx:latest");
+}
+
+TEST(ImageRefTest, RefusesWithAReason) {
+  struct Case {
+    const char* text;
+    const char* why;
+  } cases[] = {
+      {"", "empty reference"},
+      {"Nginx", "must be lower case"},
+      {"nginx:", "a tag is"},
+      {"nginx:-x", "a tag is"},
+      {"ngi nx", "space"},
+      {"a//b", "invalid repository name component"},
+      {"-a/b", "invalid repository name component"},
+      {"a@sha256:12", "at least 32"},
+      {"a@:0123456789abcdef0123456789abcdef", "algorithm:hex"},
+      {"exa_mple.com/a", "invalid registry host"},
+      {":tag", "missing the repository name"},
+  };
+  for (const auto& c : cases) {
+    auto ref = docker::parseImageRef(c.text);
+    ASSERT_FALSE(ref.isOk()) << c.text;
+    EXPECT_NE(ref.status().message().find(c.why), std::string::npos)
+        << c.text << ": " << ref.status().message();
+  }
+}
+
+// --- the create request --------------------------------------------------------------------
+
+TaskConfig sampleTask() {
+  TaskConfig t;
+  t.instance_id = "shop-web-1";
+  t.spec.image = "localhost/baton/busybox:test";
+  t.spec.run = {"httpd", "-f", "-p", "${PORT}"};
+  t.spec.memory = 64ull << 20;
+  t.spec.cpu = 0.5;
+  t.spec.cpu_limit = 1.5;
+  t.env = {{"PORT", "8080"}, {"GREETING", "hi"}};
+  t.port = 31000;
+  t.container_port = 8080;
+  t.uid = 1879048200;
+  t.gid = 1879048200;
+  t.pids_max = 256;
+  t.log_dir = "/var/lib/baton/logs/shop/web/shop-web-1";
+  return t;
+}
+
+TEST(CreateBodyTest, CarriesTheManifestAndLeastPrivilege) {
+  docker::CreateOptions o;
+  o.owner = "node-a";
+  o.nofile = 4096;
+  o.nproc = 256;
+  auto body = docker::createBody(sampleTask(), o);
+  ASSERT_TRUE(body.isOk()) << body.status().toString();
+  json j = json::parse(*body);
+  EXPECT_EQ(j["Image"], "localhost/baton/busybox:test");
+  EXPECT_EQ(j["Cmd"], json({"httpd", "-f", "-p", "8080"}));
+  EXPECT_NE(std::find(j["Env"].begin(), j["Env"].end(), "GREETING=hi"), j["Env"].end());
+  EXPECT_EQ(j["User"], "1879048200:1879048200");
+  EXPECT_EQ(j["Labels"][docker::kLabelInstance], "shop-web-1");
+  EXPECT_EQ(j["Labels"][docker::kLabelOwner], "node-a");
+  json h = j["HostConfig"];
+  EXPECT_EQ(h["PortBindings"]["8080/tcp"][0]["HostIp"], "127.0.0.1");
+  EXPECT_EQ(h["PortBindings"]["8080/tcp"][0]["HostPort"], "31000");
+  EXPECT_EQ(h["Memory"], 64ll << 20);
+  EXPECT_EQ(h["MemorySwap"], 64ll << 20);
+  EXPECT_EQ(h["CpuShares"], 512);
+  EXPECT_EQ(h["NanoCpus"], 1'500'000'000);
+  EXPECT_EQ(h["PidsLimit"], 256);
+  EXPECT_EQ(h["ReadonlyRootfs"], true);
+  EXPECT_TRUE(h["Tmpfs"].contains("/tmp"));
+  EXPECT_EQ(h["SecurityOpt"], json({"no-new-privileges"}));
+  EXPECT_EQ(h["CapDrop"], json({"ALL"}));
+  EXPECT_EQ(h["Ulimits"][0]["Name"], "nofile");
+  EXPECT_EQ(h["Ulimits"][0]["Hard"], 4096);
+  EXPECT_EQ(h["RestartPolicy"]["Name"], "no");
+}
+
+TEST(CreateBodyTest, WritableRootImageUserAndUnknownVariable) {
+  TaskConfig t = sampleTask();
+  t.uid = t.gid = -1;
+  t.spec.user = "root";
+  t.spec.read_only = false;
+  t.spec.run.clear();
+  json j = json::parse(*docker::createBody(t, {}));
+  EXPECT_EQ(j["User"], "root");
+  EXPECT_FALSE(j.contains("Cmd"));  // the image's own command
+  EXPECT_EQ(j["HostConfig"]["ReadonlyRootfs"], false);
+  EXPECT_FALSE(j["HostConfig"].contains("Tmpfs"));
+  EXPECT_FALSE(j["HostConfig"].contains("CapDrop"));  // root keeps the engine's default set
+
+  t.spec.run = {"sh", "-c", "echo ${NOPE}"};
+  auto bad = docker::createBody(t, {});
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_NE(bad.status().message().find("${NOPE}"), std::string::npos);
+}
+
+// --- engine answers -----------------------------------------------------------------------
+
+TEST(InspectTest, ReadsStateLabelsAndTimes) {
+  auto c = docker::parseInspect(R"({"Id":"abc","Name":"/baton-x","State":{"Status":"exited",
+      "Running":false,"Pid":0,"ExitCode":137,"OOMKilled":true,"Error":"",
+      "StartedAt":"2026-12-04T19:08:11.231325529Z","FinishedAt":"2026-12-04T19:08:12Z"},
+      "Config":{"Labels":{"io.baton.instance":"x"}}})");
+  ASSERT_TRUE(c.isOk()) << c.status().toString();
+  EXPECT_EQ(c->id, "abc");
+  EXPECT_EQ(c->name, "baton-x");
+  EXPECT_FALSE(c->running);
+  EXPECT_EQ(c->exit_code, 137);
+  EXPECT_TRUE(c->oom_killed);
+  EXPECT_EQ(toUnixMillis(c->started_at), 1796411291231);
+  EXPECT_EQ(c->labels["io.baton.instance"], "x");
+  // "Never" is the zero time, not a date in year 1.
+  auto never = docker::parseInspect(R"({"State":{"StartedAt":"0001-01-01T00:00:00Z"}})");
+  EXPECT_EQ(never->started_at.time_since_epoch().count(), 0);
+  EXPECT_FALSE(docker::parseInspect("[1]").isOk());
+  EXPECT_FALSE(docker::parseInspect("{").isOk());
+}
+
+TEST(InspectTest, Rfc3339) {
+  EXPECT_EQ(*docker::parseRfc3339Nanos("1970-01-01T00:00:01Z"), 1'000'000'000);
+  EXPECT_EQ(*docker::parseRfc3339Nanos("1970-01-01T01:00:01.5+01:00"), 1'500'000'000);
+  EXPECT_EQ(*docker::parseRfc3339Nanos("1970-01-01T00:00:00.000000001Z"), 1);
+  for (const char* bad : {"", "1970-01-01", "1970-01-01T00:00:00", "1970-13-01T00:00:00Z",
+                          "1970-01-01T00:00:00.Z", "1970-01-01T00:00:00Zjunk"}) {
+    EXPECT_FALSE(docker::parseRfc3339Nanos(bad).has_value()) << bad;
+  }
+}
+
+TEST(StatsTest, ReadsMemoryCpuPids) {
+  auto s = docker::parseStats(R"({"memory_stats":{"usage":1234},"pids_stats":{"current":3},
+      "cpu_stats":{"cpu_usage":{"total_usage":99},"throttling_data":{"throttled_periods":4}}})");
+  ASSERT_TRUE(s.isOk());
+  EXPECT_EQ(s->memory_bytes, 1234u);
+  EXPECT_EQ(s->processes, 3);
+  EXPECT_EQ(s->cpu_usage_ns, 99u);
+  EXPECT_EQ(s->throttled_periods, 4u);
+}
+
+// --- the log stream -----------------------------------------------------------------------
+
+std::string frame(int stream, std::string_view payload) {
+  std::string f(8, '\0');
+  f[0] = static_cast<char>(stream);
+  uint32_t n = static_cast<uint32_t>(payload.size());
+  f[4] = static_cast<char>(n >> 24);
+  f[5] = static_cast<char>(n >> 16);
+  f[6] = static_cast<char>(n >> 8);
+  f[7] = static_cast<char>(n);
+  return f + std::string(payload);
+}
+
+TEST(LogDemuxerTest, SplitsStreamsAcrossArbitraryChunks) {
+  std::string out, err;
+  LogDemuxer d({}, false, [&](int s, std::string_view p) { (s == 2 ? err : out).append(p); });
+  std::string data = frame(1, "a\n") + frame(2, "b\n") + frame(1, "c\n");
+  for (char c : data) ASSERT_TRUE(d.feed(std::string_view(&c, 1)).isOk());
+  EXPECT_EQ(out, "a\nc\n");
+  EXPECT_EQ(err, "b\n");
+}
+
+TEST(LogDemuxerTest, ResumesAfterTheCursorWithoutDuplicates) {
+  std::string ts1 = "2026-12-04T19:08:11Z ", ts2 = "2026-12-04T19:08:12Z ";
+  std::string stream = frame(1, ts1 + "one\n") + frame(1, ts2 + "two\n") +
+                       frame(2, ts2 + "three\n") + frame(1, ts2 + "four\n");
+  std::string first;
+  LogDemuxer a({}, true, [&](int, std::string_view p) { first.append(p); });
+  // The first follower saw the stream up to "three" and stopped.
+  std::string part = frame(1, ts1 + "one\n") + frame(1, ts2 + "two\n") + frame(2, ts2 + "three\n");
+  ASSERT_TRUE(a.feed(part).isOk());
+  EXPECT_EQ(first, "one\ntwo\nthree\n");
+  EXPECT_EQ(a.cursor().count, 2);
+  // Its successor asks for logs since that second: it gets "two" and "three" again, skips them.
+  std::string second;
+  LogDemuxer b(docker::decodeCursor(docker::encodeCursor(a.cursor())), true,
+               [&](int, std::string_view p) { second.append(p); });
+  ASSERT_TRUE(b.feed(frame(1, ts2 + "two\n") + frame(2, ts2 + "three\n") + frame(1, ts2 + "four\n")).isOk());
+  EXPECT_EQ(second, "four\n");
+  EXPECT_EQ(b.cursor().count, 3);
+}
+
+TEST(LogDemuxerTest, RefusesMalformedAndHugeFrames) {
+  LogDemuxer d({}, false, [](int, std::string_view) {}, 1024);
+  EXPECT_FALSE(d.feed(std::string("\x05\0\0\0\0\0\0\x01x", 9)).isOk());
+  LogDemuxer e({}, false, [](int, std::string_view) {}, 1024);
+  EXPECT_FALSE(e.feed(std::string("\x01\0\0\0\0\0\x10\x00", 8)).isOk());
+  EXPECT_EQ(docker::decodeCursor("junk"), LogDemuxer::Cursor{});
+  EXPECT_EQ(docker::decodeCursor("-1 2"), LogDemuxer::Cursor{});
+}
+
+TEST(PullProgressTest, SumsLayersAndKeepsTheFirstError) {
+  docker::PullProgress p;
+  EXPECT_EQ(p.summary(), "resolving");
+  p.feed("{\"status\":\"Pulling fs layer\",\"id\":\"a\"}\n{\"status\":\"Downloading\",\"id\":\"a\","
+         "\"progressDetail\":{\"current\":1000000,\"total\":4000000}}\n{\"status\":\"Downl");
+  p.feed("oading\",\"id\":\"b\",\"progressDetail\":{\"current\":0,\"total\":2000000}}\n");
+  EXPECT_EQ(p.summary(), "2 layers, 1.0 of 6.0 MB");
+  EXPECT_FALSE(p.error().has_value());
+  p.feed("not json\n{\"error\":\"manifest unknown\"}\n{\"error\":\"later\"}");
+  p.finish();
+  ASSERT_TRUE(p.error().has_value());
+  EXPECT_EQ(*p.error(), "manifest unknown");
+}
+
+// --- conformance against a real engine ------------------------------------------------------
+
+class DockerHarness : public testing::DriverHarness {
+ public:
+  DockerHarness() {
+    char tmpl[] = "/tmp/baton-docker-test-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    std::filesystem::permissions(dir_, std::filesystem::perms::all);  // logs of the service's user
+    engine_ = testing::engineForTests(&why_);
+  }
+  std::string name() const override { return "Docker"; }
+  std::unique_ptr<Driver> makeDriver() override {
+    if (!engine_) return nullptr;
+    DockerDriverOptions o;
+    o.engine.socket = engine_->socket;
+    o.state_dir = dir_ / "state";
+    o.owner = "test-" + std::to_string(::getpid());
+    return std::make_unique<DockerDriver>(o);
+  }
+  TaskConfig shellTask(const std::string& id, const std::string& script,
+                       const std::map<std::string, std::string>& env, int port) override {
+    TaskConfig t = base(id);
+    t.spec.run = {"sh", "-c", script};
+    for (const auto& [k, v] : env) t.env[k] = v;
+    t.env["PORT"] = std::to_string(port);
+    return t;
+  }
+  TaskConfig missingProgramTask(const std::string& id) override {
+    TaskConfig t = base(id);
+    t.spec.run = {"nosuch-program-docker"};
+    return t;
+  }
+  std::optional<TaskConfig> listenerTask(const std::string& id, int port) override {
+    TaskConfig t = base(id);
+    t.spec.run = {"httpd", "-f", "-p", "${PORT}", "-h", "/www"};
+    t.env["PORT"] = std::to_string(port);
+    t.port = port;
+    return t;
+  }
+  // The suite passes host pids (the driver's) and pids a service printed with $$ (its own pid
+  // namespace's): a process of a container is alive when either matches.
+  bool serviceProcessAlive(int pid) override {
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      std::string n = entry.path().filename();
+      if (n.empty() || !std::isdigit(static_cast<unsigned char>(n[0]))) continue;
+      std::ifstream status(entry.path() / "status");
+      std::string line, state, nspid;
+      while (std::getline(status, line)) {
+        if (line.rfind("State:", 0) == 0) state = line;
+        if (line.rfind("NSpid:", 0) == 0) nspid = line.substr(6);
+      }
+      std::istringstream ids(nspid);
+      std::vector<int> all;
+      for (int v; ids >> v;) all.push_back(v);
+      if (all.size() < 2) continue;  // not in a container's pid namespace
+      if (state.find('Z') != std::string::npos || state.find('X') != std::string::npos) continue;
+      if (all.front() == pid || all.back() == pid) return true;
+    }
+    return false;
+  }
+  void tearDown() override {
+    if (auto d = makeDriver()) {
+      if (auto tasks = d->recover()) {
+        for (const auto& t : *tasks) (void)d->destroy(t.instance_id);
+      }
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  std::string unavailable() const override { return engine_ ? "" : why_; }
+
+ private:
+  TaskConfig base(const std::string& id) {
+    TaskConfig t;
+    t.instance_id = id;
+    t.spec.driver = "docker";
+    t.spec.image = engine_ ? engine_->image : "";
+    t.spec.memory = 64ull << 20;
+    t.env = {{"PATH", "/bin"}};
+    t.log_dir = dir_ / "logs" / id;
+    t.uid = t.gid = 65534;  // unprivileged, as the node runs them
+    t.pids_max = 128;
+    return t;
+  }
+  std::filesystem::path dir_;
+  std::optional<testing::EngineForTests> engine_;
+  std::string why_;
+};
+
+}  // namespace
+
+using testing::DriverConformanceTest;
+using testing::DriverHarnessFactory;
+
+INSTANTIATE_TEST_SUITE_P(Docker, DriverConformanceTest,
+                         ::testing::Values(DriverHarnessFactory([] {
+                           return std::make_unique<DockerHarness>();
+                         })),
+                         testing::driverHarnessName);
+
+}  // namespace baton::drivers
