@@ -27,6 +27,7 @@
 #include "cli/agent_wiring.h"
 #include "controller/autoscaling.h"
 #include "controller/controller.h"
+#include "drivers/docker_driver.h"
 #include "drivers/exec_driver.h"
 #include "gateway/catalog.h"
 #include "gateway/gateway.h"
@@ -117,6 +118,19 @@ Result<spec::AgentConfig> loadConfig(const AgentFlags& flags) {
   return config;
 }
 
+// The label on this agent's containers: its node name and data dir, hashed (FNV-1a), so agents
+// that share an engine (tests, two data dirs) never adopt each other's containers.
+std::string ownerLabel(const std::string& node_name, const std::string& data_dir) {
+  uint64_t h = 1469598103934665603ull;
+  for (char c : node_name + "\n" + data_dir) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
 std::string selfExecutable() {
   std::error_code ec;
   fs::path p = fs::read_symlink("/proc/self/exe", ec);
@@ -197,6 +211,12 @@ int runAgent(const AgentFlags& flags) {
   exec_options.state_dir = fs::path(cfg.data_dir) / "tasks";
   exec_options.supervisor_argv = {selfExecutable(), "supervise"};
   registry.add(std::make_unique<drivers::ExecDriver>(exec_options, clock));
+  drivers::DockerDriverOptions docker_options;
+  docker_options.engine.socket = cfg.docker_socket;
+  docker_options.state_dir = fs::path(cfg.data_dir) / "docker";
+  docker_options.owner = ownerLabel(cfg.node_name, fs::absolute(cfg.data_dir).string());
+  docker_options.child_nofile = static_cast<uint64_t>(inherited_nofile);
+  registry.add(std::make_unique<drivers::DockerDriver>(docker_options));
 
   api::EventBus bus(clock);
   auto publish = [&bus](const std::string& kind, const std::string& message) {

@@ -305,6 +305,11 @@ Result<TaskStatus> DockerDriver::start(const TaskConfig& config) {
   task->status.address = "127.0.0.1";
   task->status.port = config.port;
   TaskStatus result = task->status;
+  if (task->status.pid > 0) {
+    if (Status w = oom_.watch(id, task->status.pid); !w) {
+      spdlog::debug("docker: {}: OOM kills will not be recognised: {}", id, w.message());
+    }
+  }
   {
     std::lock_guard lock(mu_);
     tasks_[id] = task;
@@ -370,8 +375,9 @@ void DockerDriver::follow(std::shared_ptr<Task> task) {
     auto state = inspected && ok2xx(*inspected) ? docker::parseInspect(inspected->body)
                                                 : Result<ContainerState>(Status(Code::kUnavailable, "engine"));
     if (state && !state->running) {
+      ExitStatus e = exitOf(task->id, *state);
       std::lock_guard lock(mu_);
-      task->status.exit = exitFrom(*state);
+      task->status.exit = e;
       break;
     }
     if (!r || !state) {
@@ -385,6 +391,18 @@ void DockerDriver::follow(std::shared_ptr<Task> task) {
     task->follower_running = false;
   }
   cv_.notify_all();
+}
+
+ExitStatus DockerDriver::exitOf(const std::string& id, const ContainerState& state) {
+  ExitStatus e = exitFrom(state);
+  if (!e.oom_killed && e.signal == SIGKILL) {
+    // The kernel's OOM notification and the container's exit race: give the watcher a moment.
+    for (int i = 0; i < 10 && !oom_.oomKilled(id); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    e.oom_killed = oom_.oomKilled(id);
+  }
+  return e;
 }
 
 Status DockerDriver::stop(const std::string& id, Duration grace) {
@@ -440,6 +458,7 @@ Status DockerDriver::destroy(const std::string& id) {
   if (!removed) return removed;
   std::error_code ec;
   std::filesystem::remove_all(options_.state_dir / id, ec);
+  oom_.forget(id);
   std::lock_guard lock(mu_);
   tasks_.erase(id);
   return Status::ok();
@@ -486,8 +505,10 @@ Result<std::vector<TaskStatus>> DockerDriver::recover() {
     task->status.pid = state->running ? state->pid : 0;
     task->status.started_at = state->started_at;
     task->status.address = "127.0.0.1";
-    if (!state->running) {
-      ExitStatus e = exitFrom(*state);
+    if (state->running && state->pid > 0) {
+      (void)oom_.watch(id, state->pid);
+    } else {
+      ExitStatus e = exitOf(id, *state);
       if (state->status == "created") e.exit_code = 255;  // its start failed
       task->status.exit = e;
     }

@@ -6,7 +6,7 @@
 // manifest's memory, CPU and pids limits, no new privileges, a read-only root and an
 // unprivileged user by default. One follower thread per running container copies its
 // multiplexed log stream into the instance's stdout.log / stderr.log (rotated) and, when the
-// stream ends, records the exit status; a cursor file in the task dir lets the follower of a
+// stream ends, records the exit status (an OOM kill seen by OomWatch when the engine misses it); a cursor file in the task dir lets the follower of a
 // restarted agent go on where the last one stopped. Containers outlive the agent: recover()
 // finds them by label. Pulls run in the background (prepare()).
 //
@@ -23,8 +23,12 @@
 
 #include "drivers/docker_engine.h"
 #include "drivers/driver.h"
+#include "drivers/oom_watch.h"
 
 namespace baton::drivers {
+namespace docker {
+struct ContainerState;
+}
 
 struct DockerDriverOptions {
   docker::EngineOptions engine;
@@ -69,7 +73,7 @@ class DockerDriver final : public Driver {
   std::shared_ptr<Task> find(const std::string& id);
   void follow(std::shared_ptr<Task> task);
   void startFollower(const std::shared_ptr<Task>& task);
-  void recordExit(Task& task);
+  ExitStatus exitOf(const std::string& id, const docker::ContainerState& state);
   Status pullNow(const std::string& image, Pull* progress);
   Result<bool> imagePresent(const std::string& image);
   Status removeContainer(const std::string& name_or_id);
@@ -82,6 +86,7 @@ class DockerDriver final : public Driver {
   std::map<std::string, std::shared_ptr<Pull>> pulls_;  // by image text
   std::map<std::string, bool> present_;                // images known to be on the engine
   bool closing_ = false;
+  OomWatch oom_;  // the engine may not see OOM kills (OomWatch's comment says when)
 };
 
 }  // namespace baton::drivers

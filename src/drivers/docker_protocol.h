@@ -14,20 +14,12 @@
 #include "core/clock.h"
 #include "core/result.h"
 #include "drivers/driver.h"
+#include "model/image_ref.h"
 
 namespace baton::drivers::docker {
 
-// An image reference as Docker reads it: [registry[:port]/]path[:tag][@algo:hex]. `name` is
-// everything before the tag/digest ("localhost/shop", "docker.io/library/nginx", "nginx").
-struct ImageRef {
-  std::string name;
-  std::string tag;     // "latest" when neither tag nor digest is given
-  std::string digest;  // "sha256:..." or empty
-  std::string text() const;  // name:tag or name@digest (what the engine is asked for)
-};
-// A clear error for anything the reference grammar refuses ("image \"Nginx\": the repository
-// name must be lower case").
-Result<ImageRef> parseImageRef(std::string_view text);
+using model::ImageRef;
+using model::parseImageRef;
 
 // Labels that tie a container to its instance (and to the agent that runs it).
 inline constexpr const char* kLabelInstance = "io.baton.instance";

@@ -266,7 +266,9 @@ Status NodeRuntime::reconcile() {
       it->second.health = HealthMachine(options_.health);
       it->second.restart = RestartPolicy(options_.restart);
     }
-    if (it->second.port != 0 || rec.spec.port || !rec.desired_running) continue;
+    drivers::Driver *rd = drivers_.find(rec.spec.driver);
+    bool own_network = rd && rd->ownNetwork();
+    if (it->second.port != 0 || (rec.spec.port && !own_network) || !rec.desired_running) continue;
     auto port = ports_.allocate(in_use);
     if (!port) {
       spdlog::warn("node {}: no port for {}: {}", options_.node_id, id, port.status().toString());
@@ -306,6 +308,31 @@ Status NodeRuntime::reconcile() {
   snap.written = written_;
   snap.start_errors = std::move(start_errors_);
   start_errors_.clear();
+  for (const std::string &name : drivers_.names()) {
+    if (drivers_.find(name)->ownNetwork()) snap.own_network_drivers.insert(name);
+  }
+  // Slow steps before a start (image pulls) run in the drivers' background: ask whether they
+  // are done for every instance the plan may start in this pass.
+  for (const auto &[id, rec] : desired) {
+    if (!rec.desired_running) continue;
+    if (auto t = tasks_.find(id); t != tasks_.end() && !t->second.exit) continue;
+    auto loc = local_.find(id);
+    if (loc != local_.end()) {
+      Phase phase = loc->second.phase;
+      bool due = phase == Phase::kNew ||
+                 (phase == Phase::kBackoff &&
+                  (!loc->second.restart_at || clock_.now() >= *loc->second.restart_at));
+      if (!due) continue;
+    }
+    drivers::Driver *d = drivers_.find(rec.spec.driver);
+    if (!d) continue;
+    auto prep = d->prepare(rec.spec);
+    if (!prep) {
+      snap.start_errors[id] = prep.status().message();
+    } else if (!prep->ready) {
+      snap.preparing[id] = prep->progress;
+    }
+  }
   snap.health = options_.health;
   snap.restart = options_.restart;
   {
@@ -432,18 +459,32 @@ void NodeRuntime::startTask(const std::string &id, int port, const model::Instan
     }
     return false;
   };
+  // A user a container names is one of its image's (the driver passes it on); root still needs
+  // the agent's consent.
+  const bool image_user = d->imageUsers() && !rec.spec.user.empty();
+  if (image_user) {
+    const std::string &u = rec.spec.user;
+    bool root = u == "root" || u == "0" || u.starts_with("0:") || u.starts_with("root:");
+    if (root && !options_.allow_root) {
+      start_errors_[id] = fmt::format(
+          "user \"{}\" is root in the container, which this agent does not allow "
+          "([drivers.exec] allow_root = true in the agent's config)", u);
+      return;
+    }
+    who.user.clear();
+  }
   Result<RunAs> run_as = resolveRunAs(who, options_.users);
   if (!run_as) {
     start_errors_[id] = run_as.status().message();
     spdlog::warn("node {}: starting {}: {}", options_.node_id, id, run_as.status().message());
     return;
   }
-  if (rec.spec.user.empty() && run_as->uid >= 0) {
+  if ((rec.spec.user.empty() || image_user) && run_as->uid >= 0) {
     dynamic_uids_[service_key] = static_cast<uint32_t>(run_as->uid);
   }
-  cfg.uid = run_as->uid;
-  cfg.gid = run_as->gid;
-  cfg.groups = run_as->groups;
+  cfg.uid = image_user ? -1 : run_as->uid;
+  cfg.gid = image_user ? -1 : run_as->gid;
+  cfg.groups = image_user ? std::vector<uint32_t>{} : run_as->groups;
   cfg.pids_max = rec.spec.pids > 0 ? rec.spec.pids : options_.default_pids;
   // The service runs in its manifest's directory when `baton up` sent one (relative paths in
   // `run` resolve there), else in "/" (the data dir is the agent's alone).
@@ -451,8 +492,12 @@ void NodeRuntime::startTask(const std::string &id, int port, const model::Instan
                                           : std::filesystem::path(rec.spec.workdir);
   cfg.log_dir = options_.data_dir / "logs" / rec.app / rec.service / id;
   cfg.env = options_.env;
+  if (d->imageUsers()) cfg.env.erase("PATH");  // an image has its own PATH
   for (const auto &[k, v] : rec.spec.env) cfg.env[k] = v;
-  cfg.env["PORT"] = std::to_string(port);
+  // In a network of its own the service listens on its manifest's port (else on the same number
+  // as the node's side); PORT says which.
+  cfg.container_port = d->ownNetwork() && rec.spec.port ? *rec.spec.port : port;
+  cfg.env["PORT"] = std::to_string(cfg.container_port);
   cfg.env["BATON_INSTANCE_ID"] = id;
   cfg.env["BATON_APP"] = rec.app;
   cfg.env["BATON_SERVICE"] = rec.service;
@@ -475,6 +520,9 @@ void NodeRuntime::startTask(const std::string &id, int port, const model::Instan
   if (!st) {
     start_errors_[id] = st.status().message();
     spdlog::warn("node {}: starting {}: {}", options_.node_id, id, st.status().toString());
+    // The next try gets a fresh port: an engine may hold the old one after a failed start
+    // (Podman 4.3 keeps its port reservation open).
+    if (auto loc = local_.find(id); loc != local_.end()) loc->second.port = 0;
     return;
   }
   tasks_[id] = std::move(*st);

@@ -143,7 +143,9 @@ class Planner {
       loc.health = HealthMachine(s_.health);
       loc.restart = RestartPolicy(s_.restart);
     }
-    if (loc.port == 0 && rec->spec.port) loc.port = *rec->spec.port;
+    if (loc.port == 0 && rec->spec.port && !s_.own_network_drivers.count(rec->spec.driver)) {
+      loc.port = *rec->spec.port;
+    }
     Duration grace = rec->spec.kill_timeout;
 
     if (!rec->desired_running) {
@@ -211,8 +213,7 @@ class Planner {
         }
         if (task) push(makeAction(Action::Kind::kDestroy, id));
         if (!loc.restart_at || now_ >= *loc.restart_at) {
-          ++loc.restarts;
-          start(id, loc);
+          if (start(id, loc)) ++loc.restarts;
         } else if (!plan_.next_wake || *loc.restart_at < *plan_.next_wake) {
           plan_.next_wake = loc.restart_at;
         }
@@ -234,11 +235,22 @@ class Planner {
     loc.message.clear();
   }
 
-  void start(const std::string &id, LocalInstance &loc) {
+  // Starts the task, unless its driver is still preparing (then it stays where it is, with the
+  // progress as its message) or failed to (a crash, with the restart policy's backoff).
+  bool start(const std::string &id, LocalInstance &loc) {
+    if (auto p = s_.preparing.find(id); p != s_.preparing.end()) {
+      loc.message = p->second;
+      return false;
+    }
     adopt(loc);
+    if (s_.start_errors.count(id)) {
+      crashed(id, loc, nullptr);
+      return true;
+    }
     Action a = makeAction(Action::Kind::kStart, id);
     a.port = loc.port;
     push(std::move(a));
+    return true;
   }
 
   void observeRunning(const std::string &id, const model::InstanceRecord &rec, LocalInstance &loc,

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -69,7 +70,12 @@ struct NodeSnapshot {
   std::map<std::string, LocalInstance> local;
   std::map<std::string, model::InstanceStatus> written;    // status keys as last written/read
   std::map<std::string, std::vector<ProbeResult>> probes;  // new results, oldest first
-  std::map<std::string, std::string> start_errors;         // last pass's failed starts
+  std::map<std::string, std::string> start_errors;         // last pass's failed starts (and
+                                                           // failed prepares: image pulls)
+  std::map<std::string, std::string> preparing;  // instances whose driver is still preparing
+                                                 // (pulling an image): the progress
+  std::set<std::string> own_network_drivers;     // drivers whose tasks have their own network:
+                                                 // a fixed `port` is inside it, not the node's
   HealthOptions health;                                    // for instances seen the first time
   RestartOptions restart;
 };

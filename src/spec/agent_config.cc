@@ -106,10 +106,17 @@ class AgentConfigParser {
         c_.checkKeys(*exec, "drivers.exec", {"allow_root"});
         if (auto b = c_.boolean(*exec, "drivers.exec", "allow_root")) cfg.exec_allow_root = *b;
       }
-      if (const toml::node* docker = drivers->get("docker")) {
-        // Accepted only once it does something (issue 11, containers).
-        c_.error(*docker, "drivers.docker",
-                 "the docker driver is not available yet: this agent runs exec services only");
+      if (const toml::table* docker = c_.table(*drivers, "drivers", "docker")) {
+        c_.checkKeys(*docker, "drivers.docker", {"socket"});
+        if (auto s = c_.string(*docker, "drivers.docker", "socket")) {
+          if (s->empty() || (*s)[0] != '/') {
+            c_.expected(*docker->get("socket"), "drivers.docker.socket",
+                        "an absolute path to the engine's unix socket (e.g. "
+                        "\"/var/run/docker.sock\" or \"/run/podman/podman.sock\")");
+          } else {
+            cfg.docker_socket = *s;
+          }
+        }
       }
     }
     if (const toml::table* node = c_.table(root, "", "node")) {

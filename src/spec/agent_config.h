@@ -50,6 +50,8 @@ struct AgentConfig {
   std::vector<IdentityProvider> identity;
   // [drivers.exec] allow_root: services may name user = "root" (default: refused).
   bool exec_allow_root = false;
+  // [drivers.docker] socket: the Docker Engine API (Docker's or Podman's) the docker driver uses.
+  std::string docker_socket = "/var/run/docker.sock";
   std::optional<double> node_cpu;       // cores offered; default: all online CPUs
   std::optional<uint64_t> node_memory;  // bytes offered; default: physical memory
   // How long the logs of an instance that is gone are kept.

@@ -8,8 +8,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// DESIGN.md §1, verbatim but for [drivers.docker] (refused until the docker driver exists; see
-// the BadAgentConfig case).
+// DESIGN.md §1, verbatim.
 constexpr std::string_view kDesignConfig = R"toml(data_dir = "/var/lib/baton"
 [api]
 listen = "127.0.0.1:4646"
@@ -27,6 +26,8 @@ audiences = ["shop"]
 jwks = "/etc/baton/corp-jwks.json"        # a file, or an https URL (cached, refreshed on unknown kid)
 algorithms = ["RS256", "ES256", "EdDSA"]  # pinned; anything else is refused
 forward = { sub = "X-User", email = "X-Email" }   # verified claims -> request headers
+[drivers.docker]
+socket = "/var/run/docker.sock"           # or Podman's socket
 [drivers.exec]
 allow_root = true
 )toml";
@@ -43,6 +44,7 @@ TEST(AgentConfig, DesignExampleParses) {
   const AgentConfig& c = *r.config;
   EXPECT_EQ(c.data_dir, "/var/lib/baton");
   EXPECT_EQ(c.api_listen, "127.0.0.1:4646");
+  EXPECT_EQ(c.docker_socket, "/var/run/docker.sock");
   EXPECT_EQ(c.store_backend, "sqlite");
   EXPECT_EQ(c.etcd_endpoints, std::vector<std::string>{"http://127.0.0.1:2379"});
   EXPECT_EQ(c.gateway_http, "0.0.0.0:8080");
@@ -159,8 +161,10 @@ const BadCase kBadCases[] = {
      "[[identity]]\nname = \"corp\"\nissuer = \"https://i/\"\njwks = \"j.json\"\n"
      "ca_file = \"ca.pem\"\nalgorithms = [\"RS256\"]\n",
      5, "identity[0].ca_file", "for a jwks fetched over https"},
-    {"docker driver", "[drivers.docker]\nsocket = \"/var/run/docker.sock\"\n", 1,
-     "drivers.docker", "not available yet"},
+    {"docker socket relative", "[drivers.docker]\nsocket = \"docker.sock\"\n", 2,
+     "drivers.docker.socket", "an absolute path to the engine's unix socket"},
+    {"docker unknown key", "[drivers.docker]\nendpoint = \"tcp://x\"\n", 2,
+     "drivers.docker.endpoint", "unknown key"},
     {"allow_root not a boolean", "[drivers.exec]\nallow_root = \"yes\"\n", 2,
      "drivers.exec.allow_root", "boolean"},
     {"node memory bad unit", "[node]\nmemory = \"2 GB\"\n", 2, "node.memory", "size such as"},

@@ -6,6 +6,7 @@
 #include <set>
 #include <tuple>
 
+#include "model/image_ref.h"
 #include "spec/calendar.h"
 #include "spec/toml_check.h"
 
@@ -76,12 +77,15 @@ bool isHost(std::string_view s) {
                      [](char c) { return isAlpha(c) || isDigit(c) || c == '-' || c == '.'; });
 }
 
-// Only the exec driver exists today: a service for another would be stored and never start.
+// The drivers that exist: a service for another would be stored and never start.
+bool driverAvailable(std::string_view driver) { return driver == "exec" || driver == "docker"; }
+
 std::string driverNotAvailable(std::string_view driver) {
-  std::string when =
-      driver == "wasm" ? "WebAssembly comes with a later issue" : "containers come with issue 11";
+  std::string when = driver == "wasm" ? "WebAssembly comes with a later issue"
+                                      : "the oci driver (runc without an engine) is not done yet";
   return "the " + std::string(driver) + " driver is not available yet (" + when +
-         "); only the exec driver runs services today: run = [\"command\", \"arg\", ...]";
+         "); run = [\"command\", ...] runs a process, image = \"...\" a container through "
+         "the Docker Engine API";
 }
 
 class ManifestParser {
@@ -156,10 +160,11 @@ class ManifestParser {
   model::ServiceSpec parseService(const toml::table& t, const std::string& path) {
     c_.checkKeys(t, path,
                  {"run", "image", "driver", "wasm", "port", "env", "health", "upstreams", "secrets",
-                  "cpu", "cpu_limit", "memory", "user", "pids", "kill_timeout", "scale"});
+                  "cpu", "cpu_limit", "memory", "user", "pids", "kill_timeout", "scale",
+                  "read_only"});
     model::ServiceSpec svc;
 
-    // Workload: exactly one of run / image / wasm.
+    // Workload: run (a command), image (a container; `run` then replaces its command) or wasm.
     std::optional<std::vector<std::string>> run;
     if (const toml::node* n = t.get("run")) {
       const auto* a = n->as_array();
@@ -178,13 +183,16 @@ class ManifestParser {
     }
     if (present.empty()) {
       c_.error(t.source(), path,
-               "missing the workload: expected exactly one of run (a command), image (a "
-               "container image) or wasm (a WebAssembly module)");
+               "missing the workload: expected run (a command), image (a container image, "
+               "optionally with run as its command) or wasm (a WebAssembly module)");
     }
-    // Report each extra workload at its own key, in file order.
-    if (present.size() > 1) {
+    std::string workload = t.get("image") ? "image" : t.get("wasm") ? "wasm" : t.get("run") ? "run" : "";
+    // Report each extra workload at its own key, in file order (image + run is one workload).
+    std::vector<std::string_view> workloads = present;
+    if (t.get("image") && t.get("run") && !t.get("wasm")) workloads = {"image"};
+    if (workloads.size() > 1) {
       std::vector<std::pair<toml::source_position, std::string_view>> by_pos;
-      for (std::string_view k : present) by_pos.emplace_back(c_.keySource(t, k).begin, k);
+      for (std::string_view k : workloads) by_pos.emplace_back(c_.keySource(t, k).begin, k);
       std::sort(by_pos.begin(), by_pos.end(), [](const auto& a, const auto& b) {
         return a.first.line != b.first.line ? a.first.line < b.first.line
                                             : a.first.column < b.first.column;
@@ -195,12 +203,12 @@ class ManifestParser {
                      std::string(by_pos[0].second) + " is already set (line " +
                      std::to_string(by_pos[0].first.line) + ")");
       }
+      workload.clear();
     }
     if (run) svc.run = std::move(*run);
     if (image) svc.image = std::move(*image);
     if (wasm) svc.wasm = std::move(*wasm);
 
-    std::string workload = present.size() == 1 ? std::string(present[0]) : "";
     std::string default_driver = workload == "image"  ? "docker"
                                  : workload == "wasm" ? "wasm"
                                                       : "exec";
@@ -219,13 +227,30 @@ class ManifestParser {
           c_.error(*n, joinKey(path, "driver"),
                    "driver " + quote(svc.driver) + " requires " + needs +
                        ", but the service sets " + workload);
-        } else if (svc.driver != "exec") {
+        } else if (!driverAvailable(svc.driver)) {
           c_.error(c_.keySource(t, "driver"), joinKey(path, "driver"),
                    driverNotAvailable(svc.driver));
         }
       }
-    } else if (workload == "image" || workload == "wasm") {
+    } else if (workload == "wasm") {
       c_.error(c_.keySource(t, workload), joinKey(path, workload), driverNotAvailable(svc.driver));
+    }
+    if (image && svc.driver == "docker") {
+      if (auto ref = model::parseImageRef(svc.image); !ref) {
+        c_.error(*t.get("image"), joinKey(path, "image"),
+                 ref.status().message() + "; expected a reference such as "
+                 "\"docker.io/library/nginx:1.25\"");
+      }
+    }
+    if (const toml::node* n = t.get("read_only")) {
+      if (workload != "image") {
+        c_.error(c_.keySource(t, "read_only"), joinKey(path, "read_only"),
+                 "read_only applies to container images (image = ...): an exec service has no "
+                 "root filesystem of its own");
+      } else if (auto b = c_.boolean(t, path, "read_only")) {
+        svc.read_only = *b;
+      }
+      (void)n;
     }
 
     if (auto p = c_.integer(t, path, "port", 1, 65535)) svc.port = static_cast<int>(*p);
@@ -295,11 +320,20 @@ class ManifestParser {
                                std::isdigit(static_cast<unsigned char>(ch)) || ch == '_' ||
                                ch == '-';
                       });
-      if (ok) {
+      // In an image, a user may also be numeric: "1000" or "1000:1000".
+      const bool numeric = workload == "image" && !user->empty() && user->size() <= 23 &&
+                           std::all_of(user->begin(), user->end(), [](char ch) {
+                             return std::isdigit(static_cast<unsigned char>(ch)) || ch == ':';
+                           }) &&
+                           std::count(user->begin(), user->end(), ':') <= 1 &&
+                           user->front() != ':' && user->back() != ':';
+      if (ok || numeric) {
         svc.user = *user;
       } else {
         c_.expected(*t.get("user"), joinKey(path, "user"),
-                    "a user name ([a-z_][a-z0-9_-]*, at most 32 characters)");
+                    workload == "image"
+                        ? "a user name ([a-z_][a-z0-9_-]*, at most 32 characters) or uid[:gid]"
+                        : "a user name ([a-z_][a-z0-9_-]*, at most 32 characters)");
       }
     }
     if (auto pids = c_.integer(t, path, "pids", 8, 4'194'304)) svc.pids = *pids;
@@ -360,6 +394,7 @@ class ManifestParser {
     for (auto&& [k, v] : services) {
       auto svc = app.services.find(std::string(k.str()));
       if (svc == app.services.end() || !svc->second.port || !v.is_table()) continue;
+      if (svc->second.driver != "exec") continue;  // a container listens in its own network
       toml::source_position at = c_.keySource(*v.as_table(), "port").begin;
       fixed.emplace_back(at.line, at.column, svc->first, *svc->second.port);
     }

@@ -316,10 +316,16 @@ const BadCase kBadCases[] = {
      HEADER "[[routes]]\nservice = \"web\"\n[[routes]]\nservice = \"web\"\n"
             "path = \"/\"\n",
      8, "routes[1].path", "duplicate route"},
-    {"two drivers", HEADER "image = \"nginx\"\n", 4, "services.web.image",
+    {"two drivers", HEADER "wasm = \"h.wasm\"\n", 4, "services.web.wasm",
      "exactly one of run, image or wasm, and run is already set (line 3)"},
     {"no workload", "app = \"shop\"\n[services.web]\nport = 80\n", 2, "services.web",
-     "exactly one of run"},
+     "missing the workload: expected run"},
+    {"bad image reference", "app = \"shop\"\n[services.web]\nimage = \"Nginx:1\"\n", 3,
+     "services.web.image", "image \"Nginx:1\": the repository name must be lower case"},
+    {"read_only on exec", HEADER "read_only = false\n", 4, "services.web.read_only",
+     "read_only applies to container images"},
+    {"numeric user on exec", HEADER "user = \"1000\"\n", 4, "services.web.user",
+     "a user name ([a-z_][a-z0-9_-]*, at most 32 characters)"},
     {"oci without image", HEADER "driver = \"oci\"\n", 4, "services.web.driver",
      "driver \"oci\" requires image, but the service sets run"},
     {"unknown driver", HEADER "driver = \"lxc\"\n", 4, "services.web.driver", "one of \"exec\""},
@@ -347,9 +353,6 @@ const BadCase kBadCases[] = {
     {"secrets", HEADER "secrets = [\"shop/db\"]\n", 4, "services.web.secrets",
      "secrets are not available yet (issue 14)"},
     {"secret empty", HEADER "secrets = [\"\"]\n", 4, "services.web.secrets", "not available yet"},
-    {"image", "app = \"shop\"\n[services.web]\nimage = \"nginx:1.25\"\n", 3, "services.web.image",
-     "the docker driver is not available yet (containers come with issue 11); only the exec "
-     "driver runs services today"},
     {"wasm", "app = \"shop\"\n[services.web]\nwasm = \"h.wasm\"\n", 3, "services.web.wasm",
      "the wasm driver is not available yet (WebAssembly comes with a later issue)"},
     {"oci driver",
@@ -486,15 +489,39 @@ TEST(Manifest, UpstreamsAcceptOtherApps) {
 TEST(Manifest, KeepsParsingPastAnUnavailableDriver) {
   ManifestResult r = parseManifest(R"(app = "shop"
 [services.proxy]
-image = "nginx:1.25"
+wasm = "h.wasm"
 [services.web]
 run = ["./web"]
 port = "http"
 )",
                                    "app.toml");
   ASSERT_EQ(r.errors.size(), 2u) << dump(r);
-  EXPECT_EQ(r.errors[0].key, "services.proxy.image");
+  EXPECT_EQ(r.errors[0].key, "services.proxy.wasm");
   EXPECT_EQ(r.errors[1].key, "services.web.port");
+}
+
+TEST(Manifest, AContainerImageWithItsCommandUserAndWritableRoot) {
+  ManifestResult r = parseManifest(R"(app = "shop"
+[services.web]
+image = "localhost/baton/busybox:test"
+run = ["httpd", "-f", "-p", "${PORT}"]
+port = 80
+user = "1000:1000"
+read_only = false
+[services.api]
+image = "nginx:1.25"
+port = 80
+)",
+                                   "app.toml");
+  ASSERT_TRUE(r.errors.empty()) << dump(r);
+  const model::ServiceSpec& web = r.app->services.at("web");
+  EXPECT_EQ(web.driver, "docker");
+  EXPECT_EQ(web.image, "localhost/baton/busybox:test");
+  EXPECT_EQ(web.run, (std::vector<std::string>{"httpd", "-f", "-p", "${PORT}"}));
+  EXPECT_EQ(web.user, "1000:1000");
+  EXPECT_FALSE(web.read_only);
+  EXPECT_TRUE(r.app->services.at("api").read_only);  // the default: a read-only root
+  EXPECT_TRUE(r.app->services.at("api").run.empty());  // the image's own command
 }
 
 TEST(Manifest, RunExpandsOnlyTheInstanceEnvironment) {

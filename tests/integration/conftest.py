@@ -97,6 +97,7 @@ class Agent:
         self.extra_args = list(extra_args)
         self.dev = dev
         self.prefix = list(prefix)  # runs the agent under this, e.g. ["prlimit", "--nofile=256"]
+        self.http_host = "127.0.0.1"  # the gateway's HTTP address (the port is http_port)
         self.token = None
         self.proc = None
         # Beside the data dir, not in it: what is in it is the agent's own (test_privilege).
@@ -106,7 +107,7 @@ class Agent:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [*self.prefix, BATON, "agent", *(["--dev"] if self.dev else []), "--data-dir", str(self.data_dir),
-             "--api", f"127.0.0.1:{self.api_port}", "--http", f"127.0.0.1:{self.http_port}",
+             "--api", f"127.0.0.1:{self.api_port}", "--http", f"{self.http_host}:{self.http_port}",
              "--https", f"127.0.0.1:{self.https_port}", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: self.get("/v1/health").get("ok"), timeout=20, what="agent API")

@@ -1,0 +1,284 @@
+"""Containers through the Docker Engine API (issue 11), driven the way a user would: an app of
+two containers behind the gateway, one calling the other, scaled from zero and back; a container
+over its memory limit OOM-killed and restarted; containers unprivileged with a read-only root;
+re-adopted after the agent is killed; and the errors a user meets (a bad image reference, an
+image that cannot be pulled, a program the image lacks, no engine at the socket).
+
+The engine is Podman's Docker API (`podman system service`, on a socket of this module's own);
+the image is built offline by tests/images/busybox-image.sh.
+
+Run: cd tests/integration && BATON_BIN=/work/main/build/src/cli/baton \\
+         python3 -m pytest -q -p no:cacheprovider test_containers.py
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from conftest import Agent, free_port, http_get, teardown_agent, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "localhost/baton/busybox:2"
+PODMAN = ["podman", "--runtime=runc", "--cgroup-manager=cgroupfs"]
+BRIDGE = "10.88.0.1"  # Podman's default bridge: how a container reaches its host
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed (scripts/install-deps.sh installs it)")
+    subprocess.run(["bash", str(REPO / "tests/images/busybox-image.sh"), IMAGE], check=True)
+    d = tmp_path_factory.mktemp("podman")
+    sock = d / "podman.sock"
+    log = open(d / "podman.log", "wb")
+    proc = subprocess.Popen([*PODMAN, "system", "service", "--time=0", f"unix://{sock}"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for(lambda: sock.exists() and engine_get(sock, "/_ping")[0] == 200, timeout=30,
+             what="podman system service")
+    yield sock
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def engine_get(sock, path):
+    r = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--unix-socket", str(sock),
+                        f"http://d/v1.41{path}"], capture_output=True, text=True, timeout=30)
+    body, _, code = r.stdout.rpartition("\n")
+    return int(code or 0), body
+
+
+def containers(sock, instance_ids):
+    """The engine's containers of these instances: {instance id: inspect}."""
+    code, body = engine_get(sock, "/containers/json?all=1&filters=" + urllib.parse.quote(
+        json.dumps({"label": ["io.baton.instance"]})))
+    assert code == 200, body
+    out = {}
+    for c in json.loads(body):
+        iid = (c.get("Labels") or {}).get("io.baton.instance")
+        if iid in instance_ids:
+            out[iid] = json.loads(engine_get(sock, f"/containers/{c['Id']}/json")[1])
+    return out
+
+
+def config_file(tmp_path, sock):
+    cfg = tmp_path / "baton.toml"
+    cfg.write_text(f'[drivers.docker]\nsocket = "{sock}"\n')
+    return cfg
+
+
+def make(tmp_path, sock, http_host="127.0.0.1"):
+    a = Agent(tmp_path / "data", extra_args=["--config", str(config_file(tmp_path, sock))])
+    a.data_dir.mkdir(exist_ok=True)
+    a.http_host = http_host
+    return a
+
+
+@pytest.fixture
+def container_agent(tmp_path, engine):
+    # The gateway listens on every address of this host so that a container reaches it on the
+    # bridge (how one container calls another until the mesh exists).
+    a = make(tmp_path, engine, http_host="0.0.0.0")
+    a.start()
+    yield a
+    teardown_agent(a, tmp_path)
+
+
+def up(agent, tmp_path, text, name="app.toml", check=True):
+    m = tmp_path / name
+    m.write_text(text)
+    return agent.cli("up", str(m), check=check)
+
+
+def test_two_containers_behind_the_gateway_scale_from_zero_and_back(container_agent, tmp_path,
+                                                                      engine):
+    a = container_agent
+    up(a, tmp_path, f"""app = "boxes"
+
+[services.web]
+image = "{IMAGE}"
+run = ["httpd", "-f", "-p", "${{PORT}}", "-h", "/www"]
+memory = "32MiB"
+pids = 64
+env = {{ CALL_ADDR = "{BRIDGE}", CALL_PORT = "{a.http_port}", CALL_PATH = "/api/" }}
+[services.web.scale]
+min = 0
+max = 2
+idle = "3s"
+
+[services.api]
+image = "{IMAGE}"
+run = ["httpd", "-f", "-p", "8080", "-h", "/www"]
+port = 8080
+memory = "32MiB"
+[services.api.scale]
+min = 0
+max = 1
+idle = "3s"
+
+[[routes]]
+path = "/web/"
+service = "web"
+strip_prefix = true
+
+[[routes]]
+path = "/api/"
+service = "api"
+strip_prefix = true
+""")
+    assert a.instances("boxes") == []  # both at zero
+
+    # The first request wakes web; web's CGI calls api through the gateway, which wakes api.
+    status, body = http_get(a.gateway + "/web/cgi-bin/call", timeout=60)
+    assert status == 200
+    assert "hello from a container" in body, body
+    insts = {i["service"]: i for i in a.instances("boxes")}
+    assert set(insts) == {"web", "api"}
+    cs = containers(engine, {i["id"] for i in insts.values()})
+    assert len(cs) == 2
+    api = cs[insts["api"]["id"]]
+    assert api["HostConfig"]["Memory"] == 32 << 20
+    bindings = api["HostConfig"]["PortBindings"]["8080/tcp"][0]
+    assert bindings["HostIp"] == "127.0.0.1"
+    assert int(bindings["HostPort"]) == insts["api"]["port"] != 8080  # the node's side
+
+    # Unprivileged, no new privileges, a read-only root with a writable /tmp, a pids limit.
+    status, body = http_get(a.gateway + "/web/cgi-bin/whoami")
+    assert status == 200
+    facts = body.split()
+    uid = int(body.split("uid=")[1].split()[0])
+    assert uid >= 0x70000000, body  # the service's dynamic UID (docs/security.md)
+    assert "NoNewPrivs:\t1" in body, body
+    assert "CapEff:\t0000000000000000" in body, body
+    assert "root=read-only" in facts and "tmp=writable" in facts, body
+    assert "pids.max=64" in facts, body
+
+    # Idle: both go back to zero and their containers are removed.
+    wait_for(lambda: a.instances("boxes") == [], timeout=60, what="scale to zero")
+    wait_for(lambda: containers(engine, {i["id"] for i in insts.values()}) == {}, timeout=30,
+             what="containers removed")
+
+    # And up again.
+    status, body = http_get(a.gateway + "/api/", timeout=60)
+    assert (status, body.strip()) == (200, "hello from a container")
+
+
+def test_a_container_over_its_memory_limit_is_oom_killed_and_restarted(container_agent,
+                                                                       tmp_path):
+    a = container_agent
+    up(a, tmp_path, f"""app = "hog"
+
+[services.hog]
+image = "{IMAGE}"
+run = ["sh", "-c", "httpd -p ${{PORT}} -h /www; sleep 2; x=$(head -c 200000000 /dev/zero | tr '\\\\0' a); sleep 1000"]
+memory = "24MiB"
+[services.hog.scale]
+min = 1
+max = 1
+""")
+    def oom_seen():
+        inst = a.instances("hog")
+        return inst and "out of memory" in inst[0].get("last_failure", "") and inst[0]["restarts"] >= 1
+    wait_for(oom_seen, timeout=90, what="an OOM kill and a restart")
+    ps = a.cli("ps", "hog", "-i").stdout
+    assert "out of memory" in ps, ps
+
+
+def test_containers_are_readopted_after_the_agent_is_killed(tmp_path, engine):
+    a = make(tmp_path, engine)
+    a.start()
+    try:
+        up(a, tmp_path, f"""app = "keep"
+
+[services.web]
+image = "{IMAGE}"
+run = ["httpd", "-f", "-p", "${{PORT}}", "-h", "/www"]
+[services.web.scale]
+min = 1
+max = 1
+
+[[routes]]
+path = "/"
+service = "web"
+""")
+        wait_for(lambda: a.healthy("keep", "web"), timeout=60, what="healthy")
+        before = a.healthy("keep", "web")[0]
+        container_before = containers(engine, {before["id"]})[before["id"]]["Id"]
+        a.kill9()
+        b = make(tmp_path, engine)
+        b.start()
+        a = b
+        wait_for(lambda: b.healthy("keep", "web"), timeout=60, what="healthy again")
+        after = b.healthy("keep", "web")[0]
+        assert after["id"] == before["id"]
+        assert after["pid"] == before["pid"]
+        assert after["restarts"] == 0
+        assert containers(engine, {after["id"]})[after["id"]]["Id"] == container_before
+        assert http_get(b.gateway + "/")[1].strip() == "hello from a container"
+        # Its logs go on into the same files (the follower resumes).
+        logs = b.cli("logs", "keep/web").stdout
+        assert logs is not None
+    finally:
+        teardown_agent(a, tmp_path)
+
+
+def test_what_a_user_gets_wrong_is_one_clear_error(container_agent, tmp_path):
+    a = container_agent
+    # A bad reference: refused at `baton up`, with the file, line and key.
+    r = up(a, tmp_path, f'app = "bad"\n[services.web]\nimage = "Busybox:2"\n', check=False)
+    assert r.returncode != 0
+    assert "bad.toml:3" in r.stderr or "app.toml:3" in r.stderr, r.stderr
+    assert "services.web.image" in r.stderr and "lower case" in r.stderr, r.stderr
+
+    # An image that cannot be pulled (no registry answers here), and a program the image lacks.
+    up(a, tmp_path, f"""app = "oops"
+
+[services.nopull]
+image = "localhost:1/baton/nosuch:1"
+[services.nopull.scale]
+min = 1
+max = 1
+
+[services.noprog]
+image = "{IMAGE}"
+run = ["nosuch-program"]
+[services.noprog.scale]
+min = 1
+max = 1
+""")
+    def failed(service):
+        inst = a.instances("oops", service)
+        return inst[0] if inst and inst[0]["state"] == "failed" else None
+    nopull = wait_for(lambda: failed("nopull"), timeout=120, what="nopull failed")
+    assert "pulling image localhost:1/baton/nosuch:1" in nopull["message"], nopull
+    noprog = wait_for(lambda: failed("noprog"), timeout=60, what="noprog failed")
+    assert 'run[0] "nosuch-program": no such file or directory in image' in noprog["message"], noprog
+    ps = a.cli("ps", "oops", "-i").stdout
+    print(ps)
+    assert "nosuch-program" in ps and "pulling image" in ps, ps
+
+
+def test_no_engine_at_the_socket_is_a_clear_error(tmp_path, engine):
+    a = make(tmp_path, tmp_path / "no-engine.sock")
+    a.start()
+    try:
+        up(a, tmp_path, f"""app = "noengine"
+
+[services.web]
+image = "{IMAGE}"
+[services.web.scale]
+min = 1
+max = 1
+""")
+        def failed():
+            inst = a.instances("noengine")
+            return inst[0] if inst and inst[0]["state"] == "failed" else None
+        inst = wait_for(failed, timeout=60, what="failed")
+        assert f"cannot reach the container engine at {tmp_path / 'no-engine.sock'}" in inst["message"], inst
+    finally:
+        teardown_agent(a, tmp_path)
