@@ -216,9 +216,8 @@ Result<std::string> runCommand(const std::vector<std::string>& argv, Duration ti
     }
     std::string how = WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
                                         : "signal " + std::to_string(WTERMSIG(status));
-    return Status(Code::kFailedPrecondition,
-                  "\"" + what + "\" failed (" + how + ")" +
-                      (stderr_text.empty() ? "" : ": " + stderr_text));
+    return Status(Code::kFailedPrecondition, "\"" + what + "\" failed (" + how + ")" +
+                                                 (stderr_text.empty() ? "" : ": " + stderr_text));
   }
   return stdout_text;
 }
@@ -302,8 +301,9 @@ Status InstanceNetworks::removeLocked(const std::string& netns) {
   (void)run_({"ip", "link", "del", hostInterfaceName(netns)});  // missing: fine
   if (std::find(all.begin(), all.end(), netns) == all.end()) return Status::ok();
   auto del = run_({"ip", "netns", "del", netns});
-  if (!del) return Status(del.status().code(), "cannot delete network namespace \"" + netns +
-                                                   "\": " + del.status().message());
+  if (!del)
+    return Status(del.status().code(),
+                  "cannot delete network namespace \"" + netns + "\": " + del.status().message());
   return Status::ok();
 }
 

@@ -36,11 +36,11 @@ inline constexpr uint32_t kInstanceNetSlots = 1u << (32 - kInstanceNetPrefix - 1
 
 // One instance's link, as created (or found again after a restart).
 struct InstanceLink {
-  std::string netns;          // `ip netns` name, e.g. "baton-web-1"
-  std::string host_ifname;    // "bt" + 10 hex digits
-  uint32_t slot = 0;          // index of the /31 in the pool
-  std::string host_ip;        // even address, e.g. "169.254.128.6"
-  std::string instance_ip;    // odd address, e.g. "169.254.128.7"
+  std::string netns;        // `ip netns` name, e.g. "baton-web-1"
+  std::string host_ifname;  // "bt" + 10 hex digits
+  uint32_t slot = 0;        // index of the /31 in the pool
+  std::string host_ip;      // even address, e.g. "169.254.128.6"
+  std::string instance_ip;  // odd address, e.g. "169.254.128.7"
   std::string netnsPath() const { return "/var/run/netns/" + netns; }
 };
 

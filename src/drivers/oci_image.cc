@@ -149,8 +149,8 @@ Result<Descriptor> selectManifest(std::string_view index_json, std::string_view 
     if (!have.empty()) have += ", ";
     have += d.os.empty() ? std::string("unknown platform") : d.os + "/" + d.architecture;
   }
-  return notFound("has no " + std::string(os) + "/" + std::string(arch) + " manifest (it has: " +
-                  have + ")");
+  return notFound("has no " + std::string(os) + "/" + std::string(arch) +
+                  " manifest (it has: " + have + ")");
 }
 
 bool isIndex(std::string_view text) {

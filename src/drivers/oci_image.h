@@ -37,13 +37,12 @@ struct Descriptor {
   std::string media_type;
   std::string digest;  // "sha256:<64 hex>"
   int64_t size = 0;
-  std::string os;            // platform, when given (indexes)
+  std::string os;  // platform, when given (indexes)
   std::string architecture;
 };
 
 inline constexpr std::string_view kMediaTypeIndex = "application/vnd.oci.image.index.v1+json";
-inline constexpr std::string_view kMediaTypeManifest =
-    "application/vnd.oci.image.manifest.v1+json";
+inline constexpr std::string_view kMediaTypeManifest = "application/vnd.oci.image.manifest.v1+json";
 
 // The manifest (or nested index) of `index_json` for os/arch. Errors name what is missing:
 // "has no linux/amd64 manifest (it has: linux/arm64)".
@@ -65,7 +64,7 @@ struct ImageConfig {
   std::vector<std::string> env;  // "NAME=value"
   std::string working_dir;
   std::string user;  // "", "name", "uid", "name:group", "uid:gid"
-  std::string os;            // the platform the image was built for (may be empty)
+  std::string os;    // the platform the image was built for (may be empty)
   std::string architecture;
 };
 Result<ImageConfig> parseImageConfig(std::string_view json);

@@ -28,6 +28,7 @@
 #include <mutex>
 #include <stop_token>
 #include <string>
+#include <thread>
 
 #include "core/result.h"
 #include "drivers/driver.h"

@@ -100,8 +100,8 @@ Result<std::optional<Fd>> openDir(int root, const std::vector<std::string>& part
   for (size_t i = 0; i < count; ++i) {
     const char* name = parts[i].c_str();
     if (create && ::mkdirat(cur.get(), name, 0755) != 0 && errno != EEXIST) {
-      return ioError("cannot create directory \"" + joined(parts, i + 1) + "\": " +
-                     errnoText(errno));
+      return ioError("cannot create directory \"" + joined(parts, i + 1) +
+                     "\": " + errnoText(errno));
     }
     int fd = ::openat(cur.get(), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
@@ -109,8 +109,8 @@ Result<std::optional<Fd>> openDir(int root, const std::vector<std::string>& part
       if (err == ENOENT && !create) return std::optional<Fd>();
       struct stat st {};
       if (::fstatat(cur.get(), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
-        return invalidArgument("refusing to extract through the symlink \"" +
-                               joined(parts, i + 1) + "\"");
+        return invalidArgument("refusing to extract through the symlink \"" + joined(parts, i + 1) +
+                               "\"");
       }
       return ioError("cannot open directory \"" + joined(parts, i + 1) + "\": " + errnoText(err));
     }
@@ -145,8 +145,8 @@ Status clearDir(int dir) {
 Status removeTree(int dir, const std::string& name) {
   struct stat st {};
   if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    return errno == ENOENT ? Status::ok() : ioError("cannot stat \"" + name + "\": " +
-                                                    errnoText(errno));
+    return errno == ENOENT ? Status::ok()
+                           : ioError("cannot stat \"" + name + "\": " + errnoText(errno));
   }
   if (S_ISDIR(st.st_mode)) {
     Fd sub(::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -206,8 +206,8 @@ Status Applier::regular(archive* a, archive_entry* e, int dir, const std::string
   while (true) {
     int r = archive_read_data_block(a, &buf, &size, &offset);
     if (r == ARCHIVE_EOF) break;
-    if (r < ARCHIVE_WARN) return invalidArgument(std::string("corrupt data: ") +
-                                                 archive_error_string(a));
+    if (r < ARCHIVE_WARN)
+      return invalidArgument(std::string("corrupt data: ") + archive_error_string(a));
     const char* p = static_cast<const char*>(buf);
     while (size > 0) {
       ssize_t n = ::pwrite(out.get(), p, size, offset);
@@ -255,8 +255,8 @@ Status Applier::entry(archive* a, archive_entry* e, const std::vector<std::strin
     if (!tdir) return fail(parts, "hard link: " + tdir.status().message());
     if (!tdir->has_value() ||
         ::linkat((**tdir).get(), target->back().c_str(), fd, leaf.c_str(), 0) != 0) {
-      return fail(parts, "hard link to \"" + std::string(hardlink) + "\": " +
-                             errnoText(tdir->has_value() ? errno : ENOENT));
+      return fail(parts, "hard link to \"" + std::string(hardlink) +
+                             "\": " + errnoText(tdir->has_value() ? errno : ENOENT));
     }
     return Status::ok();
   }
@@ -315,11 +315,12 @@ Status applyLayer(const std::filesystem::path& rootfs, const std::filesystem::pa
     while (archive_entry* e = reader.next(status)) {
       if (cancelled && cancelled()) return unavailable("unpacking cancelled");
       const char* name = pathnameOf(e);
-      if (!name) return invalidArgument("layer " + layer.filename().string() +
-                                        ": an entry has no name");
+      if (!name)
+        return invalidArgument("layer " + layer.filename().string() + ": an entry has no name");
       auto parts = entryComponents(name);
-      if (!parts) return invalidArgument("layer " + layer.filename().string() + ": " +
-                                         parts.status().message());
+      if (!parts)
+        return invalidArgument("layer " + layer.filename().string() + ": " +
+                               parts.status().message());
       if (parts->empty()) continue;  // "./": the root itself keeps its mode
       Whiteout w = whiteoutOf(parts->back());
       Status s;
@@ -327,8 +328,8 @@ Status applyLayer(const std::filesystem::path& rootfs, const std::filesystem::pa
       if (pass == 1 && w.kind == WhiteoutKind::kNone) s = applier.entry(reader.get(), e, *parts);
       if (!s) return s;
     }
-    if (!status) return Status(status.code(), "layer " + layer.filename().string() + ": " +
-                                                  status.message());
+    if (!status)
+      return Status(status.code(), "layer " + layer.filename().string() + ": " + status.message());
   }
   return Status::ok();
 }
