@@ -10,6 +10,7 @@ packages=(
   libhowardhinnant-date-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-pytest python3-h11 curl procps iproute2 psmisc wrk openssl nginx haproxy nodejs python3-gunicorn python3-uvicorn
+  podman runc busybox-static libarchive-dev
 )
 
 missing=()

@@ -29,6 +29,7 @@
 #include "controller/controller.h"
 #include "drivers/docker_driver.h"
 #include "drivers/exec_driver.h"
+#include "drivers/oci_driver.h"
 #include "gateway/catalog.h"
 #include "gateway/gateway.h"
 #include "model/json.h"
@@ -217,6 +218,10 @@ int runAgent(const AgentFlags& flags) {
   docker_options.owner = ownerLabel(cfg.node_name, fs::absolute(cfg.data_dir).string());
   docker_options.child_nofile = static_cast<uint64_t>(inherited_nofile);
   registry.add(std::make_unique<drivers::DockerDriver>(docker_options));
+  drivers::OciDriverOptions oci_options;
+  oci_options.state_dir = fs::path(cfg.data_dir) / "oci";
+  oci_options.supervisor_argv = {selfExecutable(), "supervise"};
+  registry.add(std::make_unique<drivers::OciDriver>(oci_options, clock));
 
   api::EventBus bus(clock);
   auto publish = [&bus](const std::string& kind, const std::string& message) {

@@ -1,5 +1,6 @@
 #include "drivers/oci_driver.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -318,6 +319,7 @@ Result<TaskStatus> OciDriver::waitRunning(const TaskConfig& config) {
       OciRecord record = loadRecord(file).value_or(OciRecord{});
       record.container_pid = pid;
       if (Status s = exec::writeFileAtomic(file, encodeRecord(record)); !s) return s;
+      (void)oom_.watch(id, pid);  // without it an OOM kill is only "killed by signal 9"
       return inspect(id);
     }
     auto st = exec_.inspect(id);
@@ -341,8 +343,18 @@ TaskStatus OciDriver::withOciFields(TaskStatus status) {
     status.address = record->address;
     status.port = record->port;
   }
-  if (status.exit) status.exit = translateExit(*status.exit);
+  if (status.exit) status.exit = withOom(status.instance_id, translateExit(*status.exit));
   return status;
+}
+
+ExitStatus OciDriver::withOom(const std::string& id, ExitStatus e) {
+  if (e.oom_killed || e.signal != SIGKILL) return e;
+  // The kernel's OOM notification and the exit race: give the watcher a moment.
+  for (int i = 0; i < 10 && !oom_.oomKilled(id); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  e.oom_killed = oom_.oomKilled(id);
+  return e;
 }
 
 Result<TaskStatus> OciDriver::inspect(const std::string& id) {
@@ -354,7 +366,7 @@ Result<TaskStatus> OciDriver::inspect(const std::string& id) {
 Result<ExitStatus> OciDriver::wait(const std::string& id, Duration timeout) {
   auto e = exec_.wait(id, timeout);
   if (!e) return e.status();
-  return translateExit(*e);
+  return withOom(id, translateExit(*e));
 }
 
 Status OciDriver::stop(const std::string& id, Duration grace) {
@@ -387,6 +399,7 @@ Status OciDriver::destroy(const std::string& id) {
   if (Status s = stop(id, Duration(0)); !s) return s;
   if (Status s = exec_.destroy(id); !s) return s;
   if (Status s = nets_.remove(netnsName(id)); !s) return s;
+  oom_.forget(id);
   fs::remove_all(bundleDir(id), ec);
   if (ec) return ioError("cannot remove " + bundleDir(id).string() + ": " + ec.message());
   return Status::ok();
@@ -396,7 +409,11 @@ Result<std::vector<TaskStatus>> OciDriver::recover() {
   auto tasks = exec_.recover();
   if (!tasks) return tasks.status();
   std::vector<TaskStatus> out;
-  for (auto& t : *tasks) out.push_back(withOciFields(std::move(t)));
+  for (auto& t : *tasks) {
+    TaskStatus st = withOciFields(std::move(t));
+    if (!st.exit && st.pid > 0) (void)oom_.watch(st.instance_id, st.pid);
+    out.push_back(std::move(st));
+  }
   return out;
 }
 

@@ -29,6 +29,7 @@
 #include "drivers/exec_driver.h"
 #include "drivers/instance_net.h"
 #include "drivers/oci_image_store.h"
+#include "drivers/oom_watch.h"
 
 namespace baton::drivers {
 
@@ -85,6 +86,7 @@ class OciDriver final : public Driver {
   TaskStatus withOciFields(TaskStatus status);
   Status runc(const std::vector<std::string>& args);
   void forceDelete(const std::string& instance_id);
+  ExitStatus withOom(const std::string& instance_id, ExitStatus e);
 
   OciDriverOptions options_;
   Clock& clock_;
@@ -94,6 +96,7 @@ class OciDriver final : public Driver {
   oci::ImageStore images_;
   std::mutex mu_;
   std::set<std::string> starting_;  // guarded by mu_
+  OomWatch oom_;  // runc reports an OOM kill as a plain SIGKILL
 };
 
 }  // namespace baton::drivers

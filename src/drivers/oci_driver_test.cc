@@ -133,10 +133,12 @@ class OciHarness : public DriverHarness {
   TaskConfig missingProgramTask(const std::string& id) override {
     return task(id, {"nosuch-program-oci", "--flag"}, {}, 0);
   }
-  // The conformance listener test connects to 127.0.0.1:port, but an oci task listens inside
-  // its own network namespace (the node reaches it at TaskStatus address:port, as
-  // OciDriverTest.ServiceIsReachableAtItsAddress checks): no listener here.
-  std::optional<TaskConfig> listenerTask(const std::string&, int) override { return std::nullopt; }
+  // It listens inside its own network namespace; the suite connects to its status's address.
+  std::optional<TaskConfig> listenerTask(const std::string& id, int port) override {
+    TaskConfig t = task(id, {"httpd", "-f", "-p", "${PORT}", "-h", "/tmp"}, {}, port);
+    t.container_port = port;
+    return t;
+  }
 
   // The service runs in a pid namespace: pids it reports itself ($$) are the namespace's. A pid
   // is alive when a process of one of this harness's containers has it, as the host sees it

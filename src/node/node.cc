@@ -326,7 +326,7 @@ Status NodeRuntime::reconcile() {
     }
     drivers::Driver *d = drivers_.find(rec.spec.driver);
     if (!d) continue;
-    auto prep = d->prepare(rec.spec);
+    auto prep = d->prepare(withImagePath(rec.spec));
     if (!prep) {
       snap.start_errors[id] = prep.status().message();
     } else if (!prep->ready) {
@@ -435,6 +435,21 @@ void NodeRuntime::execute(const Action &a,
   }
 }
 
+// An image the manifest names by a relative path (oci-archive:app.tar) is in the manifest's
+// directory.
+model::ServiceSpec NodeRuntime::withImagePath(const model::ServiceSpec &spec) {
+  model::ServiceSpec out = spec;
+  for (std::string_view prefix : {"oci-archive:", "oci:"}) {
+    if (!out.image.starts_with(prefix) || out.workdir.empty()) continue;
+    std::string path = out.image.substr(prefix.size());
+    if (!path.empty() && path[0] != '/') {
+      out.image = std::string(prefix) + (std::filesystem::path(out.workdir) / path).string();
+    }
+    break;
+  }
+  return out;
+}
+
 void NodeRuntime::startTask(const std::string &id, int port, const model::InstanceRecord &rec) {
   drivers::Driver *d = drivers_.find(rec.spec.driver);
   if (!d) {
@@ -444,7 +459,7 @@ void NodeRuntime::startTask(const std::string &id, int port, const model::Instan
   }
   drivers::TaskConfig cfg;
   cfg.instance_id = id;
-  cfg.spec = rec.spec;
+  cfg.spec = withImagePath(rec.spec);
   cfg.port = port;
   // Who it runs as: its own dynamic UID unless the manifest names a user (run_as.h).
   const std::string service_key = rec.app + "/" + rec.service;

@@ -148,6 +148,7 @@ class NodeRuntime {
   std::map<std::string, std::string> task_driver_;  // instance id -> driver name
   std::map<std::string, model::InstanceStatus> written_;
   std::map<std::string, std::string> start_errors_;
+  static model::ServiceSpec withImagePath(const model::ServiceSpec &spec);
   std::map<std::string, uint32_t> dynamic_uids_;  // "app/service" -> its dynamic UID
   TimePoint next_log_sweep_{};
   // Instances with a cpu_limit: the cgroup's throttled-period count last seen, and until when

@@ -51,6 +51,12 @@ model::InstanceStatus statusFor(const std::string &id, const NodeSnapshot &snaps
   if (running) {
     st.pid = task->pid;
     st.started_at = task->started_at;
+    // A task in a network of its own that the node reaches at an address of its own (the oci
+    // driver's veth): that is where the gateway sends requests.
+    if (!task->address.empty() && task->address != "127.0.0.1") {
+      st.address = task->address;
+      if (task->port) st.port = task->port;
+    }
   }
   switch (local.phase) {
     case Phase::kNew:
@@ -282,7 +288,8 @@ class Planner {
       push(stopAction(id, rec.spec.kill_timeout, false));
       return;
     }
-    plan_.probes.push_back({id, loc.generation, "127.0.0.1", loc.port, rec.spec.health});
+    plan_.probes.push_back({id, loc.generation, task.address.empty() ? "127.0.0.1" : task.address,
+                            task.port ? task.port : loc.port, rec.spec.health});
   }
 
   void crashed(const std::string &id, LocalInstance &loc, const drivers::TaskStatus *task) {

@@ -78,11 +78,13 @@ bool isHost(std::string_view s) {
 }
 
 // The drivers that exist: a service for another would be stored and never start.
-bool driverAvailable(std::string_view driver) { return driver == "exec" || driver == "docker"; }
+bool driverAvailable(std::string_view driver) {
+  return driver == "exec" || driver == "docker" || driver == "oci";
+}
 
 std::string driverNotAvailable(std::string_view driver) {
   std::string when = driver == "wasm" ? "WebAssembly comes with a later issue"
-                                      : "the oci driver (runc without an engine) is not done yet";
+                                      : "this driver is not done yet";
   return "the " + std::string(driver) + " driver is not available yet (" + when +
          "); run = [\"command\", ...] runs a process, image = \"...\" a container through "
          "the Docker Engine API";
@@ -240,6 +242,16 @@ class ManifestParser {
         c_.error(*t.get("image"), joinKey(path, "image"),
                  ref.status().message() + "; expected a reference such as "
                  "\"docker.io/library/nginx:1.25\"");
+      }
+    }
+    if (image && svc.driver == "oci") {
+      // Where the image's bytes are on the node (a relative path is the manifest's directory's).
+      const std::string& ref = svc.image;
+      size_t prefix = ref.starts_with("oci-archive:") ? 12 : ref.starts_with("oci:") ? 4 : 0;
+      if (prefix == 0 || ref.size() == prefix) {
+        c_.expected(*t.get("image"), joinKey(path, "image"),
+                    "oci-archive:PATH (an OCI image archive, e.g. from podman save --format "
+                    "oci-archive) or oci:PATH (an OCI image layout directory) for driver \"oci\"");
       }
     }
     if (const toml::node* n = t.get("read_only")) {

@@ -355,9 +355,9 @@ const BadCase kBadCases[] = {
     {"secret empty", HEADER "secrets = [\"\"]\n", 4, "services.web.secrets", "not available yet"},
     {"wasm", "app = \"shop\"\n[services.web]\nwasm = \"h.wasm\"\n", 3, "services.web.wasm",
      "the wasm driver is not available yet (WebAssembly comes with a later issue)"},
-    {"oci driver",
-     "app = \"shop\"\n[services.web]\nimage = \"oci-archive:a.tar\"\ndriver = \"oci\"\n", 4,
-     "services.web.driver", "the oci driver is not available yet"},
+    {"oci driver with a registry image",
+     "app = \"shop\"\n[services.web]\nimage = \"nginx:1.25\"\ndriver = \"oci\"\n", 3,
+     "services.web.image", "oci-archive:PATH (an OCI image archive"},
     {"docker driver with run", HEADER "driver = \"docker\"\n", 4, "services.web.driver",
      "driver \"docker\" requires image, but the service sets run"},
     {"unknown variable in run",
@@ -522,6 +522,18 @@ port = 80
   EXPECT_FALSE(web.read_only);
   EXPECT_TRUE(r.app->services.at("api").read_only);  // the default: a read-only root
   EXPECT_TRUE(r.app->services.at("api").run.empty());  // the image's own command
+}
+
+TEST(Manifest, AnOciImageForRunc) {
+  ManifestResult r = parseManifest(R"(app = "shop"
+[services.web]
+driver = "oci"
+image = "oci-archive:images/web.tar"
+)",
+                                   "app.toml");
+  ASSERT_TRUE(r.errors.empty()) << dump(r);
+  EXPECT_EQ(r.app->services.at("web").driver, "oci");
+  EXPECT_EQ(r.app->services.at("web").image, "oci-archive:images/web.tar");
 }
 
 TEST(Manifest, RunExpandsOnlyTheInstanceEnvironment) {

@@ -282,3 +282,75 @@ max = 1
         assert f"cannot reach the container engine at {tmp_path / 'no-engine.sock'}" in inst["message"], inst
     finally:
         teardown_agent(a, tmp_path)
+
+
+# --- the oci driver: runc without an engine ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def oci_archive(tmp_path_factory, engine):
+    """The same busybox image as an OCI archive (podman save), readable by the agent."""
+    d = tmp_path_factory.mktemp("oci")
+    path = d / "busybox.tar"
+    subprocess.run([*PODMAN, "save", "--format", "oci-archive", "-o", str(path), IMAGE],
+                   check=True, capture_output=True)
+    return path
+
+
+def netns_names():
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
+
+
+def test_oci_containers_scale_from_zero_unprivileged_and_oom_killed(agent, tmp_path, oci_archive):
+    a = agent
+    up(a, tmp_path, f"""app = "runc"
+
+[services.web]
+driver = "oci"
+image = "oci-archive:{oci_archive}"
+run = ["httpd", "-f", "-p", "${{PORT}}", "-h", "/www"]
+memory = "32MiB"
+pids = 64
+[services.web.scale]
+min = 0
+max = 1
+idle = "3s"
+
+[services.hog]
+driver = "oci"
+image = "oci-archive:{oci_archive}"
+run = ["sh", "-c", "httpd -p ${{PORT}} -h /www; sleep 2; x=$(head -c 200000000 /dev/zero | tr '\\\\0' a); sleep 1000"]
+memory = "24MiB"
+[services.hog.scale]
+min = 1
+max = 1
+
+[[routes]]
+path = "/"
+service = "web"
+""")
+    status, body = http_get(a.gateway + "/", timeout=60)
+    assert (status, body.strip()) == (200, "hello from a container")
+    web = a.instances("runc", "web")[0]
+    # The node reaches it at its own address (its veth), not on the host's loopback.
+    assert web["address"].startswith("169.254.") and web["port"] > 0, web
+    assert f"baton-{web['id']}" in netns_names()
+
+    status, body = http_get(a.gateway + "/cgi-bin/whoami")
+    facts = body.split()
+    uid = int(body.split("uid=")[1].split()[0])
+    assert uid >= 0x70000000, body
+    assert "NoNewPrivs:\t1" in body and "CapEff:\t0000000000000000" in body, body
+    assert "root=read-only" in facts and "tmp=writable" in facts, body
+    pids_max = Path(f"/sys/fs/cgroup/pids/baton-oci/{web['id']}/pids.max")
+    if pids_max.exists():
+        assert pids_max.read_text().strip() == "64"
+
+    def oom_seen():
+        inst = a.instances("runc", "hog")
+        return inst and "out of memory" in inst[0].get("last_failure", "") and inst[0]["restarts"] >= 1
+    wait_for(oom_seen, timeout=90, what="an OOM kill and a restart")
+
+    # Idle: back to zero, and the instance's network namespace is gone with it.
+    wait_for(lambda: a.instances("runc", "web") == [], timeout=60, what="scale to zero")
+    assert f"baton-{web['id']}" not in netns_names()

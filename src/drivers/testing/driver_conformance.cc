@@ -132,19 +132,23 @@ TEST_P(DriverConformanceTest, ServiceListensOnPort) {
   if (!task) GTEST_SKIP() << "the harness has no listener service";
   auto started = driver_->start(*task);
   ASSERT_TRUE(started.isOk()) << started.status().toString();
+  // Where the node reaches it: 127.0.0.1:port, or the address and port the driver reports (a
+  // task in a network namespace of its own).
+  std::string address = started->address.empty() ? "127.0.0.1" : started->address;
+  int reach_port = started->port ? started->port : port;
   bool connected = false;
   auto start = steady_clock::now();
   while (!connected && since(start) < kLong) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(port));
+    ASSERT_EQ(::inet_pton(AF_INET, address.c_str(), &addr.sin_addr), 1) << address;
+    addr.sin_port = htons(static_cast<uint16_t>(reach_port));
     connected = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     ::close(fd);
     if (!connected) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_TRUE(connected) << "nothing listens on port " << port;
+  EXPECT_TRUE(connected) << "nothing listens on " << address << ":" << reach_port;
   EXPECT_TRUE(driver_->stop("conf-listen", Duration(2000)).isOk());
 }
 

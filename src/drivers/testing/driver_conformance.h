@@ -37,8 +37,9 @@ class DriverHarness {
                                const std::map<std::string, std::string>& env, int port) = 0;
   // A task whose program does not exist ("nosuch-program-<something>").
   virtual TaskConfig missingProgramTask(const std::string& instance_id) = 0;
-  // A task that listens for TCP on 127.0.0.1:${PORT} (accepting and closing connections), or
-  // nullopt when the driver has no such service to offer.
+  // A task that listens for TCP on ${PORT} (accepting and closing connections), or nullopt
+  // when the driver has no such service to offer. The suite connects where the started task's
+  // status says (address:port), else to 127.0.0.1:port.
   virtual std::optional<TaskConfig> listenerTask(const std::string& instance_id, int port) {
     return std::nullopt;
   }
