@@ -4,7 +4,9 @@
 #   auth  JWS/JWT, JWKS, claims, API keys, Authorization headers (src/auth/auth_fuzz.cc)
 #   gateway  HTTP/1.1 request and response heads, chunked bodies, path normalization, the
 #            header filter and the upstream head (src/gateway/http1_fuzz.cc)
-# Usage: scripts/fuzz.sh [SECONDS] [spec] [auth] [gateway]   (default: 30 s each, all three)
+#   drivers  image references, the Docker Engine's answers and log stream, OCI image documents
+#            (src/drivers/drivers_fuzz.cc)
+# Usage: scripts/fuzz.sh [SECONDS] [spec] [auth] [gateway] [drivers]   (default: 30 s each, all)
 # Configures one clang build (build-fuzz), builds the chosen targets, runs each on a copy of its
 # seed corpus (src/<module>/fuzz_corpus), and exits non-zero when a fuzzer finds a crash, leak
 # or timeout (the reproducer lands in build-fuzz/<target>_artifacts/).
@@ -18,18 +20,18 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]]; then
 fi
 shift || true
 modules=("$@")
-((${#modules[@]})) || modules=(spec auth gateway)
+((${#modules[@]})) || modules=(spec auth gateway drivers)
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BATON_FUZZ_BUILD:-$repo/build-fuzz}"
 export CCACHE_BASEDIR="$repo" CCACHE_NOHASHDIR=1
 
-declare -A target=([spec]=spec_fuzz [auth]=auth_fuzz [gateway]=gateway_fuzz)
-declare -A dict=([spec]=manifest_fuzz.dict [auth]=auth_fuzz.dict [gateway]=http1_fuzz.dict)
-declare -A max_len=([spec]=8192 [auth]=20000 [gateway]=4096)
+declare -A target=([spec]=spec_fuzz [auth]=auth_fuzz [gateway]=gateway_fuzz [drivers]=drivers_fuzz)
+declare -A dict=([spec]=manifest_fuzz.dict [auth]=auth_fuzz.dict [gateway]=http1_fuzz.dict [drivers]=drivers_fuzz.dict)
+declare -A max_len=([spec]=8192 [auth]=20000 [gateway]=4096 [drivers]=8192)
 targets=()
 for m in "${modules[@]}"; do
-  [[ -n "${target[$m]:-}" ]] || { echo "$0: unknown module $m (spec, auth, gateway)" >&2; exit 2; }
+  [[ -n "${target[$m]:-}" ]] || { echo "$0: unknown module $m (spec, auth, gateway, drivers)" >&2; exit 2; }
   targets+=("${target[$m]}")
 done
 

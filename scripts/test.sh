@@ -9,6 +9,7 @@ scripts/build.sh
 # The gateway and auth unit tests built with ASan and UBSan (build-asan/); see scripts/sanitize.sh.
 scripts/sanitize.sh
 # Fuzzing smoke runs of the parsers that read bytes from outside (manifests and config; JWTs
-# and JWKS; the gateway's HTTP framing); longer runs: scripts/fuzz.sh SECONDS.
-scripts/fuzz.sh "${BATON_FUZZ_SECONDS:-20}" spec auth gateway
+# and JWKS; the gateway's HTTP framing; the container drivers' inputs); longer runs:
+# scripts/fuzz.sh SECONDS.
+scripts/fuzz.sh "${BATON_FUZZ_SECONDS:-20}" spec auth gateway drivers
 ctest --test-dir build --output-on-failure -j1
