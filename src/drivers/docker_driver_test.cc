@@ -171,6 +171,9 @@ TEST(InspectTest, Rfc3339) {
   EXPECT_EQ(*docker::parseRfc3339Nanos("1970-01-01T00:00:01Z"), 1'000'000'000);
   EXPECT_EQ(*docker::parseRfc3339Nanos("1970-01-01T01:00:01.5+01:00"), 1'500'000'000);
   EXPECT_EQ(*docker::parseRfc3339Nanos("1970-01-01T00:00:00.000000001Z"), 1);
+  EXPECT_EQ(*docker::parseRfc3339Nanos("0001-01-01T00:00:00Z"), 0);  // "never"
+  // Past what 64-bit nanoseconds hold (the fuzzer's find: 4052 overflowed).
+  EXPECT_FALSE(docker::parseRfc3339Nanos("4052-12-04T19:08:11.2Z").has_value());
   for (const char* bad : {"", "1970-01-01", "1970-01-01T00:00:00", "1970-13-01T00:00:00Z",
                           "1970-01-01T00:00:00.Z", "1970-01-01T00:00:00Zjunk"}) {
     EXPECT_FALSE(docker::parseRfc3339Nanos(bad).has_value()) << bad;

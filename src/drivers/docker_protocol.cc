@@ -221,6 +221,10 @@ std::optional<int64_t> parseRfc3339Nanos(std::string_view s) {
     return std::nullopt;
   }
   if (i != s.size()) return std::nullopt;
+  // Nanoseconds since 1970 fit in 64 bits until 2262; before 1970 is the engines' "never"
+  // (0001-01-01T00:00:00Z), kept as 0.
+  if (*Y > 2261) return std::nullopt;
+  if (*Y < 1970) return 0;
   std::tm tm{};
   tm.tm_year = *Y - 1900;
   tm.tm_mon = *M - 1;
