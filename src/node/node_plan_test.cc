@@ -288,6 +288,49 @@ TEST(NodePlanTest, StartErrorsFollowTheRestartPolicy) {
   EXPECT_EQ(h.status("a").state, InstanceState::kFailed);
 }
 
+TEST(NodePlanTest, AnImageBeingPulledStaysPendingWithItsProgressThenStarts) {
+  Harness h;
+  h.snap.desired["a"] = record("a");
+  h.snap.preparing["a"] = "pulling image nginx:1.25: 1 layer, 1.0 of 4.0 MB";
+  h.step(kT0);
+  h.step(kT0 + seconds(60));  // a slow pull is not a failure: no startup deadline runs yet
+  EXPECT_EQ(h.starts, 0);
+  EXPECT_EQ(h.status("a").state, InstanceState::kPending);
+  EXPECT_EQ(h.status("a").message, "pulling image nginx:1.25: 1 layer, 1.0 of 4.0 MB");
+  h.snap.preparing.clear();
+  h.step(kT0 + seconds(61));
+  EXPECT_EQ(h.starts, 1);
+  h.probe("a", true, kT0 + seconds(61));
+  h.step(kT0 + seconds(61));
+  EXPECT_EQ(h.status("a").state, InstanceState::kHealthy);
+  EXPECT_EQ(h.status("a").restarts, 0);
+}
+
+TEST(NodePlanTest, AFailedPullIsAStartFailureWithBackoff) {
+  Harness h;
+  h.snap.desired["a"] = record("a");
+  h.snap.start_errors["a"] = "pulling image x:1: manifest unknown";  // from prepare(), this pass
+  NodePlan p = h.step(kT0);
+  EXPECT_EQ(findAction(p, Kind::kStart), nullptr);
+  EXPECT_EQ(h.status("a").message,
+            "failed to start: pulling image x:1: manifest unknown; restarting in 1s");
+  h.step(kT0 + seconds(1));  // the next try starts (prepare said ready)
+  EXPECT_EQ(h.starts, 1);
+  EXPECT_EQ(h.status("a").restarts, 1);
+}
+
+TEST(NodePlanTest, AContainersFixedPortIsInsideItsNetwork) {
+  Harness h;
+  h.snap.desired["a"] = record("a");
+  h.snap.desired["a"].spec.driver = "docker";
+  h.snap.desired["a"].spec.port = 80;
+  h.snap.own_network_drivers = {"docker"};
+  NodePlan p = h.step(kT0);
+  const Action *start = findAction(p, Kind::kStart);
+  ASSERT_NE(start, nullptr);
+  EXPECT_NE(start->port, 80);  // the node's side: the shell allocates a free port
+}
+
 TEST(NodePlanTest, UnhealthyTooLongIsRestarted) {
   Harness h;
   h.snap.desired["a"] = record("a");
