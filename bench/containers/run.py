@@ -217,7 +217,7 @@ strip_prefix = true
         time.sleep(2)
         agent_after = rss_kib(agent.pid)
         d = str(data)
-        sup_oci = pids_matching(lambda c: " supervise " in c and f"{d}/oci/" in c)
+        sup_oci = pids_matching(lambda c: "supervise " in c and f"{d}/oci/" in c)
         runc_run = pids_matching(lambda c: c.split(" ")[0].endswith("runc") and " run " in c
                                  and f"{d}/oci" in c)
         conmon = [p for p in pids_matching(lambda c: c.startswith("/usr/bin/conmon"))
@@ -244,7 +244,7 @@ strip_prefix = true
         print(f"\nPer running instance, beyond the container's own processes (PSS, {n} of each):\n")
         print("| driver | what | PSS per instance |")
         print("|---|---|---|")
-        print(f"| oci | `baton supervise` | {sup_kib/1024:.2f} MiB |")
+        print(f"| oci | the supervisor (`baton-supervise`) | {sup_kib/1024:.2f} MiB |")
         print(f"| oci | `runc run` (foreground) | {runc_kib/1024:.2f} MiB |")
         print(f"| oci | total | {oci_kib/1024:.2f} MiB |")
         print(f"| docker + oci | the agent's RSS growth per docker instance (a log follower each; oci's in the same agent) | {docker_agent_kib/1024:.2f} MiB |")

@@ -138,6 +138,15 @@ std::string selfExecutable() {
   return ec ? std::string("/proc/self/exe") : p.string();
 }
 
+// How instances' supervisors run: `baton-supervise` beside this binary (small: it maps a
+// handful of libraries), else `baton supervise`.
+std::vector<std::string> supervisorArgv() {
+  fs::path self = selfExecutable();
+  fs::path small = self.parent_path() / "baton-supervise";
+  if (::access(small.c_str(), X_OK) == 0) return {small.string()};
+  return {self.string(), "supervise"};
+}
+
 }  // namespace
 
 int runAgent(const AgentFlags& flags) {
@@ -210,7 +219,7 @@ int runAgent(const AgentFlags& flags) {
   drivers::ExecDriverOptions exec_options;
   exec_options.child_nofile = static_cast<uint64_t>(inherited_nofile);
   exec_options.state_dir = fs::path(cfg.data_dir) / "tasks";
-  exec_options.supervisor_argv = {selfExecutable(), "supervise"};
+  exec_options.supervisor_argv = supervisorArgv();
   registry.add(std::make_unique<drivers::ExecDriver>(exec_options, clock));
   drivers::DockerDriverOptions docker_options;
   docker_options.engine.socket = cfg.docker_socket;
@@ -220,7 +229,7 @@ int runAgent(const AgentFlags& flags) {
   registry.add(std::make_unique<drivers::DockerDriver>(docker_options));
   drivers::OciDriverOptions oci_options;
   oci_options.state_dir = fs::path(cfg.data_dir) / "oci";
-  oci_options.supervisor_argv = {selfExecutable(), "supervise"};
+  oci_options.supervisor_argv = supervisorArgv();
   registry.add(std::make_unique<drivers::OciDriver>(oci_options, clock));
 
   api::EventBus bus(clock);
