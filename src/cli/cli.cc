@@ -206,7 +206,9 @@ class Runner {
   int waitSettled(const std::string& app, Duration timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     std::string why;
+    std::map<std::string, std::string> said;  // instance -> the message last printed
     for (;;) {
+      if (!json_) reportProgress(app, said);
       auto r = call("GET", "/v1/services?app=" + urlEncode(app));
       if (!r) return kExitFailed;
       bool failed = false;
@@ -224,6 +226,24 @@ class Runner {
         return kExitFailed;
       }
       pause(Duration(500));
+    }
+  }
+
+  // What instances that are not running yet are doing, once per change: an image being pulled
+  // ("shop/web shop-web-1a2b: pulling image nginx:1.25: 2 layers, 12.0 of 40.1 MB"), a failed
+  // start and its backoff.
+  void reportProgress(const std::string& app, std::map<std::string, std::string>& said) {
+    auto r = call("GET", "/v1/instances?app=" + urlEncode(app));
+    if (!r || r->status != 200) return;
+    for (const auto& i : parseArray(r->body, "instances")) {
+      std::string state = str(i, "state"), message = str(i, "message");
+      if (message.empty() || (state != "pending" && state != "unhealthy" && state != "failed")) {
+        continue;
+      }
+      std::string& last = said[str(i, "id")];
+      if (last == message) continue;
+      last = message;
+      ctx_.out << app << "/" << str(i, "service") << " " << str(i, "id") << ": " << message << "\n";
     }
   }
 

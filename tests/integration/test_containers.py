@@ -89,10 +89,10 @@ def container_agent(tmp_path, engine):
     teardown_agent(a, tmp_path)
 
 
-def up(agent, tmp_path, text, name="app.toml", check=True):
+def up(agent, tmp_path, text, name="app.toml", check=True, up_args=()):
     m = tmp_path / name
     m.write_text(text)
-    return agent.cli("up", str(m), check=check)
+    return agent.cli("up", *up_args, str(m), check=check)
 
 
 def test_two_containers_behind_the_gateway_scale_from_zero_and_back(container_agent, tmp_path,
@@ -235,8 +235,9 @@ def test_what_a_user_gets_wrong_is_one_clear_error(container_agent, tmp_path):
     assert "bad.toml:3" in r.stderr or "app.toml:3" in r.stderr, r.stderr
     assert "services.web.image" in r.stderr and "lower case" in r.stderr, r.stderr
 
-    # An image that cannot be pulled (no registry answers here), and a program the image lacks.
-    up(a, tmp_path, f"""app = "oops"
+    # An image that cannot be pulled (no registry answers here), and a program the image lacks:
+    # `baton up --wait` says what each instance is doing, then gives up.
+    r = up(a, tmp_path, f"""app = "oops"
 
 [services.nopull]
 image = "localhost:1/baton/nosuch:1"
@@ -250,7 +251,10 @@ run = ["nosuch-program"]
 [services.noprog.scale]
 min = 1
 max = 1
-""")
+""", up_args=("--wait", "--timeout", "40s"), check=False)
+    assert r.returncode == 1, r
+    assert "oops/nopull oops-nopull-" in r.stdout and "pulling image localhost:1/baton/nosuch:1" in r.stdout, r.stdout
+    assert 'oops/noprog oops-noprog-' in r.stdout and 'run[0] "nosuch-program"' in r.stdout, r.stdout
     def failed(service):
         inst = a.instances("oops", service)
         return inst[0] if inst and inst[0]["state"] == "failed" else None
@@ -259,7 +263,6 @@ max = 1
     noprog = wait_for(lambda: failed("noprog"), timeout=60, what="noprog failed")
     assert 'run[0] "nosuch-program": no such file or directory in image' in noprog["message"], noprog
     ps = a.cli("ps", "oops", "-i").stdout
-    print(ps)
     assert "nosuch-program" in ps and "pulling image" in ps, ps
 
 
