@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cli/http_client.h"
+#include "core/ascii.h"
 #include "core/units.h"
 #include "spec/manifest.h"
 
@@ -83,20 +84,7 @@ void printApiError(std::ostream& err, const HttpResponse& r) {
 
 bool ok2xx(const HttpResponse& r) { return r.status >= 200 && r.status < 300; }
 
-std::string urlEncode(std::string_view s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
+std::string urlEncode(std::string_view s) { return percentEncode(s); }
 
 std::string formatTime(int64_t ms) {
   if (ms <= 0) return "-";

@@ -1,5 +1,5 @@
 // ASCII case folding for protocol text (header names, tokens, schemes): the locale must never
-// matter, and these run on the gateway's hot path.
+// matter, and these run on the gateway's hot path. And percent-encoding for URLs we build.
 #pragma once
 
 #include <string>
@@ -27,6 +27,25 @@ constexpr bool iequalsAscii(std::string_view a, std::string_view b) {
 // Whether `s` starts with `prefix`, ignoring ASCII case.
 constexpr bool istartsWithAscii(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && iequalsAscii(s.substr(0, prefix.size()), prefix);
+}
+
+// Percent-encodes everything but RFC 3986's unreserved characters (ALPHA DIGIT - . _ ~): a
+// query value or a path segment of a URL this program builds.
+inline std::string percentEncode(std::string_view s) {
+  static constexpr const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '_' || c == '.' || c == '~';
+    if (unreserved) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
 }
 
 }  // namespace baton

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/ascii.h"
 #include "drivers/docker_protocol.h"
 #include "drivers/exec_internal.h"
 
@@ -19,20 +20,7 @@ using docker::EngineResponse;
 using docker::LogDemuxer;
 constexpr const char* kCursorFile = "log-cursor";
 
-std::string urlEncode(std::string_view s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
-    }
-  }
-  return out;
-}
+std::string urlEncode(std::string_view s) { return percentEncode(s); }
 
 bool ok2xx(const EngineResponse& r) { return r.status >= 200 && r.status < 300; }
 
