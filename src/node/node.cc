@@ -386,6 +386,9 @@ void NodeRuntime::execute(const Action &a,
   switch (a.kind) {
     case Action::Kind::kStart:
       if (rec) startTask(a.id, a.port, *rec);
+      // Plan again at once: the next pass hands the new task to the probe thread, and its first
+      // passing probe ends the cold start (waiting for the loop's interval would add up to it).
+      if (options_.background) wake();
       break;
     case Action::Kind::kStop:
       stopTask(a.id, a.grace, a.restart);
