@@ -264,19 +264,20 @@ Result<InstanceLink> InstanceNetworks::create(const std::string& netns) {
   if (!slot) return slot.status();
   InstanceLink link = linkFor(netns, *slot);
   const std::string& ifname = link.host_ifname;
-  const std::vector<std::vector<std::string>> steps = {
-      {"ip", "netns", "add", netns},
-      {"ip", "link", "add", ifname, "type", "veth", "peer", "name", "eth0", "netns", netns},
-      {"ip", "-n", netns, "addr", "add", link.instance_ip + "/31", "dev", "eth0"},
-      {"ip", "-n", netns, "link", "set", "lo", "up"},
-      {"ip", "-n", netns, "link", "set", "eth0", "up"},
-      {"ip", "-n", netns, "route", "add", "default", "via", link.host_ip, "dev", "eth0"},
-      {"ip", "link", "set", ifname, "up"},
-      // Last: its presence is what marks the link as complete (see find()).
-      {"ip", "addr", "add", link.host_ip + "/31", "dev", ifname},
+  // Three `ip -batch` runs instead of a process per step (each `ip` costs a fork and exec:
+  // 3-10 ms on a small machine, on every cold start): the host's side, the instance's side
+  // (`ip -n NETNS`), then the host end's address, last, because its presence is what marks the
+  // link as complete (see find()).
+  const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> batches = {
+      {{"ip"},
+       {"netns add " + netns, "link add " + ifname + " type veth peer name eth0 netns " + netns}},
+      {{"ip", "-n", netns},
+       {"addr add " + link.instance_ip + "/31 dev eth0", "link set lo up", "link set eth0 up",
+        "route add default via " + link.host_ip + " dev eth0"}},
+      {{"ip"}, {"link set " + ifname + " up", "addr add " + link.host_ip + "/31 dev " + ifname}},
   };
-  for (const auto& argv : steps) {
-    auto out = run_(argv);
+  for (const auto& [prefix, lines] : batches) {
+    auto out = runBatch(prefix, lines);
     if (!out) {
       Status undo = removeLocked(netns);
       (void)undo;
@@ -285,6 +286,27 @@ Result<InstanceLink> InstanceNetworks::create(const std::string& netns) {
     }
   }
   return link;
+}
+
+Result<std::string> InstanceNetworks::runBatch(const std::vector<std::string>& prefix,
+                                               const std::vector<std::string>& lines) {
+  char path[] = "/tmp/baton-ip-batch-XXXXXX";
+  int fd = ::mkstemp(path);
+  if (fd < 0) return ioError(std::string("mkstemp: ") + std::strerror(errno));
+  std::string text;
+  for (const std::string& l : lines) text += l + "\n";
+  bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!written) {
+    ::unlink(path);
+    return ioError(std::string("writing ") + path);
+  }
+  std::vector<std::string> argv = prefix;
+  argv.push_back("-batch");
+  argv.push_back(path);
+  auto out = run_(argv);
+  ::unlink(path);
+  return out;
 }
 
 Status InstanceNetworks::remove(const std::string& netns) {

@@ -98,6 +98,9 @@ class InstanceNetworks {
   Result<std::optional<InstanceLink>> find(const std::string& netns);
   Result<std::set<uint32_t>> usedSlots();
   Status removeLocked(const std::string& netns);
+  // Runs `prefix... -batch FILE` with `lines` as FILE (one ip command each, without "ip").
+  Result<std::string> runBatch(const std::vector<std::string>& prefix,
+                               const std::vector<std::string>& lines);
 
   CommandRunner run_;
   std::mutex mu_;

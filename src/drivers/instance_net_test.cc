@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 namespace baton::drivers {
 namespace {
@@ -87,10 +89,23 @@ TEST(InstanceNetTest, ParsesIpOutput) {
   EXPECT_EQ(names, (std::vector<std::string>{"baton-b", "baton-a", "other"}));
 }
 
-// Records commands; answers `ip netns list` and `ip -o -4 addr show` from its own state.
+// Records commands; answers `ip netns list` and `ip -o -4 addr show` from its own state. A
+// batch (`ip [-n NS] -batch FILE`) is recorded as the commands in FILE, each with the prefix.
 class FakeIp {
  public:
   Result<std::string> operator()(const std::vector<std::string>& argv) {
+    if (argv.size() >= 3 && argv[argv.size() - 2] == "-batch") {
+      std::vector<std::string> prefix(argv.begin(), argv.end() - 2);
+      std::ifstream in(argv.back());
+      for (std::string line; std::getline(in, line);) {
+        std::vector<std::string> one = prefix;
+        std::istringstream words(line);
+        for (std::string w; words >> w;) one.push_back(w);
+        auto r = (*this)(one);
+        if (!r) return r;
+      }
+      return std::string();
+    }
     calls.push_back(argv);
     if (argv == std::vector<std::string>{"ip", "netns", "list"}) return netns;
     if (argv == std::vector<std::string>{"ip", "-o", "-4", "addr", "show"}) return addrs;
