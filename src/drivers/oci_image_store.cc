@@ -379,7 +379,8 @@ ImageStore::ImageStore(fs::path cache_dir, std::string os, std::string arch)
     : cache_dir_(std::move(cache_dir)), os_(std::move(os)), arch_(std::move(arch)) {
   std::error_code ec;
   fs::create_directories(cache_dir_, ec);
-  ::chmod(cache_dir_.c_str(), 0711);
+  // Only runc (root) goes through here: the container sees its rootfs as "/".
+  ::chmod(cache_dir_.c_str(), 0700);
   for (const auto& entry : fs::directory_iterator(cache_dir_, ec)) {
     if (entry.path().filename().string().rfind("tmp-", 0) == 0) fs::remove_all(entry.path(), ec);
   }

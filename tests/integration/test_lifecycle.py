@@ -148,7 +148,8 @@ def test_bad_manifests_are_rejected_and_change_nothing(agent, tmp_path):
             (5, "services.api.scale"),
         'app = "demo"\n[services.api]\nrun = ["x"\n': (3, ""),
         # Accepted and then never run (issue 10): refused at `baton up`.
-        'app = "demo"\n[services.api]\nimage = "nginx:1.25"\n': (3, "services.api.image"),
+        'app = "demo"\n[services.api]\nwasm = "h.wasm"\n': (3, "services.api.wasm"),
+        'app = "demo"\n[services.api]\nimage = "Nginx:1.25"\n': (3, "services.api.image"),
         'app = "demo"\n[services.api]\nrun = ["x"]\nsecrets = ["demo/db"]\n':
             (4, "services.api.secrets"),
         'app = "demo"\n[services.api]\nrun = ["x", "${NOPE}"]\n': (3, "services.api.run[1]"),
