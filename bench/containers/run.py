@@ -245,7 +245,7 @@ strip_prefix = true
         print("| driver | what | PSS per instance |")
         print("|---|---|---|")
         print(f"| oci | the supervisor (`baton-supervise`) | {sup_kib/1024:.2f} MiB |")
-        print(f"| oci | `runc run` (foreground) | {runc_kib/1024:.2f} MiB |")
+        print(f"| oci | `runc` once the container runs (none: `runc run --detach`) | {runc_kib/1024:.2f} MiB |")
         print(f"| oci | total | {oci_kib/1024:.2f} MiB |")
         print(f"| docker + oci | the agent's RSS growth per docker instance (a log follower each; oci's in the same agent) | {docker_agent_kib/1024:.2f} MiB |")
         print(f"| docker | Podman's `conmon` (the engine's, for comparison) | {conmon_kib/1024:.2f} MiB |")

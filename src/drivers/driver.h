@@ -43,6 +43,9 @@ struct TaskConfig {
   // on inside it (the manifest's `port`, else `port`); the node reaches it on 127.0.0.1:port.
   int container_port = 0;
   uint64_t child_nofile = 0;               // RLIMIT_NOFILE for the task (soft = hard); 0: default
+  // Exec driver only (for drivers built on it): when `run` exits 0 having written a pid to this
+  // file, that process (re-parented to the supervisor) is the service from then on.
+  std::filesystem::path adopt_pid_file;
 };
 
 // What prepare() found: ready to start, or a slow step (an image pull) still under way.

@@ -141,6 +141,7 @@ Result<TaskStatus> ExecDriver::spawn(const TaskConfig& config) {
   sc.uid = config.uid;
   sc.gid = config.gid;
   sc.groups = config.groups;
+  sc.adopt_pid_file = config.adopt_pid_file.string();
   for (const fs::path& d : {dir, sc.cwd, sc.log_dir}) {
     fs::create_directories(d, ec);
     if (ec) return ioError("cannot create " + d.string() + ": " + ec.message());

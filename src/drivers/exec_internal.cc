@@ -63,6 +63,7 @@ std::string encodeConfig(const SupervisorConfig& c) {
             {"uid", c.uid},
             {"gid", c.gid},
             {"groups", c.groups}};
+  if (!c.adopt_pid_file.empty()) j["adopt_pid_file"] = c.adopt_pid_file;
   return j.dump(2);
 }
 
@@ -85,6 +86,7 @@ Result<SupervisorConfig> decodeConfig(const std::string& text) {
     c.uid = j.value("uid", int64_t{-1});
     c.gid = j.value("gid", int64_t{-1});
     c.groups = j.value("groups", std::vector<uint32_t>{});
+    c.adopt_pid_file = j.value("adopt_pid_file", std::string());
     return c;
   });
 }

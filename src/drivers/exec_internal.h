@@ -46,6 +46,10 @@ struct SupervisorConfig {
   int64_t uid = -1;            // -1: the supervisor's own
   int64_t gid = -1;
   std::vector<uint32_t> groups;
+  // When the program exits 0 having written a pid to this file, and that process is now the
+  // supervisor's child (re-parented to it, the subreaper), it is the service from then on:
+  // `runc run --detach --pid-file F` starts a container and leaves its init behind.
+  std::string adopt_pid_file;
 };
 
 struct SupervisorState {

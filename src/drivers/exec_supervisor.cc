@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -109,6 +110,7 @@ class Supervisor {
   int failStart(const std::string& error);
   void pump(int& fd, RotatingLog& log, bool until_eof);
   void killLeftovers();
+  bool adopt(int status);
 
   fs::path dir_;
   int ready_fd_;
@@ -116,6 +118,7 @@ class Supervisor {
   SupervisorState state_;
   TaskCgroup cgroup_;
   pid_t child_ = -1;
+  bool adopted_ = false;  // child_ is the process named by config_.adopt_pid_file
   int out_fd_ = -1;
   int err_fd_ = -1;
 };
@@ -155,6 +158,34 @@ void Supervisor::pump(int& fd, RotatingLog& log, bool until_eof) {
     ::close(fd);  // EOF or error
     fd = -1;
   }
+}
+
+// After the program ended with `status`: when it exited 0 having written the pid of a process
+// that is now our child (config.adopt_pid_file), that process becomes the service.
+bool Supervisor::adopt(int status) {
+  if (config_.adopt_pid_file.empty() || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return false;
+  }
+  auto text = readWholeFile(config_.adopt_pid_file);
+  if (!text) {
+    logLine("adopt: " + text.status().message());
+    return false;
+  }
+  pid_t pid = static_cast<pid_t>(std::atoi(text->c_str()));
+  std::vector<pid_t> children = childrenOf(::getpid());
+  if (pid <= 1 || std::find(children.begin(), children.end(), pid) == children.end()) {
+    logLine("adopt: " + std::to_string(pid) + " from " + config_.adopt_pid_file +
+            " is not a child of the supervisor");
+    return false;
+  }
+  child_ = pid;
+  adopted_ = true;
+  state_.pid = pid;
+  state_.pid_start = processStartTime(pid).value_or(0);
+  if (Status s = writeFileAtomic(dir_ / kStateFile, encodeState(state_)); !s) {
+    logLine("error: " + s.message());
+  }
+  return true;
 }
 
 void Supervisor::killLeftovers() {
@@ -352,8 +383,13 @@ int Supervisor::run() {
       signalfd_siginfo si;
       while (::read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
         if (si.ssi_signo == SIGTERM) {
-          logLine("SIGTERM: forwarding to the service's process group");
-          ::kill(-child_, SIGTERM);
+          if (adopted_) {
+            logLine("SIGTERM: forwarding to the adopted service");
+            ::kill(child_, SIGTERM);
+          } else {
+            logLine("SIGTERM: forwarding to the service's process group");
+            ::kill(-child_, SIGTERM);
+          }
         }
       }
     }
@@ -364,6 +400,7 @@ int Supervisor::run() {
       pid_t p = ::waitpid(-1, &status, WNOHANG);
       if (p <= 0) break;
       if (p == child_) {
+        if (!adopted_ && adopt(status)) continue;  // its successor is the service now
         child_done = true;
         wait_status = status;
       }

@@ -92,6 +92,7 @@ ExitStatus translateExit(ExitStatus e) {
 }
 
 constexpr const char* kRuncLog = "runc.log";
+constexpr const char* kPidFile = "container.pid";  // runc --pid-file
 
 // runc's own error from its log (`--log-format json`: one {"level":..,"msg":..} per line), ""
 // when it logged none: then the container did run (and may have ended at once).
@@ -267,8 +268,11 @@ Result<TaskStatus> OciDriver::startLocked(const TaskConfig& config) {
   }
   forceDelete(id);  // a container of an earlier run of this id that runc still knows
 
-  // `runc run` in the foreground is the supervised "service": runc forwards the signals it
-  // gets to the container, and its exit code is the container's.
+  // `runc run --detach` is the supervised "service": it starts the container and exits,
+  // leaving the container's init (which keeps runc's stdout and stderr, the supervisor's log
+  // pipes) re-parented to the supervisor, which adopts it by its pid file and reports its exit
+  // status. A foreground `runc run` would stay beside every container (3.3 MiB PSS each,
+  // BENCHMARKS.md "Containers").
   TaskConfig inner;
   inner.instance_id = id;
   inner.spec.name = config.spec.name;
@@ -281,9 +285,14 @@ Result<TaskStatus> OciDriver::startLocked(const TaskConfig& config) {
                     "--log-format",
                     "json",
                     "run",
+                    "--detach",
+                    "--pid-file",
+                    escapeVars((bundle / kPidFile).string()),
                     "--bundle",
                     escapeVars(bundle.string()),
                     id};
+  fs::remove(bundle / kPidFile, ec);
+  inner.adopt_pid_file = bundle / kPidFile;
   inner.spec.cpu = 0;
   inner.spec.memory = 0;
   inner.env = {{"PATH", kRuncPath}};
