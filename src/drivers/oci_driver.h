@@ -5,8 +5,9 @@
 //                  (oci_image_store.h), on a thread of its own
 //   start(config)  checks the program exists in the image, makes the instance's network
 //                  namespace (instance_net.h), writes the runtime bundle (oci_bundle.h) and runs
-//                  `runc run` in the foreground under the exec driver's per-instance supervisor:
-//                  logs, exit status and recovery after an agent restart are the exec driver's
+//                  `runc run --detach` under the exec driver's per-instance supervisor, which
+//                  adopts the container's init from runc's pid file: logs, exit status and
+//                  recovery after an agent restart are the exec driver's
 //   stop           `runc kill TERM`, the grace, then `runc kill --all KILL`; `runc delete
 //                  --force` makes sure nothing is left
 //
