@@ -97,16 +97,7 @@ Result<TaskStatus> ExecDriver::start(const TaskConfig& config) {
   if (options_.supervisor_argv.empty()) {
     return Status(Code::kFailedPrecondition, "exec driver: no supervisor command configured");
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!starting_.insert(config.instance_id).second) {
-      return Status(Code::kAlreadyExists, "task \"" + config.instance_id + "\" is starting");
-    }
-  }
-  Result<TaskStatus> result = spawn(config);
-  std::lock_guard<std::mutex> lock(mu_);
-  starting_.erase(config.instance_id);
-  return result;
+  return starting_.run(config.instance_id, [&] { return spawn(config); });
 }
 
 Result<TaskStatus> ExecDriver::spawn(const TaskConfig& config) {
@@ -240,11 +231,7 @@ Result<TaskStatus> ExecDriver::inspect(const std::string& id) {
     st.exit = t.exit;
     return st;
   }
-  bool starting;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    starting = starting_.count(id) > 0;
-  }
+  bool starting = starting_.contains(id);
   if (!t.state) {
     if (starting) return st;  // the supervisor has not reported yet
     ExitStatus lost;

@@ -18,6 +18,7 @@
 
 #include "core/clock.h"
 #include "drivers/driver.h"
+#include "drivers/exec_internal.h"
 
 namespace baton::drivers {
 
@@ -75,8 +76,7 @@ class ExecDriver final : public Driver {
 
   ExecDriverOptions options_;
   Clock& clock_;
-  std::mutex mu_;
-  std::set<std::string> starting_;  // guarded by mu_
+  exec::StartingIds starting_;
 };
 
 }  // namespace baton::drivers

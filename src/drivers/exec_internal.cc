@@ -293,4 +293,23 @@ void RotatingLog::write(const char* data, size_t n) {
   }
 }
 
+Result<TaskStatus> StartingIds::run(const std::string& id,
+                                     const std::function<Result<TaskStatus>()>& start) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ids_.insert(id).second) {
+      return Status(Code::kAlreadyExists, "task \"" + id + "\" is starting");
+    }
+  }
+  Result<TaskStatus> result = start();
+  std::lock_guard<std::mutex> lock(mu_);
+  ids_.erase(id);
+  return result;
+}
+
+bool StartingIds::contains(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ids_.count(id) > 0;
+}
+
 }  // namespace baton::drivers::exec

@@ -15,6 +15,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <set>
+#include <mutex>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -90,6 +93,18 @@ Result<std::vector<std::string>> expandArgv(const std::vector<std::string>& argv
 
 // strerror with a lower-case first letter ("no such file or directory").
 std::string errnoText(int err);
+
+// The ids whose start is under way, so that a second concurrent start of one id is refused
+// (kAlreadyExists) instead of racing the first. Thread-safe.
+class StartingIds {
+ public:
+  Result<TaskStatus> run(const std::string& id, const std::function<Result<TaskStatus>()>& start);
+  bool contains(const std::string& id);
+
+ private:
+  std::mutex mu_;
+  std::set<std::string> ids_;
+};
 
 // Append-only log file with size-based rotation: before a write would take the file past
 // `max_bytes`, file -> file.1 -> ... -> file.<max_files> (the oldest is dropped). Not

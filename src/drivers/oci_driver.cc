@@ -193,16 +193,7 @@ Result<TaskStatus> OciDriver::start(const TaskConfig& config) {
   if (options_.runc.find('/') == std::string::npos) {
     return Status(Code::kFailedPrecondition, "oci driver: runc is not installed (not in PATH)");
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!starting_.insert(config.instance_id).second) {
-      return Status(Code::kAlreadyExists, "task \"" + config.instance_id + "\" is starting");
-    }
-  }
-  Result<TaskStatus> result = startLocked(config);
-  std::lock_guard<std::mutex> lock(mu_);
-  starting_.erase(config.instance_id);
-  return result;
+  return starting_.run(config.instance_id, [&] { return startLocked(config); });
 }
 
 Result<TaskStatus> OciDriver::startLocked(const TaskConfig& config) {

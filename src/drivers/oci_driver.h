@@ -28,6 +28,7 @@
 #include "core/clock.h"
 #include "drivers/driver.h"
 #include "drivers/exec_driver.h"
+#include "drivers/exec_internal.h"
 #include "drivers/instance_net.h"
 #include "drivers/oci_image_store.h"
 #include "drivers/oom_watch.h"
@@ -95,8 +96,7 @@ class OciDriver final : public Driver {
   ExecDriver exec_;
   InstanceNetworks nets_;
   oci::ImageStore images_;
-  std::mutex mu_;
-  std::set<std::string> starting_;  // guarded by mu_
+  exec::StartingIds starting_;
   OomWatch oom_;  // runc reports an OOM kill as a plain SIGKILL
 };
 
