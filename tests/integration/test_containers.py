@@ -24,7 +24,7 @@ import pytest
 from conftest import Agent, free_port, http_get, teardown_agent, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE = "localhost/baton/busybox:2"
+IMAGE = "localhost/baton/busybox:3"
 PODMAN = ["podman", "--runtime=runc", "--cgroup-manager=cgroupfs"]
 BRIDGE = "10.88.0.1"  # Podman's default bridge: how a container reaches its host
 
@@ -303,8 +303,9 @@ def netns_names():
     return {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
 
 
-def test_oci_containers_scale_from_zero_unprivileged_and_oom_killed(agent, tmp_path, oci_archive):
-    a = agent
+def test_oci_containers_scale_from_zero_unprivileged_and_oom_killed(container_agent, tmp_path,
+                                                                    oci_archive):
+    a = container_agent
     up(a, tmp_path, f"""app = "runc"
 
 [services.web]
@@ -313,7 +314,18 @@ image = "oci-archive:{oci_archive}"
 run = ["httpd", "-f", "-p", "${{PORT}}", "-h", "/www"]
 memory = "32MiB"
 pids = 64
+env = {{ CALL_ADDR = "node", CALL_PORT = "{a.http_port}", CALL_PATH = "/api/" }}
 [services.web.scale]
+min = 0
+max = 1
+idle = "3s"
+
+[services.api]
+driver = "oci"
+image = "oci-archive:{oci_archive}"
+run = ["httpd", "-f", "-p", "8080", "-h", "/www"]
+port = 8080
+[services.api.scale]
 min = 0
 max = 1
 idle = "3s"
@@ -330,9 +342,18 @@ max = 1
 [[routes]]
 path = "/"
 service = "web"
+
+[[routes]]
+path = "/api/"
+service = "api"
+strip_prefix = true
 """)
-    status, body = http_get(a.gateway + "/", timeout=60)
-    assert (status, body.strip()) == (200, "hello from a container")
+    # web wakes; its CGI calls api through the gateway at its node (the veth's other end), which
+    # wakes api.
+    status, body = http_get(a.gateway + "/cgi-bin/call", timeout=60)
+    assert (status, body.strip()) == (200, "hello from a container"), body
+    api = a.instances("runc", "api")[0]
+    assert api["address"].startswith("169.254.") and api["port"] == 8080, api
     web = a.instances("runc", "web")[0]
     # The node reaches it at its own address (its veth), not on the host's loopback.
     assert web["address"].startswith("169.254.") and web["port"] > 0, web
