@@ -230,7 +230,11 @@ Result<TaskStatus> DockerDriver::start(const TaskConfig& config) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     created = engine_.request("POST", "/containers/create?name=" + urlEncode(name), *body);
     if (!created) return created.status();
-    if (created->status != 409) break;
+    // Docker answers a taken name with 409; Podman 4.3, at times, with 500 "... is already in use".
+    bool name_taken = created->status == 409 ||
+                      (created->status == 500 &&
+                       docker::engineMessage(*created).find("already in use") != std::string::npos);
+    if (!name_taken) break;
     // A container of that name exists: ours from a lost start reply, or a leftover.
     auto existing = engine_.request("GET", "/containers/" + urlEncode(name) + "/json");
     if (!existing) return existing.status();
@@ -240,7 +244,13 @@ Result<TaskStatus> DockerDriver::start(const TaskConfig& config) {
       return Status(Code::kAlreadyExists,
                     "a container named " + name + " exists and is not this agent's instance");
     }
-    if (st->running) return Status(Code::kAlreadyExists, "instance " + id + " is already running");
+    if (st->running) {
+      // Ours and running (the engine was out of reach when recover() ran): adopt it, so that
+      // inspect() finds it, as the node does after kAlreadyExists.
+      if (st->id.empty()) st->id = name;
+      adopt(id, *st);
+      return Status(Code::kAlreadyExists, "instance " + id + " is already running");
+    }
     Status removed = removeContainer(name);
     if (!removed) return removed;
   }
@@ -476,38 +486,48 @@ Result<std::vector<TaskStatus>> DockerDriver::recover() {
     if (!inspected || !ok2xx(*inspected)) continue;  // removed meanwhile
     auto state = docker::parseInspect(inspected->body);
     if (!state) continue;
-    auto task = std::make_shared<Task>();
-    task->id = id;
-    task->container = state->id.empty() ? c.id : state->id;
-    task->task_dir = options_.state_dir / id;
-    task->log_dir = label(docker::kLabelLogDir);
-    if (task->log_dir.empty()) task->log_dir = task->task_dir / "logs";
-    try {
-      task->log_max_bytes = std::stoull(label(docker::kLabelLogMaxBytes));
-      task->log_max_files = std::stoi(label(docker::kLabelLogMaxFiles));
-    } catch (const std::exception&) {
-    }
-    std::error_code ec;
-    std::filesystem::create_directories(task->task_dir, ec);
-    task->status.instance_id = id;
-    task->status.pid = state->running ? state->pid : 0;
-    task->status.started_at = state->started_at;
-    task->status.address = "127.0.0.1";
-    if (state->running && state->pid > 0) {
-      (void)oom_.watch(id, state->pid);
-    } else {
-      ExitStatus e = exitOf(id, *state);
-      if (state->status == "created") e.exit_code = 255;  // its start failed
-      task->status.exit = e;
-    }
-    {
-      std::lock_guard lock(mu_);
-      tasks_[id] = task;
-      out.push_back(task->status);
-    }
-    startFollower(task);  // for an ended one: the logs written while no agent was up
+    if (state->id.empty()) state->id = c.id;
+    out.push_back(adopt(id, *state));
   }
   return out;
+}
+
+TaskStatus DockerDriver::adopt(const std::string& id, const ContainerState& state) {
+  auto label = [&](const char* key) {
+    auto it = state.labels.find(key);
+    return it == state.labels.end() ? std::string() : it->second;
+  };
+  auto task = std::make_shared<Task>();
+  task->id = id;
+  task->container = state.id;
+  task->task_dir = options_.state_dir / id;
+  task->log_dir = label(docker::kLabelLogDir);
+  if (task->log_dir.empty()) task->log_dir = task->task_dir / "logs";
+  try {
+    task->log_max_bytes = std::stoull(label(docker::kLabelLogMaxBytes));
+    task->log_max_files = std::stoi(label(docker::kLabelLogMaxFiles));
+  } catch (const std::exception&) {
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(task->task_dir, ec);
+  task->status.instance_id = id;
+  task->status.pid = state.running ? state.pid : 0;
+  task->status.started_at = state.started_at;
+  task->status.address = "127.0.0.1";
+  if (state.running && state.pid > 0) {
+    (void)oom_.watch(id, state.pid);
+  } else {
+    ExitStatus e = exitOf(id, state);
+    if (state.status == "created") e.exit_code = 255;  // its start failed
+    task->status.exit = e;
+  }
+  TaskStatus status = task->status;
+  {
+    std::lock_guard lock(mu_);
+    tasks_[id] = task;
+  }
+  startFollower(task);  // for an ended one: the logs written while no agent was up
+  return status;
 }
 
 Result<TaskStats> DockerDriver::stats(const std::string& id) {

@@ -73,6 +73,8 @@ class DockerDriver final : public Driver {
   std::shared_ptr<Task> find(const std::string& id);
   void follow(std::shared_ptr<Task> task);
   void startFollower(const std::shared_ptr<Task>& task);
+  // Takes a container of ours that the engine has into tasks_ (and follows it).
+  TaskStatus adopt(const std::string& id, const docker::ContainerState& state);
   ExitStatus exitOf(const std::string& id, const docker::ContainerState& state);
   Status pullNow(const std::string& image, Pull* progress);
   Result<bool> imagePresent(const std::string& image);

@@ -349,6 +349,32 @@ class DockerHarness : public testing::DriverHarness {
 using testing::DriverConformanceTest;
 using testing::DriverHarnessFactory;
 
+// An agent that could not reach its engine at start (recover() failed) starts an instance whose
+// container still runs: the start is kAlreadyExists and the container is adopted, as the node
+// expects (it inspects the id next).
+TEST(DockerDriverTest, StartOfAContainerThatStillRunsAdoptsIt) {
+  DockerHarness harness;
+  if (!harness.unavailable().empty()) GTEST_SKIP() << harness.unavailable();
+  TaskConfig task = harness.shellTask("adopt-me", "echo ready; exec sleep 1000", {}, 0);
+  auto first = harness.makeDriver();
+  auto started = first->start(task);
+  ASSERT_TRUE(started.isOk()) << started.status().toString();
+  first.reset();  // the agent goes away; the container stays
+
+  auto second = harness.makeDriver();  // and comes back without recover()
+  auto again = second->start(task);
+  ASSERT_FALSE(again.isOk());
+  EXPECT_EQ(again.status().code(), Code::kAlreadyExists);
+  auto inspected = second->inspect("adopt-me");
+  ASSERT_TRUE(inspected.isOk()) << inspected.status().toString();
+  EXPECT_EQ(inspected->pid, started->pid);
+  EXPECT_FALSE(inspected->exit.has_value());
+  EXPECT_TRUE(second->stop("adopt-me", Duration(0)).isOk());
+  EXPECT_TRUE(second->wait("adopt-me", Duration(5000)).isOk());
+  second.reset();
+  harness.tearDown();
+}
+
 INSTANTIATE_TEST_SUITE_P(Docker, DriverConformanceTest,
                          ::testing::Values(DriverHarnessFactory([] {
                            return std::make_unique<DockerHarness>();
