@@ -261,6 +261,13 @@ class ManifestParser {
                  "root filesystem of its own");
       } else if (auto b = c_.boolean(t, path, "read_only")) {
         svc.read_only = *b;
+        if (!*b && svc.driver == "oci") {
+          // Its root is the image cache that every instance of the image shares.
+          c_.error(c_.keySource(t, "read_only"), joinKey(path, "read_only"),
+                   "read_only = false is not available with driver \"oci\" yet (its root is "
+                   "the shared, read-only image cache; /tmp is writable): use the docker driver "
+                   "for a writable root");
+        }
       }
       (void)n;
     }
