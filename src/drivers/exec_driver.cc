@@ -24,15 +24,7 @@ namespace {
 constexpr Duration kKillWait = Duration(10'000);  // SIGKILL -> exit.json and supervisor gone
 constexpr int kLostExitCode = 255;                // supervisor died without writing exit.json
 
-bool validId(const std::string& id) {
-  if (id.empty() || id == "." || id == ".." || id.size() > 200) return false;
-  for (char c : id) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.';
-    if (!ok) return false;
-  }
-  return true;
-}
+bool validId(const std::string& id) { return validTaskId(id); }
 
 // What the task dir says right now.
 struct TaskFiles {

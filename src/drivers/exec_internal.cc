@@ -293,6 +293,16 @@ void RotatingLog::write(const char* data, size_t n) {
   }
 }
 
+bool validTaskId(const std::string& id) {
+  if (id.empty() || id == "." || id == ".." || id.size() > 200) return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 Result<TaskStatus> StartingIds::run(const std::string& id,
                                      const std::function<Result<TaskStatus>()>& start) {
   {

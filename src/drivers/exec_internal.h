@@ -94,6 +94,10 @@ Result<std::vector<std::string>> expandArgv(const std::vector<std::string>& argv
 // strerror with a lower-case first letter ("no such file or directory").
 std::string errnoText(int err);
 
+// A task id that is safe as a file name and a runc container id: [A-Za-z0-9._-], 1..200
+// characters, not "." or "..".
+bool validTaskId(const std::string& id);
+
 // The ids whose start is under way, so that a second concurrent start of one id is refused
 // (kAlreadyExists) instead of racing the first. Thread-safe.
 class StartingIds {

@@ -22,15 +22,7 @@ constexpr const char* kRuntimeConfig = "config.json";
 constexpr Duration kKillWait = Duration(10'000);  // runc kill KILL -> `runc run` has exited
 constexpr const char* kRuncPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-bool validId(const std::string& id) {
-  if (id.empty() || id == "." || id == ".." || id.size() > 200) return false;
-  for (char c : id) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.';
-    if (!ok) return false;
-  }
-  return true;
-}
+bool validId(const std::string& id) { return exec::validTaskId(id); }
 
 std::string lookPath(const std::string& program) {
   if (program.find('/') != std::string::npos) return program;
