@@ -21,6 +21,10 @@ trap cleanup EXIT
 
 strip -o "$work/baton-stripped" "$baton"
 size_bytes=$(stat -c %s "$work/baton-stripped")
+# The instances' supervisor, where the agent looks for it (beside itself).
+if [[ -x "$(dirname "$baton")/baton-supervise" ]]; then
+  strip -o "$work/baton-supervise" "$(dirname "$baton")/baton-supervise"
+fi
 
 {
   echo 'app = "bench"'
