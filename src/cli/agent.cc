@@ -27,6 +27,7 @@
 #include "cli/agent_wiring.h"
 #include "controller/autoscaling.h"
 #include "controller/controller.h"
+#include "core/hash.h"
 #include "drivers/docker_driver.h"
 #include "drivers/exec_driver.h"
 #include "drivers/oci_driver.h"
@@ -122,14 +123,7 @@ Result<spec::AgentConfig> loadConfig(const AgentFlags& flags) {
 // The label on this agent's containers: its node name and data dir, hashed (FNV-1a), so agents
 // that share an engine (tests, two data dirs) never adopt each other's containers.
 std::string ownerLabel(const std::string& node_name, const std::string& data_dir) {
-  uint64_t h = 1469598103934665603ull;
-  for (char c : node_name + "\n" + data_dir) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ull;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  return fnv1a64Hex(node_name + "\n" + data_dir);
 }
 
 std::string selfExecutable() {

@@ -41,16 +41,6 @@ uint64_t readU64(const fs::path& path) {
   return s.empty() ? 0 : std::strtoull(s.c_str(), nullptr, 10);
 }
 
-// "key value" lines (memory.events, cpu.stat, memory.oom_control): the value for `key`.
-uint64_t readKeyed(const fs::path& path, const std::string& key) {
-  std::istringstream in(readFile(path));
-  std::string k;
-  uint64_t v = 0;
-  while (in >> k >> v) {
-    if (k == key) return v;
-  }
-  return 0;
-}
 
 bool makeDir(const fs::path& dir) {
   if (::mkdir(dir.c_str(), 0755) == 0 || errno == EEXIST) return true;
@@ -283,6 +273,16 @@ TaskCgroup::Version TaskCgroup::versionFromName(const std::string& name) {
   if (name == "v1") return Version::kV1;
   if (name == "v2") return Version::kV2;
   return Version::kNone;
+}
+
+uint64_t readKeyed(const fs::path& path, const std::string& key) {
+  std::istringstream in(readFile(path));
+  std::string k;
+  uint64_t v = 0;
+  while (in >> k >> v) {
+    if (k == key) return v;
+  }
+  return 0;
 }
 
 }  // namespace baton::drivers

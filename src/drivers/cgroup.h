@@ -93,4 +93,8 @@ class TaskCgroup {
   std::vector<std::filesystem::path> dirs_;
 };
 
+// "key value" lines (memory.events, cpu.stat, memory.oom_control): the value for `key`; 0 when
+// the file or the key is missing.
+uint64_t readKeyed(const std::filesystem::path& path, const std::string& key);
+
 }  // namespace baton::drivers

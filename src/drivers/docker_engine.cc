@@ -17,31 +17,17 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "core/unique_fd.h"
+#include "drivers/exec_internal.h"
+
 namespace baton::drivers::docker {
 namespace {
 
 namespace http = boost::beast::http;
 using steady = std::chrono::steady_clock;
 
-std::string errnoMessage(int err) {
-  std::string s = std::strerror(err);
-  if (!s.empty()) s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
-  return s;
-}
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using Fd = UniqueFd;
 
 // Waits until `fd` is ready for `events` or the deadline passes (nullopt deadline: forever).
 // Returns 1 ready, 0 timed out, -1 error (errno set).
@@ -100,7 +86,7 @@ Result<EngineResponse> EngineClient::exchange(std::string_view method, std::stri
   const std::string where = options_.socket.string();
   auto unreachable = [&](int err) {
     return Status(Code::kUnavailable,
-                  "cannot reach the container engine at " + where + ": " + errnoMessage(err));
+                  "cannot reach the container engine at " + where + ": " + exec::errnoText(err));
   };
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -152,7 +138,7 @@ Result<EngineResponse> EngineClient::exchange(std::string_view method, std::stri
       if (r > 0) continue;
     }
     return ioError("sending a request to the container engine at " + where + ": " +
-                   errnoMessage(errno));
+                   exec::errnoText(errno));
   }
 
   http::response_parser<http::buffer_body> parser;
@@ -215,7 +201,7 @@ Result<EngineResponse> EngineClient::exchange(std::string_view method, std::stri
       return Status(Code::kTimeout, headers_seen ? "the container engine at " + where + " stopped sending"
                                                  : "the container engine at " + where + " did not answer in time");
     }
-    if (r < 0) return ioError("reading from the container engine at " + where + ": " + errnoMessage(errno));
+    if (r < 0) return ioError("reading from the container engine at " + where + ": " + exec::errnoText(errno));
     char buf[16384];
     ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
     if (n > 0) {
@@ -224,7 +210,7 @@ Result<EngineResponse> EngineClient::exchange(std::string_view method, std::stri
       eof = true;
     } else if (errno != EINTR && errno != EAGAIN) {
       if (handle && handle->cancelled()) return resp;
-      return ioError("reading from the container engine at " + where + ": " + errnoMessage(errno));
+      return ioError("reading from the container engine at " + where + ": " + exec::errnoText(errno));
     }
   }
   return resp;

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "core/hash.h"
+
 extern char** environ;
 
 namespace baton::drivers {
@@ -50,20 +52,12 @@ std::optional<uint32_t> parseIpv4(std::string_view text) {
 
 namespace {
 
-uint64_t fnv1a(std::string_view s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 }  // namespace
 
 std::string hostInterfaceName(std::string_view netns) {
   static const char* kHex = "0123456789abcdef";
-  uint64_t h = fnv1a(netns);
+  uint64_t h = fnv1a64(netns);
   std::string out = "bt";
   for (int i = 0; i < 10; ++i) out += kHex[(h >> (60 - 4 * i)) & 0xf];
   return out;
@@ -78,7 +72,7 @@ std::optional<uint32_t> slotOf(uint32_t ip) {
 }
 
 Result<uint32_t> allocateSlot(std::string_view netns, const std::set<uint32_t>& used) {
-  const uint32_t start = static_cast<uint32_t>(fnv1a(netns) % kInstanceNetSlots);
+  const uint32_t start = static_cast<uint32_t>(fnv1a64(netns) % kInstanceNetSlots);
   for (uint32_t i = 0; i < kInstanceNetSlots; ++i) {
     uint32_t slot = (start + i) % kInstanceNetSlots;
     if (!used.count(slot)) return slot;

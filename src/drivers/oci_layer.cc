@@ -12,33 +12,16 @@
 #include <string>
 #include <vector>
 
+#include "core/unique_fd.h"
+#include "drivers/exec_internal.h"
 #include "drivers/oci_image.h"
 
 namespace baton::drivers::oci {
 namespace {
 
-std::string errnoText(int err) {
-  std::string s = std::strerror(err);
-  if (!s.empty()) s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
-  return s;
-}
+using exec::errnoText;
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  Fd& operator=(Fd&& o) noexcept {
-    std::swap(fd_, o.fd_);
-    return *this;
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using Fd = UniqueFd;
 
 // One pass over a layer's entries (libarchive, tar only, any compression).
 class LayerReader {

@@ -10,19 +10,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "drivers/cgroup.h"
+
 namespace baton::drivers {
 namespace {
 
-// "key value" lines: the value for `key`, or -1.
-long long readKeyed(const std::string& path, const std::string& key) {
-  std::ifstream in(path);
-  std::string k;
-  long long v;
-  while (in >> k >> v) {
-    if (k == key) return v;
-  }
-  return -1;
-}
 
 }  // namespace
 
@@ -148,12 +140,12 @@ void OomWatch::check(const std::string& key) {
     dir = it->second.dir;
     v2 = it->second.v2;
   }
-  long long kills = readKeyed(dir + (v2 ? "/memory.events" : "/memory.oom_control"), "oom_kill");
-  long long under = v2 ? -1 : readKeyed(dir + "/memory.oom_control", "under_oom");
+  uint64_t kills = readKeyed(dir + (v2 ? "/memory.events" : "/memory.oom_control"), "oom_kill");
+  uint64_t under = v2 ? 0 : readKeyed(dir + "/memory.oom_control", "under_oom");
   std::lock_guard lock(mu_);
   if (kills > 0 || under > 0) {
     killed_.insert(key);
-  } else if (kills < 0 && access(dir.c_str(), F_OK) != 0) {
+  } else if (access(dir.c_str(), F_OK) != 0) {
     // The cgroup is gone (v1 notifies its removal too): nothing more will come.
     auto it = entries_.find(key);
     if (it != entries_.end()) {

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "core/hash.h"
+
 namespace baton::model {
 namespace {
 
@@ -335,15 +337,7 @@ std::string specHash(const ServiceSpec& spec) {
   // not roll the instances. FNV-1a: an identity check, not a security boundary.
   json j = spec;
   j.erase("scale");
-  std::string text = j.dump();
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char out[17];
-  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
-  return out;
+  return fnv1a64Hex(j.dump());
 }
 
 }  // namespace baton::model
