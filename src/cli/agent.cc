@@ -224,6 +224,7 @@ int runAgent(const AgentFlags& flags) {
   drivers::OciDriverOptions oci_options;
   oci_options.state_dir = fs::path(cfg.data_dir) / "oci";
   oci_options.supervisor_argv = supervisorArgv();
+  oci_options.child_nofile = static_cast<uint64_t>(inherited_nofile);
   registry.add(std::make_unique<drivers::OciDriver>(oci_options, clock));
 
   api::EventBus bus(clock);

@@ -212,11 +212,20 @@ Result<TaskStatus> DockerDriver::start(const TaskConfig& config) {
   }
   auto ref = docker::parseImageRef(config.spec.image);
   if (!ref) return ref.status();
-  auto present = imagePresent(config.spec.image);
-  if (!present) return present.status();
-  if (!*present) {
-    Status pulled = pullNow(config.spec.image, nullptr);
-    if (!pulled) return pulled;
+  // prepare() has usually seen the image already: no second engine call for it (a create that
+  // finds it gone answers 404, which forgets it).
+  bool known;
+  {
+    std::lock_guard lock(mu_);
+    known = present_.count(config.spec.image) > 0;
+  }
+  if (!known) {
+    auto present = imagePresent(config.spec.image);
+    if (!present) return present.status();
+    if (!*present) {
+      Status pulled = pullNow(config.spec.image, nullptr);
+      if (!pulled) return pulled;
+    }
   }
   docker::CreateOptions copts;
   copts.owner = options_.owner;

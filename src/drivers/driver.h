@@ -42,7 +42,6 @@ struct TaskConfig {
   // Drivers that give a task a network of its own (containers): the port the service listens
   // on inside it (the manifest's `port`, else `port`); the node reaches it on 127.0.0.1:port.
   int container_port = 0;
-  uint64_t child_nofile = 0;               // RLIMIT_NOFILE for the task (soft = hard); 0: default
   // Exec driver only (for drivers built on it): when `run` exits 0 having written a pid to this
   // file, that process (re-parented to the supervisor) is the service from then on.
   std::filesystem::path adopt_pid_file;

@@ -245,7 +245,7 @@ Result<TaskStatus> OciDriver::startLocked(const TaskConfig& config) {
   spec.cpu_cores = config.spec.cpu;
   spec.cpu_limit_cores = config.spec.cpu_limit;
   spec.pids_max = config.pids_max;
-  spec.nofile = config.child_nofile > 0 ? config.child_nofile : oci::kDefaultNofile;
+  spec.nofile = options_.child_nofile > 0 ? options_.child_nofile : oci::kDefaultNofile;
   if (Status s = exec::writeFileAtomic(bundle / kRuntimeConfig, oci::runtimeConfig(spec)); !s) {
     return s;
   }

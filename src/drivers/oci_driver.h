@@ -47,6 +47,9 @@ struct OciDriverOptions {
   std::string cgroup_parent = "baton-oci";
   // Network namespaces are <netns_prefix><instance id>.
   std::string netns_prefix = "baton-";
+  // RLIMIT_NOFILE inside containers (soft = hard): the agent passes the soft limit it inherited;
+  // 0: oci::kDefaultNofile.
+  uint64_t child_nofile = 0;
   Duration start_timeout = Duration(10'000);
   Duration poll_interval = Duration(10);
   std::string os = "linux";
