@@ -11,6 +11,7 @@
 #include "auth/api_keys.h"
 #include "autoscaler/bounds.h"
 #include "core/units.h"
+#include "mesh/intentions.h"
 #include "model/json.h"
 #include "model/keys.h"
 #include "spec/manifest.h"
@@ -525,6 +526,14 @@ struct Handlers::Impl {
         return listApiKeys();
       case RouteId::kDeleteApiKey:
         return deleteApiKey(m.params["id"]);
+      case RouteId::kListIntentions:
+        return listIntentions();
+      case RouteId::kPutIntention:
+        return putIntention(req.body);
+      case RouteId::kDeleteIntention:
+        return deleteIntention(q("source"), q("destination"));
+      case RouteId::kCheckIntention:
+        return checkIntention(q("source"), q("destination"));
       default:
         return errorResponse(404, "no such endpoint");
     }
@@ -887,6 +896,108 @@ struct Handlers::Impl {
     Status st = api_keys.revoke(id);
     if (!st) return statusResponse(st);
     return jsonResponse(200, {{"id", id}, {"deleted", true}});
+  }
+
+  ApiResponse listIntentions() {
+    auto r = store().list(std::string(keys::kIntentions));
+    if (!r) return statusResponse(r.status());
+    json rows = json::array();
+    for (const auto& kv : r->kvs) {
+      auto rec = model::decode<model::IntentionRecord>(kv.value);
+      if (rec) rows.push_back(*rec);
+    }
+    return jsonResponse(200, {{"intentions", rows}, {"revision", r->revision}});
+  }
+
+  // PUT /v1/intentions {"source": "shop/web", "destination": "billing/*", "action": "allow"}:
+  // one rule per pair; a new action replaces the old one.
+  ApiResponse putIntention(const std::string& body) {
+    json j = json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      return errorResponse(400,
+                           "expected a JSON object {\"source\": \"app/svc\", \"destination\": "
+                           "\"app/svc\", \"action\": \"allow\"}");
+    }
+    model::IntentionRecord rec;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      const std::string& k = it.key();
+      std::string* into = k == "source"        ? &rec.source
+                          : k == "destination" ? &rec.destination
+                          : k == "action"      ? &rec.action
+                                               : nullptr;
+      if (into == nullptr) {
+        return errorResponse(400, "unknown key \"" + k.substr(0, 100) +
+                                      "\": expected source, destination and action");
+      }
+      if (!it->is_string()) return errorResponse(400, "expected \"" + k + "\" to be a string");
+      *into = it->get<std::string>();
+    }
+    for (const char* k : {"source", "destination", "action"}) {
+      if (!j.contains(k)) return errorResponse(400, std::string("expected \"") + k + "\"");
+    }
+    if (auto rule = mesh::toRule(rec); !rule) {
+      return errorResponse(400, rule.status().message());
+    }
+    rec.updated_at = now();
+    const std::string key = keys::intention(rec.source, rec.destination);
+    auto t = store().txn({}, {state::Op::put(key, model::encode(rec))});
+    if (!t) return statusResponse(t.status());
+    json out = rec;
+    out["revision"] = t->revision;
+    return jsonResponse(200, out);
+  }
+
+  ApiResponse deleteIntention(const std::string& source, const std::string& destination) {
+    if (!mesh::Pattern::parse(source) || !mesh::Pattern::parse(destination)) {
+      return errorResponse(400,
+                           "expected ?source=...&destination=..., each APP/SERVICE, APP/* or *");
+    }
+    const std::string key = keys::intention(source, destination);
+    auto t = store().txn(
+        {state::Compare{
+            key, state::Compare::Target::kVersion, state::Compare::Op::kGreater, 0, {}}},
+        {state::Op::del(key)});
+    if (!t) return statusResponse(t.status());
+    if (!t->succeeded) {
+      return errorResponse(404, "no rule for " + source + " -> " + destination);
+    }
+    return jsonResponse(200, {{"source", source},
+                              {"destination", destination},
+                              {"deleted", true},
+                              {"revision", t->revision}});
+  }
+
+  // GET /v1/intentions/check?source=shop/web&destination=billing/api: the decision the mesh
+  // makes for that pair now, and why (`baton why`).
+  ApiResponse checkIntention(const std::string& source, const std::string& destination) {
+    auto src = mesh::parseServiceRef(source);
+    if (!src) return errorResponse(400, "source: " + src.status().message());
+    auto dst = mesh::parseServiceRef(destination);
+    if (!dst) return errorResponse(400, "destination: " + dst.status().message());
+    auto found = findService(src->app, src->service);
+    if (auto* err = std::get_if<ApiResponse>(&found)) return std::move(*err);
+    auto r = store().list(std::string(keys::kIntentions));
+    if (!r) return statusResponse(r.status());
+    std::vector<mesh::Rule> rules;
+    for (const auto& kv : r->kvs) {
+      auto rec = model::decode<model::IntentionRecord>(kv.value);
+      if (!rec) continue;
+      if (auto rule = mesh::toRule(*rec)) rules.push_back(std::move(rule).value());
+    }
+    mesh::Caller caller{*src, std::get<0>(found).second.upstreams};
+    mesh::Verdict v = mesh::decide(rules, caller, *dst);
+    json rule = nullptr;
+    if (v.rule) {
+      rule = {{"source", v.rule->source.str()},
+              {"destination", v.rule->destination.str()},
+              {"action", mesh::toString(v.rule->action)}};
+    }
+    return jsonResponse(200, {{"source", source},
+                              {"destination", destination},
+                              {"allowed", v.allowed},
+                              {"reason", v.reason},
+                              {"rule", rule},
+                              {"revision", r->revision}});
   }
 
   ApiResponse events(bool full) {

@@ -545,5 +545,63 @@ TEST_F(HandlersTest, EventStreamSeesStoreChangesAndBusEvents) {
   r.stream->setWakeup({});
 }
 
+TEST_F(HandlersTest, IntentionsPutListCheckDelete) {
+  constexpr std::string_view kApp = R"(app = "shop"
+[services.web]
+run = ["x"]
+upstreams = ["cart", "billing/api"]
+[services.cart]
+run = ["x"]
+)";
+  ASSERT_EQ(call("PUT", "/v1/apps/shop", putBody(kApp)).status, 200);
+  auto why = [&](const char* src, const char* dst) {
+    auto r = call("GET", std::string("/v1/intentions/check?source=") + src + "&destination=" + dst);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return body(r);
+  };
+  EXPECT_EQ(why("shop/web", "shop/cart")["allowed"], true);
+  EXPECT_EQ(why("shop/web", "billing/api")["allowed"], false);
+  EXPECT_EQ(why("shop/cart", "shop/web")["allowed"], false);
+
+  auto r = call("PUT", "/v1/intentions",
+                R"({"source":"shop/web","destination":"billing/api","action":"allow"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json v = why("shop/web", "billing/api");
+  EXPECT_EQ(v["allowed"], true);
+  EXPECT_EQ(v["rule"]["action"], "allow");
+  // One rule per pair: deny replaces allow.
+  ASSERT_EQ(call("PUT", "/v1/intentions",
+                 R"({"source":"shop/web","destination":"billing/api","action":"deny"})")
+                .status,
+            200);
+  EXPECT_EQ(why("shop/web", "billing/api")["allowed"], false);
+  ASSERT_EQ(call("PUT", "/v1/intentions",
+                 R"({"source":"*","destination":"shop/*","action":"deny"})")
+                .status,
+            200);
+  EXPECT_EQ(why("shop/web", "shop/cart")["allowed"], false);
+  r = call("GET", "/v1/intentions");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(body(r)["intentions"].size(), 2u);
+
+  r = call("DELETE", "/v1/intentions?source=*&destination=shop/*");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(why("shop/web", "shop/cart")["allowed"], true);
+  EXPECT_EQ(call("DELETE", "/v1/intentions?source=*&destination=shop/*").status, 404);
+
+  // Bad input.
+  for (const char* bad : {R"({"source":"shop","destination":"a/b","action":"allow"})",
+                          R"({"source":"a/b","destination":"a/b","action":"permit"})",
+                          R"({"source":"a/b","destination":"a/b"})",
+                          R"({"source":"a/b","destination":"a/b","action":"allow","x":1})",
+                          R"({"source":1,"destination":"a/b","action":"allow"})", "[]"}) {
+    EXPECT_EQ(call("PUT", "/v1/intentions", bad).status, 400) << bad;
+  }
+  EXPECT_EQ(call("GET", "/v1/intentions/check?source=shop/*&destination=shop/cart").status, 400);
+  EXPECT_EQ(call("GET", "/v1/intentions/check?source=shop/nope&destination=shop/cart").status,
+            404);
+  EXPECT_EQ(call("DELETE", "/v1/intentions?source=bad").status, 400);
+}
+
 }  // namespace
 }  // namespace baton::api

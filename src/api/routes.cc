@@ -114,6 +114,14 @@ const char* routeName(RouteId id) {
       return "list_apikeys";
     case RouteId::kDeleteApiKey:
       return "delete_apikey";
+    case RouteId::kListIntentions:
+      return "list_intentions";
+    case RouteId::kPutIntention:
+      return "put_intention";
+    case RouteId::kDeleteIntention:
+      return "delete_intention";
+    case RouteId::kCheckIntention:
+      return "check_intention";
   }
   return "unknown";
 }
@@ -156,15 +164,6 @@ std::map<std::string, std::string> parseQuery(std::string_view query) {
   return out;
 }
 
-bool isValidName(std::string_view name) {
-  if (name.empty() || name.size() > 63) return false;
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-    if (!ok) return false;
-  }
-  return name.front() != '-' && name.front() != '_';
-}
-
 RouteMatch matchRoute(std::string_view method, std::string_view path) {
   auto seg = splitPath(path);
   auto n = seg.size();
@@ -182,12 +181,21 @@ RouteMatch matchRoute(std::string_view method, std::string_view path) {
     if (top == "instances") return pick(method, {.get = RouteId::kListInstances});
     if (top == "nodes") return pick(method, {.get = RouteId::kListNodes});
     if (top == "events") return pick(method, {.get = RouteId::kEvents});
+    if (top == "intentions") {
+      return pick(method, {.get = RouteId::kListIntentions,
+                           .put = RouteId::kPutIntention,
+                           .del = RouteId::kDeleteIntention});
+    }
     if (top == "apikeys") {
       RouteMatch m = pick(method, {.get = RouteId::kListApiKeys, .post = RouteId::kCreateApiKey});
       if (m.id == RouteId::kListApiKeys) m.needs = Access::kWrite;
       return m;
     }
     return {};
+  }
+  if (top == "intentions") {
+    if (n != 3 || seg[2] != "check") return {};
+    return pick(method, {.get = RouteId::kCheckIntention});
   }
   if (top == "apikeys") {
     if (n != 3) return {};

@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "model/names.h"
+
 namespace baton::api {
 
 enum class RouteId {
@@ -27,6 +29,10 @@ enum class RouteId {
   kCreateApiKey,      // POST /v1/apikeys
   kListApiKeys,       // GET  /v1/apikeys (needs the token: key names are not public)
   kDeleteApiKey,      // DELETE /v1/apikeys/{id}
+  kListIntentions,    // GET  /v1/intentions
+  kPutIntention,      // PUT  /v1/intentions {"source", "destination", "action"}
+  kDeleteIntention,   // DELETE /v1/intentions?source=S&destination=D
+  kCheckIntention,    // GET  /v1/intentions/check?source=S&destination=D (`baton why`)
 };
 
 const char* routeName(RouteId id);
@@ -57,7 +63,7 @@ bool isLoopbackHost(std::string_view host);
 // An Origin header ("http://localhost:3000") whose host is loopback; "null" and others are not.
 bool isLoopbackOrigin(std::string_view origin);
 
-// A valid app or service name: 1-63 of [a-z0-9-], starting with a letter or digit.
-bool isValidName(std::string_view name);
+// A valid app or service name (model/names.h).
+using model::isValidName;
 
 }  // namespace baton::api

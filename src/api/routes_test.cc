@@ -93,6 +93,8 @@ TEST(Routes, Query) {
 TEST(Routes, Names) {
   EXPECT_TRUE(isValidName("shop"));
   EXPECT_TRUE(isValidName("web-2"));
+  EXPECT_FALSE(isValidName("2web"));
+  EXPECT_FALSE(isValidName("a_b"));
   EXPECT_FALSE(isValidName(""));
   EXPECT_FALSE(isValidName("-x"));
   EXPECT_FALSE(isValidName("Shop"));

@@ -16,6 +16,7 @@
 #include "cli/http_client.h"
 #include "core/ascii.h"
 #include "core/units.h"
+#include "mesh/intentions.h"
 #include "spec/manifest.h"
 
 namespace baton::cli {
@@ -425,6 +426,59 @@ class Runner {
     return kExitOk;
   }
 
+  // `baton allow|deny SRC DST`, or with --remove the rule for that pair goes.
+  int intention(const std::string& action, const std::string& src, const std::string& dst,
+                bool remove) {
+    if (!connect()) return kExitFailed;
+    auto r = remove ? call("DELETE", "/v1/intentions?source=" + urlEncode(src) +
+                                         "&destination=" + urlEncode(dst))
+                    : call("PUT", "/v1/intentions",
+                           json{{"source", src}, {"destination", dst}, {"action", action}}.dump());
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+    } else if (remove) {
+      ctx_.out << "removed the rule for " << src << " -> " << dst << "\n";
+    } else {
+      ctx_.out << action << " " << src << " -> " << dst << "\n";
+    }
+    return kExitOk;
+  }
+
+  // `baton why SRC DST`: the mesh's decision for the pair and the rule or declaration behind
+  // it. Exit 0 when allowed, 1 when denied (as `consul intention check`).
+  int why(const std::string& src, const std::string& dst) {
+    if (!connect()) return kExitFailed;
+    auto r = call("GET", "/v1/intentions/check?source=" + urlEncode(src) +
+                             "&destination=" + urlEncode(dst));
+    if (!r) return kExitFailed;
+    json j = json::parse(r->body, nullptr, false);
+    bool allowed = !j.is_discarded() && j.is_object() && j.value("allowed", false);
+    if (json_) {
+      printJson(*r);
+    } else {
+      ctx_.out << src << " -> " << dst << ": " << str(j, "reason") << "\n";
+    }
+    return allowed ? kExitOk : kExitFailed;
+  }
+
+  int intentions() {
+    if (!connect()) return kExitFailed;
+    auto r = call("GET", "/v1/intentions");
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+      return kExitOk;
+    }
+    std::vector<std::vector<std::string>> rows = {{"SOURCE", "DESTINATION", "ACTION", "UPDATED"}};
+    for (const auto& i : parseArray(r->body, "intentions")) {
+      rows.push_back({str(i, "source"), str(i, "destination"), str(i, "action"),
+                      formatTime(num(i, "updated_at"))});
+    }
+    ctx_.out << table(rows);
+    return kExitOk;
+  }
+
   int events() {
     if (!connect()) return kExitFailed;
     std::string pending;
@@ -673,6 +727,26 @@ int runCli(int argc, char** argv, CliContext& ctx) {
   token->require_subcommand(1);
   auto* token_create = add_create(token, "Create an API key (same as `baton apikey create`)");
 
+  // The mesh's intentions (docs/mesh.md): sides are APP/SERVICE, APP/* or *.
+  std::string int_src, int_dst;
+  bool int_remove = false;
+  auto add_intention = [&](const char* name, const char* help) {
+    auto* c = app.add_subcommand(name, help);
+    c->add_option("SRC", int_src, "The calling service: APP/SERVICE, APP/* or *")->required();
+    c->add_option("DST", int_dst, "The destination: APP/SERVICE, APP/* or *")->required();
+    c->add_flag("--remove", int_remove, "Remove the rule for this pair instead");
+    add_json(c);
+    return c;
+  };
+  auto* allow = add_intention("allow", "Let SRC's instances connect to DST (mesh)");
+  auto* deny = add_intention("deny", "Keep SRC's instances from DST; cuts open connections");
+  auto* why = app.add_subcommand("why", "Whether SRC may connect to DST, and which rule says so");
+  why->add_option("SRC", int_src, "The calling service (APP/SERVICE)")->required();
+  why->add_option("DST", int_dst, "The destination (APP/SERVICE)")->required();
+  add_json(why);
+  auto* intentions = app.add_subcommand("intentions", "List the allow and deny rules");
+  add_json(intentions);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -735,6 +809,19 @@ int runCli(int argc, char** argv, CliContext& ctx) {
                     o_tail->count() ? std::optional<int>(logs_tail) : std::nullopt);
   }
   if (*nodes) return run.nodes();
+  if (*allow || *deny) {
+    for (const std::string* side : {&int_src, &int_dst}) {
+      if (auto p = mesh::Pattern::parse(*side); !p) return usage(p.status().message());
+    }
+    return run.intention(*allow ? "allow" : "deny", int_src, int_dst, int_remove);
+  }
+  if (*why) {
+    for (const std::string* side : {&int_src, &int_dst}) {
+      if (auto r = mesh::parseServiceRef(*side); !r) return usage(r.status().message());
+    }
+    return run.why(int_src, int_dst);
+  }
+  if (*intentions) return run.intentions();
   if (*events) return run.events();
   if (*apikey_create || *token_create) {
     if (std::any_of(key_scopes.begin(), key_scopes.end(),

@@ -263,6 +263,19 @@ void from_json(const json& j, ScaleOverride& v) {
   getTime(j, "set_at", v.set_at);
 }
 
+void to_json(json& j, const IntentionRecord& v) {
+  j = {{"source", v.source},
+       {"destination", v.destination},
+       {"action", v.action},
+       {"updated_at", toUnixMillis(v.updated_at)}};
+}
+void from_json(const json& j, IntentionRecord& v) {
+  j.at("source").get_to(v.source);
+  j.at("destination").get_to(v.destination);
+  j.at("action").get_to(v.action);
+  getTime(j, "updated_at", v.updated_at);
+}
+
 void to_json(json& j, const RolloutRecord& v) {
   const char* phase = v.phase == RolloutRecord::Phase::kComplete ? "complete"
                       : v.phase == RolloutRecord::Phase::kFailed ? "failed"

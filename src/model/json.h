@@ -37,6 +37,8 @@ void to_json(nlohmann::json& j, const ScaleOverride& v);
 void from_json(const nlohmann::json& j, ScaleOverride& v);
 void to_json(nlohmann::json& j, const RolloutRecord& v);
 void from_json(const nlohmann::json& j, RolloutRecord& v);
+void to_json(nlohmann::json& j, const IntentionRecord& v);
+void from_json(const nlohmann::json& j, IntentionRecord& v);
 
 template <typename T>
 std::string encode(const T& v) {

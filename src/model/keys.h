@@ -12,6 +12,7 @@ inline constexpr std::string_view kStatus = "/baton/status/";
 inline constexpr std::string_view kNodes = "/baton/nodes/";
 inline constexpr std::string_view kScale = "/baton/scale/";
 inline constexpr std::string_view kRollouts = "/baton/rollouts/";
+inline constexpr std::string_view kIntentions = "/baton/intentions/";
 
 inline std::string app(std::string_view name) { return std::string(kApps) + std::string(name); }
 inline std::string instance(std::string_view id) { return std::string(kInstances) + std::string(id); }
@@ -22,6 +23,10 @@ inline std::string scale(std::string_view app, std::string_view svc) {
 }
 inline std::string rollout(std::string_view app, std::string_view svc) {
   return std::string(kRollouts) + std::string(app) + "/" + std::string(svc);
+}
+// Sides are "app/svc", "app/*" or "*": neither contains '|'.
+inline std::string intention(std::string_view source, std::string_view destination) {
+  return std::string(kIntentions) + std::string(source) + "|" + std::string(destination);
 }
 // The last path segment of a key: "/baton/apps/shop" -> "shop".
 inline std::string_view leaf(std::string_view key) {

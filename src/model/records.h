@@ -88,4 +88,13 @@ struct RolloutRecord {
   TimePoint updated_at{};
 };
 
+// /baton/intentions/<source>|<destination>: an operator's `baton allow|deny SRC DST`. Sides
+// are "app/svc", "app/*" or "*" (mesh/intentions.h decides with them).
+struct IntentionRecord {
+  std::string source;
+  std::string destination;
+  std::string action;                      // "allow" or "deny"
+  TimePoint updated_at{};
+};
+
 }  // namespace baton::model

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "model/image_ref.h"
+#include "model/names.h"
 #include "spec/calendar.h"
 #include "spec/toml_check.h"
 
@@ -33,19 +34,11 @@ namespace {
 constexpr int64_t kMaxInstances = 1'000'000;
 constexpr double kMaxCpu = 1024;
 
-bool isLower(char c) { return c >= 'a' && c <= 'z'; }
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 bool isAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
-// [a-z][a-z0-9-]{0,62}
-bool isValidName(std::string_view s) {
-  if (s.empty() || s.size() > 63 || !isLower(s[0])) return false;
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return isLower(c) || isDigit(c) || c == '-'; });
-}
-
-constexpr std::string_view kNameRule =
-    "a name of 1 to 63 characters: a-z, 0-9 and '-', starting with a letter";
+using model::isValidName;
+using model::kNameRule;
 
 // [A-Za-z_][A-Za-z0-9_]*
 bool isEnvKey(std::string_view s) {
