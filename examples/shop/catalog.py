@@ -38,7 +38,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     ThreadingHTTPServer.request_queue_size = 1024  # the default backlog of 5 drops bursts
-    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+    server = ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"catalog listening on {server.server_port}", flush=True)
     server.serve_forever()

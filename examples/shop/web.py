@@ -1,8 +1,7 @@
-"""The shop's web front end on ${PORT}. It finds a healthy catalog instance through the agent's
-catalog API (BATON_ADDR, given to every instance) and renders its items. Standard library only."""
+"""The shop's web front end on ${PORT}. It calls the catalog, its declared upstream, at the address
+the mesh gives it (BATON_UPSTREAM_CATALOG_URL) and renders its items. Standard library only."""
 import json
 import os
-import random
 import signal
 import sys
 import urllib.request
@@ -10,15 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def catalog_url():
-    base = os.environ.get("BATON_ADDR", "http://127.0.0.1:4646")
-    app = os.environ.get("BATON_APP", "shop")
-    with urllib.request.urlopen(
-            f"{base}/v1/instances?app={app}&service=catalog&state=healthy", timeout=2) as r:
-        instances = json.load(r)["instances"]
-    if not instances:
-        raise RuntimeError("no healthy catalog instance")
-    inst = random.choice(instances)
-    return f"http://{inst['address']}:{inst['port']}"
+    # The node's mesh proxy listens there, picks a healthy catalog instance (waking one when
+    # the catalog is at zero) and carries the call over mutual TLS.
+    return os.environ["BATON_UPSTREAM_CATALOG_URL"]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -53,7 +46,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     ThreadingHTTPServer.request_queue_size = 1024  # the default backlog of 5 drops bursts
-    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+    server = ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"web listening on {server.server_port}", flush=True)
     server.serve_forever()

@@ -30,13 +30,18 @@
 #include "core/hash.h"
 #include "drivers/docker_driver.h"
 #include "drivers/exec_driver.h"
+#include "drivers/instance_net.h"
 #include "drivers/oci_driver.h"
 #include "gateway/catalog.h"
 #include "gateway/gateway.h"
+#include "mesh/ca.h"
+#include "mesh/proxy.h"
+#include "mesh/vips.h"
 #include "model/json.h"
 #include "model/keys.h"
 #include "node/node.h"
 #include "spec/manifest.h"
+#include "state/snapshot_watcher.h"
 #include "state/sqlite_store.h"
 
 namespace baton::cli {
@@ -210,7 +215,26 @@ int runAgent(const AgentFlags& flags) {
   spdlog::info("gateway: at most {} client connections (file-descriptor limit {})",
                *max_connections, static_cast<uint64_t>(nofile.rlim_cur));
 
+  // Each instance in its own network namespace where the agent can make them (docs/mesh.md):
+  // one InstanceNetworks for every driver, so that no two pick the same address.
+  std::optional<drivers::InstanceNetworks> networks;
+  const bool can_isolate = ::geteuid() == 0 && drivers::runCommand({"ip", "netns", "list"}).isOk();
+  if (cfg.node_network == "isolated" && !can_isolate) {
+    std::cerr << "baton agent: [node] network = \"isolated\" needs root and iproute2 (ip netns); "
+                 "use \"host\" to run instances in the host's network\n";
+    return 1;
+  }
+  if (cfg.node_network == "isolated" || (cfg.node_network.empty() && can_isolate)) {
+    networks.emplace();
+    spdlog::info("node: every instance gets its own network namespace");
+  } else {
+    spdlog::warn("node: instances share the host's network (no isolation between them){}",
+                 can_isolate ? "" : ": making network namespaces needs root and iproute2");
+  }
+  drivers::InstanceNetworks* nets = networks ? &*networks : nullptr;
+
   drivers::ExecDriverOptions exec_options;
+  exec_options.networks = nets;
   exec_options.child_nofile = static_cast<uint64_t>(inherited_nofile);
   exec_options.state_dir = fs::path(cfg.data_dir) / "tasks";
   exec_options.supervisor_argv = supervisorArgv();
@@ -225,6 +249,7 @@ int runAgent(const AgentFlags& flags) {
   oci_options.state_dir = fs::path(cfg.data_dir) / "oci";
   oci_options.supervisor_argv = supervisorArgv();
   oci_options.child_nofile = static_cast<uint64_t>(inherited_nofile);
+  oci_options.networks = nets;
   registry.add(std::make_unique<drivers::OciDriver>(oci_options, clock));
 
   api::EventBus bus(clock);
@@ -308,6 +333,53 @@ int runAgent(const AgentFlags& flags) {
   node_options.agent_uid = ::geteuid();
   node_options.log_retention = cfg.node_log_retention;
   node_options.allow_root = cfg.exec_allow_root;
+  // The mesh (docs/mesh.md): only where instances have networks of their own, since the proxy
+  // tells callers apart by the address of their veth.
+  std::unique_ptr<mesh::MeshCa> mesh_ca;
+  std::unique_ptr<mesh::MeshProxy> mesh_proxy;
+  std::unique_ptr<state::SnapshotWatcher> mesh_watch;
+  if (nets != nullptr) {
+    // Every service address is local to the host (Linux "AnyIP"): the proxy binds any of them
+    // without an address per service.
+    auto route = drivers::runCommand({"ip", "route", "replace", "local", "169.254.64.0/18", "dev",
+                                      "lo"});
+    auto ca = route ? mesh::MeshCa::loadOrCreate(**store, fs::path(cfg.data_dir) / "mesh-ca.kek",
+                                                 "baton", clock)
+                    : Result<std::unique_ptr<mesh::MeshCa>>(route.status());
+    if (!ca) {
+      std::cerr << "baton agent: mesh: " << ca.status().message() << "\n";
+      return 1;
+    }
+    mesh_ca = std::move(*ca);
+    mesh::MeshProxyOptions mo;
+    mo.node_id = cfg.node_name;
+    mo.cert_ttl = cfg.mesh_cert_ttl;
+    mo.hold_timeout = cfg.gateway_hold_timeout;
+    mesh::MeshProxyHooks mh;
+    mh.on_cold = [&autoscaling](const std::string& app, const std::string& service) {
+      autoscaling.kick(app, service);
+    };
+    mesh_proxy = std::make_unique<mesh::MeshProxy>(mo, *mesh_ca, clock, mh);
+    if (Status s = mesh_proxy->start(); !s) {
+      std::cerr << "baton agent: " << s.message() << "\n";
+      return 1;
+    }
+    mesh_watch = std::make_unique<state::SnapshotWatcher>(
+        **store, mesh::meshViewPrefixes(),
+        [&mesh_proxy, node = cfg.node_name](const state::PrefixSnapshot& snap) {
+          mesh_proxy->setView(
+              std::make_shared<const mesh::MeshView>(mesh::buildMeshView(snap.lists, node)));
+        },
+        "mesh");
+    node_options.network = "isolated";
+    node_options.mesh_address = mesh_proxy->meshAddress();
+    node_options.upstream_address = [&store](const std::string& app,
+                                             const std::string& service) -> Result<std::string> {
+      auto vip = mesh::ensureVip(**store, mesh::ServiceRef{app, service});
+      if (!vip) return vip.status();
+      return *vip + ":80";
+    };
+  }
   node::NodeRuntime node(**store, registry, clock, node_options);
 
   api::ApiOptions api_options;
@@ -323,7 +395,7 @@ int runAgent(const AgentFlags& flags) {
   api::ApiDeps deps{**store, clock};
   deps.events = &bus;
   deps.logs = makeFileLogReader(fs::path(cfg.data_dir) / "logs");
-  deps.metrics = [&gw, &node, &store] {
+  deps.metrics = [&gw, &node, &store, &mesh_proxy] {
     // The node's series of deleted services are dropped (the gateway drops its own).
     std::set<std::string> deployed;
     if (auto apps = (*store)->list(std::string(model::keys::kApps))) {
@@ -332,9 +404,10 @@ int runAgent(const AgentFlags& flags) {
           for (const auto& [name, _] : rec->spec.services) deployed.insert(rec->spec.name + "/" + name);
         }
       }
-      return gw.prometheus() + node.prometheus(&deployed);
+      return gw.prometheus() + node.prometheus(&deployed) +
+             (mesh_proxy ? mesh_proxy->prometheus() : "");
     }
-    return gw.prometheus() + node.prometheus();
+    return gw.prometheus() + node.prometheus() + (mesh_proxy ? mesh_proxy->prometheus() : "");
   };
   deps.api_keys = api_keys;
   api::ApiServer api(deps, api_options);
@@ -344,6 +417,8 @@ int runAgent(const AgentFlags& flags) {
     api.stop();
     gw.stop();
     catalog.stop();
+    if (mesh_watch) mesh_watch->stop();
+    if (mesh_proxy) mesh_proxy->stop();
     node.stop();
     autoscaling.stop();
     controller.stop();
@@ -360,6 +435,13 @@ int runAgent(const AgentFlags& flags) {
     std::cerr << "baton agent: starting the node: " << s.toString() << "\n";
     stopAll();
     return 1;
+  }
+  if (mesh_watch) {
+    if (Status s = mesh_watch->start(); !s) {
+      std::cerr << "baton agent: reading the mesh's catalog: " << s.toString() << "\n";
+      stopAll();
+      return 1;
+    }
   }
   if (Status s = catalog.start(); !s) {
     std::cerr << "baton agent: reading the catalog: " << s.toString() << "\n";

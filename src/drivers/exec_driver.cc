@@ -29,6 +29,7 @@ bool validId(const std::string& id) { return validTaskId(id); }
 // What the task dir says right now.
 struct TaskFiles {
   bool exists = false;
+  std::string address;  // config.json's: where the task is reached in its own network
   std::optional<SupervisorState> state;
   std::optional<ExitStatus> exit;
 };
@@ -38,6 +39,9 @@ TaskFiles load(const fs::path& dir) {
   std::error_code ec;
   t.exists = fs::exists(dir / kConfigFile, ec);
   if (!t.exists) return t;
+  if (auto text = readWholeFile(dir / kConfigFile)) {
+    if (auto c = decodeConfig(*text)) t.address = c->address;
+  }
   // exit.json first: the supervisor writes it after state.json, so a task seen as ended here
   // really ended.
   if (auto text = readWholeFile(dir / kExitFile)) {
@@ -125,6 +129,12 @@ Result<TaskStatus> ExecDriver::spawn(const TaskConfig& config) {
   sc.gid = config.gid;
   sc.groups = config.groups;
   sc.adopt_pid_file = config.adopt_pid_file.string();
+  if (options_.networks != nullptr) {
+    auto link = options_.networks->create(options_.netns_prefix + config.instance_id);
+    if (!link) return link.status();
+    sc.netns_path = link->netnsPath();
+    sc.address = link->instance_ip;
+  }
   for (const fs::path& d : {dir, sc.cwd, sc.log_dir}) {
     fs::create_directories(d, ec);
     if (ec) return ioError("cannot create " + d.string() + ": " + ec.message());
@@ -215,6 +225,7 @@ Result<TaskStatus> ExecDriver::inspect(const std::string& id) {
   if (!t.exists) return notFound("no task \"" + id + "\"");
   TaskStatus st;
   st.instance_id = id;
+  st.address = t.address;
   if (t.state) {
     st.pid = t.state->pid;
     st.started_at = fromUnixMillis(t.state->started_at_ms);
@@ -315,6 +326,9 @@ Status ExecDriver::destroy(const std::string& id) {
   if (!st) return Status::ok();  // unknown: nothing to forget
   // Makes sure nothing of the task runs and its cgroup is gone (a no-op for ended tasks).
   if (Status s = stop(id, Duration(0)); !s) return s;
+  if (options_.networks != nullptr) {
+    if (Status s = options_.networks->remove(options_.netns_prefix + id); !s) return s;
+  }
   std::error_code ec;
   fs::remove_all(taskDir(id), ec);
   if (ec) return ioError("cannot remove " + taskDir(id).string() + ": " + ec.message());

@@ -19,6 +19,7 @@
 #include "core/clock.h"
 #include "drivers/driver.h"
 #include "drivers/exec_internal.h"
+#include "drivers/instance_net.h"
 
 namespace baton::drivers {
 
@@ -37,6 +38,11 @@ struct ExecDriverOptions {
   // The soft RLIMIT_NOFILE supervisors (and so services) start with; 0 = the agent's. The agent
   // raises its own to the hard limit for the gateway and passes the one it inherited here.
   uint64_t child_nofile = 0;
+  // When set, every task gets its own network namespace and veth pair from here (named
+  // <netns_prefix><instance id>; drivers/instance_net.h) and is reached at its address there.
+  // Null: tasks share the host's network (loopback). Not owned; must outlive the driver.
+  InstanceNetworks* networks = nullptr;
+  std::string netns_prefix = "baton-";
 };
 
 class ExecDriver final : public Driver {
@@ -60,7 +66,7 @@ class ExecDriver final : public Driver {
   Status stop(const std::string& instance_id, Duration grace) override;
   Result<TaskStatus> inspect(const std::string& instance_id) override;
   Result<ExitStatus> wait(const std::string& instance_id, Duration timeout) override;
-  // Stops the task first if it still runs (grace 0), then removes the task dir.
+  // Stops the task first if it still runs (grace 0), then removes the task dir and its network.
   Status destroy(const std::string& instance_id) override;
   Result<std::vector<TaskStatus>> recover() override;
   // From the task's cgroup; without one, the RSS of the service's processes (no CPU time).

@@ -64,6 +64,8 @@ std::string encodeConfig(const SupervisorConfig& c) {
             {"gid", c.gid},
             {"groups", c.groups}};
   if (!c.adopt_pid_file.empty()) j["adopt_pid_file"] = c.adopt_pid_file;
+  if (!c.netns_path.empty()) j["netns_path"] = c.netns_path;
+  if (!c.address.empty()) j["address"] = c.address;
   return j.dump(2);
 }
 
@@ -87,6 +89,8 @@ Result<SupervisorConfig> decodeConfig(const std::string& text) {
     c.gid = j.value("gid", int64_t{-1});
     c.groups = j.value("groups", std::vector<uint32_t>{});
     c.adopt_pid_file = j.value("adopt_pid_file", std::string());
+    c.netns_path = j.value("netns_path", std::string());
+    c.address = j.value("address", std::string());
     return c;
   });
 }

@@ -53,6 +53,10 @@ struct SupervisorConfig {
   // supervisor's child (re-parented to it, the subreaper), it is the service from then on:
   // `runc run --detach --pid-file F` starts a container and leaves its init behind.
   std::string adopt_pid_file;
+  // The network namespace the service joins (/var/run/netns/<name>), and its address there
+  // (where the node reaches it); empty: the host's network.
+  std::string netns_path;
+  std::string address;
 };
 
 struct SupervisorState {

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <grp.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -32,7 +33,14 @@ using namespace exec;
 namespace {
 
 // Records the service child sends on the error pipe between fork and exec.
-enum Stage : int { kJoinCgroup = 1, kChdir = 2, kExec = 3, kSetUser = 4, kNoNewPrivs = 5 };
+enum Stage : int {
+  kJoinCgroup = 1,
+  kChdir = 2,
+  kExec = 3,
+  kSetUser = 4,
+  kNoNewPrivs = 5,
+  kJoinNetns = 6
+};
 struct ChildError {
   int stage;
   int err;
@@ -265,6 +273,16 @@ int Supervisor::run() {
   const bool nproc_limit = !cgroup_.valid() && config_.pids_max > 0;
   const rlimit nproc{static_cast<rlim_t>(config_.pids_max), static_cast<rlim_t>(config_.pids_max)};
 
+  // The instance's own network (drivers/instance_net.h), joined before privileges are dropped.
+  int netns_fd = -1;
+  if (!config_.netns_path.empty()) {
+    netns_fd = ::open(config_.netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (netns_fd < 0) {
+      return failStart("cannot open network namespace " + config_.netns_path + ": " +
+                       errnoText(errno));
+    }
+  }
+
   sigset_t none;
   sigemptyset(&none);
   child_ = ::fork();
@@ -290,6 +308,7 @@ int Supervisor::run() {
       (void)n;
       ::_exit(127);
     };
+    if (netns_fd >= 0 && ::setns(netns_fd, CLONE_NEWNET) != 0) fail(kJoinNetns, errno);
     // Least privilege (docs/security.md "Instances"): the service's own user and groups, no
     // way back to more privilege through setuid binaries or file capabilities, and the usual
     // umask (the agent's 077 is for its own files).
@@ -314,6 +333,7 @@ int Supervisor::run() {
     (void)n;
     ::_exit(127);
   }
+  if (netns_fd >= 0) ::close(netns_fd);
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
   ::close(exec_pipe[1]);
@@ -339,6 +359,8 @@ int Supervisor::run() {
     } else if (ce.stage == kSetUser) {
       fatal = "cannot switch to uid " + std::to_string(uid) + " gid " + std::to_string(gid) +
               ": " + errnoText(ce.err);
+    } else if (ce.stage == kJoinNetns) {
+      fatal = "cannot join network namespace " + config_.netns_path + ": " + errnoText(ce.err);
     } else if (ce.stage == kNoNewPrivs) {
       fatal = "cannot set no_new_privs: " + errnoText(ce.err);
     } else {

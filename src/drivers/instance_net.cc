@@ -75,7 +75,7 @@ Result<uint32_t> allocateSlot(std::string_view netns, const std::set<uint32_t>& 
   const uint32_t start = static_cast<uint32_t>(fnv1a64(netns) % kInstanceNetSlots);
   for (uint32_t i = 0; i < kInstanceNetSlots; ++i) {
     uint32_t slot = (start + i) % kInstanceNetSlots;
-    if (!used.count(slot)) return slot;
+    if (!used.count(slot) && slot != *slotOf(kMetadataAddress)) return slot;
   }
   return unavailable("no free /31 left in 169.254.128.0/17 for network namespace \"" +
                      std::string(netns) + "\"");
@@ -267,7 +267,8 @@ Result<InstanceLink> InstanceNetworks::create(const std::string& netns) {
        {"netns add " + netns, "link add " + ifname + " type veth peer name eth0 netns " + netns}},
       {{"ip", "-n", netns},
        {"addr add " + link.instance_ip + "/31 dev eth0", "link set lo up", "link set eth0 up",
-        "route add default via " + link.host_ip + " dev eth0"}},
+        "route add " + formatIpv4(kMeshVipBase) + "/" + std::to_string(kMeshVipPrefix) +
+            " via " + link.host_ip + " dev eth0"}},
       {{"ip"}, {"link set " + ifname + " up", "addr add " + link.host_ip + "/31 dev " + ifname}},
   };
   for (const auto& [prefix, lines] : batches) {

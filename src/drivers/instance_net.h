@@ -1,8 +1,11 @@
 // An instance's own network (DESIGN.md §2 Node: "in its own network namespace where the host
 // allows"): a network namespace per instance, joined to the host by one point-to-point veth
-// pair. There is no bridge and no forwarding: the host reaches the instance at its address, the
-// instance reaches the host end (its default route) and nothing else. Every driver that gives a
-// task a network of its own uses this module (oci today; docker, wasm and the mesh later).
+// pair. There is no bridge and no default route: the host reaches the instance at its address;
+// the instance reaches the host end of its pair (on-link) and the mesh's service addresses
+// (kMeshVipBase/kMeshVipPrefix, routed via the host end, where the node's proxy answers), and
+// nothing else: it has no route to other instances, to the host's other addresses or beyond,
+// whatever the host's forwarding settings. Every driver that gives a task a network of its own
+// uses this module.
 //
 // Addresses: the pool 169.254.128.0/17 (link-local, never routed) is cut into /31 pairs, one per
 // instance: slot i is 169.254.128.0 + 2i; the even address is the host end, the odd one the
@@ -33,6 +36,12 @@ namespace baton::drivers {
 inline constexpr uint32_t kInstanceNetBase = 0xA9FE8000;  // 169.254.128.0
 inline constexpr int kInstanceNetPrefix = 17;
 inline constexpr uint32_t kInstanceNetSlots = 1u << (32 - kInstanceNetPrefix - 1);  // 32768
+// The mesh's per-service addresses (mesh/vips.h): 169.254.64.0/18, local on the host.
+inline constexpr uint32_t kMeshVipBase = 0xA9FE4000;  // 169.254.64.0
+inline constexpr int kMeshVipPrefix = 18;
+// Never handed out: the pair holding the cloud metadata address 169.254.169.254, which the
+// host may need to reach.
+inline constexpr uint32_t kMetadataAddress = 0xA9FEA9FE;
 
 // One instance's link, as created (or found again after a restart).
 struct InstanceLink {
@@ -57,6 +66,7 @@ uint32_t instanceAddress(uint32_t slot);
 std::optional<uint32_t> slotOf(uint32_t ip);
 // A free slot for `netns`: its hash's slot when free, else the next free one (wrapping), so a
 // name keeps its address across restarts as long as nothing collides. kUnavailable when full.
+// The slot of kMetadataAddress is never chosen.
 Result<uint32_t> allocateSlot(std::string_view netns, const std::set<uint32_t>& used);
 // The link fields for a netns in a slot.
 InstanceLink linkFor(std::string netns, uint32_t slot);

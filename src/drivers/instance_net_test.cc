@@ -137,8 +137,8 @@ TEST(InstanceNetTest, CreateRunsTheStepsAndIsIdempotent) {
   EXPECT_TRUE(
       has({"ip", "-n", "baton-web-1", "addr", "add", link->instance_ip + "/31", "dev", "eth0"}));
   EXPECT_TRUE(has({"ip", "-n", "baton-web-1", "link", "set", "lo", "up"}));
-  EXPECT_TRUE(has(
-      {"ip", "-n", "baton-web-1", "route", "add", "default", "via", link->host_ip, "dev", "eth0"}));
+  EXPECT_TRUE(has({"ip", "-n", "baton-web-1", "route", "add", "169.254.64.0/18", "via",
+                   link->host_ip, "dev", "eth0"}));
   EXPECT_EQ(fake->calls.back(),
             (std::vector<std::string>{"ip", "addr", "add", link->host_ip + "/31", "dev", ifname}));
 
@@ -153,6 +153,18 @@ TEST(InstanceNetTest, CreateRunsTheStepsAndIsIdempotent) {
   auto other = nets.create("baton-web-2");
   ASSERT_TRUE(other.isOk());
   EXPECT_NE(other->slot, link->slot);
+}
+
+TEST(InstanceNetTest, TheMetadataAddressIsNeverHandedOut) {
+  const uint32_t meta = *slotOf(kMetadataAddress);
+  EXPECT_EQ(formatIpv4(kMetadataAddress), "169.254.169.254");
+  std::set<uint32_t> used;
+  for (uint32_t s = 0; s < kInstanceNetSlots; ++s) {
+    if (s != meta) used.insert(s);
+  }
+  EXPECT_FALSE(allocateSlot("x", used).isOk()) << "the only free slot is the metadata one";
+  used.erase(meta - 1);
+  EXPECT_EQ(allocateSlot("x", used).value(), meta - 1);
 }
 
 TEST(InstanceNetTest, AFailedStepUndoesTheNamespace) {
@@ -177,9 +189,15 @@ TEST(InstanceNetTest, RealNamespaceIsMadeReachableAndRemoved) {
   auto inside = runCommand({"ip", "-n", name, "-o", "-4", "addr", "show", "dev", "eth0"});
   ASSERT_TRUE(inside.isOk()) << inside.status().toString();
   EXPECT_NE(inside->find(link->instance_ip + "/31"), std::string::npos) << *inside;
-  auto route = runCommand({"ip", "-n", name, "route", "show", "default"});
+  // No default route: only the host end (on-link) and the mesh's addresses via it.
+  auto route = runCommand({"ip", "-n", name, "route", "show"});
   ASSERT_TRUE(route.isOk());
-  EXPECT_NE(route->find("via " + link->host_ip), std::string::npos) << *route;
+  EXPECT_NE(route->find("169.254.64.0/18 via " + link->host_ip), std::string::npos) << *route;
+  EXPECT_EQ(route->find("default"), std::string::npos) << *route;
+  // A host address that is not the pair's host end is unreachable from inside.
+  auto other = runCommand({"ip", "netns", "exec", name, "ip", "route", "get", "169.254.128.1"});
+  EXPECT_FALSE(other.isOk() && link->host_ip != "169.254.128.0")
+      << "another instance's address must have no route: " << (other ? *other : "");
 
   auto listed = nets.list("baton-nettest-");
   ASSERT_TRUE(listed.isOk());

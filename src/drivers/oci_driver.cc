@@ -135,6 +135,7 @@ OciDriver::OciDriver(OciDriverOptions options, Clock& clock)
       clock_(clock),
       runc_root_(options_.state_dir / "runc"),
       exec_(execOptions(options_), clock),
+      nets_(options_.networks != nullptr ? *options_.networks : own_nets_),
       images_(options_.image_dir.empty() ? options_.state_dir / "images" : options_.image_dir,
               options_.os, options_.arch) {
   options_.runc = lookPath(options_.runc);

@@ -45,8 +45,11 @@ struct OciDriverOptions {
   // Containers' cgroups are /<cgroup_parent>/<instance id> (runc's cgroupsPath); the `runc run`
   // processes' own (made by the supervisor) are <cgroup_parent>-runc/<instance id>.
   std::string cgroup_parent = "baton-oci";
-  // Network namespaces are <netns_prefix><instance id>.
+  // Network namespaces are <netns_prefix><instance id>, made by `networks` (shared with the
+  // other drivers so that they never pick the same address; not owned) or, when null, by the
+  // driver's own.
   std::string netns_prefix = "baton-";
+  InstanceNetworks* networks = nullptr;
   // RLIMIT_NOFILE inside containers (soft = hard): the agent passes the soft limit it inherited;
   // 0: oci::kDefaultNofile.
   uint64_t child_nofile = 0;
@@ -97,7 +100,8 @@ class OciDriver final : public Driver {
   Clock& clock_;
   std::filesystem::path runc_root_;
   ExecDriver exec_;
-  InstanceNetworks nets_;
+  InstanceNetworks own_nets_;
+  InstanceNetworks& nets_;
   oci::ImageStore images_;
   exec::StartingIds starting_;
   OomWatch oom_;  // runc reports an OOM kill as a plain SIGKILL

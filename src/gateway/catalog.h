@@ -1,8 +1,8 @@
-// CatalogWatcher: keeps the gateway's RouteTable in step with the store. It lists the apps
-// (/baton/apps/), desired instances (/baton/instances/) and observed statuses (/baton/status/),
-// builds a RouteTable (buildRouteTable(), pure) and hands it to the setter; then it watches
-// /baton/ and rebuilds on every relevant change (re-listing after kCompacted or any watch
-// error). A change is published within one rebuild (milliseconds) of the store's event.
+// CatalogWatcher: keeps the gateway's RouteTable in step with the store. A SnapshotWatcher
+// (state/snapshot_watcher.h) lists the apps (/baton/apps/), desired instances
+// (/baton/instances/) and observed statuses (/baton/status/); each snapshot becomes a RouteTable
+// (buildRouteTable(), pure) handed to the setter. A change is published within one rebuild
+// (milliseconds) of the store's event.
 //
 // A backend is healthy when its status says "healthy", its instance record exists with
 // desired_running = true, and it has a port (an empty address means 127.0.0.1).
@@ -18,6 +18,7 @@
 
 #include "core/result.h"
 #include "gateway/route_table.h"
+#include "state/snapshot_watcher.h"
 #include "state/store.h"
 
 namespace baton::gateway {
@@ -31,20 +32,15 @@ class CatalogWatcher {
  public:
   using Setter = std::function<void(std::shared_ptr<const RouteTable>)>;
   CatalogWatcher(state::Store& store, Setter setter);
-  ~CatalogWatcher();  // stop()
-  CatalogWatcher(const CatalogWatcher&) = delete;
-  CatalogWatcher& operator=(const CatalogWatcher&) = delete;
 
   // Builds and publishes the first table synchronously, then starts watching.
-  Status start();
-  void stop();
+  Status start() { return watcher_.start(); }
+  void stop() { watcher_.stop(); }
   // Number of tables published so far (for tests and metrics).
-  int64_t generation() const;
-
-  struct Impl;
+  int64_t generation() const { return watcher_.generation(); }
 
  private:
-  std::unique_ptr<Impl> impl_;
+  state::SnapshotWatcher watcher_;
 };
 
 }  // namespace baton::gateway

@@ -235,13 +235,15 @@ void from_json(const json& j, InstanceStatus& v) {
 
 void to_json(json& j, const NodeRecord& v) {
   j = {{"id", v.id},         {"address", v.address}, {"api", v.api},
-       {"cpu", v.cpu},       {"memory", v.memory},   {"drivers", v.drivers},
-       {"started_at", toUnixMillis(v.started_at)}};
+       {"mesh", v.mesh},     {"network", v.network}, {"cpu", v.cpu},
+       {"memory", v.memory}, {"drivers", v.drivers}, {"started_at", toUnixMillis(v.started_at)}};
 }
 void from_json(const json& j, NodeRecord& v) {
   j.at("id").get_to(v.id);
   getOpt(j, "address", v.address);
   getOpt(j, "api", v.api);
+  getOpt(j, "mesh", v.mesh);
+  getOpt(j, "network", v.network);
   getOpt(j, "cpu", v.cpu);
   getOpt(j, "memory", v.memory);
   getOpt(j, "drivers", v.drivers);

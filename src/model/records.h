@@ -64,6 +64,8 @@ struct NodeRecord {
   std::string id;
   std::string address;                     // where other agents and clients reach it
   std::string api;                         // the agent's API address
+  std::string mesh;                        // its mesh proxy's mTLS address; empty: no mesh
+  std::string network = "host";            // "isolated": instances in networks of their own
   double cpu = 1;                          // cores offered
   uint64_t memory = 1ull << 30;            // bytes offered
   std::vector<std::string> drivers;        // registered driver names

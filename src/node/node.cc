@@ -14,6 +14,14 @@
 
 namespace baton::node {
 
+std::string upstreamEnvName(std::string_view upstream) {
+  std::string name = "BATON_UPSTREAM_";
+  for (char c : upstream) {
+    name.push_back(c == '-' || c == '/' ? '_' : (c >= 'a' && c <= 'z') ? char(c - 'a' + 'A') : c);
+  }
+  return name;
+}
+
 namespace keys = model::keys;
 
 NodeRuntime::NodeRuntime(state::Store &store, drivers::DriverRegistry &drivers, Clock &clock,
@@ -84,6 +92,8 @@ Status NodeRuntime::registerNodeLocked() {
   rec.id = options_.node_id;
   rec.address = options_.advertise_address;
   rec.api = options_.api_address;
+  rec.mesh = options_.mesh_address;
+  rec.network = options_.network;
   rec.cpu = options_.cpu;
   rec.memory = options_.memory;
   rec.drivers = drivers_.names();
@@ -519,7 +529,23 @@ void NodeRuntime::startTask(const std::string &id, int port, const model::Instan
   cfg.env["BATON_INSTANCE_ID"] = id;
   cfg.env["BATON_APP"] = rec.app;
   cfg.env["BATON_SERVICE"] = rec.service;
-  if (auto it = options_.env.find("BATON_ADDR"); it != options_.env.end()) {
+  if (options_.upstream_address) {
+    // Through the mesh (docs/mesh.md): each declared upstream at its service address. The
+    // agent's API is out of an isolated instance's reach, so BATON_ADDR is not given.
+    for (const std::string &u : rec.spec.upstreams) {
+      auto slash = u.find('/');
+      std::string app = slash == std::string::npos ? rec.app : u.substr(0, slash);
+      std::string svc = slash == std::string::npos ? u : u.substr(slash + 1);
+      auto addr = options_.upstream_address(app, svc);
+      if (!addr) {
+        start_errors_[id] = "upstream " + u + ": " + addr.status().message();
+        return;
+      }
+      const std::string name = upstreamEnvName(u);
+      cfg.env[name] = *addr;
+      cfg.env[name + "_URL"] = "http://" + *addr;
+    }
+  } else if (auto it = options_.env.find("BATON_ADDR"); it != options_.env.end()) {
     cfg.env["BATON_ADDR"] = it->second;
   } else if (!options_.api_address.empty()) {
     cfg.env["BATON_ADDR"] = "http://" + options_.api_address;

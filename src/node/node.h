@@ -24,6 +24,7 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -46,6 +47,12 @@ struct NodeOptions {
   std::string node_id;
   std::string advertise_address = "127.0.0.1";  // where other agents reach this node's instances
   std::string api_address;                      // the agent's API ("127.0.0.1:4646")
+  std::string mesh_address;                     // its mesh proxy's mTLS address (NodeRecord)
+  std::string network = "host";                 // "isolated" or "host" (NodeRecord.network)
+  // Where an instance reaches an upstream ("app", "svc") through the mesh: "ip:port", handed
+  // out as BATON_UPSTREAM_<NAME> and ..._URL. Unset: no mesh, no such variables.
+  std::function<Result<std::string>(const std::string &app, const std::string &service)>
+      upstream_address;
   std::filesystem::path data_dir;               // tasks under data_dir/tasks/<id>, logs under
                                                 // data_dir/logs/<app>/<service>/<id>/
   double cpu = 1;                               // cores offered
@@ -69,6 +76,10 @@ struct NodeOptions {
   // write (checked at most once a minute, or every retention/2 when shorter).
   Duration log_retention = Duration(24 * 3'600'000);
 };
+
+// "cart" -> BATON_UPSTREAM_CART; "billing/api" -> BATON_UPSTREAM_BILLING_API ('-' and '/'
+// become '_').
+std::string upstreamEnvName(std::string_view upstream);
 
 // Probe period of an instance that has not passed its first health check yet.
 inline constexpr Duration kStartingProbeInterval = Duration(50);

@@ -77,7 +77,8 @@ class AgentConfigParser {
   std::optional<AgentConfig> parse(const toml::table& root) {
     c_.checkKeys(
         root, "",
-        {"data_dir", "node_name", "api", "store", "gateway", "dns", "identity", "drivers", "node"});
+        {"data_dir", "node_name", "api", "store", "gateway", "dns", "identity", "drivers", "node",
+         "mesh"});
     AgentConfig cfg;
     if (auto d = c_.string(root, "", "data_dir")) cfg.data_dir = *d;
     if (auto n = c_.string(root, "", "node_name")) {
@@ -100,6 +101,17 @@ class AgentConfigParser {
                "DNS is not available yet: the agent has no DNS server to listen on; remove [dns]");
     }
     if (const toml::array* ids = c_.tableArray(root, "", "identity")) parseIdentities(*ids, cfg);
+    if (const toml::table* mesh = c_.table(root, "", "mesh")) {
+      c_.checkKeys(*mesh, "mesh", {"cert_ttl"});
+      if (auto d = c_.duration(*mesh, "mesh", "cert_ttl", true)) {
+        if (*d < Duration(10'000) || *d > Duration(30LL * 24 * 3'600'000)) {
+          c_.expected(*mesh->get("cert_ttl"), "mesh.cert_ttl",
+                      "a duration from 10s to 720h (leaves are renewed after 2/3 of it)");
+        } else {
+          cfg.mesh_cert_ttl = *d;
+        }
+      }
+    }
     if (const toml::table* drivers = c_.table(root, "", "drivers")) {
       c_.checkKeys(*drivers, "drivers", {"exec", "docker"});
       if (const toml::table* exec = c_.table(*drivers, "drivers", "exec")) {
@@ -120,7 +132,14 @@ class AgentConfigParser {
       }
     }
     if (const toml::table* node = c_.table(root, "", "node")) {
-      c_.checkKeys(*node, "node", {"cpu", "memory", "log_retention"});
+      c_.checkKeys(*node, "node", {"cpu", "memory", "log_retention", "network"});
+      if (auto n = c_.string(*node, "node", "network")) {
+        if (*n != "isolated" && *n != "host") {
+          c_.expected(*node->get("network"), "node.network", "\"isolated\" or \"host\"");
+        } else {
+          cfg.node_network = *n;
+        }
+      }
       cfg.node_cpu = c_.number(*node, "node", "cpu", 0, 1024,
                                "a number of cores greater than 0 and at most 1024 (e.g. 4)");
       cfg.node_memory = c_.bytes(*node, "node", "memory");

@@ -54,6 +54,12 @@ struct AgentConfig {
   std::string docker_socket = "/var/run/docker.sock";
   std::optional<double> node_cpu;       // cores offered; default: all online CPUs
   std::optional<uint64_t> node_memory;  // bytes offered; default: physical memory
+  // [node] network: "isolated" (each instance in its own network namespace; needs root),
+  // "host" (instances share the host's network: loopback, no isolation), or empty: isolated
+  // when the agent can make namespaces, else host (docs/mesh.md).
+  std::string node_network;
+  // [mesh] cert_ttl: how long the mesh's leaf certificates live (renewed after 2/3 of it).
+  Duration mesh_cert_ttl = Duration(24 * 3'600'000);
   // How long the logs of an instance that is gone are kept.
   Duration node_log_retention = Duration(24 * 3'600'000);
   bool dev = false;                     // --dev: no tokens needed, temp data dir

@@ -249,7 +249,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.bind(("127.0.0.1", port))
+    lsock.bind(("0.0.0.0", port))
     lsock.listen(1024)
     print(f"rawsvc listening on {port} pid {os.getpid()} log {_log_path}", flush=True)
     while True:

@@ -167,7 +167,7 @@ def main():
     port = int(sys.argv[1] if len(sys.argv) > 1 else os.environ["PORT"])
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", port))
+    srv.bind(("0.0.0.0", port))
     srv.listen(128)
     while True:
         conn, _ = srv.accept()

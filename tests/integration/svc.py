@@ -44,7 +44,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 ThreadingHTTPServer.request_queue_size = 1024  # the default backlog of 5 drops bursts
-server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+server = ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
 server.daemon_threads = True
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 print(f"svc listening on {server.server_port} pid {os.getpid()}", flush=True)

@@ -127,7 +127,7 @@ line = ("x" * 99 + "\\n").encode()
 for i in range(9 * 1024 * 1024 // len(line)):
     os.write(1, b"%08d " % i + line[9:])
 print("done writing", flush=True)
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()
+http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()
 """)
     m = tmp_path / "chatty.toml"
     m.write_text(f"""app = "chatty"

@@ -136,7 +136,7 @@ http {{
   uwsgi_temp_path {d}/tmp;
   scgi_temp_path {d}/tmp;
   server {{
-    listen 127.0.0.1:{port} backlog=1024;
+    listen {port} backlog=1024;
     location / {{
       default_type text/plain;
       return 200 "hello from nginx\\n";
@@ -159,11 +159,11 @@ def backend_run(name, work: Path, port):
         return [_which("nginx"), "-c", str(conf), "-p", str(d), "-e", str(d / "error.log"),
                 "-g", "daemon off;"], "hello from nginx"
     if name == "gunicorn":
-        return [PYTHON, "-m", "gunicorn", "--bind", "127.0.0.1:${PORT}", "--workers", "1",
+        return [PYTHON, "-m", "gunicorn", "--bind", "0.0.0.0:${PORT}", "--workers", "1",
                 "--worker-class", "gthread", "--threads", "4", "--chdir", str(HERE),
                 "wsgi_app:app"], "hello from gunicorn"
     if name == "uvicorn":
-        return [PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "${PORT}",
+        return [PYTHON, "-m", "uvicorn", "--host", "0.0.0.0", "--port", "${PORT}",
                 "--timeout-keep-alive", "1", "--no-access-log", "--app-dir", str(HERE),
                 "asgi_app:app"], "hello from uvicorn"
     if name == "pyhttp":
@@ -171,7 +171,7 @@ def backend_run(name, work: Path, port):
         d.mkdir(exist_ok=True)
         (d / "index.html").write_text("hello from python http.server\n")
         os.chmod(d, 0o755)
-        return [PYTHON, "-m", "http.server", "${PORT}", "--bind", "127.0.0.1",
+        return [PYTHON, "-m", "http.server", "${PORT}", "--bind", "0.0.0.0",
                 "--directory", str(d)], "hello from python http.server"
     raise ValueError(name)
 
@@ -575,7 +575,7 @@ def test_burst_at_zero(interop):
     manifest.write_text(f"""app = "burst"
 
 [services.web]
-run = {toml_list([PYTHON, "-m", "http.server", "${PORT}", "--bind", "127.0.0.1",
+run = {toml_list([PYTHON, "-m", "http.server", "${PORT}", "--bind", "0.0.0.0",
                   "--directory", str(d)])}
 cpu = 1.0
 memory = "256MiB"

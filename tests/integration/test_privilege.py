@@ -26,7 +26,7 @@ def manifest(tmp_path, name="priv", extra=""):
     m.write_text(f"""app = "{name}"
 
 [services.web]
-run = ["{PYTHON}", "-m", "http.server", "${{PORT}}", "--bind", "127.0.0.1"]
+run = ["{PYTHON}", "-m", "http.server", "${{PORT}}", "--bind", "0.0.0.0"]
 env = {{ DB_PASSWORD = "{SECRET}" }}
 {extra}
 [services.web.scale]

@@ -12,7 +12,7 @@ const server = http.createServer((req, res) => {
   res.end(body);
 });
 server.keepAliveTimeout = Number(process.env.KEEP_ALIVE_MS || 1000);
-server.listen(Number(process.env.PORT), '127.0.0.1', () => {
+server.listen(Number(process.env.PORT), '0.0.0.0', () => {
   console.log(`node ${process.version} listening on ${process.env.PORT}, ` +
               `keepAliveTimeout ${server.keepAliveTimeout} ms`);
 });

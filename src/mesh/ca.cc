@@ -1,0 +1,319 @@
+#include "mesh/ca.h"
+
+#include <fcntl.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "model/names.h"
+
+namespace baton::mesh {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr std::string_view kCaKey = "/baton/mesh/ca";
+constexpr size_t kKekBytes = 32, kNonceBytes = 12, kTagBytes = 16;
+
+struct PkeyFree {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+struct X509Free {
+  void operator()(X509* p) const { X509_free(p); }
+};
+struct BioFree {
+  void operator()(BIO* p) const { BIO_free(p); }
+};
+struct CipherFree {
+  void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); }
+};
+using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
+using Cert = std::unique_ptr<X509, X509Free>;
+
+std::string sslError(const std::string& what) {
+  unsigned long e = ERR_get_error();
+  char buf[256] = "unknown error";
+  if (e != 0) ERR_error_string_n(e, buf, sizeof buf);
+  ERR_clear_error();
+  return what + ": " + buf;
+}
+
+std::string bioText(BIO* b) {
+  char* data = nullptr;
+  long n = BIO_get_mem_data(b, &data);
+  return std::string(data, static_cast<size_t>(n));
+}
+
+std::string certPem(X509* x) {
+  std::unique_ptr<BIO, BioFree> b(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509(b.get(), x);
+  return bioText(b.get());
+}
+std::string keyPem(EVP_PKEY* k) {
+  std::unique_ptr<BIO, BioFree> b(BIO_new(BIO_s_mem()));
+  PEM_write_bio_PrivateKey(b.get(), k, nullptr, nullptr, 0, nullptr, nullptr);
+  return bioText(b.get());
+}
+Cert parseCert(const std::string& pem) {
+  std::unique_ptr<BIO, BioFree> b(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  return Cert(PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr));
+}
+Pkey parseKey(const std::string& pem) {
+  std::unique_ptr<BIO, BioFree> b(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  return Pkey(PEM_read_bio_PrivateKey(b.get(), nullptr, nullptr, nullptr));
+}
+
+std::string hex(const std::string& bytes) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out.push_back(d[c >> 4]);
+    out.push_back(d[c & 15]);
+  }
+  return out;
+}
+std::optional<std::string> unhex(std::string_view h) {
+  if (h.size() % 2) return std::nullopt;
+  auto v = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < h.size(); i += 2) {
+    int a = v(h[i]), b = v(h[i + 1]);
+    if (a < 0 || b < 0) return std::nullopt;
+    out.push_back(static_cast<char>(a * 16 + b));
+  }
+  return out;
+}
+
+// AES-256-GCM: nonce | ciphertext | tag; `aad` binds the sealed value to its purpose.
+Result<std::string> seal(const std::string& kek, const std::string& plain, std::string_view aad) {
+  std::string nonce(kNonceBytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(nonce.data()), kNonceBytes) != 1) {
+    return internalError(sslError("RAND_bytes"));
+  }
+  std::unique_ptr<EVP_CIPHER_CTX, CipherFree> c(EVP_CIPHER_CTX_new());
+  std::string out(plain.size(), '\0');
+  std::string tag(kTagBytes, '\0');
+  int n = 0, m = 0;
+  auto u = [](const std::string& s) { return reinterpret_cast<const unsigned char*>(s.data()); };
+  bool ok =
+      EVP_EncryptInit_ex(c.get(), EVP_aes_256_gcm(), nullptr, u(kek), u(nonce)) == 1 &&
+      EVP_EncryptUpdate(c.get(), nullptr, &n, reinterpret_cast<const unsigned char*>(aad.data()),
+                        static_cast<int>(aad.size())) == 1 &&
+      EVP_EncryptUpdate(c.get(), reinterpret_cast<unsigned char*>(out.data()), &n, u(plain),
+                        static_cast<int>(plain.size())) == 1 &&
+      EVP_EncryptFinal_ex(c.get(), reinterpret_cast<unsigned char*>(out.data()) + n, &m) == 1 &&
+      EVP_CIPHER_CTX_ctrl(c.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, tag.data()) == 1;
+  if (!ok) return internalError(sslError("AES-256-GCM seal"));
+  return nonce + out + tag;
+}
+
+Result<std::string> open(const std::string& kek, const std::string& sealed, std::string_view aad) {
+  if (sealed.size() < kNonceBytes + kTagBytes) return invalidArgument("sealed value too short");
+  std::string nonce = sealed.substr(0, kNonceBytes);
+  std::string body = sealed.substr(kNonceBytes, sealed.size() - kNonceBytes - kTagBytes);
+  std::string tag = sealed.substr(sealed.size() - kTagBytes);
+  std::unique_ptr<EVP_CIPHER_CTX, CipherFree> c(EVP_CIPHER_CTX_new());
+  std::string out(body.size(), '\0');
+  int n = 0, m = 0;
+  auto u = [](const std::string& s) { return reinterpret_cast<const unsigned char*>(s.data()); };
+  bool ok =
+      EVP_DecryptInit_ex(c.get(), EVP_aes_256_gcm(), nullptr, u(kek), u(nonce)) == 1 &&
+      EVP_DecryptUpdate(c.get(), nullptr, &n, reinterpret_cast<const unsigned char*>(aad.data()),
+                        static_cast<int>(aad.size())) == 1 &&
+      EVP_DecryptUpdate(c.get(), reinterpret_cast<unsigned char*>(out.data()), &n, u(body),
+                        static_cast<int>(body.size())) == 1 &&
+      EVP_CIPHER_CTX_ctrl(c.get(), EVP_CTRL_GCM_SET_TAG, kTagBytes, tag.data()) == 1 &&
+      EVP_DecryptFinal_ex(c.get(), reinterpret_cast<unsigned char*>(out.data()) + n, &m) == 1;
+  ERR_clear_error();
+  if (!ok) {
+    return Status(Code::kFailedPrecondition,
+                  "the mesh CA's key does not open with this agent's key-encryption key (was "
+                  "the data dir's mesh-ca.kek replaced?)");
+  }
+  return out;
+}
+
+Result<std::string> loadOrCreateKek(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (in) {
+    std::string k((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (k.size() != kKekBytes) {
+      return invalidArgument(path.string() + ": expected " + std::to_string(kKekBytes) +
+                             " bytes, found " + std::to_string(k.size()));
+    }
+    return k;
+  }
+  std::string k(kKekBytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(k.data()), kKekBytes) != 1) {
+    return internalError(sslError("RAND_bytes"));
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return ioError("cannot create " + path.string() + ": " + std::strerror(errno));
+  bool ok = ::write(fd, k.data(), k.size()) == static_cast<ssize_t>(k.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) return ioError("cannot write " + path.string());
+  return k;
+}
+
+bool setSerial(X509* x) {
+  unsigned char serial[16];
+  if (RAND_bytes(serial, sizeof serial) != 1) return false;
+  serial[0] &= 0x7f;
+  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
+  bool ok = bn != nullptr && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != nullptr;
+  BN_free(bn);
+  return ok;
+}
+
+bool addExt(X509* x, X509* issuer, int nid, const std::string& value) {
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, issuer, x, nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, nid, value.c_str());
+  if (ext == nullptr) return false;
+  X509_add_ext(x, ext, -1);
+  X509_EXTENSION_free(ext);
+  return true;
+}
+
+void setName(X509_NAME* name, const std::string& cn) {
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("Baton mesh"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+}
+
+}  // namespace
+
+std::string spiffeId(std::string_view trust_domain, const ServiceRef& s) {
+  return "spiffe://" + std::string(trust_domain) + "/app/" + s.app + "/svc/" + s.service;
+}
+
+std::optional<ServiceRef> parseSpiffeId(std::string_view trust_domain, std::string_view uri) {
+  std::string prefix = "spiffe://" + std::string(trust_domain) + "/app/";
+  if (uri.substr(0, prefix.size()) != prefix) return std::nullopt;
+  uri.remove_prefix(prefix.size());
+  auto mid = uri.find("/svc/");
+  if (mid == std::string_view::npos) return std::nullopt;
+  std::string_view app = uri.substr(0, mid), svc = uri.substr(mid + 5);
+  if (!model::isValidName(app) || !model::isValidName(svc)) return std::nullopt;
+  return ServiceRef{std::string(app), std::string(svc)};
+}
+
+struct MeshCa::Impl {
+  std::mutex mu;
+  Pkey key;
+  Cert cert;
+  Clock& clock;
+  explicit Impl(Clock& c) : clock(c) {}
+};
+
+MeshCa::MeshCa(std::unique_ptr<Impl> impl, std::string root_pem, std::string trust_domain)
+    : impl_(std::move(impl)), root_pem_(std::move(root_pem)), trust_domain_(std::move(trust_domain)) {}
+MeshCa::~MeshCa() = default;
+
+Result<std::unique_ptr<MeshCa>> MeshCa::loadOrCreate(state::Store& store, const fs::path& kek_file,
+                                                     std::string trust_domain, Clock& clock) {
+  auto kek = loadOrCreateKek(kek_file);
+  if (!kek) return kek.status();
+  const std::string key(kCaKey);
+  const std::string aad = "baton mesh ca key";
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    auto cur = store.get(key);
+    if (!cur) return cur.status();
+    if (cur->has_value()) {
+      auto j = nlohmann::json::parse((*cur)->value, nullptr, false);
+      if (j.is_discarded() || !j.is_object() || !j.contains("cert") || !j.contains("key_sealed")) {
+        return Status(Code::kInternal, "malformed mesh CA record " + key);
+      }
+      auto sealed = unhex(j.value("key_sealed", ""));
+      if (!sealed) return Status(Code::kInternal, "malformed mesh CA record " + key);
+      auto pem = open(*kek, *sealed, aad);
+      if (!pem) return pem.status();
+      auto impl = std::make_unique<Impl>(clock);
+      impl->key = parseKey(*pem);
+      impl->cert = parseCert(j["cert"].get<std::string>());
+      if (!impl->key || !impl->cert) return Status(Code::kInternal, "unreadable mesh CA in " + key);
+      return std::unique_ptr<MeshCa>(
+          new MeshCa(std::move(impl), j["cert"].get<std::string>(), std::move(trust_domain)));
+    }
+    // A new root, valid 10 years; its key never leaves this process unsealed.
+    Pkey k(EVP_EC_gen("P-256"));
+    Cert x(X509_new());
+    if (!k || !x || !setSerial(x.get())) return internalError(sslError("making the mesh CA"));
+    X509_set_version(x.get(), 2);
+    X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x.get()), 10L * 365 * 24 * 3600);
+    X509_set_pubkey(x.get(), k.get());
+    setName(X509_get_subject_name(x.get()), "Baton mesh root " + trust_domain);
+    X509_set_issuer_name(x.get(), X509_get_subject_name(x.get()));
+    bool ok = addExt(x.get(), x.get(), NID_basic_constraints, "critical,CA:TRUE,pathlen:0") &&
+              addExt(x.get(), x.get(), NID_key_usage, "critical,keyCertSign,cRLSign") &&
+              addExt(x.get(), x.get(), NID_subject_key_identifier, "hash") &&
+              addExt(x.get(), x.get(), NID_name_constraints,
+                     "critical,permitted;URI:" + trust_domain);
+    if (!ok || X509_sign(x.get(), k.get(), EVP_sha256()) == 0) {
+      return internalError(sslError("signing the mesh CA"));
+    }
+    auto sealed = seal(*kek, keyPem(k.get()), aad);
+    if (!sealed) return sealed.status();
+    nlohmann::json rec = {{"cert", certPem(x.get())},
+                          {"key_sealed", hex(*sealed)},
+                          {"trust_domain", trust_domain},
+                          {"created_at", toUnixMillis(clock.now())}};
+    auto t = store.txn({state::Compare::absent(key)}, {state::Op::put(key, rec.dump())});
+    if (!t) return t.status();
+    // Lost a race: read what the winner wrote.
+  }
+  return Status(Code::kConflict, "the mesh CA record keeps changing");
+}
+
+Result<LeafCertificate> MeshCa::issue(const ServiceRef& service, Duration ttl) {
+  Pkey k(EVP_EC_gen("P-256"));
+  Cert x(X509_new());
+  if (!k || !x || !setSerial(x.get())) return internalError(sslError("making a mesh leaf"));
+  const TimePoint now = impl_->clock.now();
+  LeafCertificate out;
+  out.not_before = now - Duration(60'000);
+  out.not_after = now + ttl;
+  X509_set_version(x.get(), 2);
+  ASN1_TIME_set(X509_getm_notBefore(x.get()), std::chrono::system_clock::to_time_t(
+                                                  std::chrono::time_point_cast<std::chrono::seconds>(
+                                                      out.not_before)));
+  ASN1_TIME_set(X509_getm_notAfter(x.get()),
+                std::chrono::system_clock::to_time_t(
+                    std::chrono::time_point_cast<std::chrono::seconds>(out.not_after)));
+  X509_set_pubkey(x.get(), k.get());
+  setName(X509_get_subject_name(x.get()), service.str());
+  const std::string uri = spiffeId(trust_domain_, service);
+  {
+    std::lock_guard lock(impl_->mu);
+    X509_set_issuer_name(x.get(), X509_get_subject_name(impl_->cert.get()));
+    bool ok = addExt(x.get(), impl_->cert.get(), NID_subject_alt_name, "URI:" + uri) &&
+              addExt(x.get(), impl_->cert.get(), NID_basic_constraints, "critical,CA:FALSE") &&
+              addExt(x.get(), impl_->cert.get(), NID_key_usage,
+                     "critical,digitalSignature,keyAgreement") &&
+              addExt(x.get(), impl_->cert.get(), NID_ext_key_usage, "serverAuth,clientAuth") &&
+              addExt(x.get(), impl_->cert.get(), NID_authority_key_identifier, "keyid:always");
+    if (!ok || X509_sign(x.get(), impl_->key.get(), EVP_sha256()) == 0) {
+      return internalError(sslError("signing a mesh leaf for " + service.str()));
+    }
+  }
+  out.cert_pem = certPem(x.get());
+  out.key_pem = keyPem(k.get());
+  return out;
+}
+
+}  // namespace baton::mesh

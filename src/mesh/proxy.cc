@@ -1,0 +1,533 @@
+#include "mesh/proxy.h"
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <list>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "model/names.h"
+
+namespace baton::mesh {
+namespace {
+
+namespace asio = boost::asio;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
+using TlsStream = ssl::stream<tcp::socket>;
+constexpr size_t kRelayBuf = 16 * 1024;
+constexpr auto kHoldPoll = std::chrono::milliseconds(20);
+constexpr auto kColdKickEvery = std::chrono::seconds(1);
+
+Result<tcp::endpoint> parseEndpoint(const std::string& hostport) {
+  auto colon = hostport.rfind(':');
+  if (colon == std::string::npos) return invalidArgument("expected host:port, got " + hostport);
+  error_code ec;
+  auto addr = asio::ip::make_address(hostport.substr(0, colon), ec);
+  int port = -1;
+  try {
+    port = std::stoi(hostport.substr(colon + 1));
+  } catch (...) {
+  }
+  if (ec || port < 0 || port > 65535) return invalidArgument("expected host:port, got " + hostport);
+  return tcp::endpoint(addr, static_cast<uint16_t>(port));
+}
+
+// The URI SAN of the peer's certificate (empty when none).
+std::string peerUri(SSL* ssl) {
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (cert == nullptr) return "";
+  std::string uri;
+  auto* names =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (names != nullptr) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(names) && uri.empty(); ++i) {
+      GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
+      if (n->type != GEN_URI) continue;
+      uri.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(n->d.uniformResourceIdentifier)),
+                 static_cast<size_t>(ASN1_STRING_length(n->d.uniformResourceIdentifier)));
+    }
+    GENERAL_NAMES_free(names);
+  }
+  X509_free(cert);
+  return uri;
+}
+
+// A relayed connection that a new deny may cut.
+struct Live {
+  ServiceRef caller, destination;
+  std::function<void()> cut;
+};
+
+}  // namespace
+
+std::string meshServerName(const ServiceRef& s) { return s.service + "." + s.app + ".mesh.baton"; }
+
+std::optional<ServiceRef> parseMeshServerName(std::string_view name) {
+  constexpr std::string_view kSuffix = ".mesh.baton";
+  if (name.size() <= kSuffix.size() || name.substr(name.size() - kSuffix.size()) != kSuffix) {
+    return std::nullopt;
+  }
+  name.remove_suffix(kSuffix.size());
+  auto dot = name.find('.');
+  if (dot == std::string_view::npos) return std::nullopt;
+  std::string_view svc = name.substr(0, dot), app = name.substr(dot + 1);
+  if (!model::isValidName(svc) || !model::isValidName(app)) return std::nullopt;
+  return ServiceRef{std::string(app), std::string(svc)};
+}
+
+struct MeshProxy::Impl {
+  MeshProxyOptions options;
+  MeshCa& ca;
+  Clock& clock;
+  MeshProxyHooks hooks;
+  std::shared_ptr<tcp::acceptor> mesh_acceptor;
+  std::string mesh_address;
+  std::shared_ptr<ssl::context> server_ctx;  // SNI switches to the destination's context
+  // Everything below is used on the proxy's thread only.
+  std::shared_ptr<const MeshView> view = std::make_shared<MeshView>();
+  std::map<std::pair<std::string, int>, std::shared_ptr<tcp::acceptor>> vip_acceptors;
+  struct Certs {
+    std::shared_ptr<ssl::context> client, server;
+    TimePoint renew_at{};
+  };
+  std::map<std::string, Certs> certs;  // by "app/svc"
+  std::list<Live*> live;
+  std::map<std::string, size_t> round_robin;
+  std::atomic<int64_t> outbound{0}, inbound{0}, denied{0}, unknown_peer{0}, cut{0}, failed{0},
+      certs_issued{0}, open{0};
+  bool stopping = false;
+  // Last, so that it goes first: the coroutine frames it may still hold (a forced stop) refer to
+  // the members above. Acceptors are released in stop(), before it goes.
+  asio::io_context ioc{1};
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::thread thread;
+
+  Impl(MeshProxyOptions o, MeshCa& c, Clock& k, MeshProxyHooks h)
+      : options(std::move(o)), ca(c), clock(k), hooks(std::move(h)) {}
+
+  // ---- certificates ----
+
+  std::shared_ptr<ssl::context> makeContext(ssl::context::method m) {
+    auto ctx = std::make_shared<ssl::context>(m);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_3_VERSION);
+    ctx->add_certificate_authority(asio::buffer(ca.rootPem()));
+    ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+    return ctx;
+  }
+
+  // The contexts of `service`, issuing a new leaf when there is none or it is due for renewal.
+  // Open connections keep the context (and so the leaf) they started with.
+  Certs* certsFor(const ServiceRef& service) {
+    auto& c = certs[service.str()];
+    if (c.client && clock.now() < c.renew_at) return &c;
+    auto leaf = ca.issue(service, options.cert_ttl);
+    if (!leaf) {
+      spdlog::warn("mesh: issuing a certificate for {}: {}", service.str(), leaf.status().toString());
+      return c.client ? &c : nullptr;  // keep the old one while it is valid
+    }
+    certs_issued.fetch_add(1, std::memory_order_relaxed);
+    Certs fresh;
+    error_code ec;
+    for (auto* slot : {&fresh.client, &fresh.server}) {
+      *slot = makeContext(slot == &fresh.client ? ssl::context::tls_client : ssl::context::tls_server);
+      (*slot)->use_certificate_chain(asio::buffer(leaf->cert_pem), ec);
+      if (!ec) (*slot)->use_private_key(asio::buffer(leaf->key_pem), ssl::context::pem, ec);
+      if (ec) {
+        spdlog::warn("mesh: loading the certificate of {}: {}", service.str(), ec.message());
+        return c.client ? &c : nullptr;
+      }
+    }
+    fresh.renew_at = clock.now() + options.cert_ttl * 2 / 3;
+    c = std::move(fresh);
+    return &c;
+  }
+
+  static int onServerName(SSL* ssl, int* alert, void* arg) {
+    auto* self = static_cast<Impl*>(arg);
+    const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    auto dst = name ? parseMeshServerName(name) : std::nullopt;
+    if (!dst) {
+      *alert = SSL_AD_UNRECOGNIZED_NAME;
+      return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    Certs* c = self->certsFor(*dst);
+    if (c == nullptr) {
+      *alert = SSL_AD_INTERNAL_ERROR;
+      return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    SSL_set_SSL_CTX(ssl, c->server->native_handle());
+    return SSL_TLSEXT_ERR_OK;
+  }
+
+  // ---- connections ----
+
+  // Runs `op` (an awaitable) with a deadline: the socket is closed when it passes.
+  template <class Socket, class Op>
+  asio::awaitable<error_code> withDeadline(Socket& s, Op op) {
+    asio::steady_timer timer(ioc, options.connect_timeout);
+    timer.async_wait([&s](error_code ec) {
+      if (!ec) {
+        error_code ignored;
+        s.close(ignored);
+      }
+    });
+    error_code ec = co_await std::move(op);
+    timer.cancel();
+    co_return ec;
+  }
+
+  struct Registration {
+    Impl* impl;
+    std::list<Live*>::iterator it;
+    Live entry;
+    Registration(Impl* i, ServiceRef caller, ServiceRef dst, std::function<void()> cut)
+        : impl(i), entry{std::move(caller), std::move(dst), std::move(cut)} {
+      it = impl->live.insert(impl->live.end(), &entry);
+      impl->open.fetch_add(1, std::memory_order_relaxed);
+    }
+    ~Registration() {
+      impl->live.erase(it);
+      impl->open.fetch_sub(1, std::memory_order_relaxed);
+    }
+  };
+
+  // Copies bytes both ways until either side ends; then closes both.
+  template <class A, class B>
+  asio::awaitable<void> relay(A& a, B& b, Registration&) {
+    auto closeBoth = [&] {
+      error_code ignored;
+      a.lowest_layer().close(ignored);
+      b.lowest_layer().close(ignored);
+    };
+    auto pump = [closeBoth](auto& from, auto& to) -> asio::awaitable<void> {
+      std::unique_ptr<char[]> buf(new char[kRelayBuf]);
+      for (;;) {
+        auto [ec, n] = co_await from.async_read_some(asio::buffer(buf.get(), kRelayBuf), kUse);
+        if (ec) break;
+        auto [wec, m] = co_await asio::async_write(to, asio::buffer(buf.get(), n), kUse);
+        if (wec) break;
+      }
+      closeBoth();
+    };
+    // Both directions at once; the frame (and the sockets' owners) outlive them both.
+    auto done = std::make_shared<asio::steady_timer>(ioc, asio::steady_timer::time_point::max());
+    auto remaining = std::make_shared<int>(2);
+    auto finish = [done, remaining](std::exception_ptr) {
+      if (--*remaining == 0) done->cancel();
+    };
+    asio::co_spawn(ioc, pump(a, b), finish);
+    asio::co_spawn(ioc, pump(b, a), finish);
+    co_await done->async_wait(kUse);
+    while (*remaining > 0) {  // cancelled early (stop): wait for the pumps to notice
+      done->expires_at(asio::steady_timer::time_point::max());
+      co_await done->async_wait(kUse);
+    }
+  }
+
+  // Caller side: a connection to a service address from an instance of this node.
+  asio::awaitable<void> outboundConn(tcp::socket sock, ServiceRef dst) {
+    error_code ec;
+    const std::string peer = sock.remote_endpoint(ec).address().to_string();
+    std::shared_ptr<const MeshView> v = view;
+    auto who = v->callers.find(peer);
+    if (ec || who == v->callers.end()) {
+      unknown_peer.fetch_add(1, std::memory_order_relaxed);
+      co_return;
+    }
+    const ServiceRef caller = who->second;
+    if (Verdict verdict = v->decide(caller, dst); !verdict.allowed) {
+      denied.fetch_add(1, std::memory_order_relaxed);
+      spdlog::info("mesh: {} -> {} refused: {}", caller.str(), dst.str(), verdict.reason);
+      co_return;
+    }
+    // Hold while the destination has no healthy instance (scale from zero).
+    const auto deadline = std::chrono::steady_clock::now() + options.hold_timeout;
+    auto last_kick = std::chrono::steady_clock::time_point{};
+    MeshEndpoint ep;
+    for (;;) {
+      v = view;
+      if (const auto* eps = v->healthyOf(dst)) {
+        ep = (*eps)[round_robin[dst.str()]++ % eps->size()];
+        break;
+      }
+      auto now = std::chrono::steady_clock::now();
+      if (now >= deadline || stopping) {
+        failed.fetch_add(1, std::memory_order_relaxed);
+        spdlog::info("mesh: {} -> {}: no healthy instance within {} ms", caller.str(), dst.str(),
+                     options.hold_timeout.count());
+        co_return;
+      }
+      if (hooks.on_cold && now - last_kick >= kColdKickEvery) {
+        hooks.on_cold(dst.app, dst.service);
+        last_kick = now;
+      }
+      asio::steady_timer t(ioc, kHoldPoll);
+      co_await t.async_wait(kUse);
+    }
+    std::string to = ep.node == options.node_id ? mesh_address : "";
+    if (auto n = v->node_mesh.find(ep.node); to.empty() && n != v->node_mesh.end()) to = n->second;
+    auto target = parseEndpoint(to);
+    Certs* c = certsFor(caller);
+    if (!target || c == nullptr) {
+      failed.fetch_add(1, std::memory_order_relaxed);
+      co_return;
+    }
+    auto ctx = c->client;  // keeps this connection's leaf alive
+    TlsStream tls(ioc, *ctx);
+    const std::string sni = meshServerName(dst);
+    SSL_set_tlsext_host_name(tls.native_handle(), sni.c_str());
+    ec = co_await withDeadline(tls.lowest_layer(), [&]() -> asio::awaitable<error_code> {
+      auto [e] = co_await tls.lowest_layer().async_connect(*target, kUse);
+      if (e) co_return e;
+      auto [h] = co_await tls.async_handshake(ssl::stream_base::client, kUse);
+      co_return h;
+    }());
+    const std::string expected = spiffeId(ca.trustDomain(), dst);
+    if (ec || peerUri(tls.native_handle()) != expected) {
+      failed.fetch_add(1, std::memory_order_relaxed);
+      spdlog::info("mesh: {} -> {}: {} refused the connection ({})", caller.str(), dst.str(), to,
+                   ec ? ec.message() : "it is not " + expected);
+      co_return;
+    }
+    outbound.fetch_add(1, std::memory_order_relaxed);
+    Registration reg(this, caller, dst, [&] {
+      error_code ignored;
+      sock.close(ignored);
+      tls.lowest_layer().close(ignored);
+    });
+    co_await relay(sock, tls, reg);
+  }
+
+  // Destination side: mutual TLS from a node proxy.
+  asio::awaitable<void> inboundConn(tcp::socket sock) {
+    auto ctx = server_ctx;
+    TlsStream tls(std::move(sock), *ctx);
+    error_code ec = co_await withDeadline(tls.lowest_layer(), [&]() -> asio::awaitable<error_code> {
+      auto [h] = co_await tls.async_handshake(ssl::stream_base::server, kUse);
+      co_return h;
+    }());
+    if (ec) {
+      failed.fetch_add(1, std::memory_order_relaxed);
+      co_return;
+    }
+    const char* name = SSL_get_servername(tls.native_handle(), TLSEXT_NAMETYPE_host_name);
+    auto dst = name ? parseMeshServerName(name) : std::nullopt;
+    auto caller = parseSpiffeId(ca.trustDomain(), peerUri(tls.native_handle()));
+    if (!dst || !caller) {
+      denied.fetch_add(1, std::memory_order_relaxed);
+      co_return;
+    }
+    std::shared_ptr<const MeshView> v = view;
+    if (Verdict verdict = v->decide(*caller, *dst); !verdict.allowed) {
+      denied.fetch_add(1, std::memory_order_relaxed);
+      spdlog::info("mesh: {} -> {} refused at the destination: {}", caller->str(), dst->str(),
+                   verdict.reason);
+      co_return;
+    }
+    std::vector<MeshEndpoint> local;
+    if (const auto* eps = v->healthyOf(*dst)) {
+      for (const auto& e : *eps) {
+        if (e.node == options.node_id) local.push_back(e);
+      }
+    }
+    if (local.empty()) {
+      failed.fetch_add(1, std::memory_order_relaxed);
+      co_return;
+    }
+    const MeshEndpoint& ep = local[round_robin["in:" + dst->str()]++ % local.size()];
+    tcp::socket up(ioc);
+    error_code aec;
+    tcp::endpoint target(asio::ip::make_address(ep.address, aec), static_cast<uint16_t>(ep.port));
+    if (aec) co_return;
+    ec = co_await withDeadline(up, [&]() -> asio::awaitable<error_code> {
+      auto [e] = co_await up.async_connect(target, kUse);
+      co_return e;
+    }());
+    if (ec) {
+      failed.fetch_add(1, std::memory_order_relaxed);
+      co_return;
+    }
+    up.set_option(tcp::no_delay(true), ec);
+    inbound.fetch_add(1, std::memory_order_relaxed);
+    Registration reg(this, *caller, *dst, [&] {
+      error_code ignored;
+      up.close(ignored);
+      tls.lowest_layer().close(ignored);
+    });
+    co_await relay(tls, up, reg);
+  }
+
+  template <class Handler>
+  asio::awaitable<void> acceptLoop(std::shared_ptr<tcp::acceptor> a, Handler handle) {
+    for (;;) {
+      auto [ec, sock] = co_await a->async_accept(kUse);
+      if (!a->is_open()) co_return;
+      if (ec) {
+        // Out of descriptors and the like: pause rather than spin.
+        asio::steady_timer t(ioc, std::chrono::milliseconds(50));
+        co_await t.async_wait(kUse);
+        continue;
+      }
+      error_code ignored;
+      sock.set_option(tcp::no_delay(true), ignored);
+      asio::co_spawn(ioc, handle(std::move(sock)), asio::detached);
+    }
+  }
+
+  // ---- views ----
+
+  void applyView(std::shared_ptr<const MeshView> v) {
+    view = std::move(v);
+    // Cut what the new view denies.
+    std::vector<Live*> doomed;
+    for (Live* l : live) {
+      if (!view->decide(l->caller, l->destination).allowed) doomed.push_back(l);
+    }
+    for (Live* l : doomed) {
+      cut.fetch_add(1, std::memory_order_relaxed);
+      spdlog::info("mesh: cutting {} -> {}: {}", l->caller.str(), l->destination.str(),
+                   view->decide(l->caller, l->destination).reason);
+      l->cut();
+    }
+    // Listen on every service address the view names.
+    std::map<std::pair<std::string, int>, ServiceRef> want;
+    for (const auto& [addr, svc] : view->vips) {
+      want[{addr, options.vip_port}] = svc;
+      if (auto p = view->ports.find(svc.str()); p != view->ports.end()) {
+        for (int port : p->second) want[{addr, port}] = svc;
+      }
+    }
+    for (auto it = vip_acceptors.begin(); it != vip_acceptors.end();) {
+      if (want.count(it->first)) {
+        ++it;
+        continue;
+      }
+      error_code ignored;
+      it->second->close(ignored);
+      it = vip_acceptors.erase(it);
+    }
+    for (const auto& [key, svc] : want) {
+      if (vip_acceptors.count(key)) continue;
+      error_code ec;
+      tcp::endpoint ep(asio::ip::make_address(key.first, ec), static_cast<uint16_t>(key.second));
+      auto a = std::make_shared<tcp::acceptor>(ioc);
+      if (!ec) a->open(ep.protocol(), ec);
+      if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec) a->bind(ep, ec);
+      if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) {
+        spdlog::warn("mesh: cannot listen on {}:{} for {}: {}", key.first, key.second, svc.str(),
+                     ec.message());
+        continue;
+      }
+      vip_acceptors[key] = a;
+      ServiceRef dst = svc;
+      asio::co_spawn(ioc,
+                     acceptLoop(a, [this, dst](tcp::socket s) {
+                       return outboundConn(std::move(s), dst);
+                     }),
+                     asio::detached);
+    }
+  }
+};
+
+MeshProxy::MeshProxy(MeshProxyOptions options, MeshCa& ca, Clock& clock, MeshProxyHooks hooks)
+    : impl_(std::make_unique<Impl>(std::move(options), ca, clock, std::move(hooks))) {}
+
+MeshProxy::~MeshProxy() { stop(); }
+
+Status MeshProxy::start() {
+  Impl& m = *impl_;
+  auto ep = parseEndpoint(m.options.listen);
+  if (!ep) return ep.status();
+  m.server_ctx = m.makeContext(ssl::context::tls_server);
+  SSL_CTX_set_tlsext_servername_callback(m.server_ctx->native_handle(), &Impl::onServerName);
+  SSL_CTX_set_tlsext_servername_arg(m.server_ctx->native_handle(), &m);
+  auto a = std::make_shared<tcp::acceptor>(m.ioc);
+  error_code ec;
+  a->open(ep->protocol(), ec);
+  if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) a->bind(*ep, ec);
+  if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return ioError("mesh: cannot listen on " + m.options.listen + ": " + ec.message());
+  auto bound = a->local_endpoint(ec);
+  m.mesh_address = bound.address().to_string() + ":" + std::to_string(bound.port());
+  m.mesh_acceptor = a;
+  asio::co_spawn(m.ioc,
+                 m.acceptLoop(a, [&m](tcp::socket s) { return m.inboundConn(std::move(s)); }),
+                 asio::detached);
+  m.work.emplace(m.ioc.get_executor());
+  m.thread = std::thread([&m] { m.ioc.run(); });
+  return Status::ok();
+}
+
+void MeshProxy::stop() {
+  Impl& m = *impl_;
+  if (!m.thread.joinable()) return;
+  asio::post(m.ioc, [&m] {
+    m.stopping = true;
+    error_code ignored;
+    if (m.mesh_acceptor) m.mesh_acceptor->close(ignored);
+    for (auto& [_, a] : m.vip_acceptors) a->close(ignored);
+    std::vector<Live*> all(m.live.begin(), m.live.end());
+    for (Live* l : all) l->cut();
+    // Whatever still runs after a grace period (a hold, a handshake) is dropped.
+    auto grace = std::make_shared<asio::steady_timer>(m.ioc, std::chrono::seconds(2));
+    grace->async_wait([&m, grace](error_code) { m.ioc.stop(); });
+  });
+  m.work.reset();
+  m.thread.join();
+  m.vip_acceptors.clear();
+  m.mesh_acceptor.reset();
+}
+
+void MeshProxy::setView(std::shared_ptr<const MeshView> view) {
+  Impl& m = *impl_;
+  asio::post(m.ioc, [&m, v = std::move(view)]() mutable { m.applyView(std::move(v)); });
+}
+
+std::string MeshProxy::meshAddress() const { return impl_->mesh_address; }
+
+MeshProxyStats MeshProxy::stats() const {
+  const Impl& m = *impl_;
+  auto g = [](const std::atomic<int64_t>& a) { return a.load(std::memory_order_relaxed); };
+  return {g(m.outbound), g(m.inbound), g(m.denied),       g(m.unknown_peer),
+          g(m.cut),      g(m.failed),  g(m.certs_issued), g(m.open)};
+}
+
+std::string MeshProxy::prometheus() const {
+  MeshProxyStats s = stats();
+  std::string out =
+      "# HELP baton_mesh_connections_total Mesh connections by outcome.\n"
+      "# TYPE baton_mesh_connections_total counter\n";
+  auto line = [&](const char* outcome, int64_t n) {
+    out += "baton_mesh_connections_total{outcome=\"" + std::string(outcome) + "\"} " +
+           std::to_string(n) + "\n";
+  };
+  line("outbound", s.outbound);
+  line("inbound", s.inbound);
+  line("denied", s.denied);
+  line("unknown_peer", s.unknown_peer);
+  line("cut", s.cut);
+  line("failed", s.failed);
+  out += "# HELP baton_mesh_open_connections Relayed mesh connections open now.\n"
+         "# TYPE baton_mesh_open_connections gauge\n"
+         "baton_mesh_open_connections " + std::to_string(s.open) + "\n"
+         "# HELP baton_mesh_certificates_issued_total Leaf certificates issued.\n"
+         "# TYPE baton_mesh_certificates_issued_total counter\n"
+         "baton_mesh_certificates_issued_total " + std::to_string(s.certs_issued) + "\n";
+  return out;
+}
+
+}  // namespace baton::mesh
