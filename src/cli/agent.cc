@@ -360,6 +360,7 @@ int runAgent(const AgentFlags& flags) {
       autoscaling.kick(app, service);
     };
     mesh_proxy = std::make_unique<mesh::MeshProxy>(mo, *mesh_ca, clock, mh);
+    load.setMesh(mesh_proxy.get());
     if (Status s = mesh_proxy->start(); !s) {
       std::cerr << "baton agent: " << s.message() << "\n";
       return 1;

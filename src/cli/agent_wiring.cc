@@ -39,6 +39,17 @@ std::map<std::string, controller::ServiceLoad> GatewayLoad::sample() {
     last.latency_sum_us = s.latency_sum_us;
     out[id] = load;
   }
+  if (mesh_ != nullptr) {
+    for (const auto& [id, d] : mesh_->demand()) {
+      int64_t& last = mesh_arrivals_[id];
+      controller::ServiceLoad& load = out[id];
+      load.arrivals += std::max<int64_t>(0, d.arrivals - last);
+      load.parked += static_cast<int>(d.held);
+      load.queued += static_cast<double>(d.held);
+      load.concurrency += static_cast<double>(d.open + d.held);
+      last = d.arrivals;
+    }
+  }
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include "controller/autoscaling.h"
 #include "gateway/authorizer.h"
 #include "gateway/gateway.h"
+#include "mesh/proxy.h"
 
 namespace baton::cli {
 
@@ -30,12 +31,15 @@ class GatewayAuthorizer final : public gateway::Authorizer {
   Clock& clock_;
 };
 
-// Turns the gateway's monotonic counters into per-interval loads. Not thread-safe by itself:
-// the autoscaling loop calls it from one thread.
+// Turns the gateway's monotonic counters into per-interval loads, adding what the mesh proxy's
+// callers ask of each service (connections open or held count as in flight). Not thread-safe
+// by itself: the autoscaling loop calls it from one thread.
 class GatewayLoad {
  public:
   GatewayLoad(const gateway::Gateway& gw, Clock& clock) : gw_(gw), clock_(clock) {}
   std::map<std::string, controller::ServiceLoad> sample();
+  // The node's mesh proxy (null: none); must outlive this.
+  void setMesh(const mesh::MeshProxy* m) { mesh_ = m; }
 
  private:
   struct Last {
@@ -45,6 +49,8 @@ class GatewayLoad {
   const gateway::Gateway& gw_;
   Clock& clock_;
   std::map<std::string, Last> last_;
+  std::map<std::string, int64_t> mesh_arrivals_;
+  const mesh::MeshProxy* mesh_ = nullptr;
   std::optional<SteadyPoint> last_at_;
 };
 

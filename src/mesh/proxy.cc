@@ -105,6 +105,17 @@ struct MeshProxy::Impl {
   std::atomic<int64_t> outbound{0}, inbound{0}, denied{0}, unknown_peer{0}, cut{0}, failed{0},
       certs_issued{0}, open{0};
   bool stopping = false;
+  mutable std::mutex demand_mu;
+  std::map<std::string, MeshDemand> demand;  // guarded by demand_mu
+
+  // Adds to one service's demand counters.
+  void count(const ServiceRef& s, int64_t arrivals, int64_t open, int64_t held) {
+    std::lock_guard lock(demand_mu);
+    MeshDemand& d = demand[s.str()];
+    d.arrivals += arrivals;
+    d.open += open;
+    d.held += held;
+  }
   // Last, so that it goes first: the coroutine frames it may still hold (a forced stop) refer to
   // the members above. Acceptors are released in stop(), before it goes.
   asio::io_context ioc{1};
@@ -251,7 +262,19 @@ struct MeshProxy::Impl {
       spdlog::info("mesh: {} -> {} refused: {}", caller.str(), dst.str(), verdict.reason);
       co_return;
     }
-    // Hold while the destination has no healthy instance (scale from zero).
+    count(dst, 1, 0, 0);
+    // Hold while the destination has no healthy instance (scale from zero); the autoscaler
+    // sees the held connection as demand.
+    struct Held {
+      Impl* impl;
+      ServiceRef dst;
+      bool on = false;
+      void set(bool v) {
+        if (v != on) impl->count(dst, 0, 0, v ? 1 : -1);
+        on = v;
+      }
+      ~Held() { set(false); }
+    } held{this, dst};
     const auto deadline = std::chrono::steady_clock::now() + options.hold_timeout;
     auto last_kick = std::chrono::steady_clock::time_point{};
     MeshEndpoint ep;
@@ -268,6 +291,7 @@ struct MeshProxy::Impl {
                      options.hold_timeout.count());
         co_return;
       }
+      held.set(true);
       if (hooks.on_cold && now - last_kick >= kColdKickEvery) {
         hooks.on_cold(dst.app, dst.service);
         last_kick = now;
@@ -275,6 +299,7 @@ struct MeshProxy::Impl {
       asio::steady_timer t(ioc, kHoldPoll);
       co_await t.async_wait(kUse);
     }
+    held.set(false);
     std::string to = ep.node == options.node_id ? mesh_address : "";
     if (auto n = v->node_mesh.find(ep.node); to.empty() && n != v->node_mesh.end()) to = n->second;
     auto target = parseEndpoint(to);
@@ -301,6 +326,12 @@ struct MeshProxy::Impl {
       co_return;
     }
     outbound.fetch_add(1, std::memory_order_relaxed);
+    count(dst, 0, 1, 0);
+    struct Open {
+      Impl* impl;
+      ServiceRef dst;
+      ~Open() { impl->count(dst, 0, -1, 0); }
+    } open_guard{this, dst};
     Registration reg(this, caller, dst, [&] {
       error_code ignored;
       sock.close(ignored);
@@ -504,6 +535,11 @@ MeshProxyStats MeshProxy::stats() const {
   auto g = [](const std::atomic<int64_t>& a) { return a.load(std::memory_order_relaxed); };
   return {g(m.outbound), g(m.inbound), g(m.denied),       g(m.unknown_peer),
           g(m.cut),      g(m.failed),  g(m.certs_issued), g(m.open)};
+}
+
+std::map<std::string, MeshDemand> MeshProxy::demand() const {
+  std::lock_guard lock(impl_->demand_mu);
+  return impl_->demand;
 }
 
 std::string MeshProxy::prometheus() const {

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -56,6 +57,13 @@ struct MeshProxyStats {
   int64_t open = 0;           // gauge: relayed connections open now (both sides)
 };
 
+// Demand for one destination service seen by this node's callers (for the autoscaler).
+struct MeshDemand {
+  int64_t arrivals = 0;  // connections from callers so far (monotonic)
+  int64_t open = 0;      // gauge: relayed connections open now
+  int64_t held = 0;      // gauge: connections waiting for an instance (service at zero)
+};
+
 class MeshProxy {
  public:
   // `ca` and `clock` must outlive the proxy.
@@ -73,6 +81,8 @@ class MeshProxy {
   // "127.0.0.1:port" of the mutual TLS listener (after start).
   std::string meshAddress() const;
   MeshProxyStats stats() const;
+  // By "app/svc".
+  std::map<std::string, MeshDemand> demand() const;
   std::string prometheus() const;
 
   struct Impl;

@@ -404,7 +404,8 @@ def interop():
     os.chmod(work, 0o755)
     cfg = work / "baton.toml"
     # Room to place five backends with cpu = 1.0 each on this node.
-    cfg.write_text("[node]\ncpu = 16\n")
+    # HTTP interop, not isolation: the reference proxies reach the same backends on loopback.
+    cfg.write_text("[node]\ncpu = 16\nnetwork = \"host\"\n")
     agent = Agent(work / "data", ["--config", str(cfg)])
     agent.data_dir.mkdir()
     procs = []

@@ -1,0 +1,66 @@
+"""A service for the mesh tests, on 0.0.0.0:${PORT} (tests/integration/test_mesh.py).
+
+GET /whoami            -> "<app>/<service> <instance id>"
+GET /env/NAME          -> the value of the environment variable NAME
+GET /call?to=URL       -> fetches URL (a fresh connection) and answers "<status> <body>", or
+                          "error <what>" when the connection failed
+GET /connect?to=H:P    -> "connected" or "error <what>" for a plain TCP connect
+"""
+import os
+import signal
+import socket
+import sys
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ME = f"{os.environ.get('BATON_APP')}/{os.environ.get('BATON_SERVICE')} {os.environ.get('BATON_INSTANCE_ID')}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        q = dict(urllib.parse.parse_qsl(url.query))
+        if url.path == "/whoami" or url.path == "/healthz":
+            return self.reply(ME)
+        if url.path.startswith("/env/"):
+            return self.reply(os.environ.get(url.path[5:], ""))
+        if url.path == "/call":
+            try:
+                with urllib.request.urlopen(q["to"], timeout=float(q.get("timeout", "5"))) as r:
+                    return self.reply(f"{r.status} {r.read().decode()}")
+            except Exception as e:  # what the caller saw, for the test to check
+                return self.reply(f"error {type(e).__name__}: {e}")
+        if url.path == "/connect":
+            host, port = q["to"].rsplit(":", 1)
+            try:
+                with socket.create_connection((host, int(port)), timeout=2):
+                    return self.reply("connected")
+            except Exception as e:
+                return self.reply(f"error {type(e).__name__}: {e}")
+        self.send_error(404)
+
+    def reply(self, text):
+        data = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+def main():
+    ThreadingHTTPServer.request_queue_size = 256
+    ThreadingHTTPServer.daemon_threads = True
+    server = ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""The mesh (docs/mesh.md): isolated instances reach only the upstreams they declare, through
+the node's proxy and mutual TLS; explicit rules open and close cross-app calls, and a deny cuts
+open connections; certificates rotate under load. Needs root (network namespaces)."""
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import pytest
+
+from conftest import FILES, Agent, teardown_agent, wait_for, http_get
+
+PYTHON = sys.executable
+SVC = FILES / "tests" / "integration" / "meshsvc.py"
+CLIENT = FILES / "tests" / "integration" / "mesh_client.py"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+
+def service(name, upstreams=(), min_=1, extra=""):
+    ups = ", ".join(f'"{u}"' for u in upstreams)
+    return f"""
+[services.{name}]
+run = ["{PYTHON}", "{SVC}"]
+health = "/healthz"
+upstreams = [{ups}]
+{extra}
+[services.{name}.scale]
+min = {min_}
+max = 1
+idle = "2s"
+"""
+
+
+def deploy(agent, tmp_path, name, text):
+    m = tmp_path / f"{name}.toml"
+    m.write_text(text)
+    agent.cli("up", str(m), "--wait", "--timeout", "60s")
+
+
+def via(agent, prefix, path):
+    return http_get(f"{agent.gateway}{prefix}{path}", timeout=40)[1]
+
+
+def call(agent, prefix, url):
+    return via(agent, prefix, "/call?timeout=35&to=" + urllib.parse.quote(url, safe=""))
+
+
+def instance(agent, app, svc):
+    rows = [i for i in agent.instances(app=app, service=svc) if i["state"] == "healthy"]
+    assert rows, f"no healthy {app}/{svc}"
+    return rows[0]
+
+
+def in_netns(inst, *argv, timeout=60):
+    return subprocess.run(["ip", "netns", "exec", f"baton-{inst['id']}", *argv],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+SHOP = """app = "shop"
+""" + service("web", ["cart", "billing/api"]) + service("cart", min_=0) + service("admin") + """
+[[routes]]
+path = "/"
+service = "web"
+
+[[routes]]
+path = "/admin/"
+service = "admin"
+strip_prefix = true
+"""
+
+BILLING = """app = "billing"
+""" + service("api")
+
+
+@pytest.fixture
+def mesh_agent(tmp_path):
+    made = []
+
+    def start(config=""):
+        cfg = tmp_path / "baton.toml"
+        cfg.write_text(config)
+        a = Agent(tmp_path / "data", ["--config", str(cfg)])
+        a.data_dir.mkdir()
+        made.append(a)
+        return a.start()
+
+    yield start
+    for a in made:
+        teardown_agent(a, tmp_path)
+
+
+def test_a_service_reaches_its_declared_upstream_and_nothing_else(mesh_agent, tmp_path):
+    agent = mesh_agent()
+    deploy(agent, tmp_path, "shop", SHOP)
+    assert agent.get("/v1/nodes")["nodes"][0]["network"] == "isolated"
+
+    # The address is in web's environment; cart is at zero and wakes for the call.
+    url = via(agent, "", "/env/BATON_UPSTREAM_CART_URL")
+    assert url.startswith("http://169.254.") and url.endswith(":80"), url
+    assert via(agent, "", "/env/BATON_ADDR") == "", "isolated instances get no API address"
+    assert agent.instances(app="shop", service="cart") == []
+    out = call(agent, "", url + "/whoami")
+    assert out.startswith("200 shop/cart "), out
+
+    # admin declares nothing: the same address refuses it, and so does cart's own address.
+    out = call(agent, "/admin", url + "/whoami")
+    assert out.startswith("error"), out
+    cart = instance(agent, "shop", "cart")
+    out = via(agent, "/admin", f"/connect?to={cart['address']}:{cart['port']}")
+    assert out.startswith("error"), f"direct connection to {cart['address']}: {out}"
+    # Nor the agent's API, nor another instance's side of the host.
+    out = via(agent, "/admin", f"/connect?to=127.0.0.1:{agent.api_port}")
+    assert out.startswith("error"), out
+
+    r = agent.cli("why", "shop/admin", "shop/cart", check=False)
+    assert r.returncode == 1 and "not an upstream of shop/admin" in r.stdout, r.stdout
+    r = agent.cli("why", "shop/web", "shop/cart")
+    assert "upstream of shop/web" in r.stdout, r.stdout
+    metrics = http_get(agent.addr + "/metrics")[1]
+    assert 'baton_mesh_connections_total{outcome="denied"}' in metrics
+    denied = [l for l in metrics.splitlines() if 'outcome="denied"' in l][0]
+    assert int(denied.split()[-1]) >= 1, denied
+
+
+def test_cross_app_calls_follow_allow_and_deny_and_a_deny_cuts_open_connections(
+        mesh_agent, tmp_path):
+    agent = mesh_agent()
+    deploy(agent, tmp_path, "billing", BILLING)
+    deploy(agent, tmp_path, "shop", SHOP)
+    url = via(agent, "", "/env/BATON_UPSTREAM_BILLING_API_URL")
+    out = call(agent, "", url + "/whoami")
+    assert out.startswith("error"), f"a call to another app needs a rule: {out}"
+    r = agent.cli("why", "shop/web", "billing/api", check=False)
+    assert r.returncode == 1 and "baton allow shop/web billing/api" in r.stdout, r.stdout
+
+    agent.cli("allow", "shop/web", "billing/api")
+    assert call(agent, "", url + "/whoami").startswith("200 billing/api "), url
+
+    # A keep-alive connection from web's network, then a deny: it is cut within a second.
+    web = instance(agent, "shop", "web")
+    host, port = url[len("http://"):].split(":")
+    client = subprocess.Popen(
+        ["ip", "netns", "exec", f"baton-{web['id']}", PYTHON, str(CLIENT), host, port,
+         "--keepalive", "--until-failure", "--seconds", "30", "--interval", "0.02"],
+        stdout=subprocess.PIPE, text=True)
+    wait_for(lambda: "healthy", timeout=1)
+    time.sleep(1.0)  # a good number of requests on the connection first
+    agent.cli("deny", "shop/web", "billing/api")
+    denied_at = time.time()
+    result = json.loads(client.communicate(timeout=40)[0])
+    assert result["keepalive_ok"] >= 10, result
+    assert result["first_failure_at"] is not None, result
+    assert result["first_failure_at"] - denied_at < 1.0, result
+    assert call(agent, "", url + "/whoami").startswith("error")
+    r = agent.cli("why", "shop/web", "billing/api", check=False)
+    assert r.returncode == 1 and "baton deny shop/web billing/api" in r.stdout, r.stdout
+    metrics = http_get(agent.addr + "/metrics")[1]
+    cut = [l for l in metrics.splitlines() if 'outcome="cut"' in l][0]
+    assert int(cut.split()[-1]) >= 1, cut
+
+
+def test_certificates_rotate_under_load_without_a_failed_request(mesh_agent, tmp_path):
+    agent = mesh_agent('[mesh]\ncert_ttl = "10s"\n')
+    deploy(agent, tmp_path, "shop", SHOP.replace(service("cart", min_=0), service("cart")))
+    url = via(agent, "", "/env/BATON_UPSTREAM_CART_URL")
+    host, port = url[len("http://"):].split(":")
+    issued = lambda: int([l for l in http_get(agent.addr + "/metrics")[1].splitlines()
+                          if l.startswith("baton_mesh_certificates_issued_total")][0].split()[-1])
+    before = issued()
+    web = instance(agent, "shop", "web")
+    r = in_netns(web, PYTHON, str(CLIENT), host, port, "--seconds", "16", "--fresh", "4",
+                 "--keepalive", timeout=60)
+    result = json.loads(r.stdout)
+    assert result["failed"] == 0, result
+    assert result["ok"] > 100, result
+    assert result["keepalive_ok"] > 100, result
+    # Both leaves (web as client, cart as server) were renewed at least twice meanwhile.
+    assert issued() - before >= 4, (before, issued())
