@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-pytest python3-h11 curl procps iproute2 psmisc wrk openssl nginx haproxy nodejs python3-gunicorn python3-uvicorn
   podman runc busybox-static libarchive-dev
+  dnsutils
 )
 
 missing=()

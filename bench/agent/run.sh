@@ -31,7 +31,7 @@ fi
   for i in $(seq 1 10); do
     cat <<EOT
 [services.s$i]
-run = ["python3", "-m", "http.server", "--bind", "127.0.0.1", "\${PORT}"]
+run = ["python3", "-m", "http.server", "--bind", "0.0.0.0", "\${PORT}"]
 memory = "64MiB"
 cpu = 0.05
 EOT

@@ -34,6 +34,7 @@
 #include "drivers/oci_driver.h"
 #include "gateway/catalog.h"
 #include "gateway/gateway.h"
+#include "dns/dns_server.h"
 #include "mesh/ca.h"
 #include "mesh/proxy.h"
 #include "mesh/vips.h"
@@ -116,7 +117,7 @@ Result<spec::AgentConfig> loadConfig(const AgentFlags& flags) {
   if (flags.api) config.api_listen = *flags.api;
   if (flags.http) config.gateway_http = *flags.http;
   if (flags.https) config.gateway_https = *flags.https;
-  if (flags.dns) config.dns_listen = *flags.dns;
+  if (flags.dns) config.dns_listen = *flags.dns == "off" ? "" : *flags.dns;
   if (config.node_name.empty()) config.node_name = hostName();
   if (config.store_backend != "sqlite") {
     return invalidArgument("store backend \"" + config.store_backend +
@@ -233,8 +234,12 @@ int runAgent(const AgentFlags& flags) {
   }
   drivers::InstanceNetworks* nets = networks ? &*networks : nullptr;
 
+  // Isolated instances resolve names with the mesh's DNS (docs/mesh.md "Names").
+  const std::string resolv_conf = std::string("nameserver ") + dns::kMeshDnsAddress +
+                                  "\nsearch service.baton\noptions ndots:1 timeout:2 attempts:2\n";
   drivers::ExecDriverOptions exec_options;
   exec_options.networks = nets;
+  if (nets) exec_options.resolv_conf = resolv_conf;
   exec_options.child_nofile = static_cast<uint64_t>(inherited_nofile);
   exec_options.state_dir = fs::path(cfg.data_dir) / "tasks";
   exec_options.supervisor_argv = supervisorArgv();
@@ -250,6 +255,7 @@ int runAgent(const AgentFlags& flags) {
   oci_options.supervisor_argv = supervisorArgv();
   oci_options.child_nofile = static_cast<uint64_t>(inherited_nofile);
   oci_options.networks = nets;
+  if (nets) oci_options.resolv_conf = resolv_conf;
   registry.add(std::make_unique<drivers::OciDriver>(oci_options, clock));
 
   api::EventBus bus(clock);
@@ -365,13 +371,6 @@ int runAgent(const AgentFlags& flags) {
       std::cerr << "baton agent: " << s.message() << "\n";
       return 1;
     }
-    mesh_watch = std::make_unique<state::SnapshotWatcher>(
-        **store, mesh::meshViewPrefixes(),
-        [&mesh_proxy, node = cfg.node_name](const state::PrefixSnapshot& snap) {
-          mesh_proxy->setView(
-              std::make_shared<const mesh::MeshView>(mesh::buildMeshView(snap.lists, node)));
-        },
-        "mesh");
     node_options.network = "isolated";
     node_options.mesh_address = mesh_proxy->meshAddress();
     node_options.upstream_address = [&store](const std::string& app,
@@ -381,6 +380,25 @@ int runAgent(const AgentFlags& flags) {
       return *vip + ":80";
     };
   }
+  // DNS (docs/mesh.md "Names"): for the host's tools on dns_listen and, with the mesh, for
+  // isolated instances at the mesh's DNS address (their /etc/resolv.conf names it).
+  std::unique_ptr<dns::DnsServer> dns_server;
+  {
+    dns::DnsServerOptions dopts;
+    dopts.listen.clear();
+    if (!cfg.dns_listen.empty()) dopts.listen.push_back(cfg.dns_listen);
+    if (mesh_proxy) dopts.listen.push_back(std::string(dns::kMeshDnsAddress) + ":53");
+    if (!dopts.listen.empty()) dns_server = std::make_unique<dns::DnsServer>(dopts);
+  }
+  // One view of the catalog for the proxy and DNS, rebuilt on every change.
+  mesh_watch = std::make_unique<state::SnapshotWatcher>(
+      **store, mesh::meshViewPrefixes(),
+      [&mesh_proxy, &dns_server, node = cfg.node_name](const state::PrefixSnapshot& snap) {
+        auto view = std::make_shared<const mesh::MeshView>(mesh::buildMeshView(snap.lists, node));
+        if (mesh_proxy) mesh_proxy->setView(view);
+        if (dns_server) dns_server->setView(view);
+      },
+      "mesh");
   node::NodeRuntime node(**store, registry, clock, node_options);
 
   api::ApiOptions api_options;
@@ -396,7 +414,7 @@ int runAgent(const AgentFlags& flags) {
   api::ApiDeps deps{**store, clock};
   deps.events = &bus;
   deps.logs = makeFileLogReader(fs::path(cfg.data_dir) / "logs");
-  deps.metrics = [&gw, &node, &store, &mesh_proxy] {
+  deps.metrics = [&gw, &node, &store, &mesh_proxy, &dns_server] {
     // The node's series of deleted services are dropped (the gateway drops its own).
     std::set<std::string> deployed;
     if (auto apps = (*store)->list(std::string(model::keys::kApps))) {
@@ -406,9 +424,11 @@ int runAgent(const AgentFlags& flags) {
         }
       }
       return gw.prometheus() + node.prometheus(&deployed) +
-             (mesh_proxy ? mesh_proxy->prometheus() : "");
+             (mesh_proxy ? mesh_proxy->prometheus() : "") +
+             (dns_server ? dns_server->prometheus() : "");
     }
-    return gw.prometheus() + node.prometheus() + (mesh_proxy ? mesh_proxy->prometheus() : "");
+    return gw.prometheus() + node.prometheus() + (mesh_proxy ? mesh_proxy->prometheus() : "") +
+           (dns_server ? dns_server->prometheus() : "");
   };
   deps.api_keys = api_keys;
   api::ApiServer api(deps, api_options);
@@ -420,6 +440,7 @@ int runAgent(const AgentFlags& flags) {
     catalog.stop();
     if (mesh_watch) mesh_watch->stop();
     if (mesh_proxy) mesh_proxy->stop();
+    if (dns_server) dns_server->stop();
     node.stop();
     autoscaling.stop();
     controller.stop();
@@ -436,6 +457,14 @@ int runAgent(const AgentFlags& flags) {
     std::cerr << "baton agent: starting the node: " << s.toString() << "\n";
     stopAll();
     return 1;
+  }
+  if (dns_server) {
+    if (Status s = dns_server->start(); !s) {
+      std::cerr << "baton agent: " << s.message() << " (--dns ADDR or [dns] listen to move it, "
+                << "\"off\" for none)\n";
+      stopAll();
+      return 1;
+    }
   }
   if (mesh_watch) {
     if (Status s = mesh_watch->start(); !s) {

@@ -318,6 +318,8 @@ class Runner {
     }
     ctx_.out << formatServicesTable(s->body);
     if (instances) ctx_.out << "\n" << formatInstancesTable(i->body);
+    // Where instances are not isolated, say so: the mesh's guarantees do not hold there.
+    if (auto n = call("GET", "/v1/nodes")) ctx_.out << isolationNote(n->body);
     return kExitOk;
   }
 
@@ -572,9 +574,20 @@ std::string formatInstancesTable(std::string_view instances_json) {
   return table(rows);
 }
 
+std::string isolationNote(std::string_view nodes_json) {
+  std::string out;
+  for (const auto& n : parseArray(nodes_json, "nodes")) {
+    if (str(n, "network") == "isolated") continue;
+    out += "note: node " + str(n, "id") +
+           " runs instances in the host's network: they can reach each other and the agent, "
+           "and the mesh is off (docs/mesh.md)\n";
+  }
+  return out;
+}
+
 std::string formatNodesTable(std::string_view nodes_json) {
   std::vector<std::vector<std::string>> rows = {
-      {"ID", "ADDRESS", "API", "CPU", "MEMORY", "DRIVERS", "STARTED"}};
+      {"ID", "ADDRESS", "API", "NETWORK", "CPU", "MEMORY", "DRIVERS", "STARTED"}};
   for (const auto& n : parseArray(nodes_json, "nodes")) {
     std::string drivers;
     if (auto d = n.find("drivers"); d != n.end() && d->is_array()) {
@@ -587,7 +600,9 @@ std::string formatNodesTable(std::string_view nodes_json) {
     cpu << (n.contains("cpu") && n["cpu"].is_number() ? n["cpu"].get<double>() : 0.0);
     uint64_t mem =
         n.contains("memory") && n["memory"].is_number_unsigned() ? n["memory"].get<uint64_t>() : 0;
-    rows.push_back({str(n, "id"), str(n, "address"), str(n, "api"), cpu.str(), formatBytes(mem),
+    rows.push_back({str(n, "id"), str(n, "address"), str(n, "api"),
+                    str(n, "network").empty() ? "host" : str(n, "network"), cpu.str(),
+                    formatBytes(mem),
                     drivers, formatTime(num(n, "started_at"))});
   }
   return table(rows);
@@ -645,7 +660,7 @@ int runCli(int argc, char** argv, CliContext& ctx) {
   auto* o_api = agent->add_option("--api", api_addr, "API listen address");
   auto* o_http = agent->add_option("--http", http_addr, "Gateway HTTP listen address");
   auto* o_https = agent->add_option("--https", https_addr, "Gateway HTTPS listen address");
-  auto* o_dns = agent->add_option("--dns", dns_addr, "DNS listen address (not available yet)");
+  auto* o_dns = agent->add_option("--dns", dns_addr, "DNS listen address (\"off\": none)");
   add_json(agent);
 
   std::string up_file, up_timeout = "5m";
@@ -765,10 +780,7 @@ int runCli(int argc, char** argv, CliContext& ctx) {
     if (o_api->count()) agent_flags.api = api_addr;
     if (o_http->count()) agent_flags.http = http_addr;
     if (o_https->count()) agent_flags.https = https_addr;
-    // DESIGN.md's flag, kept so that using it gets this message: no DNS server exists yet.
-    if (o_dns->count()) {
-      return usage("--dns: DNS is not available yet: the agent has no DNS server");
-    }
+    if (o_dns->count()) agent_flags.dns = dns_addr;
     if (!ctx.agent) {
       ctx.err << "error: this build has no agent\n";
       return kExitFailed;

@@ -38,6 +38,8 @@ int runCli(int argc, char** argv, CliContext& ctx);
 Result<std::pair<std::string, std::string>> parseAppService(std::string_view text);  // "a/s"
 std::string formatServicesTable(std::string_view services_json);
 std::string formatInstancesTable(std::string_view instances_json);
+// One line per node whose instances are not isolated (empty when all are).
+std::string isolationNote(std::string_view nodes_json);
 std::string formatNodesTable(std::string_view nodes_json);
 // One line of GET /v1/events (NDJSON) for humans.
 std::string formatEventLine(std::string_view line);

@@ -35,7 +35,10 @@ CliRun run(std::vector<std::string> args, std::string addr = "http://127.0.0.1:1
   std::ostringstream out, err;
   CliContext ctx{out, err};
   ctx.addr = addr;
-  ctx.agent = [](const AgentFlags& f) { return f.dev && f.api && *f.api == "x:1" ? 42 : 43; };
+  ctx.agent = [](const AgentFlags& f) {
+    if (f.dns) return *f.dns == "127.0.0.1:8600" ? 44 : 45;
+    return f.dev && f.api && *f.api == "x:1" ? 42 : 43;
+  };
   ctx.sleep = [](Duration) {};  // polling commands ask again at once
   int code = runCli(static_cast<int>(argv.size()), argv.data(), ctx);
   return {code, out.str(), err.str()};
@@ -62,10 +65,8 @@ TEST(Cli, AgentGetsItsFlags) {
   EXPECT_EQ(run({"agent"}).code, 43);
 }
 
-TEST(Cli, AgentRefusesDnsUntilItExists) {
-  CliRun r = run({"agent", "--dev", "--dns", "127.0.0.1:8600"});
-  EXPECT_EQ(r.code, kExitUsage);
-  EXPECT_EQ(r.err, "error: --dns: DNS is not available yet: the agent has no DNS server\n");
+TEST(Cli, AgentTakesTheDnsFlag) {
+  EXPECT_EQ(run({"agent", "--dev", "--dns", "127.0.0.1:8600"}).code, 44);
 }
 
 TEST(Cli, UnreachableAgentExits1WithAClearMessage) {
@@ -372,8 +373,14 @@ TEST(Cli, InstancesAndNodesTables) {
   EXPECT_NE(t.find("1GiB"), std::string::npos) << t;
   EXPECT_NE(t.find("exec,wasm"), std::string::npos) << t;
   // Garbage in: just the header.
+  EXPECT_NE(t.find("host"), std::string::npos) << "no network field: host" << t;
   EXPECT_EQ(formatNodesTable("not json"),
-            "ID   ADDRESS   API   CPU   MEMORY   DRIVERS   STARTED\n");
+            "ID   ADDRESS   API   NETWORK   CPU   MEMORY   DRIVERS   STARTED\n");
+  EXPECT_EQ(isolationNote(R"({"nodes":[{"id":"n1","network":"isolated"}]})"), "");
+  std::string note = isolationNote(
+      R"({"nodes":[{"id":"n1","network":"isolated"},{"id":"n2","network":"host"}]})");
+  EXPECT_NE(note.find("node n2 runs instances in the host's network"), std::string::npos) << note;
+  EXPECT_EQ(note.find("n1"), std::string::npos) << note;
 }
 
 TEST(Cli, ServicesSettled) {

@@ -134,10 +134,15 @@ Result<TaskStatus> ExecDriver::spawn(const TaskConfig& config) {
     if (!link) return link.status();
     sc.netns_path = link->netnsPath();
     sc.address = link->instance_ip;
+    if (!options_.resolv_conf.empty()) sc.resolv_conf = (dir / "resolv.conf").string();
   }
   for (const fs::path& d : {dir, sc.cwd, sc.log_dir}) {
     fs::create_directories(d, ec);
     if (ec) return ioError("cannot create " + d.string() + ": " + ec.message());
+  }
+  if (!sc.resolv_conf.empty()) {
+    if (Status s = writeFileAtomic(sc.resolv_conf, options_.resolv_conf); !s) return s;
+    fs::permissions(sc.resolv_conf, fs::perms(0644), ec);
   }
   if (Status s = writeFileAtomic(dir / kConfigFile, encodeConfig(sc)); !s) return s;
 

@@ -43,6 +43,8 @@ struct ExecDriverOptions {
   // Null: tasks share the host's network (loopback). Not owned; must outlive the driver.
   InstanceNetworks* networks = nullptr;
   std::string netns_prefix = "baton-";
+  // With `networks`: the /etc/resolv.conf tasks see (the mesh's DNS); "" = the host's.
+  std::string resolv_conf;
 };
 
 class ExecDriver final : public Driver {

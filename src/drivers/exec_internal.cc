@@ -66,6 +66,7 @@ std::string encodeConfig(const SupervisorConfig& c) {
   if (!c.adopt_pid_file.empty()) j["adopt_pid_file"] = c.adopt_pid_file;
   if (!c.netns_path.empty()) j["netns_path"] = c.netns_path;
   if (!c.address.empty()) j["address"] = c.address;
+  if (!c.resolv_conf.empty()) j["resolv_conf"] = c.resolv_conf;
   return j.dump(2);
 }
 
@@ -91,6 +92,7 @@ Result<SupervisorConfig> decodeConfig(const std::string& text) {
     c.adopt_pid_file = j.value("adopt_pid_file", std::string());
     c.netns_path = j.value("netns_path", std::string());
     c.address = j.value("address", std::string());
+    c.resolv_conf = j.value("resolv_conf", std::string());
     return c;
   });
 }

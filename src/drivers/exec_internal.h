@@ -57,6 +57,9 @@ struct SupervisorConfig {
   // (where the node reaches it); empty: the host's network.
   std::string netns_path;
   std::string address;
+  // A file bind-mounted at /etc/resolv.conf in a mount namespace of the service's own; "" = the
+  // host's.
+  std::string resolv_conf;
 };
 
 struct SupervisorState {

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <grp.h>
 #include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -39,7 +40,8 @@ enum Stage : int {
   kExec = 3,
   kSetUser = 4,
   kNoNewPrivs = 5,
-  kJoinNetns = 6
+  kJoinNetns = 6,
+  kResolvConf = 7
 };
 struct ChildError {
   int stage;
@@ -264,6 +266,7 @@ int Supervisor::run() {
   envp.push_back(nullptr);
   std::vector<std::string> procs = cgroup_.procsFiles();
   std::string cwd = config_.cwd.string();
+  const std::string resolv_conf = config_.resolv_conf;
   const bool switch_user = config_.uid >= 0 && config_.gid >= 0;
   const uid_t uid = static_cast<uid_t>(config_.uid);
   const gid_t gid = static_cast<gid_t>(config_.gid);
@@ -309,6 +312,15 @@ int Supervisor::run() {
       ::_exit(127);
     };
     if (netns_fd >= 0 && ::setns(netns_fd, CLONE_NEWNET) != 0) fail(kJoinNetns, errno);
+    // Its own view of /etc/resolv.conf (the mesh's DNS): a mount namespace of its own whose
+    // changes do not reach the host's, then one bind mount.
+    if (!resolv_conf.empty()) {
+      if (::unshare(CLONE_NEWNS) != 0 ||
+          ::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0 ||
+          ::mount(resolv_conf.c_str(), "/etc/resolv.conf", nullptr, MS_BIND, nullptr) != 0) {
+        fail(kResolvConf, errno);
+      }
+    }
     // Least privilege (docs/security.md "Instances"): the service's own user and groups, no
     // way back to more privilege through setuid binaries or file capabilities, and the usual
     // umask (the agent's 077 is for its own files).
@@ -359,6 +371,8 @@ int Supervisor::run() {
     } else if (ce.stage == kSetUser) {
       fatal = "cannot switch to uid " + std::to_string(uid) + " gid " + std::to_string(gid) +
               ": " + errnoText(ce.err);
+    } else if (ce.stage == kResolvConf) {
+      fatal = "cannot mount " + config_.resolv_conf + " on /etc/resolv.conf: " + errnoText(ce.err);
     } else if (ce.stage == kJoinNetns) {
       fatal = "cannot join network namespace " + config_.netns_path + ": " + errnoText(ce.err);
     } else if (ce.stage == kNoNewPrivs) {

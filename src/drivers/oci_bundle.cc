@@ -69,6 +69,10 @@ std::string runtimeConfig(const BundleSpec& s) {
       // the writer's memory cgroup, so the memory limit bounds it.
       mount("/tmp", "tmpfs", "tmpfs", {"nosuid", "nodev", "mode=1777"}),
   });
+  if (!s.resolv_conf.empty()) {
+    mounts.push_back(mount("/etc/resolv.conf", "bind", s.resolv_conf.c_str(),
+                           {"rbind", "ro", "nosuid", "nodev"}));
+  }
 
   json resources = {{"devices", json::array({{{"allow", false}, {"access", "rwm"}}})}};
   if (s.memory_bytes > 0) {

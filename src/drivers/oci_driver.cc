@@ -241,6 +241,11 @@ Result<TaskStatus> OciDriver::startLocked(const TaskConfig& config) {
   spec.gid = user->gid;
   spec.additional_gids = user->additional_gids;
   spec.netns_path = link->netnsPath();
+  if (!options_.resolv_conf.empty()) {
+    spec.resolv_conf = (bundle / "resolv.conf").string();
+    if (Status s = exec::writeFileAtomic(bundle / "resolv.conf", options_.resolv_conf); !s) return s;
+    std::filesystem::permissions(bundle / "resolv.conf", std::filesystem::perms(0644));
+  }
   spec.cgroups_path = "/" + options_.cgroup_parent + "/" + id;
   spec.memory_bytes = config.spec.memory;
   spec.cpu_cores = config.spec.cpu;

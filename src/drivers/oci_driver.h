@@ -50,6 +50,8 @@ struct OciDriverOptions {
   // driver's own.
   std::string netns_prefix = "baton-";
   InstanceNetworks* networks = nullptr;
+  // /etc/resolv.conf inside containers (the mesh's DNS); "" = the image's own.
+  std::string resolv_conf;
   // RLIMIT_NOFILE inside containers (soft = hard): the agent passes the soft limit it inherited;
   // 0: oci::kDefaultNofile.
   uint64_t child_nofile = 0;

@@ -48,7 +48,7 @@ Result<uint32_t> chooseVipSlot(std::string_view service, const std::set<uint32_t
   const uint32_t start = static_cast<uint32_t>(fnv1a64(service) % (kVipSlots - 1)) + 1;
   for (uint32_t i = 0; i < kVipSlots - 1; ++i) {
     uint32_t slot = (start - 1 + i) % (kVipSlots - 1) + 1;
-    if (!used.count(slot)) return slot;
+    if (!used.count(slot) && slot != kReservedDnsSlot) return slot;
   }
   return unavailable("no mesh address left in 169.254.64.0/18 for " + std::string(service));
 }

@@ -23,6 +23,8 @@
 namespace baton::mesh {
 
 inline constexpr uint32_t kVipSlots = 1u << 14;  // 169.254.64.1 .. 169.254.127.255
+// 169.254.127.254 is never a service's: the mesh's DNS server listens there (dns_server.h).
+inline constexpr uint32_t kReservedDnsSlot = kVipSlots - 2;
 
 // ---- pure ----
 // The address of a slot (slot 0 is never used: it would be the network's own address).

@@ -31,8 +31,11 @@ TEST(VipsTest, ChoiceIsStableAndSkipsTakenSlots) {
   EXPECT_NE(*b, *a);
   EXPECT_NE(*b, 0u);
   std::set<uint32_t> all;
-  for (uint32_t s = 1; s < kVipSlots; ++s) all.insert(s);
-  EXPECT_FALSE(chooseVipSlot("x/y", all).isOk());
+  for (uint32_t s = 1; s < kVipSlots; ++s) {
+    if (s != kReservedDnsSlot) all.insert(s);
+  }
+  EXPECT_FALSE(chooseVipSlot("x/y", all).isOk()) << "the DNS address is never handed out";
+  EXPECT_EQ(vipAddress(kReservedDnsSlot), "169.254.127.254");
 }
 
 class VipsStoreTest : public ::testing::Test {

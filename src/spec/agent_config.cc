@@ -95,10 +95,14 @@ class AgentConfigParser {
     }
     if (const toml::table* store = c_.table(root, "", "store")) parseStore(*store, cfg);
     if (const toml::table* gw = c_.table(root, "", "gateway")) parseGateway(*gw, cfg);
-    if (root.get("dns") != nullptr) {
-      // The key is DESIGN.md's, but no DNS server exists yet: accepting it would do nothing.
-      c_.error(c_.keySource(root, "dns"), "dns",
-               "DNS is not available yet: the agent has no DNS server to listen on; remove [dns]");
+    if (const toml::table* dns = c_.table(root, "", "dns")) {
+      c_.checkKeys(*dns, "dns", {"listen"});
+      const toml::node* n = dns->get("listen");
+      if (n != nullptr && n->as_string() && n->as_string()->get() == "off") {
+        cfg.dns_listen.clear();
+      } else {
+        listen(*dns, "dns", "listen", cfg.dns_listen);
+      }
     }
     if (const toml::array* ids = c_.tableArray(root, "", "identity")) parseIdentities(*ids, cfg);
     if (const toml::table* mesh = c_.table(root, "", "mesh")) {

@@ -46,7 +46,8 @@ struct AgentConfig {
   Duration gateway_upstream_response_timeout = Duration(30'000);
   // Client connections at once; 0 = from the file-descriptor limit (docs/agent.md).
   int64_t gateway_max_connections = 0;
-  std::string dns_listen;  // always empty: no DNS server exists yet ([dns] and --dns are errors)
+  // [dns] listen / --dns: the DNS server for the host's tools (docs/mesh.md "Names"); "" = off.
+  std::string dns_listen = "127.0.0.1:8600";
   std::vector<IdentityProvider> identity;
   // [drivers.exec] allow_root: services may name user = "root" (default: refused).
   bool exec_allow_root = false;

@@ -62,7 +62,7 @@ TEST(AgentConfig, DesignExampleParses) {
   EXPECT_EQ(id.forward,
             (std::map<std::string, std::string>{{"sub", "X-User"}, {"email", "X-Email"}}));
   EXPECT_TRUE(c.exec_allow_root);
-  EXPECT_TRUE(c.dns_listen.empty());
+  EXPECT_EQ(c.dns_listen, "127.0.0.1:8600");
   EXPECT_FALSE(c.node_cpu);
 }
 
@@ -73,6 +73,19 @@ TEST(AgentConfig, EmptyFileGivesDefaults) {
   EXPECT_EQ(r.config->data_dir, defaults.data_dir);
   EXPECT_EQ(r.config->api_listen, defaults.api_listen);
   EXPECT_EQ(r.config->store_backend, "sqlite");
+}
+
+TEST(AgentConfig, DnsNetworkAndMesh) {
+  AgentConfigResult r = parseAgentConfig(
+      "[dns]\nlisten = \"127.0.0.1:5353\"\n[node]\nnetwork = \"host\"\n[mesh]\ncert_ttl = \"1h\"\n",
+      "baton.toml");
+  ASSERT_TRUE(r.config) << dump(r);
+  EXPECT_EQ(r.config->dns_listen, "127.0.0.1:5353");
+  EXPECT_EQ(r.config->node_network, "host");
+  EXPECT_EQ(r.config->mesh_cert_ttl, Duration(3'600'000));
+  r = parseAgentConfig("[dns]\nlisten = \"off\"\n", "baton.toml");
+  ASSERT_TRUE(r.config) << dump(r);
+  EXPECT_TRUE(r.config->dns_listen.empty());
 }
 
 TEST(AgentConfig, NodeAndEtcd) {
@@ -95,7 +108,8 @@ max_connections = 500
   EXPECT_EQ(r.config->node_name, "pi-1.lan");
   EXPECT_EQ(r.config->store_backend, "etcd");
   EXPECT_EQ(r.config->etcd_endpoints.size(), 2u);
-  EXPECT_TRUE(r.config->dns_listen.empty());
+  EXPECT_EQ(r.config->dns_listen, "127.0.0.1:8600");
+  EXPECT_TRUE(r.config->node_network.empty());
   EXPECT_EQ(r.config->node_cpu, 3.5);
   EXPECT_EQ(r.config->node_memory, 2ull << 30);
   EXPECT_EQ(r.config->node_log_retention, Duration(2 * 3'600'000));
@@ -172,9 +186,11 @@ const BadCase kBadCases[] = {
     {"identity as table", "[identity]\nname = \"corp\"\n", 1, "identity",
      "expected an array of tables"},
     {"syntax error", "[api\n", 1, "", ""},
-    {"dns", "data_dir = \"/x\"\n[dns]\nlisten = \"127.0.0.1:8600\"\n", 2, "dns",
-     "DNS is not available yet: the agent has no DNS server to listen on; remove [dns]"},
-    {"dns as a dotted key", "dns.listen = \"127.0.0.1:8600\"\n", 1, "dns", "not available yet"},
+    {"dns listen not an address", "[dns]\nlisten = \"port 53\"\n", 2, "dns.listen", "host:port"},
+    {"dns unknown key", "[dns]\nrecursors = [\"1.1.1.1\"]\n", 2, "dns.recursors", "unknown key"},
+    {"node network", "[node]\nnetwork = \"bridge\"\n", 2, "node.network",
+     "\"isolated\" or \"host\""},
+    {"mesh cert_ttl too short", "[mesh]\ncert_ttl = \"1s\"\n", 2, "mesh.cert_ttl", "from 10s"},
     {"deep dotted key",
      "[api]\nlisten.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a = 1\n", 2, "",
      "nesting deeper than 32 levels"},

@@ -93,6 +93,7 @@ class Agent:
         self.addr = f"http://127.0.0.1:{self.api_port}"
         self.http_port = free_port()
         self.https_port = free_port()
+        self.dns_port = free_port()
         self.gateway = f"http://127.0.0.1:{self.http_port}"
         self.extra_args = list(extra_args)
         self.dev = dev
@@ -108,7 +109,8 @@ class Agent:
         self.proc = subprocess.Popen(
             [*self.prefix, BATON, "agent", *(["--dev"] if self.dev else []), "--data-dir", str(self.data_dir),
              "--api", f"127.0.0.1:{self.api_port}", "--http", f"{self.http_host}:{self.http_port}",
-             "--https", f"127.0.0.1:{self.https_port}", *self.extra_args],
+             "--https", f"127.0.0.1:{self.https_port}", "--dns", f"127.0.0.1:{self.dns_port}",
+             *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: self.get("/v1/health").get("ok"), timeout=20, what="agent API")
         if not self.dev:

@@ -179,3 +179,46 @@ def test_certificates_rotate_under_load_without_a_failed_request(mesh_agent, tmp
     assert result["keepalive_ok"] > 100, result
     # Both leaves (web as client, cart as server) were renewed at least twice meanwhile.
     assert issued() - before >= 4, (before, issued())
+
+
+def dig(agent, name, qtype="A"):
+    r = subprocess.run(["dig", "@127.0.0.1", "-p", str(agent.dns_port), "+tries=1", "+time=2",
+                        name, qtype], capture_output=True, text=True, timeout=10)
+    status = next((l.split("status: ")[1].split(",")[0] for l in r.stdout.splitlines()
+                   if "status: " in l), None)
+    short = subprocess.run(["dig", "@127.0.0.1", "-p", str(agent.dns_port), "+tries=1", "+time=2",
+                            "+short", name, qtype], capture_output=True, text=True, timeout=10)
+    return status, sorted(l for l in short.stdout.splitlines() if l)
+
+
+def test_dns_follows_scale_changes_and_instances_resolve_what_they_may_call(mesh_agent, tmp_path):
+    agent = mesh_agent()
+    text = SHOP.replace(service("cart", min_=0), service("cart").replace("max = 1", "max = 3"))
+    deploy(agent, tmp_path, "shop", text)
+    cart = instance(agent, "shop", "cart")
+    status, addrs = dig(agent, "cart.shop.service.baton")
+    assert status == "NOERROR" and addrs == [cart["address"]], (status, addrs)
+    status, srv = dig(agent, "cart.shop.service.baton", "SRV")
+    hexname = "".join(f"{int(x):02x}" for x in cart["address"].split("."))
+    assert srv == [f"1 1 {cart['port']} {hexname}.addr.baton."], srv
+    assert dig(agent, "nope.shop.service.baton")[0] == "NXDOMAIN"
+    assert dig(agent, "example.com")[0] == "REFUSED"
+
+    # Scale up: the answer follows.
+    agent.cli("scale", "shop/cart", "--min", "2", "--max", "2")
+    wait_for(lambda: len(dig(agent, "cart.shop.service.baton")[1]) == 2, timeout=30,
+             what="two A records")
+    status, srv = dig(agent, "cart.shop.service.baton", "SRV")
+    assert len(srv) == 2, srv
+    agent.cli("scale", "shop/cart", "--min", "1", "--max", "1")
+    wait_for(lambda: len(dig(agent, "cart.shop.service.baton")[1]) == 1, timeout=30,
+             what="one A record again")
+
+    # Inside an instance, with no configuration of its own: names lead to the mesh.
+    out = call(agent, "", "http://cart.service.baton/whoami")
+    assert out.startswith("200 shop/cart "), out
+    out = call(agent, "", "http://cart.shop.service.baton/whoami")
+    assert out.startswith("200 shop/cart "), out
+    # admin may not call cart: the name does not exist for it.
+    out = call(agent, "/admin", "http://cart.service.baton/whoami")
+    assert out.startswith("error") and ("not known" in out or "resolution" in out), out

@@ -193,7 +193,7 @@ def test_a_fork_bomb_is_contained(agent, tmp_path):
     bomb = tmp_path / "bomb.py"
     bomb.write_text("""import os, sys, time, http.server, threading
 port = int(sys.argv[1])
-threading.Thread(target=http.server.HTTPServer(("127.0.0.1", port),
+threading.Thread(target=http.server.HTTPServer(("0.0.0.0", port),
                  http.server.SimpleHTTPRequestHandler).serve_forever, daemon=True).start()
 children = 0
 while children < 10000:
@@ -285,7 +285,7 @@ def test_cpu_is_a_weight_and_throttling_shows_in_ps(agent, tmp_path):
     `cpu_limit` it is, and `baton ps --instances` says so."""
     busy = tmp_path / "busy.py"
     busy.write_text("""import http.server, sys, threading
-threading.Thread(target=http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])),
+threading.Thread(target=http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])),
                  http.server.SimpleHTTPRequestHandler).serve_forever, daemon=True).start()
 while True:
     pass
@@ -318,7 +318,7 @@ flag = "{marker}/crashed"
 if not os.path.exists(flag):
     open(flag, "w").close()
     sys.exit(3)
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])),
+http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])),
                        http.server.SimpleHTTPRequestHandler).serve_forever()
 """)
     m = tmp_path / "crashy.toml"

@@ -15,7 +15,7 @@ SVC = FILES / "tests" / "integration" / "svc.py"
 # when the node kills it after `kill_timeout`.
 STUBBORN = ("import os, signal, socket, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
             "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-            "s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen(64); time.sleep(3600)")
+            "s.bind(('0.0.0.0', int(os.environ['PORT']))); s.listen(64); time.sleep(3600)")
 
 
 def write_stubborn(path: Path, kill_timeout: str):

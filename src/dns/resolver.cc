@@ -1,0 +1,124 @@
+#include "dns/resolver.h"
+
+#include <cstdio>
+
+#include "mesh/vips.h"
+#include "model/names.h"
+
+namespace baton::dns {
+namespace {
+
+constexpr std::string_view kServiceZone = ".service.baton";
+constexpr std::string_view kAddrZone = ".addr.baton";
+
+std::optional<uint32_t> parseIpv4(std::string_view s) {
+  uint32_t ip = 0;
+  int parts = 0;
+  size_t i = 0;
+  while (true) {
+    size_t j = s.find('.', i);
+    std::string_view p = s.substr(i, j == std::string_view::npos ? j : j - i);
+    if (p.empty() || p.size() > 3 || ++parts > 4) return std::nullopt;
+    uint32_t v = 0;
+    for (char c : p) {
+      if (c < '0' || c > '9') return std::nullopt;
+      v = v * 10 + static_cast<uint32_t>(c - '0');
+    }
+    if (v > 255) return std::nullopt;
+    ip = ip << 8 | v;
+    if (j == std::string_view::npos) break;
+    i = j + 1;
+  }
+  return parts == 4 ? std::optional<uint32_t>(ip) : std::nullopt;
+}
+
+std::string addrName(uint32_t ip) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08x", ip);
+  return std::string(buf) + std::string(kAddrZone);
+}
+
+bool endsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+Answer rcode(Rcode r) {
+  Answer a;
+  a.rcode = r;
+  return a;
+}
+
+// Where `caller` (or the host) reaches `service`: (address, port) pairs.
+std::vector<std::pair<uint32_t, uint16_t>> targets(const mesh::MeshView& view,
+                                                   const mesh::ServiceRef& service,
+                                                   const std::optional<mesh::ServiceRef>& caller) {
+  std::vector<std::pair<uint32_t, uint16_t>> out;
+  if (caller) {
+    for (const auto& [addr, svc] : view.vips) {
+      if (svc == service) {
+        if (auto ip = parseIpv4(addr)) out.push_back({*ip, 80});
+      }
+    }
+    return out;
+  }
+  if (const auto* eps = view.healthyOf(service)) {
+    for (const auto& e : *eps) {
+      if (auto ip = parseIpv4(e.address)) out.push_back({*ip, static_cast<uint16_t>(e.port)});
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Answer resolve(const mesh::MeshView& view, const Query& q,
+               const std::optional<mesh::ServiceRef>& caller) {
+  if (q.opcode != 0) return rcode(Rcode::kNotImp);
+  if (q.qclass != kClassIN) return rcode(Rcode::kNotImp);
+  const std::string_view name = q.name;
+  if (name != "baton" && !endsWith(name, ".baton")) return rcode(Rcode::kRefused);
+  const bool wants_a = q.qtype == kTypeA || q.qtype == kTypeANY;
+  const bool wants_srv = q.qtype == kTypeSRV || q.qtype == kTypeANY;
+
+  if (endsWith(name, kAddrZone)) {
+    std::string_view hex = name.substr(0, name.size() - kAddrZone.size());
+    uint32_t ip = 0;
+    bool ok = hex.size() == 8;
+    for (char c : hex) {
+      int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      ok = ok && v >= 0;
+      ip = ip << 4 | static_cast<uint32_t>(v < 0 ? 0 : v);
+    }
+    if (!ok) return rcode(Rcode::kNxDomain);
+    Answer a;
+    if (wants_a) a.answers.push_back({q.name, kTypeA, kTtlSeconds, ip, {}});
+    return a;
+  }
+  if (!endsWith(name, kServiceZone)) return rcode(Rcode::kNxDomain);
+  std::string_view rest = name.substr(0, name.size() - kServiceZone.size());
+  mesh::ServiceRef service;
+  auto dot = rest.find('.');
+  if (dot == std::string_view::npos) {
+    if (!caller || !model::isValidName(rest)) return rcode(Rcode::kNxDomain);
+    service = {caller->app, std::string(rest)};
+  } else {
+    std::string_view svc = rest.substr(0, dot), app = rest.substr(dot + 1);
+    if (!model::isValidName(svc) || !model::isValidName(app)) return rcode(Rcode::kNxDomain);
+    service = {std::string(app), std::string(svc)};
+  }
+  if (!view.upstreams.count(service.str())) return rcode(Rcode::kNxDomain);  // no such service
+  if (caller && !view.decide(*caller, service).allowed) return rcode(Rcode::kNxDomain);
+
+  Answer a;
+  for (const auto& [ip, port] : targets(view, service, caller)) {
+    if (wants_a) a.answers.push_back({q.name, kTypeA, kTtlSeconds, ip, {}});
+    if (wants_srv) {
+      Record srv{q.name, kTypeSRV, kTtlSeconds, 0, {1, 1, port, addrName(ip)}};
+      a.answers.push_back(srv);
+      a.additional.push_back({addrName(ip), kTypeA, kTtlSeconds, ip, {}});
+    }
+  }
+  return a;
+}
+
+}  // namespace baton::dns

@@ -1,0 +1,26 @@
+// What the agent's DNS answers (docs/mesh.md "Names"), as a pure function of the mesh's view.
+//
+//   <svc>.<app>.service.baton   A: the healthy instances' addresses (asked from the host), or the
+//                               service's mesh address (asked by an isolated instance that may
+//                               call it); SRV: the same, with ports, targets <hex ip>.addr.baton
+//   <svc>.service.baton         the same, in the asking instance's own app (instances only)
+//   <8 hex>.addr.baton          A: that address (the targets of SRV answers)
+//
+// A name an instance may not call (mesh/intentions.h, the proxy's own decision) does not exist
+// for it: NXDOMAIN, as for unknown names. Names outside "baton" are REFUSED (no recursion).
+#pragma once
+
+#include <optional>
+
+#include "dns/dns_message.h"
+#include "mesh/mesh_view.h"
+
+namespace baton::dns {
+
+inline constexpr uint32_t kTtlSeconds = 2;
+
+// `caller`: the service of the isolated instance that asked (null: asked from the host).
+Answer resolve(const mesh::MeshView& view, const Query& q,
+               const std::optional<mesh::ServiceRef>& caller);
+
+}  // namespace baton::dns
