@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = "localhost/baton/busybox:3"
+IMAGE = "localhost/baton/busybox:4"
 PODMAN = ["podman", "--runtime=runc", "--cgroup-manager=cgroupfs"]
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
 

@@ -298,6 +298,67 @@ void hideEnv(json& j) {
 
 // GET /v1/events: the store's changes under /baton/ from the revision at subscription, plus
 // the event bus, one JSON object per line. Store callbacks only queue (bounded) and wake.
+// A blocking query (GET /v1/services?index=N&wait=D, as Consul's): the answer, rendered when
+// something under `prefixes` changed after revision N (at once when that already happened), or
+// when D has passed, whichever comes first. Sent as one chunk of a chunked body, so the server
+// holds no thread while it waits.
+class BlockingAnswer final : public ChunkSource {
+ public:
+  BlockingAnswer(std::function<ApiResponse()> render, Clock& clock, SteadyPoint deadline,
+                 std::vector<std::string> prefixes)
+      : render_(std::move(render)), clock_(clock), deadline_(deadline),
+        prefixes_(std::move(prefixes)) {}
+  ~BlockingAnswer() override { watch_.reset(); }
+
+  Status start(state::Store& store, state::Revision index) {
+    state::WatchCallbacks cb;
+    cb.on_events = [this](const std::vector<state::Event>& events) {
+      for (const auto& ev : events) {
+        for (const auto& p : prefixes_) {
+          if (ev.kv.key.compare(0, p.size(), p) == 0) return fire();
+        }
+      }
+    };
+    cb.on_error = [this](const Status&) { fire(); };  // compacted past N: answer now
+    auto w = store.watch(std::string("/baton/"), index + 1, std::move(cb));
+    if (!w) return w.status();
+    watch_ = std::move(w).value();
+    return Status::ok();
+  }
+
+  std::optional<std::string> poll() override {
+    {
+      std::lock_guard lock(mu_);
+      if (done_) return std::nullopt;
+      if (!changed_ && clock_.steadyNow() < deadline_) return std::string();
+      done_ = true;
+    }
+    watch_.reset();
+    return render_().body;
+  }
+
+  void setWakeup(std::function<void()> wake) override {
+    std::lock_guard lock(mu_);
+    wake_ = std::move(wake);
+  }
+
+ private:
+  void fire() {
+    std::lock_guard lock(mu_);
+    changed_ = true;
+    if (wake_) wake_();
+  }
+
+  std::function<ApiResponse()> render_;
+  Clock& clock_;
+  SteadyPoint deadline_;
+  std::vector<std::string> prefixes_;
+  std::unique_ptr<state::WatchHandle> watch_;
+  std::mutex mu_;
+  bool changed_ = false, done_ = false;
+  std::function<void()> wake_;
+};
+
 class EventStream final : public ChunkSource {
  public:
   // full: objects as stored; else apps with their env values hidden and no API key records.
@@ -507,6 +568,7 @@ struct Handlers::Impl {
       case RouteId::kDeleteApp:
         return deleteApp(app);
       case RouteId::kListServices:
+        if (req.query.count("index")) return blockingServices(q("app"), q("index"), q("wait"));
         return listServices(q("app"));
       case RouteId::kListInstances:
         return listInstances(q("app"), q("service"), q("state"));
@@ -668,6 +730,38 @@ struct Handlers::Impl {
       }
     }
     return jsonResponse(200, {{"services", rows}, {"revision", s->revision}});
+  }
+
+  // GET /v1/services?index=N[&wait=5m]: blocks until the services or their instances change
+  // after revision N (the `revision` of a previous answer), for at most `wait` (default 5m,
+  // at most 10m).
+  ApiResponse blockingServices(const std::string& app, const std::string& index_text,
+                               const std::string& wait_text) {
+    if (!app.empty() && !isValidName(app)) return errorResponse(400, "invalid app name");
+    int64_t index = -1;
+    if (!index_text.empty() && index_text.size() <= 18 &&
+        std::all_of(index_text.begin(), index_text.end(),
+                    [](char c) { return c >= '0' && c <= '9'; })) {
+      index = std::stoll(index_text);
+    }
+    if (index < 0) return errorResponse(400, "expected index=N, the revision of an earlier answer");
+    Duration wait = Duration(5 * 60'000);
+    if (!wait_text.empty()) {
+      auto d = parseDuration(wait_text);
+      if (!d || d->count() < 0 || *d > Duration(10 * 60'000)) {
+        return errorResponse(400, "expected wait=D, a duration of at most 10m (e.g. 30s)");
+      }
+      wait = *d;
+    }
+    auto src = std::make_unique<BlockingAnswer>(
+        [this, app] { return listServices(app); }, deps.clock, deps.clock.steadyNow() + wait,
+        std::vector<std::string>{std::string(keys::kApps), std::string(keys::kInstances),
+                                 std::string(keys::kStatus), std::string(keys::kScale),
+                                 std::string(keys::kRollouts)});
+    if (Status st = src->start(store(), index); !st) return statusResponse(st);
+    ApiResponse r;
+    r.stream = std::move(src);
+    return r;
   }
 
   ApiResponse listInstances(const std::string& app, const std::string& service,

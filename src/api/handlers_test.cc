@@ -1,6 +1,9 @@
 #include "api/handlers.h"
 
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -543,6 +546,50 @@ TEST_F(HandlersTest, EventStreamSeesStoreChangesAndBusEvents) {
   EXPECT_NE(all.find("\"kind\":\"app\""), std::string::npos) << all;
   EXPECT_NE(all.find("shop/web 0 -> 1"), std::string::npos) << all;
   r.stream->setWakeup({});
+}
+
+TEST_F(HandlersTest, BlockingServicesQueryAnswersOnChangeOrTimeout) {
+  ASSERT_EQ(call("PUT", "/v1/apps/shop", putBody(kShopV1)).status, 200);
+  auto first = call("GET", "/v1/services");
+  ASSERT_EQ(first.status, 200);
+  const int64_t rev = body(first)["revision"];
+  auto r = call("GET", "/v1/services?index=" + std::to_string(rev) + "&wait=10s");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_TRUE(r.stream);
+  std::atomic<int> woken{0};
+  r.stream->setWakeup([&] { woken.fetch_add(1); });
+  EXPECT_EQ(r.stream->poll(), std::string()) << "nothing changed yet";
+  putInstance("web-1", "web", 1, currentHash(), model::InstanceState::kHealthy);
+  for (int i = 0; i < 200 && woken.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_GE(woken.load(), 1);
+  auto out = r.stream->poll();
+  ASSERT_TRUE(out.has_value());
+  json j = json::parse(*out);
+  EXPECT_GT(j["revision"].get<int64_t>(), rev);
+  EXPECT_EQ(j["services"][0]["ready"], 1);
+  EXPECT_EQ(r.stream->poll(), std::nullopt);
+
+  // An index in the past answers at once; nothing new answers when `wait` has passed.
+  r = call("GET", "/v1/services?index=" + std::to_string(rev));
+  ASSERT_TRUE(r.stream);
+  for (int i = 0; i < 200; ++i) {
+    auto o = r.stream->poll();
+    if (o && !o->empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const int64_t now = body(call("GET", "/v1/services"))["revision"];
+  r = call("GET", "/v1/services?index=" + std::to_string(now) + "&wait=30s");
+  ASSERT_TRUE(r.stream);
+  EXPECT_EQ(r.stream->poll(), std::string());
+  clock_.advance(Duration(31'000));
+  auto late = r.stream->poll();
+  ASSERT_TRUE(late.has_value() && !late->empty());
+  EXPECT_EQ(json::parse(*late)["revision"], now);
+
+  EXPECT_EQ(call("GET", "/v1/services?index=x").status, 400);
+  EXPECT_EQ(call("GET", "/v1/services?index=1&wait=1h").status, 400);
 }
 
 TEST_F(HandlersTest, IntentionsPutListCheckDelete) {

@@ -387,8 +387,8 @@ int runAgent(const AgentFlags& flags) {
     dns::DnsServerOptions dopts;
     dopts.listen.clear();
     if (!cfg.dns_listen.empty()) dopts.listen.push_back(cfg.dns_listen);
-    if (mesh_proxy) dopts.listen.push_back(std::string(dns::kMeshDnsAddress) + ":53");
-    if (!dopts.listen.empty()) dns_server = std::make_unique<dns::DnsServer>(dopts);
+    if (mesh_proxy) dopts.best_effort.push_back(std::string(dns::kMeshDnsAddress) + ":53");
+    if (!dopts.listen.empty() || !dopts.best_effort.empty()) dns_server = std::make_unique<dns::DnsServer>(dopts);
   }
   // One view of the catalog for the proxy and DNS, rebuilt on every change.
   mesh_watch = std::make_unique<state::SnapshotWatcher>(
@@ -464,6 +464,10 @@ int runAgent(const AgentFlags& flags) {
                 << "\"off\" for none)\n";
       stopAll();
       return 1;
+    }
+    for (const auto& w : dns_server->warnings()) {
+      spdlog::warn("{}: isolated instances of this agent cannot resolve names (is another agent "
+                   "running on this host?)", w);
     }
   }
   if (mesh_watch) {

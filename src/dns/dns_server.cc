@@ -39,6 +39,7 @@ struct DnsServer::Impl {
   DnsServerOptions options;
   std::vector<std::unique_ptr<udp::socket>> sockets;
   std::vector<int> ports;
+  std::vector<std::string> warnings;
   std::mutex view_mu;
   std::shared_ptr<const mesh::MeshView> view = std::make_shared<mesh::MeshView>();
   std::atomic<int64_t> queries{0}, nxdomain{0}, refused{0}, malformed{0};
@@ -96,7 +97,7 @@ DnsServer::~DnsServer() { stop(); }
 
 Status DnsServer::start() {
   Impl& m = *impl_;
-  for (const std::string& l : m.options.listen) {
+  auto bind = [&m](const std::string& l) -> Result<std::unique_ptr<udp::socket>> {
     auto ep = parseEndpoint(l);
     if (!ep) return ep.status();
     auto s = std::make_unique<udp::socket>(m.ioc);
@@ -104,8 +105,22 @@ Status DnsServer::start() {
     s->open(ep->protocol(), ec);
     if (!ec) s->bind(*ep, ec);
     if (ec) return ioError("DNS: cannot listen on " + l + ": " + ec.message());
-    m.ports.push_back(s->local_endpoint(ec).port());
-    m.sockets.push_back(std::move(s));
+    return s;
+  };
+  for (const std::string& l : m.options.listen) {
+    auto s = bind(l);
+    if (!s) return s.status();
+    error_code ec;
+    m.ports.push_back((*s)->local_endpoint(ec).port());
+    m.sockets.push_back(std::move(*s));
+  }
+  for (const std::string& l : m.options.best_effort) {
+    auto s = bind(l);
+    if (!s) {
+      m.warnings.push_back(s.status().message());
+      continue;
+    }
+    m.sockets.push_back(std::move(*s));
   }
   for (auto& s : m.sockets) m.receive(*s);
   m.thread = std::thread([&m] { m.ioc.run(); });
@@ -129,6 +144,8 @@ void DnsServer::setView(std::shared_ptr<const mesh::MeshView> view) {
   std::lock_guard lock(impl_->view_mu);
   impl_->view = std::move(view);
 }
+
+std::vector<std::string> DnsServer::warnings() const { return impl_->warnings; }
 
 int DnsServer::port(size_t i) const { return i < impl_->ports.size() ? impl_->ports[i] : 0; }
 

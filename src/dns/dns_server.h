@@ -22,6 +22,9 @@ inline constexpr const char* kMeshDnsAddress = "169.254.127.254";
 
 struct DnsServerOptions {
   std::vector<std::string> listen = {"127.0.0.1:8600"};  // "host:port"; port 0: any
+  // Addresses bound when they can be: one that fails is a warning (warnings()), not an error
+  // (the mesh's DNS address, which a second agent on the same host cannot have too).
+  std::vector<std::string> best_effort;
 };
 
 struct DnsStats {
@@ -44,6 +47,8 @@ class DnsServer {
   void setView(std::shared_ptr<const mesh::MeshView> view);
   // The bound port of listen address `i` (after start).
   int port(size_t i = 0) const;
+  // Why best-effort addresses were not bound (after start).
+  std::vector<std::string> warnings() const;
   DnsStats stats() const;
   std::string prometheus() const;
 

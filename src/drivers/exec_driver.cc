@@ -141,8 +141,13 @@ Result<TaskStatus> ExecDriver::spawn(const TaskConfig& config) {
     if (ec) return ioError("cannot create " + d.string() + ": " + ec.message());
   }
   if (!sc.resolv_conf.empty()) {
+    // Readable by the service alone (it is bind-mounted, so only the file's own mode counts).
     if (Status s = writeFileAtomic(sc.resolv_conf, options_.resolv_conf); !s) return s;
-    fs::permissions(sc.resolv_conf, fs::perms(0644), ec);
+    if (config.uid >= 0 && ::chown(sc.resolv_conf.c_str(), static_cast<uid_t>(config.uid),
+                                   static_cast<gid_t>(config.gid >= 0 ? config.gid : 0)) != 0) {
+      return ioError("chown " + sc.resolv_conf + ": " + errnoText(errno));
+    }
+    fs::permissions(sc.resolv_conf, fs::perms(0400), ec);
   }
   if (Status s = writeFileAtomic(dir / kConfigFile, encodeConfig(sc)); !s) return s;
 

@@ -243,8 +243,14 @@ Result<TaskStatus> OciDriver::startLocked(const TaskConfig& config) {
   spec.netns_path = link->netnsPath();
   if (!options_.resolv_conf.empty()) {
     spec.resolv_conf = (bundle / "resolv.conf").string();
-    if (Status s = exec::writeFileAtomic(bundle / "resolv.conf", options_.resolv_conf); !s) return s;
-    std::filesystem::permissions(bundle / "resolv.conf", std::filesystem::perms(0644));
+    // Readable by the container's user alone (a bind mount: only the file's own mode counts).
+    const std::string path = (bundle / "resolv.conf").string();
+    if (Status s = exec::writeFileAtomic(path, options_.resolv_conf); !s) return s;
+    if (::chown(path.c_str(), static_cast<uid_t>(user->uid), static_cast<gid_t>(user->gid)) != 0) {
+      return ioError("chown " + path + ": " + exec::errnoText(errno));
+    }
+    std::error_code pec;
+    std::filesystem::permissions(path, std::filesystem::perms(0400), pec);
   }
   spec.cgroups_path = "/" + options_.cgroup_parent + "/" + id;
   spec.memory_bytes = config.spec.memory;

@@ -194,6 +194,57 @@ TEST_F(NodeTest, StartsAnInstanceAndReportsItHealthy) {
   EXPECT_EQ(statusVersion("web-1"), version);
 }
 
+TEST_F(NodeTest, UpstreamsGetTheirMeshAddressesInTheEnvironment) {
+  model::InstanceRecord r;
+  r.id = "web-1";
+  r.app = "shop";
+  r.service = "web";
+  r.node = "n1";
+  r.spec.name = "web";
+  r.spec.run = {"server"};
+  r.spec.upstreams = {"cart", "billing/api-v2"};
+  ASSERT_TRUE(store_->put(keys::instance("web-1"), model::encode(r)).isOk());
+  NodeOptions o = options();
+  std::vector<std::string> asked;
+  o.upstream_address = [&asked](const std::string &app,
+                                const std::string &svc) -> Result<std::string> {
+    asked.push_back(app + "/" + svc);
+    if (svc == "nope") return unavailable("no address left");
+    return std::string(app == "shop" ? "169.254.64.7:80" : "169.254.64.9:80");
+  };
+  o.network = "isolated";
+  NodeRuntime &rt = startRuntime(clock_, o);
+  ASSERT_TRUE(rt.runOnce().isOk());
+  ASSERT_EQ(driver_->starts(), 1);
+  drivers::TaskConfig cfg = driver_->started()[0];
+  EXPECT_EQ(asked, (std::vector<std::string>{"shop/cart", "billing/api-v2"}));
+  EXPECT_EQ(cfg.env["BATON_UPSTREAM_CART"], "169.254.64.7:80");
+  EXPECT_EQ(cfg.env["BATON_UPSTREAM_CART_URL"], "http://169.254.64.7:80");
+  EXPECT_EQ(cfg.env["BATON_UPSTREAM_BILLING_API_V2"], "169.254.64.9:80");
+  EXPECT_EQ(cfg.env.count("BATON_ADDR"), 0u) << "an isolated instance cannot reach the API";
+  auto node = store_->get(keys::node("n1"));
+  ASSERT_TRUE(node.isOk() && node->has_value());
+  EXPECT_EQ(model::decode<model::NodeRecord>((*node)->value)->network, "isolated");
+
+  // An address that cannot be had is a start error, named.
+  r.id = "web-2";
+  r.spec.upstreams = {"nope"};
+  ASSERT_TRUE(store_->put(keys::instance("web-2"), model::encode(r)).isOk());
+  ASSERT_TRUE(rt.runOnce().isOk());
+  ASSERT_TRUE(rt.runOnce().isOk());  // the start error is reported by the next pass
+  EXPECT_EQ(driver_->starts(), 1);
+  auto st = status("web-2");
+  ASSERT_TRUE(st.has_value());
+  EXPECT_NE((st->message + st->last_failure).find("upstream nope: no address left"),
+            std::string::npos)
+      << st->message << " / " << st->last_failure;
+}
+
+TEST(UpstreamEnvName, UpperCaseWithUnderscores) {
+  EXPECT_EQ(upstreamEnvName("cart"), "BATON_UPSTREAM_CART");
+  EXPECT_EQ(upstreamEnvName("billing/api-v2"), "BATON_UPSTREAM_BILLING_API_V2");
+}
+
 TEST_F(NodeTest, IgnoresInstancesOfOtherNodes) {
   putRecord("web-9", true, "n2");
   NodeRuntime &rt = startRuntime();

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds the container image the docker driver's tests run, offline: a rootfs of Debian's
 # busybox-static (every applet linked, `httpd` to serve HTTP) imported into Podman's store as
-# localhost/baton/busybox:3 (bump the tag when the content changes). Idempotent: does nothing
+# localhost/baton/busybox:4 (bump the tag when the content changes). Idempotent: does nothing
 # when the image exists. /www holds an index page and two CGI scripts for the tests:
 # cgi-bin/whoami (the container's user, privileges and root filesystem) and cgi-bin/call (an
 # HTTP/1.0 GET of $CALL_PATH on $CALL_ADDR:$CALL_PORT, with nc: how one container calls another;
-# CALL_ADDR=node means the instance's node, its default route's next hop).
+# CALL_ADDR=node means the instance's node, the next hop of its routes).
 # Usage: tests/images/busybox-image.sh [image-name]
 set -euo pipefail
-image=${1:-localhost/baton/busybox:3}
+image=${1:-localhost/baton/busybox:4}
 podman=(podman --runtime=runc --cgroup-manager=cgroupfs)
 if "${podman[@]}" image exists "$image" 2>/dev/null; then exit 0; fi
 busybox=/bin/busybox
@@ -39,8 +39,8 @@ cat >"$root/www/cgi-bin/call" <<'SCRIPT'
 #!/bin/sh
 printf 'Content-Type: text/plain\r\n\r\n'
 addr=$CALL_ADDR
-# "node": the instance's node, its default route's next hop (an oci instance's veth peer).
-[ "$addr" = node ] && addr=$(ip route | awk '/^default/ { print $3 }')
+# "node": the instance's node, the next hop of its routes (an oci instance's veth peer).
+[ "$addr" = node ] && addr=$(ip route | awk '/ via / { print $3; exit }')
 printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$CALL_PATH" "${CALL_HOST:-localhost}" |
   nc "$addr" "$CALL_PORT" | sed '1,/^\r*$/d'
 SCRIPT

@@ -207,6 +207,13 @@ def remove_cgroups(instance_ids):
                 pass
 
 
+def remove_netns(instance_ids):
+    """Deletes the network namespaces of instances that were killed without their agent's
+    cleanup (the veth pair goes with the namespace)."""
+    for iid in instance_ids:
+        subprocess.run(["ip", "netns", "del", f"baton-{iid}"], capture_output=True)
+
+
 def teardown_agent(a, tmp_path):
     """Takes every app down through the agent (so supervisors clean up after themselves), then
     stops the agent and kills whatever is left."""
@@ -222,6 +229,7 @@ def teardown_agent(a, tmp_path):
     a.terminate()
     kill_leftovers(tmp_path)
     remove_cgroups(seen)
+    remove_netns(seen)
 
 
 @pytest.fixture

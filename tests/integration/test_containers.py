@@ -24,7 +24,7 @@ import pytest
 from conftest import Agent, free_port, http_get, teardown_agent, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE = "localhost/baton/busybox:3"
+IMAGE = "localhost/baton/busybox:4"
 PODMAN = ["podman", "--runtime=runc", "--cgroup-manager=cgroupfs"]
 BRIDGE = "10.88.0.1"  # Podman's default bridge: how a container reaches its host
 

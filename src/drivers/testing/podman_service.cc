@@ -13,7 +13,7 @@
 namespace baton::drivers::testing {
 namespace {
 
-constexpr const char* kImage = "localhost/baton/busybox:3";
+constexpr const char* kImage = "localhost/baton/busybox:4";
 
 struct Service {
   pid_t pid = -1;
