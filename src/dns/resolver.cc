@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "core/ipv4.h"
 #include "mesh/vips.h"
 #include "model/names.h"
 
@@ -10,27 +11,6 @@ namespace {
 
 constexpr std::string_view kServiceZone = ".service.baton";
 constexpr std::string_view kAddrZone = ".addr.baton";
-
-std::optional<uint32_t> parseIpv4(std::string_view s) {
-  uint32_t ip = 0;
-  int parts = 0;
-  size_t i = 0;
-  while (true) {
-    size_t j = s.find('.', i);
-    std::string_view p = s.substr(i, j == std::string_view::npos ? j : j - i);
-    if (p.empty() || p.size() > 3 || ++parts > 4) return std::nullopt;
-    uint32_t v = 0;
-    for (char c : p) {
-      if (c < '0' || c > '9') return std::nullopt;
-      v = v * 10 + static_cast<uint32_t>(c - '0');
-    }
-    if (v > 255) return std::nullopt;
-    ip = ip << 8 | v;
-    if (j == std::string_view::npos) break;
-    i = j + 1;
-  }
-  return parts == 4 ? std::optional<uint32_t>(ip) : std::nullopt;
-}
 
 std::string addrName(uint32_t ip) {
   char buf[16];

@@ -21,35 +21,6 @@ namespace baton::drivers {
 
 // ---- pure ----------------------------------------------------------------------------------
 
-std::string formatIpv4(uint32_t ip) {
-  return std::to_string(ip >> 24) + "." + std::to_string((ip >> 16) & 0xff) + "." +
-         std::to_string((ip >> 8) & 0xff) + "." + std::to_string(ip & 0xff);
-}
-
-std::optional<uint32_t> parseIpv4(std::string_view text) {
-  uint32_t ip = 0;
-  int parts = 0;
-  size_t i = 0;
-  while (parts < 4) {
-    if (i >= text.size() || text[i] < '0' || text[i] > '9') return std::nullopt;
-    uint32_t part = 0;
-    size_t digits = 0;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-      part = part * 10 + static_cast<uint32_t>(text[i] - '0');
-      if (++digits > 3 || part > 255) return std::nullopt;
-      ++i;
-    }
-    ip = (ip << 8) | part;
-    ++parts;
-    if (parts < 4) {
-      if (i >= text.size() || text[i] != '.') return std::nullopt;
-      ++i;
-    }
-  }
-  if (i != text.size()) return std::nullopt;
-  return ip;
-}
-
 namespace {
 
 

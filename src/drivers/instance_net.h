@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/ipv4.h"
 #include "core/result.h"
 
 namespace baton::drivers {
@@ -53,9 +54,9 @@ struct InstanceLink {
   std::string netnsPath() const { return "/var/run/netns/" + netns; }
 };
 
-// "169.254.128.7" (host byte order in, dotted quad out) and back (nullopt when malformed).
-std::string formatIpv4(uint32_t ip);
-std::optional<uint32_t> parseIpv4(std::string_view text);
+// Dotted quads (core/ipv4.h).
+using baton::formatIpv4;
+using baton::parseIpv4;
 
 // The host-end interface name for a netns: "bt" + the first 10 hex digits of its FNV-1a hash.
 std::string hostInterfaceName(std::string_view netns);

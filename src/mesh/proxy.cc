@@ -105,6 +105,12 @@ struct MeshProxy::Impl {
   std::atomic<int64_t> outbound{0}, inbound{0}, denied{0}, unknown_peer{0}, cut{0}, failed{0},
       certs_issued{0}, open{0};
   bool stopping = false;
+  int active = 0;  // connection coroutines running (proxy thread only)
+  struct Active {
+    Impl* impl;
+    explicit Active(Impl* i) : impl(i) { ++impl->active; }
+    ~Active() { --impl->active; }
+  };
   mutable std::mutex demand_mu;
   std::map<std::string, MeshDemand> demand;  // guarded by demand_mu
 
@@ -248,6 +254,7 @@ struct MeshProxy::Impl {
 
   // Caller side: a connection to a service address from an instance of this node.
   asio::awaitable<void> outboundConn(tcp::socket sock, ServiceRef dst) {
+    Active running(this);
     error_code ec;
     const std::string peer = sock.remote_endpoint(ec).address().to_string();
     std::shared_ptr<const MeshView> v = view;
@@ -342,6 +349,7 @@ struct MeshProxy::Impl {
 
   // Destination side: mutual TLS from a node proxy.
   asio::awaitable<void> inboundConn(tcp::socket sock) {
+    Active running(this);
     auto ctx = server_ctx;
     TlsStream tls(std::move(sock), *ctx);
     error_code ec = co_await withDeadline(tls.lowest_layer(), [&]() -> asio::awaitable<error_code> {
@@ -513,9 +521,21 @@ void MeshProxy::stop() {
     for (auto& [_, a] : m.vip_acceptors) a->close(ignored);
     std::vector<Live*> all(m.live.begin(), m.live.end());
     for (Live* l : all) l->cut();
-    // Whatever still runs after a grace period (a hold, a handshake) is dropped.
-    auto grace = std::make_shared<asio::steady_timer>(m.ioc, std::chrono::seconds(2));
-    grace->async_wait([&m, grace](error_code) { m.ioc.stop(); });
+    // Done when every connection has ended; whatever still runs after a grace period (a hold,
+    // a handshake) is dropped.
+    auto grace = std::make_shared<asio::steady_timer>(m.ioc);
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    auto check = std::make_shared<std::function<void(error_code)>>();
+    *check = [&m, grace, until, check](error_code) {
+      if (m.active == 0 || std::chrono::steady_clock::now() >= until) {
+        m.ioc.stop();
+        *check = nullptr;  // breaks the cycle
+        return;
+      }
+      grace->expires_after(std::chrono::milliseconds(10));
+      grace->async_wait(*check);
+    };
+    (*check)(error_code());
   });
   m.work.reset();
   m.thread.join();

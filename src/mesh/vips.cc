@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/hash.h"
+#include "core/ipv4.h"
 
 namespace baton::mesh {
 namespace {
@@ -16,32 +17,12 @@ std::string vipKey(const ServiceRef& s) { return std::string(kVips) + s.app + "/
 
 }  // namespace
 
-std::string vipAddress(uint32_t slot) {
-  uint32_t ip = kBase + slot;
-  return std::to_string(ip >> 24) + "." + std::to_string((ip >> 16) & 0xff) + "." +
-         std::to_string((ip >> 8) & 0xff) + "." + std::to_string(ip & 0xff);
-}
+std::string vipAddress(uint32_t slot) { return formatIpv4(kBase + slot); }
 
 std::optional<uint32_t> vipSlot(std::string_view address) {
-  uint32_t ip = 0;
-  int parts = 0;
-  size_t i = 0;
-  while (true) {
-    size_t j = address.find('.', i);
-    std::string_view part = address.substr(i, j == std::string_view::npos ? j : j - i);
-    if (part.empty() || part.size() > 3 || ++parts > 4) return std::nullopt;
-    uint32_t v = 0;
-    for (char c : part) {
-      if (c < '0' || c > '9') return std::nullopt;
-      v = v * 10 + static_cast<uint32_t>(c - '0');
-    }
-    if (v > 255 || (part.size() > 1 && part[0] == '0')) return std::nullopt;
-    ip = (ip << 8) | v;
-    if (j == std::string_view::npos) break;
-    i = j + 1;
-  }
-  if (parts != 4 || ip <= kBase || ip >= kBase + kVipSlots) return std::nullopt;
-  return ip - kBase;
+  auto ip = parseIpv4(address);
+  if (!ip || *ip <= kBase || *ip >= kBase + kVipSlots) return std::nullopt;
+  return *ip - kBase;
 }
 
 Result<uint32_t> chooseVipSlot(std::string_view service, const std::set<uint32_t>& used) {
