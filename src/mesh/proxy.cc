@@ -103,7 +103,7 @@ struct MeshProxy::Impl {
   std::list<Live*> live;
   std::map<std::string, size_t> round_robin;
   std::atomic<int64_t> outbound{0}, inbound{0}, denied{0}, unknown_peer{0}, cut{0}, failed{0},
-      certs_issued{0}, open{0};
+      certs_issued{0}, open{0}, limited{0};
   bool stopping = false;
   int active = 0;  // connection coroutines running (proxy thread only)
   struct Active {
@@ -174,7 +174,9 @@ struct MeshProxy::Impl {
     auto* self = static_cast<Impl*>(arg);
     const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     auto dst = name ? parseMeshServerName(name) : std::nullopt;
-    if (!dst) {
+    // Only services that exist get a certificate: the name comes before the client has shown
+    // its own, and must not make the proxy sign (and keep) one for every name it is sent.
+    if (!dst || !self->view->upstreams.count(dst->str())) {
       *alert = SSL_AD_UNRECOGNIZED_NAME;
       return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
@@ -419,6 +421,11 @@ struct MeshProxy::Impl {
         continue;
       }
       error_code ignored;
+      if (active >= options.max_connections) {  // bounded: closed at once, counted
+        limited.fetch_add(1, std::memory_order_relaxed);
+        sock.close(ignored);
+        continue;
+      }
       sock.set_option(tcp::no_delay(true), ignored);
       asio::co_spawn(ioc, handle(std::move(sock)), asio::detached);
     }
@@ -553,8 +560,8 @@ std::string MeshProxy::meshAddress() const { return impl_->mesh_address; }
 MeshProxyStats MeshProxy::stats() const {
   const Impl& m = *impl_;
   auto g = [](const std::atomic<int64_t>& a) { return a.load(std::memory_order_relaxed); };
-  return {g(m.outbound), g(m.inbound), g(m.denied),       g(m.unknown_peer),
-          g(m.cut),      g(m.failed),  g(m.certs_issued), g(m.open)};
+  return {g(m.outbound), g(m.inbound),      g(m.denied), g(m.unknown_peer), g(m.cut),
+          g(m.failed),   g(m.certs_issued), g(m.open),   g(m.limited)};
 }
 
 std::map<std::string, MeshDemand> MeshProxy::demand() const {
@@ -577,6 +584,7 @@ std::string MeshProxy::prometheus() const {
   line("unknown_peer", s.unknown_peer);
   line("cut", s.cut);
   line("failed", s.failed);
+  line("over_limit", s.limited);
   out += "# HELP baton_mesh_open_connections Relayed mesh connections open now.\n"
          "# TYPE baton_mesh_open_connections gauge\n"
          "baton_mesh_open_connections " + std::to_string(s.open) + "\n"

@@ -39,6 +39,9 @@ struct MeshProxyOptions {
   Duration hold_timeout = Duration(30'000);  // a caller waits this long for a cold start
   Duration connect_timeout = Duration(5'000);  // TCP connect plus TLS handshake
   int vip_port = 80;                         // every service address listens here
+  // Connections being held, handshaken or relayed at once (each side counts; on one node a
+  // call is two); past it new ones are closed at once (over_limit).
+  int max_connections = 4096;
 };
 
 struct MeshProxyHooks {
@@ -55,6 +58,7 @@ struct MeshProxyStats {
   int64_t failed = 0;         // no instance in time, connect or handshake failures
   int64_t certs_issued = 0;
   int64_t open = 0;           // gauge: relayed connections open now (both sides)
+  int64_t limited = 0;        // closed at once: max_connections were in progress
 };
 
 // Demand for one destination service seen by this node's callers (for the autoscaler).

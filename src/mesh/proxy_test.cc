@@ -219,6 +219,26 @@ TEST_F(MeshProxyTest, ACallToAServiceAtZeroIsHeldAndAsksForAColdStart) {
   EXPECT_EQ(proxy_->demand()["shop/cart"].arrivals, 1);
 }
 
+TEST_F(MeshProxyTest, ConnectionsPastTheLimitAreClosedAtOnce) {
+  proxy_.reset();
+  MeshProxyOptions o;
+  o.node_id = "n1";
+  o.vip_port = vip_port_;
+  o.max_connections = 2;  // one call: its caller side and its destination side
+  proxy_ = std::make_unique<MeshProxy>(o, *ca_, SystemClock::instance());
+  ASSERT_TRUE(proxy_->start().isOk());
+  publish(view());
+  int first = connectTo("127.0.0.2", vip_port_);
+  ASSERT_EQ(roundTrip(first, "one"), "one");
+  int second = connectTo("127.0.0.2", vip_port_);
+  ASSERT_GE(second, 0);
+  EXPECT_TRUE(closedWithin(second, 2000ms));
+  EXPECT_GE(proxy_->stats().limited, 1);
+  EXPECT_EQ(roundTrip(first, "still"), "still");
+  ::close(first);
+  ::close(second);
+}
+
 TEST_F(MeshProxyTest, TheMeshListenerWantsACertificateOfThisMesh) {
   publish(view());
   // A plain TCP client that speaks no TLS, and one that sends garbage, get nothing.
