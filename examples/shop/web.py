@@ -11,7 +11,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 def catalog_url():
     # The node's mesh proxy listens there, picks a healthy catalog instance (waking one when
     # the catalog is at zero) and carries the call over mutual TLS.
-    return os.environ["BATON_UPSTREAM_CATALOG_URL"]
+    url = os.environ.get("BATON_UPSTREAM_CATALOG_URL")
+    if url:
+        return url
+    # A node without isolation (not root: docs/mesh.md) has no mesh: ask the agent's catalog.
+    base, app = os.environ["BATON_ADDR"], os.environ.get("BATON_APP", "shop")
+    with urllib.request.urlopen(
+            f"{base}/v1/instances?app={app}&service=catalog&state=healthy", timeout=2) as r:
+        instances = json.load(r)["instances"]
+    if not instances:
+        raise RuntimeError("no healthy catalog instance")
+    return f"http://{instances[0]['address'] or '127.0.0.1'}:{instances[0]['port']}"
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -324,6 +324,8 @@ struct MeshProxy::Impl {
     ec = co_await withDeadline(tls.lowest_layer(), [&]() -> asio::awaitable<error_code> {
       auto [e] = co_await tls.lowest_layer().async_connect(*target, kUse);
       if (e) co_return e;
+      error_code nd;
+      tls.lowest_layer().set_option(tcp::no_delay(true), nd);
       auto [h] = co_await tls.async_handshake(ssl::stream_base::client, kUse);
       co_return h;
     }());
