@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "api/handlers.h"
+#include "core/listen_address.h"
 #include "core/result.h"
 
 namespace baton::api {
@@ -35,7 +36,7 @@ class ApiServer {
   std::unique_ptr<Impl> impl_;
 };
 
-// "127.0.0.1:4646", "[::1]:4646", ":4646" (all interfaces), "localhost:0" -> host and port.
-Result<std::pair<std::string, int>> parseListenAddress(std::string_view listen);
+// "host:port" -> (host, port) (core/listen_address.h).
+using baton::parseListenAddress;
 
 }  // namespace baton::api

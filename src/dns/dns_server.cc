@@ -5,6 +5,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/listen_address.h"
 #include "dns/resolver.h"
 
 namespace baton::dns {
@@ -16,21 +17,12 @@ using error_code = boost::system::error_code;
 constexpr size_t kMaxQuery = 512;
 
 Result<udp::endpoint> parseEndpoint(const std::string& hostport) {
-  auto colon = hostport.rfind(':');
-  if (colon == std::string::npos) return invalidArgument("expected host:port, got \"" + hostport + "\"");
+  auto hp = parseListenAddress(hostport);
+  if (!hp) return hp.status();
   error_code ec;
-  auto addr = asio::ip::make_address(hostport.substr(0, colon), ec);
-  int port = -1;
-  try {
-    size_t used = 0;
-    port = std::stoi(hostport.substr(colon + 1), &used);
-    if (used != hostport.size() - colon - 1) port = -1;
-  } catch (...) {
-  }
-  if (ec || port < 0 || port > 65535) {
-    return invalidArgument("expected host:port, got \"" + hostport + "\"");
-  }
-  return udp::endpoint(addr, static_cast<uint16_t>(port));
+  auto addr = asio::ip::make_address(hp->first, ec);
+  if (ec) return invalidArgument("expected an IP address and port, got \"" + hostport + "\"");
+  return udp::endpoint(addr, static_cast<uint16_t>(hp->second));
 }
 
 }  // namespace

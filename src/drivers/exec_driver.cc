@@ -29,7 +29,6 @@ bool validId(const std::string& id) { return validTaskId(id); }
 // What the task dir says right now.
 struct TaskFiles {
   bool exists = false;
-  std::string address;  // config.json's: where the task is reached in its own network
   std::optional<SupervisorState> state;
   std::optional<ExitStatus> exit;
 };
@@ -39,9 +38,6 @@ TaskFiles load(const fs::path& dir) {
   std::error_code ec;
   t.exists = fs::exists(dir / kConfigFile, ec);
   if (!t.exists) return t;
-  if (auto text = readWholeFile(dir / kConfigFile)) {
-    if (auto c = decodeConfig(*text)) t.address = c->address;
-  }
   // exit.json first: the supervisor writes it after state.json, so a task seen as ended here
   // really ended.
   if (auto text = readWholeFile(dir / kExitFile)) {
@@ -78,6 +74,19 @@ ExecDriver::ExecDriver(ExecDriverOptions options, Clock& clock)
     : options_(std::move(options)), clock_(clock) {
   std::error_code ec;
   fs::create_directories(options_.state_dir, ec);
+}
+
+std::string ExecDriver::addressOf(const std::string& id) {
+  if (options_.networks == nullptr) return "";
+  std::lock_guard lock(addresses_mu_);
+  if (auto it = addresses_.find(id); it != addresses_.end()) return it->second;
+  // A task started by an earlier agent: config.json says, once.
+  std::string address;
+  if (auto text = readWholeFile(taskDir(id) / kConfigFile)) {
+    if (auto c = decodeConfig(*text)) address = c->address;
+  }
+  addresses_[id] = address;
+  return address;
 }
 
 void ExecDriver::sleepPoll() const { std::this_thread::sleep_for(options_.poll_interval); }
@@ -150,6 +159,10 @@ Result<TaskStatus> ExecDriver::spawn(const TaskConfig& config) {
     fs::permissions(sc.resolv_conf, fs::perms(0400), ec);
   }
   if (Status s = writeFileAtomic(dir / kConfigFile, encodeConfig(sc)); !s) return s;
+  {
+    std::lock_guard lock(addresses_mu_);
+    addresses_[config.instance_id] = sc.address;
+  }
 
   // Everything the forked children use is prepared here: after fork only async-signal-safe
   // calls are allowed (the agent is multi-threaded).
@@ -235,7 +248,7 @@ Result<TaskStatus> ExecDriver::inspect(const std::string& id) {
   if (!t.exists) return notFound("no task \"" + id + "\"");
   TaskStatus st;
   st.instance_id = id;
-  st.address = t.address;
+  st.address = addressOf(id);
   if (t.state) {
     st.pid = t.state->pid;
     st.started_at = fromUnixMillis(t.state->started_at_ms);
@@ -338,6 +351,8 @@ Status ExecDriver::destroy(const std::string& id) {
   if (Status s = stop(id, Duration(0)); !s) return s;
   if (options_.networks != nullptr) {
     if (Status s = options_.networks->remove(options_.netns_prefix + id); !s) return s;
+    std::lock_guard lock(addresses_mu_);
+    addresses_.erase(id);
   }
   std::error_code ec;
   fs::remove_all(taskDir(id), ec);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -80,11 +81,16 @@ class ExecDriver final : public Driver {
 
  private:
   Result<TaskStatus> spawn(const TaskConfig& config);
+  // Where a task is reached in its own network ("" without one): remembered from its start, or
+  // read once from config.json for a task an earlier agent started (inspect runs every pass).
+  std::string addressOf(const std::string& instance_id);
   void sleepPoll() const;
 
   ExecDriverOptions options_;
   Clock& clock_;
   exec::StartingIds starting_;
+  std::mutex addresses_mu_;
+  std::map<std::string, std::string> addresses_;  // guarded by addresses_mu_
 };
 
 }  // namespace baton::drivers

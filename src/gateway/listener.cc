@@ -2,33 +2,19 @@
 // gets a Conn, a watchdog and a session coroutine on the worker that accepted it.
 #include <fcntl.h>
 
+#include "core/listen_address.h"
 #include "gateway/runtime.h"
 
 namespace baton::gateway {
 namespace {
 
 Result<tcp::endpoint> parseListen(const std::string& listen) {
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos) {
-    return invalidArgument("listen address \"" + listen + "\": expected host:port");
-  }
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  if (host.empty()) host = "0.0.0.0";
-  int port = 0;
-  try {
-    port = std::stoi(listen.substr(colon + 1));
-  } catch (...) {
-    return invalidArgument("listen address \"" + listen + "\": bad port");
-  }
-  if (port < 0 || port > 65535)
-    return invalidArgument("listen address \"" + listen + "\": bad port");
+  auto hp = parseListenAddress(listen);
+  if (!hp) return hp.status();
   error_code ec;
-  auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+  auto addr = asio::ip::make_address(hp->first, ec);
   if (ec) return invalidArgument("listen address \"" + listen + "\": bad host");
-  return tcp::endpoint(addr, static_cast<unsigned short>(port));
+  return tcp::endpoint(addr, static_cast<unsigned short>(hp->second));
 }
 
 // Sockets must not leak into processes the agent starts.

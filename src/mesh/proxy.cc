@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/listen_address.h"
 #include "model/names.h"
 
 namespace baton::mesh {
@@ -28,17 +29,12 @@ constexpr auto kHoldPoll = std::chrono::milliseconds(20);
 constexpr auto kColdKickEvery = std::chrono::seconds(1);
 
 Result<tcp::endpoint> parseEndpoint(const std::string& hostport) {
-  auto colon = hostport.rfind(':');
-  if (colon == std::string::npos) return invalidArgument("expected host:port, got " + hostport);
+  auto hp = parseListenAddress(hostport);
+  if (!hp) return hp.status();
   error_code ec;
-  auto addr = asio::ip::make_address(hostport.substr(0, colon), ec);
-  int port = -1;
-  try {
-    port = std::stoi(hostport.substr(colon + 1));
-  } catch (...) {
-  }
-  if (ec || port < 0 || port > 65535) return invalidArgument("expected host:port, got " + hostport);
-  return tcp::endpoint(addr, static_cast<uint16_t>(port));
+  auto addr = asio::ip::make_address(hp->first, ec);
+  if (ec) return invalidArgument("expected an IP address and port, got \"" + hostport + "\"");
+  return tcp::endpoint(addr, static_cast<uint16_t>(hp->second));
 }
 
 // The URI SAN of the peer's certificate (empty when none).
@@ -438,14 +434,14 @@ struct MeshProxy::Impl {
   void applyView(std::shared_ptr<const MeshView> v) {
     view = std::move(v);
     // Cut what the new view denies.
-    std::vector<Live*> doomed;
+    std::vector<std::pair<Live*, std::string>> doomed;  // decided once, then cut
     for (Live* l : live) {
-      if (!view->decide(l->caller, l->destination).allowed) doomed.push_back(l);
+      Verdict v = view->decide(l->caller, l->destination);
+      if (!v.allowed) doomed.emplace_back(l, std::move(v.reason));
     }
-    for (Live* l : doomed) {
+    for (auto& [l, reason] : doomed) {
       cut.fetch_add(1, std::memory_order_relaxed);
-      spdlog::info("mesh: cutting {} -> {}: {}", l->caller.str(), l->destination.str(),
-                   view->decide(l->caller, l->destination).reason);
+      spdlog::info("mesh: cutting {} -> {}: {}", l->caller.str(), l->destination.str(), reason);
       l->cut();
     }
     // Listen on every service address the view names.
