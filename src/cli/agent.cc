@@ -293,6 +293,8 @@ int runAgent(const AgentFlags& flags) {
   gw_options.limits.upstream_idle_timeout = cfg.gateway_upstream_idle_timeout;
   gw_options.limits.upstream_response_timeout = cfg.gateway_upstream_response_timeout;
   gw_options.limits.max_connections = *max_connections;
+  // Isolated instances see the gateway's connections come from its own address.
+  if (nets) gw_options.upstream_source = mesh::kGatewayAddress;
   controller::Autoscaling* autoscaling_ptr = nullptr;
   controller::Controller* controller_ptr = nullptr;
   gateway::GatewayHooks hooks;

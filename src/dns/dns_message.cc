@@ -49,6 +49,11 @@ void putRecord(std::string& out, const Record& r, std::string_view question) {
     putName(rdata, r.srv.target, "");  // no pointers into a buffer it is not part of
     put16(out, static_cast<uint16_t>(rdata.size()));
     out += rdata;
+  } else if (r.type == kTypePTR) {
+    std::string rdata;
+    putName(rdata, r.ptr, "");
+    put16(out, static_cast<uint16_t>(rdata.size()));
+    out += rdata;
   } else {
     put16(out, 4);
     put32(out, r.ipv4);

@@ -13,6 +13,7 @@
 namespace baton::dns {
 
 inline constexpr uint16_t kTypeA = 1;
+inline constexpr uint16_t kTypePTR = 12;
 inline constexpr uint16_t kTypeAAAA = 28;
 inline constexpr uint16_t kTypeSRV = 33;
 inline constexpr uint16_t kTypeANY = 255;
@@ -68,6 +69,7 @@ struct Record {
   uint32_t ttl = 0;
   uint32_t ipv4 = 0;  // type A, host byte order
   SrvData srv;        // type SRV
+  std::string ptr;    // type PTR: a name, no trailing dot
 };
 
 struct Answer {

@@ -30,6 +30,7 @@ mesh::MeshView view() {
   v.upstreams["shop/cart"] = {};
   v.upstreams["shop/admin"] = {};
   v.vips["169.254.70.1"] = {"shop", "cart"};
+  v.vips["169.254.70.2"] = {"shop", "web"};
   v.callers["169.254.128.1"] = {"shop", "web"};
   v.healthy["shop/cart"] = {{"i1", "n1", "169.254.128.3", 8080}, {"i2", "n1", "169.254.128.5", 8081}};
   return v;
@@ -73,7 +74,7 @@ TEST(DnsMessageTest, MalformedInputIsAnErrorValue) {
 TEST(DnsMessageTest, ResponsesCompressAndFitInAUdpAnswer) {
   Query q = *parseQuery(query("cart.shop.service.baton", kTypeA)).query;
   Answer a;
-  for (uint32_t i = 0; i < 100; ++i) a.answers.push_back({q.name, kTypeA, 2, 0xA9FE8000 + i, {}});
+  for (uint32_t i = 0; i < 100; ++i) a.answers.push_back({q.name, kTypeA, 2, 0xA9FE8000 + i, {}, {}});
   std::string out = encodeResponse(q, a);
   EXPECT_LE(out.size(), kMaxUdpAnswer);
   const int an = (static_cast<uint8_t>(out[6]) << 8) | static_cast<uint8_t>(out[7]);
@@ -122,6 +123,33 @@ TEST(DnsResolverTest, AnInstanceGetsMeshAddressesOfWhatItMayCallOnly) {
   ASSERT_EQ(a.answers.size(), 1u);
   EXPECT_EQ(a.answers[0].srv.port, 80);
   EXPECT_EQ(ask("cart.service.baton", kTypeA, admin).rcode, Rcode::kNxDomain);
+}
+
+TEST(DnsResolverTest, PtrNamesTheCallersOfAnInstance) {
+  const mesh::ServiceRef web{"shop", "web"}, cart{"shop", "cart"}, admin{"shop", "admin"};
+  Answer a = ask("1.70.254.169.in-addr.arpa", kTypePTR);
+  ASSERT_EQ(a.answers.size(), 1u);
+  EXPECT_EQ(a.answers[0].ptr, "cart.shop.service.baton");
+  a = ask("253.127.254.169.in-addr.arpa", kTypePTR, cart);
+  ASSERT_EQ(a.answers.size(), 1u);
+  EXPECT_EQ(a.answers[0].ptr, "gateway.baton");
+  // cart learns who web is (web may call it); admin, which neither calls nor is called, does not.
+  a = ask("2.70.254.169.in-addr.arpa", kTypePTR, cart);
+  ASSERT_EQ(a.answers.size(), 1u);
+  EXPECT_EQ(a.answers[0].ptr, "web.shop.service.baton");
+  EXPECT_EQ(ask("2.70.254.169.in-addr.arpa", kTypePTR, admin).rcode, Rcode::kNxDomain);
+  EXPECT_EQ(ask("9.70.254.169.in-addr.arpa", kTypePTR).rcode, Rcode::kNxDomain) << "unused";
+  EXPECT_EQ(ask("1.0.0.127.in-addr.arpa", kTypePTR).rcode, Rcode::kRefused) << "not the mesh's";
+  EXPECT_EQ(ask("70.254.169.in-addr.arpa", kTypePTR).rcode, Rcode::kNxDomain);
+  EXPECT_EQ(ask("1.1.70.254.169.in-addr.arpa", kTypePTR).rcode, Rcode::kNxDomain);
+  EXPECT_EQ(ask("01.70.254.169.in-addr.arpa", kTypePTR).rcode, Rcode::kNxDomain);
+  EXPECT_TRUE(ask("1.70.254.169.in-addr.arpa", kTypeA).answers.empty());
+
+  // On the wire: RDLENGTH then the name as labels.
+  Query q = *parseQuery(query("1.70.254.169.in-addr.arpa", kTypePTR)).query;
+  std::string out = encodeResponse(q, resolve(view(), q, std::nullopt));
+  const std::string rdata = std::string("\x00\x19\x04" "cart" "\x04" "shop" "\x07" "service" "\x05" "baton", 26) + '\0';
+  EXPECT_EQ(out.substr(out.size() - rdata.size()), rdata);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@ namespace {
 
 constexpr std::string_view kServiceZone = ".service.baton";
 constexpr std::string_view kAddrZone = ".addr.baton";
+constexpr std::string_view kReverseZone = ".in-addr.arpa";
 
 std::string addrName(uint32_t ip) {
   char buf[16];
@@ -49,6 +50,55 @@ std::vector<std::pair<uint32_t, uint16_t>> targets(const mesh::MeshView& view,
   return out;
 }
 
+// "7.64.254.169.in-addr.arpa" -> 169.254.64.7; nullopt when it is not four decimal labels.
+std::optional<uint32_t> reverseAddress(std::string_view name) {
+  std::string_view rest = name.substr(0, name.size() - kReverseZone.size());
+  std::string dotted;
+  for (int i = 0; i < 4; ++i) {
+    size_t dot = rest.rfind('.');
+    std::string_view label = dot == std::string_view::npos ? rest : rest.substr(dot + 1);
+    if (!dotted.empty()) dotted += '.';
+    dotted += label;
+    if (dot == std::string_view::npos) {
+      if (i != 3) return std::nullopt;
+      rest = {};
+    } else {
+      rest = rest.substr(0, dot);
+    }
+  }
+  if (!rest.empty()) return std::nullopt;
+  return parseIpv4(dotted);
+}
+
+// PTR for the addresses connections to an instance come from ("Who is calling"): a service
+// address names its service, the gateway's names the gateway. An instance learns the name of a
+// service only if one of the two may call the other (or it is its own).
+Answer reverse(const mesh::MeshView& view, const Query& q,
+               const std::optional<mesh::ServiceRef>& caller) {
+  auto ip = reverseAddress(q.name);
+  if (!ip) return rcode(Rcode::kNxDomain);
+  const std::string address = formatIpv4(*ip);
+  if (!mesh::vipSlot(address)) return rcode(Rcode::kRefused);  // not the mesh's
+  const bool wants_ptr = q.qtype == kTypePTR || q.qtype == kTypeANY;
+  Answer a;
+  if (address == mesh::kGatewayAddress) {
+    if (wants_ptr) a.answers.push_back({q.name, kTypePTR, kTtlSeconds, 0, {}, "gateway.baton"});
+    return a;
+  }
+  auto it = view.vips.find(address);
+  if (it == view.vips.end()) return rcode(Rcode::kNxDomain);
+  const mesh::ServiceRef& s = it->second;
+  if (caller && !(s == *caller) && !view.decide(*caller, s).allowed &&
+      !view.decide(s, *caller).allowed) {
+    return rcode(Rcode::kNxDomain);
+  }
+  if (wants_ptr) {
+    a.answers.push_back(
+        {q.name, kTypePTR, kTtlSeconds, 0, {}, s.service + "." + s.app + std::string(kServiceZone)});
+  }
+  return a;
+}
+
 }  // namespace
 
 Answer resolve(const mesh::MeshView& view, const Query& q,
@@ -56,6 +106,7 @@ Answer resolve(const mesh::MeshView& view, const Query& q,
   if (q.opcode != 0) return rcode(Rcode::kNotImp);
   if (q.qclass != kClassIN) return rcode(Rcode::kNotImp);
   const std::string_view name = q.name;
+  if (endsWith(name, kReverseZone)) return reverse(view, q, caller);
   if (name != "baton" && !endsWith(name, ".baton")) return rcode(Rcode::kRefused);
   const bool wants_a = q.qtype == kTypeA || q.qtype == kTypeANY;
   const bool wants_srv = q.qtype == kTypeSRV || q.qtype == kTypeANY;
@@ -71,7 +122,7 @@ Answer resolve(const mesh::MeshView& view, const Query& q,
     }
     if (!ok) return rcode(Rcode::kNxDomain);
     Answer a;
-    if (wants_a) a.answers.push_back({q.name, kTypeA, kTtlSeconds, ip, {}});
+    if (wants_a) a.answers.push_back({q.name, kTypeA, kTtlSeconds, ip, {}, {}});
     return a;
   }
   if (!endsWith(name, kServiceZone)) return rcode(Rcode::kNxDomain);
@@ -91,11 +142,11 @@ Answer resolve(const mesh::MeshView& view, const Query& q,
 
   Answer a;
   for (const auto& [ip, port] : targets(view, service, caller)) {
-    if (wants_a) a.answers.push_back({q.name, kTypeA, kTtlSeconds, ip, {}});
+    if (wants_a) a.answers.push_back({q.name, kTypeA, kTtlSeconds, ip, {}, {}});
     if (wants_srv) {
-      Record srv{q.name, kTypeSRV, kTtlSeconds, 0, {1, 1, port, addrName(ip)}};
+      Record srv{q.name, kTypeSRV, kTtlSeconds, 0, {1, 1, port, addrName(ip)}, {}};
       a.answers.push_back(srv);
-      a.additional.push_back({addrName(ip), kTypeA, kTtlSeconds, ip, {}});
+      a.additional.push_back({addrName(ip), kTypeA, kTtlSeconds, ip, {}, {}});
     }
   }
   return a;

@@ -5,6 +5,10 @@
 //                               call it); SRV: the same, with ports, targets <hex ip>.addr.baton
 //   <svc>.service.baton         the same, in the asking instance's own app (instances only)
 //   <8 hex>.addr.baton          A: that address (the targets of SRV answers)
+//   <d.c.b.a>.in-addr.arpa      PTR for an address of 169.254.64.0/18, the sources of
+//                               connections to instances: "<svc>.<app>.service.baton", or
+//                               "gateway.baton" (an instance learns a service's name only when
+//                               one of the two may call the other); other addresses: REFUSED
 //
 // A name an instance may not call (mesh/intentions.h, the proxy's own decision) does not exist
 // for it: NXDOMAIN, as for unknown names. Names outside "baton" are REFUSED (no recursion).

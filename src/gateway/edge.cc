@@ -1,6 +1,8 @@
 // Edge-triggered sockets for the data path (see edge.h).
 #include "gateway/edge.h"
 
+#include "core/source_address.h"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -466,6 +468,12 @@ void Socket::startConnect(IoHandler h, const tcp::endpoint& ep) {
   if (st_) close();
   int fd = ::socket(ep.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return reactor_->post(std::move(h), errnoCode(errno), 0);
+  if (!reactor_->connect_source_.empty() && ep.address().is_v4() && !ep.address().is_loopback()) {
+    if (Status s = bindSourceAddress(fd, reactor_->connect_source_); !s) {
+      ::close(fd);
+      return reactor_->post(std::move(h), errnoCode(EADDRNOTAVAIL), 0);
+    }
+  }
   // Connect first, register after: a socket that has not started connecting polls as writable
   // (and hung up), which would read as an instant success.
   int r;

@@ -78,6 +78,9 @@ class Reactor {
   void close(std::unique_ptr<FdState> st);
   // Completes `h` later on the worker (never inside the initiating call).
   void post(IoHandler h, error_code ec, size_t n);
+  // Connections to IPv4 addresses other than loopback go out from `address` (docs/mesh.md
+  // "Who is calling"); "" (the default): the kernel's choice.
+  void setConnectSource(std::string address) { connect_source_ = std::move(address); }
 
  private:
   void arm();
@@ -102,6 +105,7 @@ class Reactor {
     --sync_left_;
     return true;
   }
+  std::string connect_source_;
   int sync_left_ = 0;    // synchronous operations left in this round (kSyncBudget in edge.cc)
   int last_events_ = 0;  // how busy the previous round was (see kGatherEvents in edge.cc)
   std::chrono::steady_clock::time_point last_round_{};

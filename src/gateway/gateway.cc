@@ -198,6 +198,7 @@ Status Gateway::start() {
   for (int i = 0; i < n; ++i) {
     try {
       m.workers.push_back(std::make_unique<Worker>(i, m.opts.limits.upstream_pool_size));
+      m.workers.back()->reactor.setConnectSource(m.opts.upstream_source);
     } catch (const std::exception& e) {  // the reactor's epoll instance (EMFILE, ENOMEM)
       m.workers.clear();
       return ioError(std::string("gateway cannot start its I/O threads: ") + e.what());

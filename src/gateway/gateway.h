@@ -65,6 +65,9 @@ struct GatewayOptions {
   Duration hold_timeout = Duration(30'000);  // -> 503 + Retry-After
   Duration stop_grace = Duration(5'000);
   bool access_log = false;  // one JSON line per request (spdlog, "gateway")
+  // The source address of connections to instances in networks of their own, so that they can
+  // tell the gateway from a service (docs/mesh.md "Who is calling"); "" = the kernel's choice.
+  std::string upstream_source;
 };
 
 struct GatewayHooks {

@@ -19,6 +19,11 @@ const std::vector<MeshEndpoint>* MeshView::healthyOf(const ServiceRef& s) const 
   return it == healthy.end() || it->second.empty() ? nullptr : &it->second;
 }
 
+std::string MeshView::addressOf(const ServiceRef& s) const {
+  auto it = vip_of.find(s.str());
+  return it == vip_of.end() ? std::string() : it->second;
+}
+
 std::vector<std::string> meshViewPrefixes() {
   return {std::string(model::keys::kApps),       std::string(model::keys::kInstances),
           std::string(model::keys::kStatus),     std::string(model::keys::kIntentions),
@@ -71,6 +76,7 @@ MeshView buildMeshView(const std::vector<std::vector<state::KeyValue>>& lists,
     if (auto rule = toRule(*rec)) v.rules.push_back(std::move(rule).value());
   }
   v.vips = parseVips(lists[4]);
+  for (const auto& [address, ref] : v.vips) v.vip_of[ref.str()] = address;
   for (const auto& kv : lists[5]) {
     auto n = model::decode<model::NodeRecord>(kv.value);
     if (n && !n->mesh.empty()) v.node_mesh[n->id] = n->mesh;

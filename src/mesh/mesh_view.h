@@ -23,6 +23,7 @@ struct MeshEndpoint {
 
 struct MeshView {
   std::map<std::string, ServiceRef> vips;             // service address -> service
+  std::map<std::string, std::string> vip_of;          // "app/svc" -> its service address
   std::map<std::string, std::vector<std::string>> upstreams;  // "app/svc" -> declared upstreams
   std::map<std::string, std::vector<int>> ports;      // "app/svc" -> the manifest's fixed port
   // Instances of this node in networks of their own, by address: who a connection is from.
@@ -34,6 +35,8 @@ struct MeshView {
   // The intentions' decision for caller -> destination with this view's declarations and rules.
   Verdict decide(const ServiceRef& caller, const ServiceRef& destination) const;
   const std::vector<MeshEndpoint>* healthyOf(const ServiceRef& s) const;
+  // The service address of `s`; "" when it has none.
+  std::string addressOf(const ServiceRef& s) const;
 };
 
 // Lists in this order: apps, instances, statuses, intentions, vips, nodes (PrefixSnapshot).

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/listen_address.h"
+#include "core/source_address.h"
 #include "model/names.h"
 
 namespace baton::mesh {
@@ -389,6 +390,17 @@ struct MeshProxy::Impl {
     error_code aec;
     tcp::endpoint target(asio::ip::make_address(ep.address, aec), static_cast<uint16_t>(ep.port));
     if (aec) co_return;
+    // Who is calling, for the instance (docs/mesh.md "Who is calling"): an instance in a network
+    // of its own sees the connection come from the caller's service address.
+    if (std::string from = v->addressOf(*caller); !from.empty() && !target.address().is_loopback()) {
+      error_code oec;
+      up.open(tcp::v4(), oec);
+      if (oec || !bindSourceAddress(up.native_handle(), from)) {
+        failed.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("mesh: {} -> {}: cannot connect from {}", caller->str(), dst->str(), from);
+        co_return;
+      }
+    }
     ec = co_await withDeadline(up, [&]() -> asio::awaitable<error_code> {
       auto [e] = co_await up.async_connect(target, kUse);
       co_return e;

@@ -26,10 +26,12 @@ std::optional<uint32_t> vipSlot(std::string_view address) {
 }
 
 Result<uint32_t> chooseVipSlot(std::string_view service, const std::set<uint32_t>& used) {
-  const uint32_t start = static_cast<uint32_t>(fnv1a64(service) % (kVipSlots - 1)) + 1;
-  for (uint32_t i = 0; i < kVipSlots - 1; ++i) {
-    uint32_t slot = (start - 1 + i) % (kVipSlots - 1) + 1;
-    if (!used.count(slot) && slot != kReservedDnsSlot) return slot;
+  // Slots 1 .. kFirstReservedSlot - 1.
+  constexpr uint32_t kUsable = kFirstReservedSlot - 1;
+  const uint32_t start = static_cast<uint32_t>(fnv1a64(service) % kUsable) + 1;
+  for (uint32_t i = 0; i < kUsable; ++i) {
+    uint32_t slot = (start - 1 + i) % kUsable + 1;
+    if (!used.count(slot)) return slot;
   }
   return unavailable("no mesh address left in 169.254.64.0/18 for " + std::string(service));
 }

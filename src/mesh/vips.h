@@ -23,8 +23,15 @@
 namespace baton::mesh {
 
 inline constexpr uint32_t kVipSlots = 1u << 14;  // 169.254.64.1 .. 169.254.127.255
-// 169.254.127.254 is never a service's: the mesh's DNS server listens there (dns_server.h).
+// The last four slots are never a service's (docs/mesh.md "Addresses"):
+//   169.254.127.252  the agent's API for instances granted `api = "read"` (kApiAddress)
+//   169.254.127.253  the gateway: the source of its connections to instances (kGatewayAddress)
+//   169.254.127.254  the mesh's DNS server (dns_server.h)
+//   169.254.127.255  kept free (the top of the range)
+inline constexpr uint32_t kFirstReservedSlot = kVipSlots - 4;
 inline constexpr uint32_t kReservedDnsSlot = kVipSlots - 2;
+inline constexpr const char* kApiAddress = "169.254.127.252";
+inline constexpr const char* kGatewayAddress = "169.254.127.253";
 
 // ---- pure ----
 // The address of a slot (slot 0 is never used: it would be the network's own address).

@@ -31,11 +31,14 @@ TEST(VipsTest, ChoiceIsStableAndSkipsTakenSlots) {
   EXPECT_NE(*b, *a);
   EXPECT_NE(*b, 0u);
   std::set<uint32_t> all;
-  for (uint32_t s = 1; s < kVipSlots; ++s) {
-    if (s != kReservedDnsSlot) all.insert(s);
-  }
-  EXPECT_FALSE(chooseVipSlot("x/y", all).isOk()) << "the DNS address is never handed out";
+  for (uint32_t s = 1; s < kFirstReservedSlot; ++s) all.insert(s);
+  EXPECT_FALSE(chooseVipSlot("x/y", all).isOk())
+      << "the API, gateway and DNS addresses are never handed out";
+  all.erase(kFirstReservedSlot - 1);
+  EXPECT_EQ(*chooseVipSlot("x/y", all), kFirstReservedSlot - 1);
   EXPECT_EQ(vipAddress(kReservedDnsSlot), "169.254.127.254");
+  EXPECT_EQ(vipAddress(kFirstReservedSlot), kApiAddress);
+  EXPECT_EQ(vipAddress(kFirstReservedSlot + 1), kGatewayAddress);
 }
 
 class VipsStoreTest : public ::testing::Test {

@@ -532,6 +532,14 @@ void NodeRuntime::startTask(const std::string &id, int port, const model::Instan
   if (options_.upstream_address) {
     // Through the mesh (docs/mesh.md): each declared upstream at its service address. The
     // agent's API is out of an isolated instance's reach, so BATON_ADDR is not given.
+    // A caller has a service address too: the destination's instances see its connections come
+    // from there ("Who is calling").
+    if (!rec.spec.upstreams.empty()) {
+      if (auto own = options_.upstream_address(rec.app, rec.service); !own) {
+        start_errors_[id] = "mesh address: " + own.status().message();
+        return;
+      }
+    }
     for (const std::string &u : rec.spec.upstreams) {
       auto slash = u.find('/');
       std::string app = slash == std::string::npos ? rec.app : u.substr(0, slash);

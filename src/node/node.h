@@ -50,7 +50,8 @@ struct NodeOptions {
   std::string mesh_address;                     // its mesh proxy's mTLS address (NodeRecord)
   std::string network = "host";                 // "isolated" or "host" (NodeRecord.network)
   // Where an instance reaches an upstream ("app", "svc") through the mesh: "ip:port", handed
-  // out as BATON_UPSTREAM_<NAME> and ..._URL. Unset: no mesh, no such variables.
+  // out as BATON_UPSTREAM_<NAME> and ..._URL. Unset: no mesh, no such variables. Also asked for
+  // a caller's own service (one with upstreams): its mesh connections come from that address.
   std::function<Result<std::string>(const std::string &app, const std::string &service)>
       upstream_address;
   std::filesystem::path data_dir;               // tasks under data_dir/tasks/<id>, logs under

@@ -217,7 +217,8 @@ TEST_F(NodeTest, UpstreamsGetTheirMeshAddressesInTheEnvironment) {
   ASSERT_TRUE(rt.runOnce().isOk());
   ASSERT_EQ(driver_->starts(), 1);
   drivers::TaskConfig cfg = driver_->started()[0];
-  EXPECT_EQ(asked, (std::vector<std::string>{"shop/cart", "billing/api-v2"}));
+  EXPECT_EQ(asked, (std::vector<std::string>{"shop/web", "shop/cart", "billing/api-v2"}))
+      << "a caller gets a service address of its own (its connections come from there)";
   EXPECT_EQ(cfg.env["BATON_UPSTREAM_CART"], "169.254.64.7:80");
   EXPECT_EQ(cfg.env["BATON_UPSTREAM_CART_URL"], "http://169.254.64.7:80");
   EXPECT_EQ(cfg.env["BATON_UPSTREAM_BILLING_API_V2"], "169.254.64.9:80");

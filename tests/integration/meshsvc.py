@@ -5,6 +5,8 @@ GET /env/NAME          -> the value of the environment variable NAME
 GET /call?to=URL       -> fetches URL (a fresh connection) and answers "<status> <body>", or
                           "error <what>" when the connection failed
 GET /connect?to=H:P    -> "connected" or "error <what>" for a plain TCP connect
+GET /peer              -> the address this connection comes from
+GET /peername          -> that address's name (a PTR lookup through the instance's resolver)
 """
 import os
 import signal
@@ -32,6 +34,13 @@ class Handler(BaseHTTPRequestHandler):
                 with urllib.request.urlopen(q["to"], timeout=float(q.get("timeout", "5"))) as r:
                     return self.reply(f"{r.status} {r.read().decode()}")
             except Exception as e:  # what the caller saw, for the test to check
+                return self.reply(f"error {type(e).__name__}: {e}")
+        if url.path == "/peer":
+            return self.reply(self.client_address[0])
+        if url.path == "/peername":
+            try:
+                return self.reply(socket.gethostbyaddr(self.client_address[0])[0])
+            except Exception as e:
                 return self.reply(f"error {type(e).__name__}: {e}")
         if url.path == "/connect":
             host, port = q["to"].rsplit(":", 1)

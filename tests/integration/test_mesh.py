@@ -115,6 +115,21 @@ def test_a_service_reaches_its_declared_upstream_and_nothing_else(mesh_agent, tm
     out = via(agent, "/admin", f"/connect?to=127.0.0.1:{agent.api_port}")
     assert out.startswith("error"), out
 
+    # Who is calling: the gateway's connections come from its own address, a service's from
+    # the caller's service address, and each address has a name (docs/mesh.md "Who is calling").
+    assert via(agent, "", "/peer") == "169.254.127.253"
+    assert via(agent, "", "/peername") == "gateway.baton"
+    out = call(agent, "", url + "/peer")
+    assert out.startswith("200 169.254."), out
+    web_vip = out[4:]
+    a, b = (int(x) for x in web_vip.split(".")[2:])
+    assert 64 <= a < 128 and web_vip != url[7:-3], f"{web_vip}: not a service address of its own"
+    assert call(agent, "", url + "/peername") == "200 web.shop.service.baton"
+    assert dig(agent, "-x", web_vip) == ("NOERROR", ["web.shop.service.baton."])
+    # Every instance may name the gateway.
+    out = via(agent, "/admin", "/peername")
+    assert out == "gateway.baton", out
+
     r = agent.cli("why", "shop/admin", "shop/cart", check=False)
     assert r.returncode == 1 and "not an upstream of shop/admin" in r.stdout, r.stdout
     r = agent.cli("why", "shop/web", "shop/cart")
