@@ -511,12 +511,50 @@ struct Handlers::Impl {
     return options.check_token(h.substr(kBearer.size()));
   }
 
+  // The instances' listener (ApiOptions::check_app_token): reads of the token's own app only.
+  ApiResponse dispatchForApp(const ApiRequest& req, RouteMatch& m) {
+    if (m.id == RouteId::kHealth) return jsonResponse(200, {{"ok", true}});
+    std::string_view h = req.authorization;
+    constexpr std::string_view kBearer = "Bearer ";
+    std::optional<std::string> own;
+    if (h.size() > kBearer.size() && h.starts_with(kBearer)) {
+      own = options.check_app_token(h.substr(kBearer.size()));
+    }
+    if (!own) {
+      return errorResponse(401, "this request needs the instance's token (Authorization: Bearer "
+                                "$BATON_TOKEN); it is given to services with api = \"read\"");
+    }
+    const std::string refused = "an instance of app \"" + *own +
+                                "\" may only read its own app: GET /v1/apps/" + *own +
+                                ", /v1/services, /v1/instances";
+    auto q = [&](const char* k) {
+      auto it = req.query.find(k);
+      return it == req.query.end() ? std::string() : it->second;
+    };
+    const std::string asked = q("app");
+    switch (m.id) {
+      case RouteId::kGetApp:
+        if (m.params["app"] != *own) return errorResponse(403, refused);
+        return getApp(*own, false);
+      case RouteId::kListServices:
+        if (!asked.empty() && asked != *own) return errorResponse(403, refused);
+        if (req.query.count("index")) return blockingServices(*own, q("index"), q("wait"));
+        return listServices(*own);
+      case RouteId::kListInstances:
+        if (!asked.empty() && asked != *own) return errorResponse(403, refused);
+        return listInstances(*own, q("service"), q("state"));
+      default:
+        return errorResponse(403, refused);
+    }
+  }
+
   ApiResponse dispatch(const ApiRequest& req) {
     RouteMatch m = matchRoute(req.method, req.path);
     if (m.id == RouteId::kNotFound) return errorResponse(404, "no such endpoint: " + req.path);
     if (m.id == RouteId::kMethodNotAllowed) {
       return errorResponse(405, "method " + req.method + " is not allowed on " + req.path);
     }
+    if (options.check_app_token) return dispatchForApp(req, m);
     if (options.dev) {
       // Dev mode has no token: it is for this machine's own user only.
       if (!req.peer_loopback) {

@@ -77,6 +77,11 @@ struct ApiOptions {
   // check_token(token) says what the token may do (kNone: not a token). Without a checker
   // every such call is refused.
   std::function<Access(std::string_view token)> check_token = {};
+  // Set: this is the listener for isolated instances granted `api = "read"` (docs/mesh.md "The
+  // API for instances"). Every request but /v1/health needs a token that this maps to an app,
+  // and may only read that app: GET /v1/apps/{its app} (env values hidden), /v1/services and
+  // /v1/instances (narrowed to its app). `dev` and `check_token` do not apply.
+  std::function<std::optional<std::string>(std::string_view token)> check_app_token = {};
   // The agent's identity providers: a manifest whose route names another is refused at
   // `baton up` (unset: names are checked for their form only).
   std::optional<std::vector<std::string>> identity_providers = {};

@@ -454,6 +454,61 @@ TEST_F(HandlersTest, ApiKeysNeedTheTokenOutsideDevMode) {
   EXPECT_EQ(send("DELETE", "/v1/apikeys/" + id, "Bearer s3").status, 200);
 }
 
+TEST_F(HandlersTest, TheInstancesListenerReadsTheTokensOwnAppOnly) {
+  ASSERT_EQ(call("PUT", "/v1/apps/shop", putBody(kShopV1)).status, 200);
+  std::string billing(kShopV1);
+  billing.replace(billing.find("shop"), 4, "billing");
+  ASSERT_EQ(call("PUT", "/v1/apps/billing", putBody(billing)).status, 200);
+  putInstance("i-1", "web", 1, currentHash(), model::InstanceState::kHealthy);
+  Handlers h(ApiDeps{*store_, clock_, nullptr, {}, {}},
+             ApiOptions{.dev = true,
+                        .check_token = [](std::string_view) { return Access::kWrite; },
+                        .check_app_token = [](std::string_view t) -> std::optional<std::string> {
+                          if (t == "t-shop") return "shop";
+                          return std::nullopt;
+                        }});
+  auto send = [&](std::string method, std::string target, std::string auth = "Bearer t-shop") {
+    return h.handle(ApiRequest::make(std::move(method), target, {}, std::move(auth)));
+  };
+  EXPECT_EQ(send("GET", "/v1/health", "").status, 200);
+  // No token, a node token, another form: 401, dev mode and check_token do not apply here.
+  EXPECT_EQ(send("GET", "/v1/apps/shop", "").status, 401);
+  EXPECT_EQ(send("GET", "/v1/apps/shop", "Bearer s3").status, 401);
+  EXPECT_EQ(send("GET", "/v1/apps/shop", "t-shop").status, 401);
+  // Its own app, its services and instances.
+  auto r = send("GET", "/v1/apps/shop");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body(r)["app"], "shop");
+  r = send("GET", "/v1/services");
+  ASSERT_EQ(r.status, 200);
+  ASSERT_FALSE(body(r)["services"].empty());
+  for (const auto& row : body(r)["services"]) EXPECT_EQ(row["app"], "shop") << row;
+  EXPECT_EQ(send("GET", "/v1/services?app=shop").status, 200);
+  r = send("GET", "/v1/instances");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(body(r)["instances"].size(), 1u);
+  // Nothing else: other apps, other routes, writes.
+  for (auto [method, target] : std::vector<std::pair<std::string, std::string>>{
+           {"GET", "/v1/apps/billing"},
+           {"GET", "/v1/apps"},
+           {"GET", "/v1/services?app=billing"},
+           {"GET", "/v1/instances?app=billing"},
+           {"GET", "/v1/nodes"},
+           {"GET", "/v1/events"},
+           {"GET", "/metrics"},
+           {"GET", "/v1/intentions"},
+           {"GET", "/v1/apikeys"},
+           {"GET", "/v1/apps/shop/services/web/logs"},
+           {"PUT", "/v1/apps/shop"},
+           {"DELETE", "/v1/apps/shop"},
+           {"POST", "/v1/apps/shop/services/web/scale"},
+           {"PUT", "/v1/intentions"}}) {
+    r = send(method, target);
+    EXPECT_EQ(r.status, 403) << method << " " << target;
+    EXPECT_NE(r.body.find("may only read its own app"), std::string::npos) << r.body;
+  }
+}
+
 TEST_F(HandlersTest, ErrorsAreJson) {
   auto r = call("GET", "/v1/nothing");
   EXPECT_EQ(r.status, 404);

@@ -35,6 +35,7 @@
 #include "gateway/catalog.h"
 #include "gateway/gateway.h"
 #include "dns/dns_server.h"
+#include "mesh/app_tokens.h"
 #include "mesh/ca.h"
 #include "mesh/proxy.h"
 #include "mesh/vips.h"
@@ -345,6 +346,7 @@ int runAgent(const AgentFlags& flags) {
   // tells callers apart by the address of their veth.
   std::unique_ptr<mesh::MeshCa> mesh_ca;
   std::unique_ptr<mesh::MeshProxy> mesh_proxy;
+  std::optional<mesh::AppTokens> app_tokens;
   std::unique_ptr<state::SnapshotWatcher> mesh_watch;
   if (nets != nullptr) {
     // Every service address is local to the host (Linux "AnyIP"): the proxy binds any of them
@@ -380,6 +382,18 @@ int runAgent(const AgentFlags& flags) {
       auto vip = mesh::ensureVip(**store, mesh::ServiceRef{app, service});
       if (!vip) return vip.status();
       return *vip + ":80";
+    };
+    // Instances granted `api = "read"` reach the API at a reserved address with their app's
+    // token (docs/mesh.md "The API for instances").
+    auto tokens = mesh::AppTokens::loadOrCreate(fs::path(cfg.data_dir) / "instance-api.key");
+    if (!tokens) {
+      std::cerr << "baton agent: " << tokens.status().message() << "\n";
+      return 1;
+    }
+    app_tokens.emplace(std::move(*tokens));
+    node_options.instance_api_address = std::string(mesh::kApiAddress) + ":80";
+    node_options.app_token = [&app_tokens](const std::string& app) {
+      return app_tokens->issue(app);
     };
   }
   // DNS (docs/mesh.md "Names"): for the host's tools on dns_listen and, with the mesh, for
@@ -434,9 +448,18 @@ int runAgent(const AgentFlags& flags) {
   };
   deps.api_keys = api_keys;
   api::ApiServer api(deps, api_options);
+  std::unique_ptr<api::ApiServer> instance_api;
+  if (app_tokens) {
+    api::ApiOptions io;
+    io.listen = node_options.instance_api_address;
+    io.threads = 1;
+    io.check_app_token = [&app_tokens](std::string_view t) { return app_tokens->check(t); };
+    instance_api = std::make_unique<api::ApiServer>(deps, io);
+  }
 
   // Start in dependency order; stop in reverse (every stop() is idempotent and safe before start).
   auto stopAll = [&] {
+    if (instance_api) instance_api->stop();
     api.stop();
     gw.stop();
     catalog.stop();
@@ -495,6 +518,14 @@ int runAgent(const AgentFlags& flags) {
               << "\n";
     stopAll();
     return 1;
+  }
+  if (instance_api) {
+    // Best effort, as the mesh's DNS: the address is the same for every agent on a host.
+    if (Status s = instance_api->start(); !s) {
+      spdlog::warn("{}: instances granted api = \"read\" cannot reach this agent's API (is "
+                   "another agent running on this host?)",
+                   s.message());
+    }
   }
   spdlog::info("agent {} ready: api http://{}, gateway http :{} https :{}, data dir {}{}",
                cfg.node_name, cfg.api_listen, gw.httpPort(), gw.httpsPort(), cfg.data_dir,

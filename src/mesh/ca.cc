@@ -145,27 +145,6 @@ Result<std::string> open(const std::string& kek, const std::string& sealed, std:
   return out;
 }
 
-Result<std::string> loadOrCreateKek(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (in) {
-    std::string k((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (k.size() != kKekBytes) {
-      return invalidArgument(path.string() + ": expected " + std::to_string(kKekBytes) +
-                             " bytes, found " + std::to_string(k.size()));
-    }
-    return k;
-  }
-  std::string k(kKekBytes, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(k.data()), kKekBytes) != 1) {
-    return internalError(sslError("RAND_bytes"));
-  }
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return ioError("cannot create " + path.string() + ": " + std::strerror(errno));
-  bool ok = ::write(fd, k.data(), k.size()) == static_cast<ssize_t>(k.size()) && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) return ioError("cannot write " + path.string());
-  return k;
-}
 
 bool setSerial(X509* x) {
   unsigned char serial[16];
@@ -197,6 +176,28 @@ void setName(X509_NAME* name, const std::string& cn) {
 
 }  // namespace
 
+Result<std::string> loadOrCreateKeyFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (in) {
+    std::string k((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (k.size() != kKekBytes) {
+      return invalidArgument(path.string() + ": expected " + std::to_string(kKekBytes) +
+                             " bytes, found " + std::to_string(k.size()));
+    }
+    return k;
+  }
+  std::string k(kKekBytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(k.data()), kKekBytes) != 1) {
+    return internalError(sslError("RAND_bytes"));
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return ioError("cannot create " + path.string() + ": " + std::strerror(errno));
+  bool ok = ::write(fd, k.data(), k.size()) == static_cast<ssize_t>(k.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) return ioError("cannot write " + path.string());
+  return k;
+}
+
 std::string spiffeId(std::string_view trust_domain, const ServiceRef& s) {
   return "spiffe://" + std::string(trust_domain) + "/app/" + s.app + "/svc/" + s.service;
 }
@@ -226,7 +227,7 @@ MeshCa::~MeshCa() = default;
 
 Result<std::unique_ptr<MeshCa>> MeshCa::loadOrCreate(state::Store& store, const fs::path& kek_file,
                                                      std::string trust_domain, Clock& clock) {
-  auto kek = loadOrCreateKek(kek_file);
+  auto kek = loadOrCreateKeyFile(kek_file);
   if (!kek) return kek.status();
   const std::string key(kCaKey);
   const std::string aad = "baton mesh ca key";

@@ -64,6 +64,8 @@ struct ServiceSpec {
   std::map<std::string, std::string> env;
   HealthCheck health;
   std::vector<std::string> upstreams;      // services this one may call (mesh)
+  std::string api;                         // "read": its instances may read their own app
+                                           // through the agent's API (docs/mesh.md); "": no
   std::vector<std::string> secrets;        // secret paths made available
   double cpu = 0.1;                        // cores: placement and a cgroup weight (not a cap)
   double cpu_limit = 0;                    // a hard CPU quota in cores; 0 = none

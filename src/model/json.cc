@@ -88,6 +88,7 @@ void to_json(json& j, const ServiceSpec& v) {
        {"env", v.env},
        {"health", v.health},
        {"upstreams", v.upstreams},
+       {"api", v.api},
        {"secrets", v.secrets},
        {"cpu", v.cpu},
        {"cpu_limit", v.cpu_limit},
@@ -109,6 +110,7 @@ void from_json(const json& j, ServiceSpec& v) {
   getOpt(j, "env", v.env);
   getOpt(j, "health", v.health);
   getOpt(j, "upstreams", v.upstreams);
+  getOpt(j, "api", v.api);
   getOpt(j, "secrets", v.secrets);
   getOpt(j, "cpu", v.cpu);
   getOpt(j, "cpu_limit", v.cpu_limit);

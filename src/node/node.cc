@@ -553,6 +553,14 @@ void NodeRuntime::startTask(const std::string &id, int port, const model::Instan
       cfg.env[name] = *addr;
       cfg.env[name + "_URL"] = "http://" + *addr;
     }
+    if (rec.spec.api == "read") {
+      if (options_.instance_api_address.empty() || !options_.app_token) {
+        start_errors_[id] = "api = \"read\": this node has no API for instances";
+        return;
+      }
+      cfg.env["BATON_ADDR"] = "http://" + options_.instance_api_address;
+      cfg.env["BATON_TOKEN"] = options_.app_token(rec.app);
+    }
   } else if (auto it = options_.env.find("BATON_ADDR"); it != options_.env.end()) {
     cfg.env["BATON_ADDR"] = it->second;
   } else if (!options_.api_address.empty()) {

@@ -54,6 +54,11 @@ struct NodeOptions {
   // a caller's own service (one with upstreams): its mesh connections come from that address.
   std::function<Result<std::string>(const std::string &app, const std::string &service)>
       upstream_address;
+  // The agent's API for isolated instances granted `api = "read"` ("ip:port") and the token of
+  // an app for it (docs/mesh.md "The API for instances"), handed out as BATON_ADDR and
+  // BATON_TOKEN. Unset: such instances do not start (a named error).
+  std::string instance_api_address;
+  std::function<std::string(const std::string &app)> app_token;
   std::filesystem::path data_dir;               // tasks under data_dir/tasks/<id>, logs under
                                                 // data_dir/logs/<app>/<service>/<id>/
   double cpu = 1;                               // cores offered

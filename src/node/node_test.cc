@@ -223,6 +223,7 @@ TEST_F(NodeTest, UpstreamsGetTheirMeshAddressesInTheEnvironment) {
   EXPECT_EQ(cfg.env["BATON_UPSTREAM_CART_URL"], "http://169.254.64.7:80");
   EXPECT_EQ(cfg.env["BATON_UPSTREAM_BILLING_API_V2"], "169.254.64.9:80");
   EXPECT_EQ(cfg.env.count("BATON_ADDR"), 0u) << "an isolated instance cannot reach the API";
+  EXPECT_EQ(cfg.env.count("BATON_TOKEN"), 0u);
   auto node = store_->get(keys::node("n1"));
   ASSERT_TRUE(node.isOk() && node->has_value());
   EXPECT_EQ(model::decode<model::NodeRecord>((*node)->value)->network, "isolated");
@@ -238,6 +239,56 @@ TEST_F(NodeTest, UpstreamsGetTheirMeshAddressesInTheEnvironment) {
   ASSERT_TRUE(st.has_value());
   EXPECT_NE((st->message + st->last_failure).find("upstream nope: no address left"),
             std::string::npos)
+      << st->message << " / " << st->last_failure;
+}
+
+TEST_F(NodeTest, AnApiGrantGivesTheInstancesApiAndItsAppsToken) {
+  model::InstanceRecord r;
+  r.id = "web-1";
+  r.app = "shop";
+  r.service = "web";
+  r.node = "n1";
+  r.spec.name = "web";
+  r.spec.run = {"server"};
+  r.spec.api = "read";
+  ASSERT_TRUE(store_->put(keys::instance("web-1"), model::encode(r)).isOk());
+  NodeOptions o = options();
+  o.upstream_address = [](const std::string &, const std::string &) -> Result<std::string> {
+    return std::string("169.254.64.7:80");
+  };
+  o.network = "isolated";
+  o.instance_api_address = "169.254.127.252:80";
+  o.app_token = [](const std::string &app) { return "app." + app + ".mac"; };
+  NodeRuntime &rt = startRuntime(clock_, o);
+  ASSERT_TRUE(rt.runOnce().isOk());
+  ASSERT_EQ(driver_->starts(), 1);
+  drivers::TaskConfig cfg = driver_->started()[0];
+  EXPECT_EQ(cfg.env["BATON_ADDR"], "http://169.254.127.252:80");
+  EXPECT_EQ(cfg.env["BATON_TOKEN"], "app.shop.mac");
+}
+
+TEST_F(NodeTest, AnApiGrantWithoutAnInstancesApiIsAStartError) {
+  model::InstanceRecord r;
+  r.id = "web-1";
+  r.app = "shop";
+  r.service = "web";
+  r.node = "n1";
+  r.spec.name = "web";
+  r.spec.run = {"server"};
+  r.spec.api = "read";
+  ASSERT_TRUE(store_->put(keys::instance("web-1"), model::encode(r)).isOk());
+  NodeOptions o = options();
+  o.upstream_address = [](const std::string &, const std::string &) -> Result<std::string> {
+    return std::string("169.254.64.7:80");
+  };
+  o.network = "isolated";
+  NodeRuntime &rt = startRuntime(clock_, o);
+  ASSERT_TRUE(rt.runOnce().isOk());
+  ASSERT_TRUE(rt.runOnce().isOk());
+  EXPECT_EQ(driver_->starts(), 0);
+  auto st = status("web-1");
+  ASSERT_TRUE(st.has_value());
+  EXPECT_NE((st->message + st->last_failure).find("no API for instances"), std::string::npos)
       << st->message << " / " << st->last_failure;
 }
 

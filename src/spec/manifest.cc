@@ -154,7 +154,7 @@ class ManifestParser {
  private:
   model::ServiceSpec parseService(const toml::table& t, const std::string& path) {
     c_.checkKeys(t, path,
-                 {"run", "image", "driver", "wasm", "port", "env", "health", "upstreams", "secrets",
+                 {"run", "image", "driver", "wasm", "port", "env", "health", "upstreams", "api", "secrets",
                   "cpu", "cpu_limit", "memory", "user", "pids", "kill_timeout", "scale",
                   "read_only"});
     model::ServiceSpec svc;
@@ -304,6 +304,15 @@ class ManifestParser {
         if (std::find(svc.upstreams.begin(), svc.upstreams.end(), u) == svc.upstreams.end()) {
           svc.upstreams.push_back(u);
         }
+      }
+    }
+
+    if (auto api = c_.string(t, path, "api")) {
+      if (*api == "read") {
+        svc.api = *api;
+      } else if (*api != "none") {
+        c_.expected(*t.get("api"), joinKey(path, "api"),
+                    "\"read\" (instances read their own app through the agent's API) or \"none\"");
       }
     }
 

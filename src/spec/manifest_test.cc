@@ -489,6 +489,20 @@ TEST(Manifest, UpstreamsAcceptOtherApps) {
   EXPECT_EQ(r.app->services.at("web").upstreams, (std::vector<std::string>{"cart", "billing/api"}));
 }
 
+TEST(Manifest, ApiGrantIsReadOrNone) {
+  ManifestResult r = parseManifest(HEADER "api = \"read\"\n", "a.toml");
+  ASSERT_TRUE(r.app) << dump(r);
+  EXPECT_EQ(r.app->services.at("web").api, "read");
+  r = parseManifest(HEADER "api = \"none\"\n", "a.toml");
+  ASSERT_TRUE(r.app) << dump(r);
+  EXPECT_EQ(r.app->services.at("web").api, "");
+  r = parseManifest(HEADER "api = \"write\"\n", "a.toml");
+  ASSERT_FALSE(r.app);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].key, "services.web.api");
+  EXPECT_NE(r.errors[0].message.find("\"read\""), std::string::npos) << r.errors[0].message;
+}
+
 TEST(Manifest, KeepsParsingPastAnUnavailableDriver) {
   ManifestResult r = parseManifest(R"(app = "shop"
 [services.proxy]

@@ -5,6 +5,7 @@ GET /env/NAME          -> the value of the environment variable NAME
 GET /call?to=URL       -> fetches URL (a fresh connection) and answers "<status> <body>", or
                           "error <what>" when the connection failed
 GET /connect?to=H:P    -> "connected" or "error <what>" for a plain TCP connect
+GET /api?path=P        -> GET $BATON_ADDR + P with $BATON_TOKEN: "<status> <body>"
 GET /peer              -> the address this connection comes from
 GET /peername          -> that address's name (a PTR lookup through the instance's resolver)
 """
@@ -12,6 +13,7 @@ import os
 import signal
 import socket
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +36,16 @@ class Handler(BaseHTTPRequestHandler):
                 with urllib.request.urlopen(q["to"], timeout=float(q.get("timeout", "5"))) as r:
                     return self.reply(f"{r.status} {r.read().decode()}")
             except Exception as e:  # what the caller saw, for the test to check
+                return self.reply(f"error {type(e).__name__}: {e}")
+        if url.path == "/api":
+            req = urllib.request.Request(os.environ.get("BATON_ADDR", "http://127.0.0.1:4646") + q["path"],
+                                         headers={"Authorization": "Bearer " + os.environ.get("BATON_TOKEN", "")})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return self.reply(f"{r.status} {r.read().decode()}")
+            except urllib.error.HTTPError as e:
+                return self.reply(f"{e.code} {e.read().decode()}")
+            except Exception as e:
                 return self.reply(f"error {type(e).__name__}: {e}")
         if url.path == "/peer":
             return self.reply(self.client_address[0])

@@ -196,6 +196,31 @@ def test_certificates_rotate_under_load_without_a_failed_request(mesh_agent, tmp
     assert issued() - before >= 4, (before, issued())
 
 
+def test_an_api_grant_reads_its_own_app_and_nothing_else(mesh_agent, tmp_path):
+    agent = mesh_agent()
+    deploy(agent, tmp_path, "shop", SHOP.replace(service("web", ["cart", "billing/api"]),
+                                                 service("web", ["cart", "billing/api"],
+                                                         extra='api = "read"')))
+    deploy(agent, tmp_path, "billing", BILLING)
+    assert via(agent, "", "/env/BATON_ADDR") == "http://169.254.127.252:80"
+    assert via(agent, "", "/env/BATON_TOKEN").startswith("app.shop.")
+    status, _, text = via(agent, "", "/api?path=/v1/services").partition(" ")
+    assert status == "200", text
+    rows = json.loads(text)["services"]
+    assert {r["app"] for r in rows} == {"shop"}, rows
+    assert {r["service"] for r in rows} == {"web", "cart", "admin"}, rows
+    out = via(agent, "", "/api?path=/v1/apps/shop")
+    assert out.startswith("200 "), out
+    for path in ("/v1/apps/billing", "/v1/services?app=billing", "/v1/nodes", "/v1/apps",
+                 "/v1/intentions"):
+        out = via(agent, "", "/api?path=" + urllib.parse.quote(path, safe=""))
+        assert out.startswith("403 ") and "may only read its own app" in out, (path, out)
+    # admin has no grant: no token, and the address answers nothing without one.
+    assert via(agent, "/admin", "/env/BATON_TOKEN") == ""
+    out = via(agent, "/admin", "/api?path=/v1/services")
+    assert out.startswith("error") or out.startswith("401 "), out
+
+
 def dig(agent, name, qtype="A"):
     r = subprocess.run(["dig", "@127.0.0.1", "-p", str(agent.dns_port), "+tries=1", "+time=2",
                         name, qtype], capture_output=True, text=True, timeout=10)
