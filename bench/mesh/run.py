@@ -17,11 +17,13 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from http.client import HTTPConnection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -205,6 +207,12 @@ cpu = 1.0
 [services.backend.scale]
 min = 1
 max = 3
+[services.probe]
+run = ["{PYTHON}", "-c", "import http.server,os; http.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler).serve_forever()"]
+cpu = 0.1
+[services.probe.scale]
+min = 1
+max = 3
 """)
         sh(baton, "up", str(manifest), "--wait", "--timeout", "60s", env=env)
         client = healthy("client")[0]
@@ -277,30 +285,56 @@ max = 3
               f"p50 {pct(cuts, 50):.1f} ms, p99 {pct(cuts, 99):.1f} ms, max {max(cuts):.1f} ms "
               f"(goal p99 <= 100 ms).\n")
 
-        # Scale change -> DNS answer.
-        lags = []
+        # Scale change -> DNS answer (of `probe`, small enough for two instances to fit beside
+        # the rest on 2 cores). Both sides are polled in one loop about every millisecond:
+        # the catalog (/v1/instances on a keep-alive connection) and the DNS answer (a UDP query
+        # from this process, not a dig per poll, which would take ~10 ms each).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(1)
+        qid = 0
+
+        def dns_count():
+            nonlocal qid
+            qid = (qid + 1) & 0xFFFF
+            q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+            for label in "probe.bench.service.baton".split("."):
+                q += bytes([len(label)]) + label.encode()
+            q += b"\0" + struct.pack(">HH", 1, 1)
+            sock.sendto(q, ("127.0.0.1", dns))
+            while True:
+                data = sock.recv(512)
+                if struct.unpack(">H", data[:2])[0] == qid:
+                    return struct.unpack(">H", data[6:8])[0]
+
+        conn = HTTPConnection("127.0.0.1", api, timeout=10)
+
+        def api_count():
+            conn.request("GET", "/v1/instances?app=bench&service=probe")
+            rows = json.loads(conn.getresponse().read())["instances"]
+            return len([i for i in rows if i["state"] == "healthy"])
+
+        lags, missed = [], 0
         n = 1
-        for trial in range(min(args.trials, 10)):
+        for trial in range(min(args.trials, 20)):
             n = 2 if n == 1 else 1
-            sh(baton, "scale", "bench/backend", "--min", str(n), "--max", str(n), env=env)
+            sh(baton, "scale", "bench/probe", "--min", str(n), "--max", str(n), env=env)
             seen_api = seen_dns = None
-            end = time.monotonic() + 30
+            end = time.monotonic() + 60
             while time.monotonic() < end and (seen_api is None or seen_dns is None):
-                now = time.monotonic()
-                if seen_api is None and len(healthy("backend")) == n:
-                    seen_api = now
-                if seen_dns is None:
-                    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(dns), "+short", "+time=1",
-                                          "backend.bench.service.baton"], capture_output=True,
-                                         text=True).stdout.split()
-                    if len(out) == n:
-                        seen_dns = now
-                time.sleep(0.002)
+                if seen_api is None and api_count() == n:
+                    seen_api = time.monotonic()
+                if seen_dns is None and dns_count() == n:
+                    seen_dns = time.monotonic()
+                time.sleep(0.001)
             if seen_api and seen_dns:
                 lags.append((seen_dns - seen_api) * 1000)
-        print(f"Scale change seen in /v1/instances to the DNS answer following it, {len(lags)} "
-              f"changes: p50 {pct(lags, 50):.1f} ms, p99 {pct(lags, 99):.1f} ms (both polled every "
-              f"few ms; negative: DNS saw it first).\n")
+            else:
+                missed += 1
+            time.sleep(0.5)  # settled before the next change
+        print(f"Scale change: the DNS answer after /v1/instances showed it, {len(lags)} changes "
+              f"({missed} not seen within 60 s): p50 {pct(lags, 50):.1f} ms, p99 {pct(lags, 99):.1f} "
+              f"ms, max {max(lags):.1f} ms (both polled about every 1 ms; negative: DNS first; goal "
+              f"p99 <= 100 ms).\n")
 
         print(f"Agent RSS with the mesh on, idle after the runs: {rss_kib(agent.pid) / 1024:.1f} MiB "
               f"(the proxy is a thread of the agent; see BENCHMARKS.md for the idle delta).")
