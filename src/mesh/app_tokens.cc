@@ -3,7 +3,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "mesh/ca.h"
+#include "crypto/aead.h"
 #include "model/names.h"
 
 namespace baton::mesh {
@@ -15,7 +15,7 @@ constexpr std::string_view kContext = "baton instance api read\n";
 }  // namespace
 
 Result<AppTokens> AppTokens::loadOrCreate(const std::filesystem::path& key_file) {
-  auto key = loadOrCreateKeyFile(key_file);
+  auto key = crypto::loadOrCreateKeyFile(key_file);
   if (!key) return key.status();
   return AppTokens(std::move(*key));
 }

@@ -18,7 +18,7 @@ class AppTokens {
  public:
   // `key`: 32 bytes.
   explicit AppTokens(std::string key) : key_(std::move(key)) {}
-  // The key in `key_file` (mesh/ca.h loadOrCreateKeyFile).
+  // The key in `key_file` (crypto/aead.h loadOrCreateKeyFile).
   static Result<AppTokens> loadOrCreate(const std::filesystem::path& key_file);
 
   std::string issue(std::string_view app) const;

@@ -1,6 +1,5 @@
 #include "mesh/ca.h"
 
-#include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
@@ -9,13 +8,11 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <unistd.h>
 
-#include <cstring>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "crypto/aead.h"
 #include "model/names.h"
 
 namespace baton::mesh {
@@ -23,7 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr std::string_view kCaKey = "/baton/mesh/ca";
-constexpr size_t kKekBytes = 32, kNonceBytes = 12, kTagBytes = 16;
 
 struct PkeyFree {
   void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
@@ -33,9 +29,6 @@ struct X509Free {
 };
 struct BioFree {
   void operator()(BIO* p) const { BIO_free(p); }
-};
-struct CipherFree {
-  void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); }
 };
 using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
 using Cert = std::unique_ptr<X509, X509Free>;
@@ -96,54 +89,6 @@ std::optional<std::string> unhex(std::string_view h) {
   return out;
 }
 
-// AES-256-GCM: nonce | ciphertext | tag; `aad` binds the sealed value to its purpose.
-Result<std::string> seal(const std::string& kek, const std::string& plain, std::string_view aad) {
-  std::string nonce(kNonceBytes, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(nonce.data()), kNonceBytes) != 1) {
-    return internalError(sslError("RAND_bytes"));
-  }
-  std::unique_ptr<EVP_CIPHER_CTX, CipherFree> c(EVP_CIPHER_CTX_new());
-  std::string out(plain.size(), '\0');
-  std::string tag(kTagBytes, '\0');
-  int n = 0, m = 0;
-  auto u = [](const std::string& s) { return reinterpret_cast<const unsigned char*>(s.data()); };
-  bool ok =
-      EVP_EncryptInit_ex(c.get(), EVP_aes_256_gcm(), nullptr, u(kek), u(nonce)) == 1 &&
-      EVP_EncryptUpdate(c.get(), nullptr, &n, reinterpret_cast<const unsigned char*>(aad.data()),
-                        static_cast<int>(aad.size())) == 1 &&
-      EVP_EncryptUpdate(c.get(), reinterpret_cast<unsigned char*>(out.data()), &n, u(plain),
-                        static_cast<int>(plain.size())) == 1 &&
-      EVP_EncryptFinal_ex(c.get(), reinterpret_cast<unsigned char*>(out.data()) + n, &m) == 1 &&
-      EVP_CIPHER_CTX_ctrl(c.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, tag.data()) == 1;
-  if (!ok) return internalError(sslError("AES-256-GCM seal"));
-  return nonce + out + tag;
-}
-
-Result<std::string> open(const std::string& kek, const std::string& sealed, std::string_view aad) {
-  if (sealed.size() < kNonceBytes + kTagBytes) return invalidArgument("sealed value too short");
-  std::string nonce = sealed.substr(0, kNonceBytes);
-  std::string body = sealed.substr(kNonceBytes, sealed.size() - kNonceBytes - kTagBytes);
-  std::string tag = sealed.substr(sealed.size() - kTagBytes);
-  std::unique_ptr<EVP_CIPHER_CTX, CipherFree> c(EVP_CIPHER_CTX_new());
-  std::string out(body.size(), '\0');
-  int n = 0, m = 0;
-  auto u = [](const std::string& s) { return reinterpret_cast<const unsigned char*>(s.data()); };
-  bool ok =
-      EVP_DecryptInit_ex(c.get(), EVP_aes_256_gcm(), nullptr, u(kek), u(nonce)) == 1 &&
-      EVP_DecryptUpdate(c.get(), nullptr, &n, reinterpret_cast<const unsigned char*>(aad.data()),
-                        static_cast<int>(aad.size())) == 1 &&
-      EVP_DecryptUpdate(c.get(), reinterpret_cast<unsigned char*>(out.data()), &n, u(body),
-                        static_cast<int>(body.size())) == 1 &&
-      EVP_CIPHER_CTX_ctrl(c.get(), EVP_CTRL_GCM_SET_TAG, kTagBytes, tag.data()) == 1 &&
-      EVP_DecryptFinal_ex(c.get(), reinterpret_cast<unsigned char*>(out.data()) + n, &m) == 1;
-  ERR_clear_error();
-  if (!ok) {
-    return Status(Code::kFailedPrecondition,
-                  "the mesh CA's key does not open with this agent's key-encryption key (was "
-                  "the data dir's mesh-ca.kek replaced?)");
-  }
-  return out;
-}
 
 
 bool setSerial(X509* x) {
@@ -176,27 +121,6 @@ void setName(X509_NAME* name, const std::string& cn) {
 
 }  // namespace
 
-Result<std::string> loadOrCreateKeyFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (in) {
-    std::string k((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (k.size() != kKekBytes) {
-      return invalidArgument(path.string() + ": expected " + std::to_string(kKekBytes) +
-                             " bytes, found " + std::to_string(k.size()));
-    }
-    return k;
-  }
-  std::string k(kKekBytes, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(k.data()), kKekBytes) != 1) {
-    return internalError(sslError("RAND_bytes"));
-  }
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return ioError("cannot create " + path.string() + ": " + std::strerror(errno));
-  bool ok = ::write(fd, k.data(), k.size()) == static_cast<ssize_t>(k.size()) && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) return ioError("cannot write " + path.string());
-  return k;
-}
 
 std::string spiffeId(std::string_view trust_domain, const ServiceRef& s) {
   return "spiffe://" + std::string(trust_domain) + "/app/" + s.app + "/svc/" + s.service;
@@ -227,7 +151,7 @@ MeshCa::~MeshCa() = default;
 
 Result<std::unique_ptr<MeshCa>> MeshCa::loadOrCreate(state::Store& store, const fs::path& kek_file,
                                                      std::string trust_domain, Clock& clock) {
-  auto kek = loadOrCreateKeyFile(kek_file);
+  auto kek = crypto::loadOrCreateKeyFile(kek_file);
   if (!kek) return kek.status();
   const std::string key(kCaKey);
   const std::string aad = "baton mesh ca key";
@@ -241,7 +165,12 @@ Result<std::unique_ptr<MeshCa>> MeshCa::loadOrCreate(state::Store& store, const 
       }
       auto sealed = unhex(j.value("key_sealed", ""));
       if (!sealed) return Status(Code::kInternal, "malformed mesh CA record " + key);
-      auto pem = open(*kek, *sealed, aad);
+      auto pem = crypto::open(*kek, *sealed, aad);
+      if (!pem && pem.status().code() == Code::kFailedPrecondition) {
+        return Status(Code::kFailedPrecondition,
+                      "the mesh CA's key does not open with this agent's key-encryption key (was "
+                      "the data dir's mesh-ca.kek replaced?)");
+      }
       if (!pem) return pem.status();
       auto impl = std::make_unique<Impl>(clock);
       impl->key = parseKey(*pem);
@@ -268,7 +197,7 @@ Result<std::unique_ptr<MeshCa>> MeshCa::loadOrCreate(state::Store& store, const 
     if (!ok || X509_sign(x.get(), k.get(), EVP_sha256()) == 0) {
       return internalError(sslError("signing the mesh CA"));
     }
-    auto sealed = seal(*kek, keyPem(k.get()), aad);
+    auto sealed = crypto::seal(*kek, keyPem(k.get()), aad);
     if (!sealed) return sealed.status();
     nlohmann::json rec = {{"cert", certPem(x.get())},
                           {"key_sealed", hex(*sealed)},

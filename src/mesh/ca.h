@@ -56,8 +56,4 @@ class MeshCa {
   std::string trust_domain_;
 };
 
-// The 32 random bytes in `path` (a key of this node that is not in the store), made with mode
-// 0600 when the file does not exist. A file of another size is an error, never replaced.
-Result<std::string> loadOrCreateKeyFile(const std::filesystem::path& path);
-
 }  // namespace baton::mesh
