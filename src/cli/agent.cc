@@ -250,6 +250,8 @@ int runAgent(const AgentFlags& flags) {
   docker_options.state_dir = fs::path(cfg.data_dir) / "docker";
   docker_options.owner = ownerLabel(cfg.node_name, fs::absolute(cfg.data_dir).string());
   docker_options.child_nofile = static_cast<uint64_t>(inherited_nofile);
+  docker_options.networks = nets;
+  if (nets) docker_options.resolv_conf = resolv_conf;
   registry.add(std::make_unique<drivers::DockerDriver>(docker_options));
   drivers::OciDriverOptions oci_options;
   oci_options.state_dir = fs::path(cfg.data_dir) / "oci";

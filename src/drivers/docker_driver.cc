@@ -2,6 +2,8 @@
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -51,11 +53,47 @@ bool isMissingProgram(const std::string& message) {
          message.find("command not found") != std::string::npos;
 }
 
+// Whether `pid` is in this process's network namespace (the host's): an engine that ignored
+// NetworkMode "none" would otherwise have the driver name, and configure, the host's network.
+bool inHostNetwork(int pid) {
+  struct stat mine = {};
+  struct stat its = {};
+  if (::stat("/proc/self/ns/net", &mine) != 0) return false;
+  if (::stat(("/proc/" + std::to_string(pid) + "/ns/net").c_str(), &its) != 0) return false;
+  return mine.st_dev == its.st_dev && mine.st_ino == its.st_ino;
+}
+
+// The container's /etc/resolv.conf, readable by its user: owned by it, 0400, when the node
+// chose the uid; else (a user named in the image, whose uid only the image knows) 0444: the file
+// holds no secret, only the mesh's DNS address.
+Status writeResolvConf(const std::filesystem::path& path, const std::string& text,
+                       const TaskConfig& config) {
+  if (Status s = exec::writeFileAtomic(path, text); !s) return s;
+  std::filesystem::perms mode = std::filesystem::perms(0444);
+  if (config.uid >= 0) {
+    gid_t gid = static_cast<gid_t>(config.gid >= 0 ? config.gid : config.uid);
+    if (::chown(path.c_str(), static_cast<uid_t>(config.uid), gid) != 0) {
+      return ioError("chown " + path.string() + ": " + exec::errnoText(errno));
+    }
+    mode = std::filesystem::perms(0400);
+  }
+  std::error_code ec;
+  std::filesystem::permissions(path, mode, ec);
+  if (ec) return ioError("chmod " + path.string() + ": " + ec.message());
+  return Status::ok();
+}
+
+std::string labelOf(const ContainerState& c, const char* key) {
+  auto it = c.labels.find(key);
+  return it == c.labels.end() ? std::string() : it->second;
+}
+
 }  // namespace
 
 struct DockerDriver::Task {
   std::string id;
   std::string container;  // the engine's id
+  std::string netns;      // its network namespace's name; empty on the engine's network
   std::filesystem::path task_dir;
   std::filesystem::path log_dir;
   uint64_t log_max_bytes = 10ull << 20;
@@ -101,6 +139,10 @@ DockerDriver::~DockerDriver() {
 
 std::string DockerDriver::containerName(const std::string& instance_id) {
   return "baton-" + instance_id;
+}
+
+std::string DockerDriver::netnsName(const std::string& instance_id) const {
+  return options_.netns_prefix + instance_id;
 }
 
 std::shared_ptr<DockerDriver::Task> DockerDriver::find(const std::string& id) {
@@ -231,6 +273,17 @@ Result<TaskStatus> DockerDriver::start(const TaskConfig& config) {
   copts.owner = options_.owner;
   copts.nofile = options_.child_nofile > 0 ? options_.child_nofile : 1024;
   copts.nproc = config.pids_max > 0 ? static_cast<uint64_t>(config.pids_max) : 4096;
+  const std::filesystem::path task_dir = options_.state_dir / id;
+  std::error_code ec;
+  std::filesystem::create_directories(task_dir, ec);
+  if (options_.networks) {
+    copts.netns = netnsName(id);
+    if (!options_.resolv_conf.empty()) {
+      const std::filesystem::path path = task_dir / "resolv.conf";
+      if (Status s = writeResolvConf(path, options_.resolv_conf, config); !s) return s;
+      copts.resolv_conf_path = path.string();
+    }
+  }
   auto body = docker::createBody(config, copts);
   if (!body) return body.status();
 
@@ -257,7 +310,14 @@ Result<TaskStatus> DockerDriver::start(const TaskConfig& config) {
       // Ours and running (the engine was out of reach when recover() ran): adopt it, so that
       // inspect() finds it, as the node does after kAlreadyExists.
       if (st->id.empty()) st->id = name;
-      adopt(id, *st);
+      std::optional<InstanceLink> link;
+      if (std::string netns = labelOf(*st, docker::kLabelNetns);
+          !netns.empty() && options_.networks) {
+        auto found = options_.networks->find(netns);
+        if (!found) return found.status();
+        link = *found;
+      }
+      adopt(id, *st, link);
       return Status(Code::kAlreadyExists, "instance " + id + " is already running");
     }
     Status removed = removeContainer(name);
@@ -293,15 +353,30 @@ Result<TaskStatus> DockerDriver::start(const TaskConfig& config) {
   auto inspected = engine_.request("GET", "/containers/" + container + "/json");
   Result<ContainerState> state = inspected ? docker::parseInspect(inspected->body)
                                            : Result<ContainerState>(inspected.status());
+  std::optional<InstanceLink> link;
+  if (options_.networks && !(state && !state->running)) {
+    // (A container that has already ended needs no network: the follower records its exit.)
+    auto attached = state ? attachNetwork(id, *state) : Result<InstanceLink>(state.status());
+    if (attached) {
+      link = *attached;
+    } else if (endedMeanwhile(container)) {
+      // Its process was gone before its namespace could be named: an ended task, as above.
+      (void)options_.networks->remove(copts.netns);
+    } else {
+      (void)removeContainer(container);
+      (void)options_.networks->remove(copts.netns);
+      return Status(attached.status().code(),
+                    "network of container " + name + ": " + attached.status().message());
+    }
+  }
   auto task = std::make_shared<Task>();
   task->id = id;
   task->container = container;
-  task->task_dir = options_.state_dir / id;
+  task->netns = copts.netns;
+  task->task_dir = task_dir;
   task->log_dir = config.log_dir.empty() ? task->task_dir / "logs" : config.log_dir;
   task->log_max_bytes = config.log_max_bytes;
   task->log_max_files = config.log_max_files;
-  std::error_code ec;
-  std::filesystem::create_directories(task->task_dir, ec);
   std::filesystem::create_directories(task->log_dir, ec);
   std::filesystem::remove(task->task_dir / kCursorFile, ec);  // a new container's logs
   task->status.instance_id = id;
@@ -309,8 +384,13 @@ Result<TaskStatus> DockerDriver::start(const TaskConfig& config) {
   task->status.started_at = state && state->started_at.time_since_epoch().count() > 0
                                 ? state->started_at
                                 : SystemClock::instance().now();
-  task->status.address = "127.0.0.1";
-  task->status.port = config.port;
+  if (options_.networks) {
+    task->status.address = link ? link->instance_ip : std::string();
+    task->status.port = config.container_port > 0 ? config.container_port : config.port;
+  } else {
+    task->status.address = "127.0.0.1";
+    task->status.port = config.port;
+  }
   TaskStatus result = task->status;
   if (task->status.pid > 0) {
     if (Status w = oom_.watch(id, task->status.pid); !w) {
@@ -323,6 +403,27 @@ Result<TaskStatus> DockerDriver::start(const TaskConfig& config) {
   }
   startFollower(task);
   return result;
+}
+
+bool DockerDriver::endedMeanwhile(const std::string& container) {
+  auto inspected = engine_.request("GET", "/containers/" + container + "/json");
+  if (!inspected || !ok2xx(*inspected)) return false;
+  auto state = docker::parseInspect(inspected->body);
+  return state && !state->running;
+}
+
+Result<InstanceLink> DockerDriver::attachNetwork(const std::string& id,
+                                                 const ContainerState& state) {
+  if (state.pid <= 0) {
+    return Status(Code::kUnavailable, "the engine reports no process for the running container");
+  }
+  if (inHostNetwork(state.pid)) {
+    return Status(Code::kFailedPrecondition,
+                  "the container's process " + std::to_string(state.pid) +
+                      " is in the host's network namespace, not one of its own "
+                      "(the engine ignored NetworkMode \"none\")");
+  }
+  return options_.networks->attach(netnsName(id), state.pid);
 }
 
 void DockerDriver::startFollower(const std::shared_ptr<Task>& task) {
@@ -384,7 +485,7 @@ void DockerDriver::follow(std::shared_ptr<Task> task) {
     if (state && !state->running) {
       ExitStatus e = exitOf(task->id, *state);
       std::lock_guard lock(mu_);
-      task->status.exit = e;
+      if (!task->status.exit) task->status.exit = e;  // adopt() may have decided already
       break;
     }
     if (!r || !state) {
@@ -448,6 +549,8 @@ Result<ExitStatus> DockerDriver::wait(const std::string& id, Duration timeout) {
 Status DockerDriver::destroy(const std::string& id) {
   auto task = find(id);
   std::string container = task ? task->container : containerName(id);
+  // Unknown to this driver (a start that failed half-way, say): the namespace it would have had.
+  std::string netns = task ? task->netns : options_.networks ? netnsName(id) : std::string();
   if (task) {
     bool running;
     {
@@ -463,6 +566,9 @@ Status DockerDriver::destroy(const std::string& id) {
   }
   Status removed = removeContainer(container);
   if (!removed) return removed;
+  if (!netns.empty() && options_.networks) {
+    if (Status s = options_.networks->remove(netns); !s) return s;
+  }
   std::error_code ec;
   std::filesystem::remove_all(options_.state_dir / id, ec);
   oom_.forget(id);
@@ -478,14 +584,25 @@ Result<std::vector<TaskStatus>> DockerDriver::recover() {
   if (!ok2xx(*listed)) return engineFailure("listing containers", *listed);
   auto containers = docker::parseContainerList(listed->body);
   if (!containers) return containers.status();
+  // The networks of isolated containers: one listing for all of them, when there are any.
+  std::optional<std::vector<InstanceLink>> links;
+  auto linkOf = [&](const std::string& netns) -> Result<std::optional<InstanceLink>> {
+    if (!options_.networks) return std::optional<InstanceLink>();
+    if (netns.rfind(options_.netns_prefix, 0) != 0) return options_.networks->find(netns);
+    if (!links) {
+      auto listed = options_.networks->list(options_.netns_prefix);
+      if (!listed) return listed.status();
+      links = std::move(listed.value());
+    }
+    for (const InstanceLink& l : *links) {
+      if (l.netns == netns) return std::optional<InstanceLink>(l);
+    }
+    return std::optional<InstanceLink>();
+  };
   std::vector<TaskStatus> out;
   for (const ContainerState& c : *containers) {
-    auto label = [&](const char* key) {
-      auto it = c.labels.find(key);
-      return it == c.labels.end() ? std::string() : it->second;
-    };
-    std::string id = label(docker::kLabelInstance);
-    if (id.empty() || label(docker::kLabelOwner) != options_.owner) continue;
+    std::string id = labelOf(c, docker::kLabelInstance);
+    if (id.empty() || labelOf(c, docker::kLabelOwner) != options_.owner) continue;
     if (auto known = find(id)) {
       std::lock_guard lock(mu_);
       out.push_back(known->status);
@@ -496,19 +613,24 @@ Result<std::vector<TaskStatus>> DockerDriver::recover() {
     auto state = docker::parseInspect(inspected->body);
     if (!state) continue;
     if (state->id.empty()) state->id = c.id;
-    out.push_back(adopt(id, *state));
+    std::optional<InstanceLink> link;
+    if (std::string netns = labelOf(*state, docker::kLabelNetns); !netns.empty()) {
+      auto found = linkOf(netns);
+      if (!found) return found.status();
+      link = *found;
+    }
+    out.push_back(adopt(id, *state, link));
   }
   return out;
 }
 
-TaskStatus DockerDriver::adopt(const std::string& id, const ContainerState& state) {
-  auto label = [&](const char* key) {
-    auto it = state.labels.find(key);
-    return it == state.labels.end() ? std::string() : it->second;
-  };
+TaskStatus DockerDriver::adopt(const std::string& id, const ContainerState& state,
+                               const std::optional<InstanceLink>& link) {
+  auto label = [&](const char* key) { return labelOf(state, key); };
   auto task = std::make_shared<Task>();
   task->id = id;
   task->container = state.id;
+  task->netns = label(docker::kLabelNetns);
   task->task_dir = options_.state_dir / id;
   task->log_dir = label(docker::kLabelLogDir);
   if (task->log_dir.empty()) task->log_dir = task->task_dir / "logs";
@@ -522,8 +644,42 @@ TaskStatus DockerDriver::adopt(const std::string& id, const ContainerState& stat
   task->status.instance_id = id;
   task->status.pid = state.running ? state.pid : 0;
   task->status.started_at = state.started_at;
-  task->status.address = "127.0.0.1";
-  if (state.running && state.pid > 0) {
+  bool lost_network = false;
+  if (task->netns.empty()) {
+    task->status.address = "127.0.0.1";
+  } else {
+    try {
+      task->status.port = std::stoi(label(docker::kLabelPort));
+    } catch (const std::exception&) {
+    }
+    if (link && !link->instance_ip.empty()) {
+      task->status.address = link->instance_ip;
+    } else if (state.running) {
+      // Unreachable at any address this driver could report (its namespace was deleted, or this
+      // agent no longer makes networks): replaced rather than reported somewhere it is not.
+      lost_network = true;
+      spdlog::error(
+          "docker: container {} of instance {}: its network namespace {} is {}; "
+          "killing it so that the node starts a new one",
+          containerName(id), id, task->netns,
+          !options_.networks ? "not managed by this agent ([node] network = \"host\")"
+          : link             ? "incomplete (no address on its veth pair)"
+                             : "gone");
+      auto killed = engine_.request("POST", "/containers/" + state.id + "/kill?signal=SIGKILL");
+      if (!killed || !(ok2xx(*killed) || killed->status == 404 || killed->status == 409)) {
+        spdlog::warn("docker: killing container {}: {}", containerName(id),
+                     killed ? docker::engineMessage(*killed) : killed.status().message());
+      }
+    }
+  }
+  if (lost_network) {
+    ExitStatus e;
+    e.exit_code = 128 + SIGKILL;
+    e.signal = SIGKILL;
+    e.finished_at = SystemClock::instance().now();
+    task->status.pid = 0;
+    task->status.exit = e;
+  } else if (state.running && state.pid > 0) {
     (void)oom_.watch(id, state.pid);
   } else {
     ExitStatus e = exitOf(id, state);

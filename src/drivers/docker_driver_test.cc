@@ -1,18 +1,26 @@
 // The docker driver: its pure parts (image references, the create request, inspect answers,
 // the log stream, pull progress) and the conformance suite against a real engine (Podman's
 // Docker API, started by testing/podman_service.h; skipped with the reason when podman is
-// missing).
+// missing), on the engine's network and, with root and iproute2, in networks of their own.
 #include "drivers/docker_driver.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
 #include "drivers/docker_protocol.h"
+#include "drivers/exec_internal.h"
+#include "drivers/instance_net.h"
 #include "drivers/testing/driver_conformance.h"
 #include "drivers/testing/podman_service.h"
 
@@ -124,6 +132,36 @@ TEST(CreateBodyTest, CarriesTheManifestAndLeastPrivilege) {
   EXPECT_EQ(h["Ulimits"][0]["Name"], "nofile");
   EXPECT_EQ(h["Ulimits"][0]["Hard"], 4096);
   EXPECT_EQ(h["RestartPolicy"]["Name"], "no");
+}
+
+// In a network of its own: no network from the engine (only `lo`), nothing published, the
+// namespace's name and the port in labels (for recover()), the mesh's resolv.conf mounted.
+TEST(CreateBodyTest, IsolatedHasNoNetworkAndPublishesNothing) {
+  docker::CreateOptions o;
+  o.netns = "baton-shop-web-1";
+  o.resolv_conf_path = "/var/lib/baton/docker/shop-web-1/resolv.conf";
+  json j = json::parse(*docker::createBody(sampleTask(), o));
+  json h = j["HostConfig"];
+  EXPECT_EQ(h["NetworkMode"], "none");
+  EXPECT_FALSE(h.contains("PortBindings")) << h.dump();
+  EXPECT_FALSE(j.contains("ExposedPorts")) << j.dump();
+  EXPECT_EQ(j["Labels"][docker::kLabelNetns], "baton-shop-web-1");
+  EXPECT_EQ(j["Labels"][docker::kLabelPort], "8080");  // the container port, not the node's
+  ASSERT_EQ(h["Mounts"].size(), 1u);
+  EXPECT_EQ(h["Mounts"][0]["Type"], "bind");
+  EXPECT_EQ(h["Mounts"][0]["Source"], "/var/lib/baton/docker/shop-web-1/resolv.conf");
+  EXPECT_EQ(h["Mounts"][0]["Target"], "/etc/resolv.conf");
+  EXPECT_EQ(h["Mounts"][0]["ReadOnly"], true);
+
+  // Without a container port the service listens on the node's port number.
+  TaskConfig t = sampleTask();
+  t.container_port = 0;
+  EXPECT_EQ(json::parse(*docker::createBody(t, o))["Labels"][docker::kLabelPort], "31000");
+  // Without a netns: the engine's network, as before, and no mounts.
+  json plain = json::parse(*docker::createBody(sampleTask(), {}));
+  EXPECT_FALSE(plain["HostConfig"].contains("NetworkMode"));
+  EXPECT_FALSE(plain["HostConfig"].contains("Mounts"));
+  EXPECT_FALSE(plain["Labels"].contains(docker::kLabelNetns));
 }
 
 TEST(CreateBodyTest, WritableRootImageUserAndUnknownVariable) {
@@ -257,23 +295,32 @@ TEST(PullProgressTest, SumsLayersAndKeepsTheFirstError) {
 
 // --- conformance against a real engine ------------------------------------------------------
 
+bool canMakeNamespaces() { return ::geteuid() == 0 && runCommand({"ip", "netns", "list"}).isOk(); }
+
+constexpr const char* kResolvConf = "nameserver 169.254.127.254\nsearch service.baton\n";
+
+// Isolated: every driver it makes shares one InstanceNetworks (as the agent's drivers do), with
+// a namespace prefix of this test process's own.
 class DockerHarness : public testing::DriverHarness {
  public:
-  DockerHarness() {
-    char tmpl[] = "/tmp/baton-docker-test-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-    std::filesystem::permissions(dir_, std::filesystem::perms::all);  // logs of the service's user
+  explicit DockerHarness(bool isolated = false) : isolated_(isolated) {
     engine_ = testing::engineForTests(&why_);
+    if (isolated_ && canMakeNamespaces()) networks_ = std::make_unique<InstanceNetworks>();
   }
-  std::string name() const override { return "Docker"; }
-  std::unique_ptr<Driver> makeDriver() override {
+  std::string name() const override { return isolated_ ? "DockerIsolated" : "Docker"; }
+  std::unique_ptr<Driver> makeDriver() override { return makeDriverWith(networks_.get()); }
+  std::unique_ptr<Driver> makeDriverWith(InstanceNetworks* networks) {
     if (!engine_) return nullptr;
     DockerDriverOptions o;
     o.engine.socket = engine_->socket;
-    o.state_dir = dir_ / "state";
+    o.state_dir = dir() / "state";
     o.owner = "test-" + std::to_string(::getpid());
+    o.networks = networks;
+    o.netns_prefix = netnsPrefix();
+    if (networks) o.resolv_conf = kResolvConf;
     return std::make_unique<DockerDriver>(o);
   }
+  std::string netnsPrefix() const { return "baton-dt" + std::to_string(::getpid()) + "-"; }
   TaskConfig shellTask(const std::string& id, const std::string& script,
                        const std::map<std::string, std::string>& env, int port) override {
     TaskConfig t = base(id);
@@ -321,10 +368,22 @@ class DockerHarness : public testing::DriverHarness {
         for (const auto& t : *tasks) (void)d->destroy(t.instance_id);
       }
     }
+    if (networks_) {
+      if (auto left = networks_->list(netnsPrefix())) {
+        for (const auto& l : *left) (void)networks_->remove(l.netns);
+      }
+    }
     std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+    dir_.clear();
   }
-  std::string unavailable() const override { return engine_ ? "" : why_; }
+  std::string unavailable() const override {
+    if (!engine_) return why_;
+    if (isolated_ && !networks_) return "networks of their own need root and iproute2 (ip netns)";
+    return "";
+  }
+  InstanceNetworks* networks() { return networks_.get(); }
+  std::filesystem::path stateDir() { return dir() / "state"; }
 
  private:
   TaskConfig base(const std::string& id) {
@@ -334,15 +393,86 @@ class DockerHarness : public testing::DriverHarness {
     t.spec.image = engine_ ? engine_->image : "";
     t.spec.memory = 64ull << 20;
     t.env = {{"PATH", "/bin"}};
-    t.log_dir = dir_ / "logs" / id;
+    t.log_dir = dir() / "logs" / id;
     t.uid = t.gid = 65534;  // unprivileged, as the node runs them
     t.pids_max = 128;
     return t;
   }
+  bool isolated_;
+  // Made on first use: the suite also makes harnesses only to name its tests.
+  const std::filesystem::path& dir() {
+    if (dir_.empty()) {
+      char tmpl[] = "/tmp/baton-docker-test-XXXXXX";
+      dir_ = ::mkdtemp(tmpl);
+      std::filesystem::permissions(dir_, std::filesystem::perms::all);  // the service's logs
+    }
+    return dir_;
+  }
   std::filesystem::path dir_;
   std::optional<testing::EngineForTests> engine_;
   std::string why_;
+  std::unique_ptr<InstanceNetworks> networks_;
 };
+
+// Records the `ip` commands the driver has InstanceNetworks run (a batch as its lines, each
+// with the batch's prefix) and answers `ip netns list` and `ip -o -4 addr show` from what was
+// made, so that the driver's use of its networks is seen without root.
+struct IpRecorder {
+  Result<std::string> operator()(const std::vector<std::string>& argv) {
+    std::lock_guard lock(mu);
+    if (argv.size() >= 3 && argv[argv.size() - 2] == "-batch") {
+      std::ifstream in(argv.back());
+      for (std::string line; std::getline(in, line);) {
+        std::vector<std::string> one(argv.begin(), argv.end() - 2);
+        std::istringstream words(line);
+        for (std::string w; words >> w;) one.push_back(w);
+        record(one);
+      }
+      return std::string();
+    }
+    return record(argv);
+  }
+  std::string record(const std::vector<std::string>& argv) {
+    calls.push_back(argv);
+    if (argv == std::vector<std::string>{"ip", "netns", "list"}) return netns;
+    if (argv == std::vector<std::string>{"ip", "-o", "-4", "addr", "show"}) return addrs;
+    if (argv.size() >= 5 && argv[1] == "netns" && argv[2] == "attach") netns += argv[3] + "\n";
+    if (argv.size() >= 6 && argv[1] == "addr" && argv[2] == "add" && argv[5].rfind("bt", 0) == 0) {
+      addrs += "9: " + argv[5] + "    inet " + argv[3] + " scope global\n";
+    }
+    return {};
+  }
+  bool called(const std::vector<std::string>& argv) {
+    std::lock_guard lock(mu);
+    return std::find(calls.begin(), calls.end(), argv) != calls.end();
+  }
+  std::mutex mu;
+  std::string netns, addrs;
+  std::vector<std::vector<std::string>> calls;
+};
+
+// An HTTP GET of / at address:port, the status line and body; "" when nothing answers.
+std::string httpGet(const std::string& address, int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, address.c_str(), &addr.sin_addr);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    std::string req = "GET / HTTP/1.0\r\nHost: x\r\n\r\n";
+    if (::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[4096];
+      for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
+        out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  return out;
+}
 
 }  // namespace
 
@@ -375,10 +505,121 @@ TEST(DockerDriverTest, StartOfAContainerThatStillRunsAdoptsIt) {
   harness.tearDown();
 }
 
-INSTANTIATE_TEST_SUITE_P(Docker, DriverConformanceTest,
-                         ::testing::Values(DriverHarnessFactory([] {
-                           return std::make_unique<DockerHarness>();
-                         })),
-                         testing::driverHarnessName);
+// With networks (a fake runner: the commands, not their effect), a container is made with no
+// network; once it runs its own namespace is attached by its main process's pid, and its
+// address is that link's; recover() finds the link again, and destroy() removes it.
+TEST(DockerDriverTest, IsolatedStartAttachesTheContainersNamespace) {
+  DockerHarness harness;
+  if (!harness.unavailable().empty()) GTEST_SKIP() << harness.unavailable();
+  auto ip = std::make_shared<IpRecorder>();
+  InstanceNetworks nets([ip](const std::vector<std::string>& argv) { return (*ip)(argv); });
+  auto driver = harness.makeDriverWith(&nets);
+  TaskConfig task = harness.shellTask("fake-net", "exec sleep 1000", {}, 8080);
+  task.port = 31000;  // the node's side: unused in a network of its own
+  task.container_port = 8080;
+  auto started = driver->start(task);
+  ASSERT_TRUE(started.isOk()) << started.status().toString();
+  const std::string netns = harness.netnsPrefix() + "fake-net";
+  EXPECT_TRUE(ip->called({"ip", "netns", "attach", netns, std::to_string(started->pid)}))
+      << "pid " << started->pid;
+  const InstanceLink link = linkFor(netns, *allocateSlot(netns, {}));
+  EXPECT_EQ(started->address, link.instance_ip);
+  EXPECT_EQ(started->port, 8080);
+  // The mesh's resolv.conf, for the container's user alone.
+  auto resolv = harness.stateDir() / "fake-net" / "resolv.conf";
+  EXPECT_EQ(exec::readWholeFile(resolv).valueOr(""), kResolvConf);
+  struct stat st {};
+  ASSERT_EQ(::stat(resolv.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0400u);
+  EXPECT_EQ(st.st_uid, 65534u);
+
+  driver.reset();  // an agent restart
+  auto second = harness.makeDriverWith(&nets);
+  auto tasks = second->recover();
+  ASSERT_TRUE(tasks.isOk()) << tasks.status().toString();
+  ASSERT_EQ(tasks->size(), 1u);
+  EXPECT_EQ((*tasks)[0].address, link.instance_ip);
+  EXPECT_EQ((*tasks)[0].port, 8080);
+  EXPECT_FALSE((*tasks)[0].exit.has_value());
+
+  ASSERT_TRUE(second->destroy("fake-net").isOk());
+  EXPECT_TRUE(ip->called({"ip", "link", "del", link.host_ifname}));
+  EXPECT_TRUE(ip->called({"ip", "netns", "del", netns}));
+  second.reset();
+  harness.tearDown();
+}
+
+// With root: the real thing. The container is reached at its own address (not published on
+// the host), resolves with the mesh's DNS and has no default route; an agent restart finds the
+// same address; destroy() removes the namespace; a container whose namespace was lost meanwhile
+// is not reported at an address that leads nowhere: it is killed and reported ended.
+TEST(DockerDriverTest, IsolatedContainerIsReachedAtItsOwnAddressAndRecovered) {
+  DockerHarness harness(true);
+  if (!harness.unavailable().empty()) GTEST_SKIP() << harness.unavailable();
+  auto driver = harness.makeDriver();
+  TaskConfig task = *harness.listenerTask("iso-web", 8080);
+  task.container_port = 8080;
+  task.port = 31002;
+  auto started = driver->start(task);
+  ASSERT_TRUE(started.isOk()) << started.status().toString();
+  auto ip = parseIpv4(started->address);
+  ASSERT_TRUE(ip && slotOf(*ip)) << started->address;
+  EXPECT_EQ(started->port, 8080);
+  std::string answer;
+  for (int i = 0; i < 200 && answer.find("hello from a container") == std::string::npos; ++i) {
+    answer = httpGet(started->address, 8080);  // httpd may still be starting
+    if (answer.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(answer.find("hello from a container"), std::string::npos) << answer;
+  EXPECT_EQ(httpGet("127.0.0.1", 31002), "") << "nothing is published on the host";
+  auto resolv =
+      exec::readWholeFile("/proc/" + std::to_string(started->pid) + "/root/etc/resolv.conf");
+  EXPECT_EQ(resolv.valueOr(""), kResolvConf);
+  const std::string netns = harness.netnsPrefix() + "iso-web";
+  auto routes = runCommand({"ip", "-n", netns, "route", "show"});
+  ASSERT_TRUE(routes.isOk()) << routes.status().toString();
+  EXPECT_NE(routes->find("169.254.64.0/18 via"), std::string::npos) << *routes;
+  EXPECT_EQ(routes->find("default"), std::string::npos) << *routes;
+
+  driver.reset();
+  auto second = harness.makeDriver();
+  auto tasks = second->recover();
+  ASSERT_TRUE(tasks.isOk()) << tasks.status().toString();
+  ASSERT_EQ(tasks->size(), 1u);
+  EXPECT_EQ((*tasks)[0].address, started->address);
+  EXPECT_EQ((*tasks)[0].port, 8080);
+  EXPECT_FALSE((*tasks)[0].exit.has_value());
+  EXPECT_NE(httpGet(started->address, 8080).find("hello from a container"), std::string::npos);
+  ASSERT_TRUE(second->destroy("iso-web").isOk());
+  auto listed = harness.networks()->find(netns);
+  ASSERT_TRUE(listed.isOk());
+  EXPECT_FALSE(listed->has_value()) << "the namespace outlived its container";
+
+  TaskConfig lost = harness.shellTask("iso-lost", "exec sleep 1000", {}, 8080);
+  auto lost_started = second->start(lost);
+  ASSERT_TRUE(lost_started.isOk()) << lost_started.status().toString();
+  ASSERT_TRUE(runCommand({"ip", "netns", "del", harness.netnsPrefix() + "iso-lost"}).isOk());
+  second.reset();
+  auto third = harness.makeDriver();
+  auto after = third->recover();
+  ASSERT_TRUE(after.isOk()) << after.status().toString();
+  ASSERT_EQ(after->size(), 1u);
+  EXPECT_TRUE((*after)[0].exit.has_value()) << "reported at " << (*after)[0].address;
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    gone = !harness.serviceProcessAlive(lost_started->pid);
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(gone) << "the container of a lost network still runs";
+  EXPECT_TRUE(third->destroy("iso-lost").isOk());
+  third.reset();
+  harness.tearDown();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Docker, DriverConformanceTest,
+    ::testing::Values(DriverHarnessFactory([] { return std::make_unique<DockerHarness>(); }),
+                      DriverHarnessFactory([] { return std::make_unique<DockerHarness>(true); })),
+    testing::driverHarnessName);
 
 }  // namespace baton::drivers

@@ -99,7 +99,12 @@ Result<std::string> createBody(const TaskConfig& config, const CreateOptions& op
   }
   json host;
   int cport = config.container_port > 0 ? config.container_port : config.port;
-  if (config.port > 0 && cport > 0) {
+  if (!options.netns.empty()) {
+    // Its own network, attached by the driver once the container runs: nothing to publish.
+    host["NetworkMode"] = "none";
+    body["Labels"][kLabelNetns] = options.netns;
+    body["Labels"][kLabelPort] = std::to_string(cport);
+  } else if (config.port > 0 && cport > 0) {
     std::string key = std::to_string(cport) + "/tcp";
     body["ExposedPorts"] = {{key, json::object()}};
     host["PortBindings"] = {
@@ -113,6 +118,13 @@ Result<std::string> createBody(const TaskConfig& config, const CreateOptions& op
   if (spec.cpu_limit > 0) host["NanoCpus"] = static_cast<int64_t>(spec.cpu_limit * 1e9);
   if (config.pids_max > 0) host["PidsLimit"] = config.pids_max;
   host["ReadonlyRootfs"] = spec.read_only;
+  if (!options.resolv_conf_path.empty()) {
+    // Mounts rather than Binds' "src:dst:ro" text, which a ':' in the path would break.
+    host["Mounts"] = json::array({{{"Type", "bind"},
+                                   {"Source", options.resolv_conf_path},
+                                   {"Target", "/etc/resolv.conf"},
+                                   {"ReadOnly", true}}});
+  }
   if (spec.read_only) host["Tmpfs"] = {{"/tmp", "rw,nosuid,nodev,size=" + options.tmpfs_size}};
   host["SecurityOpt"] = json::array({"no-new-privileges"});
   if (!root) host["CapDrop"] = json::array({"ALL"});

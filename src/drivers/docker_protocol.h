@@ -27,19 +27,31 @@ inline constexpr const char* kLabelOwner = "io.baton.owner";
 inline constexpr const char* kLabelLogDir = "io.baton.log-dir";
 inline constexpr const char* kLabelLogMaxBytes = "io.baton.log-max-bytes";
 inline constexpr const char* kLabelLogMaxFiles = "io.baton.log-max-files";
+// Isolated containers only: the name of the network namespace the driver attaches, and the port
+// the service listens on in it (what inspect reports after an agent restart).
+inline constexpr const char* kLabelNetns = "io.baton.netns";
+inline constexpr const char* kLabelPort = "io.baton.port";
 
 struct CreateOptions {
   std::string owner;          // the agent's id (label), so agents sharing an engine keep apart
   uint64_t nofile = 1024;     // RLIMIT_NOFILE soft = hard (the engine's default may exceed the host's)
   uint64_t nproc = 4096;      // RLIMIT_NPROC soft = hard
   std::string tmpfs_size = "64m";  // the size of the /tmp tmpfs of a read-only container
+  // A network of its own (instance_net.h): the container gets NetworkMode "none" (only `lo`;
+  // the driver attaches the namespace under this name once it runs) and publishes no port.
+  // Empty: the engine's default network, the port published on 127.0.0.1.
+  std::string netns;
+  // A file bind-mounted read-only on /etc/resolv.conf (the mesh's DNS); empty: the engine's.
+  std::string resolv_conf_path;
 };
 
 // The JSON body of POST /containers/create. The command is spec.run (replacing the image's
 // CMD, ${VAR} expanded from config.env) when set; the user is config.uid:gid when >= 0, else
-// spec.user (a user inside the image); the port config.container_port (else config.port) is
-// published on 127.0.0.1:config.port. Read-only root with a /tmp tmpfs unless
-// spec.read_only is false; no new privileges; no capabilities unless the user is root.
+// spec.user (a user inside the image). Without options.netns the port config.container_port
+// (else config.port) is published on 127.0.0.1:config.port; with it the container has no
+// network but `lo` (NetworkMode "none") and labels name the namespace and that port. Read-only
+// root with a /tmp tmpfs unless spec.read_only is false; no new privileges; no capabilities
+// unless the user is root.
 Result<std::string> createBody(const TaskConfig& config, const CreateOptions& options);
 
 // What an inspect (GET /containers/{id}/json) says.

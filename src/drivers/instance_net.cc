@@ -21,11 +21,6 @@ namespace baton::drivers {
 
 // ---- pure ----------------------------------------------------------------------------------
 
-namespace {
-
-
-}  // namespace
-
 std::string hostInterfaceName(std::string_view netns) {
   static const char* kHex = "0123456789abcdef";
   uint64_t h = fnv1a64(netns);
@@ -198,6 +193,11 @@ Result<std::set<uint32_t>> InstanceNetworks::usedSlots() {
 }
 
 Result<std::optional<InstanceLink>> InstanceNetworks::find(const std::string& netns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return findLocked(netns);
+}
+
+Result<std::optional<InstanceLink>> InstanceNetworks::findLocked(const std::string& netns) {
   auto names = run_({"ip", "netns", "list"});
   if (!names) return names.status();
   auto all = parseNetnsList(*names);
@@ -217,12 +217,35 @@ Result<std::optional<InstanceLink>> InstanceNetworks::find(const std::string& ne
 
 Result<InstanceLink> InstanceNetworks::create(const std::string& netns) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto found = find(netns);
+  auto found = findLocked(netns);
   if (!found) return found.status();
   if (found->has_value()) {
     if (!(*found)->host_ip.empty()) return **found;
     if (Status s = removeLocked(netns); !s) return s;  // half-made by a crash: start over
   }
+  return buildLocked(netns, "netns add " + netns);
+}
+
+Result<InstanceLink> InstanceNetworks::attach(const std::string& netns, int pid) {
+  if (pid <= 0) return invalidArgument("network for \"" + netns + "\": no process to attach");
+  std::lock_guard<std::mutex> lock(mu_);
+  auto found = findLocked(netns);
+  if (!found) return found.status();
+  if (found->has_value()) {
+    // Ours already (an attach retried) or left by an earlier process of the same name.
+    if (!(*found)->host_ip.empty()) {
+      auto names = run_({"ip", "netns", "identify", std::to_string(pid)});
+      if (!names) return names.status();
+      auto of_pid = parseNetnsList(*names);
+      if (std::find(of_pid.begin(), of_pid.end(), netns) != of_pid.end()) return **found;
+    }
+    if (Status s = removeLocked(netns); !s) return s;
+  }
+  return buildLocked(netns, "netns attach " + netns + " " + std::to_string(pid));
+}
+
+Result<InstanceLink> InstanceNetworks::buildLocked(const std::string& netns,
+                                                   const std::string& first_step) {
   auto used = usedSlots();
   if (!used) return used.status();
   auto slot = allocateSlot(netns, *used);
@@ -232,14 +255,13 @@ Result<InstanceLink> InstanceNetworks::create(const std::string& netns) {
   // Three `ip -batch` runs instead of a process per step (each `ip` costs a fork and exec:
   // 3-10 ms on a small machine, on every cold start): the host's side, the instance's side
   // (`ip -n NETNS`), then the host end's address, last, because its presence is what marks the
-  // link as complete (see find()).
+  // link as complete (see findLocked()).
   const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> batches = {
-      {{"ip"},
-       {"netns add " + netns, "link add " + ifname + " type veth peer name eth0 netns " + netns}},
+      {{"ip"}, {first_step, "link add " + ifname + " type veth peer name eth0 netns " + netns}},
       {{"ip", "-n", netns},
        {"addr add " + link.instance_ip + "/31 dev eth0", "link set lo up", "link set eth0 up",
-        "route add " + formatIpv4(kMeshVipBase) + "/" + std::to_string(kMeshVipPrefix) +
-            " via " + link.host_ip + " dev eth0"}},
+        "route add " + formatIpv4(kMeshVipBase) + "/" + std::to_string(kMeshVipPrefix) + " via " +
+            link.host_ip + " dev eth0"}},
       {{"ip"}, {"link set " + ifname + " up", "addr add " + link.host_ip + "/31 dev " + ifname}},
   };
   for (const auto& [prefix, lines] : batches) {

@@ -95,18 +95,31 @@ class InstanceNetworks {
     return runCommand(argv);
   });
 
-  // The namespace `netns` with its veth pair, addresses, `lo` up and a default route via the
+  // The namespace `netns` with its veth pair, addresses, `lo` up and the mesh's route via the
   // host end. Idempotent: an existing, complete link for `netns` is returned as is (an agent
   // restart); a partial one (a crash half-way) is removed and made again.
   Result<InstanceLink> create(const std::string& netns);
+  // The same link for a namespace that someone else made: the network namespace of process
+  // `pid` (a container that its engine started with no network) is named `netns` (`ip netns
+  // attach`), then gets the veth pair, addresses and routes that create() gives. Idempotent for
+  // the same process: when `netns` is already `pid`'s namespace with a complete link, that link
+  // is returned; a `netns` of another process (a container that ended) or a half-made one is
+  // removed first. The caller makes sure `pid` is not in the host's network namespace.
+  Result<InstanceLink> attach(const std::string& netns, int pid);
   // Deletes the veth pair and the namespace. Missing parts are fine.
   Status remove(const std::string& netns);
+  // The link of `netns`: nullopt when there is no such namespace; slot and addresses empty when
+  // the namespace has no complete link.
+  Result<std::optional<InstanceLink>> find(const std::string& netns);
   // Every namespace whose name starts with `prefix`, with its link when it has one (slot and
   // addresses empty otherwise), for recovery and garbage collection.
   Result<std::vector<InstanceLink>> list(const std::string& prefix);
 
  private:
-  Result<std::optional<InstanceLink>> find(const std::string& netns);
+  Result<std::optional<InstanceLink>> findLocked(const std::string& netns);
+  // Allocates a slot and runs `first_step` (an `ip` command that makes `netns` exist, without
+  // "ip"), then the veth pair, the addresses and the routes; undoes everything on failure.
+  Result<InstanceLink> buildLocked(const std::string& netns, const std::string& first_step);
   Result<std::set<uint32_t>> usedSlots();
   Status removeLocked(const std::string& netns);
   // Runs `prefix... -batch FILE` with `lines` as FILE (one ip command each, without "ip").

@@ -3,10 +3,14 @@
 #include "drivers/instance_net.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 namespace baton::drivers {
@@ -89,8 +93,9 @@ TEST(InstanceNetTest, ParsesIpOutput) {
   EXPECT_EQ(names, (std::vector<std::string>{"baton-b", "baton-a", "other"}));
 }
 
-// Records commands; answers `ip netns list` and `ip -o -4 addr show` from its own state. A
-// batch (`ip [-n NS] -batch FILE`) is recorded as the commands in FILE, each with the prefix.
+// Records commands; answers `ip netns list`, `ip -o -4 addr show` and `ip netns identify PID`
+// from its own state. A batch (`ip [-n NS] -batch FILE`) is recorded as the commands in FILE,
+// each with the prefix.
 class FakeIp {
  public:
   Result<std::string> operator()(const std::vector<std::string>& argv) {
@@ -110,6 +115,14 @@ class FakeIp {
     if (argv == std::vector<std::string>{"ip", "netns", "list"}) return netns;
     if (argv == std::vector<std::string>{"ip", "-o", "-4", "addr", "show"}) return addrs;
     if (argv.size() >= 3 && argv[1] == "netns" && argv[2] == "add") netns += argv[3] + "\n";
+    if (argv.size() >= 5 && argv[1] == "netns" && argv[2] == "attach") {
+      netns += argv[3] + "\n";
+      of_pid[argv[4]] = argv[3];
+    }
+    if (argv.size() >= 4 && argv[1] == "netns" && argv[2] == "identify") {
+      auto it = of_pid.find(argv[3]);
+      return it == of_pid.end() ? std::string("\n") : it->second + "\n";
+    }
     if (argv.size() >= 4 && argv[1] == "addr" && argv[2] == "add") {
       addrs += "9: " + argv[5] + "    inet " + argv[3] + " scope global\n";
     }
@@ -118,6 +131,7 @@ class FakeIp {
   }
   std::string netns;
   std::string addrs;
+  std::map<std::string, std::string> of_pid;  // pid -> the name attached to its namespace
   std::vector<std::vector<std::string>> calls;
   std::optional<std::vector<std::string>> fail_on;
 };
@@ -153,6 +167,83 @@ TEST(InstanceNetTest, CreateRunsTheStepsAndIsIdempotent) {
   auto other = nets.create("baton-web-2");
   ASSERT_TRUE(other.isOk());
   EXPECT_NE(other->slot, link->slot);
+}
+
+// A namespace someone else made (a container's, with no network) gets the same link as
+// create() makes, after `ip netns attach` instead of `ip netns add`.
+TEST(InstanceNetTest, AttachNamesTheProcesssNamespaceAndBuildsTheSameLink) {
+  auto fake = std::make_shared<FakeIp>();
+  InstanceNetworks nets([fake](const std::vector<std::string>& argv) { return (*fake)(argv); });
+  auto link = nets.attach("baton-box-1", 4242);
+  ASSERT_TRUE(link.isOk()) << link.status().toString();
+  EXPECT_EQ(link->netns, "baton-box-1");
+  const std::string ifname = hostInterfaceName("baton-box-1");
+  const std::vector<std::vector<std::string>> expected = {
+      {"ip", "netns", "list"},
+      {"ip", "-o", "-4", "addr", "show"},
+      {"ip", "netns", "attach", "baton-box-1", "4242"},
+      {"ip", "link", "add", ifname, "type", "veth", "peer", "name", "eth0", "netns", "baton-box-1"},
+      {"ip", "-n", "baton-box-1", "addr", "add", link->instance_ip + "/31", "dev", "eth0"},
+      {"ip", "-n", "baton-box-1", "link", "set", "lo", "up"},
+      {"ip", "-n", "baton-box-1", "link", "set", "eth0", "up"},
+      {"ip", "-n", "baton-box-1", "route", "add", "169.254.64.0/18", "via", link->host_ip, "dev",
+       "eth0"},
+      {"ip", "link", "set", ifname, "up"},
+      {"ip", "addr", "add", link->host_ip + "/31", "dev", ifname},
+  };
+  EXPECT_EQ(fake->calls, expected);
+  // The same address create() would have given that name.
+  EXPECT_EQ(link->slot, *allocateSlot("baton-box-1", {}));
+
+  // Attached again for the same process (a retry): the link as it is.
+  fake->calls.clear();
+  auto again = nets.attach("baton-box-1", 4242);
+  ASSERT_TRUE(again.isOk()) << again.status().toString();
+  EXPECT_EQ(again->instance_ip, link->instance_ip);
+  for (const auto& call : fake->calls) EXPECT_NE(call[1], "link") << "no new link";
+
+  // The name left by a container that ended, attached for its successor: made again.
+  fake->calls.clear();
+  auto next = nets.attach("baton-box-1", 5151);
+  ASSERT_TRUE(next.isOk()) << next.status().toString();
+  auto at = [&](const std::vector<std::string>& argv) {
+    return std::find(fake->calls.begin(), fake->calls.end(), argv) - fake->calls.begin();
+  };
+  const auto n = static_cast<long>(fake->calls.size());
+  ASSERT_LT(at({"ip", "netns", "del", "baton-box-1"}), n);
+  ASSERT_LT(at({"ip", "netns", "attach", "baton-box-1", "5151"}), n);
+  EXPECT_LT(at({"ip", "link", "del", ifname}), at({"ip", "netns", "del", "baton-box-1"}));
+  EXPECT_LT(at({"ip", "netns", "del", "baton-box-1"}),
+            at({"ip", "netns", "attach", "baton-box-1", "5151"}));
+
+  EXPECT_FALSE(nets.attach("baton-box-2", 0).isOk());
+}
+
+TEST(InstanceNetTest, AFailedAttachUndoesTheName) {
+  auto fake = std::make_shared<FakeIp>();
+  fake->fail_on = std::vector<std::string>{"ip", "-n", "baton-box-1", "link", "set", "eth0", "up"};
+  InstanceNetworks nets([fake](const std::vector<std::string>& argv) { return (*fake)(argv); });
+  auto link = nets.attach("baton-box-1", 4242);
+  ASSERT_FALSE(link.isOk());
+  EXPECT_NE(link.status().message().find("baton-box-1"), std::string::npos);
+  EXPECT_EQ(fake->calls.back(), (std::vector<std::string>{"ip", "netns", "del", "baton-box-1"}));
+}
+
+TEST(InstanceNetTest, FindTellsMissingIncompleteAndComplete) {
+  auto fake = std::make_shared<FakeIp>();
+  InstanceNetworks nets([fake](const std::vector<std::string>& argv) { return (*fake)(argv); });
+  auto none = nets.find("baton-a");
+  ASSERT_TRUE(none.isOk());
+  EXPECT_FALSE(none->has_value());
+  fake->netns = "baton-a\n";
+  auto partial = nets.find("baton-a");
+  ASSERT_TRUE(partial.isOk() && partial->has_value());
+  EXPECT_TRUE((*partial)->instance_ip.empty());
+  auto made = nets.create("baton-a");
+  ASSERT_TRUE(made.isOk());
+  auto found = nets.find("baton-a");
+  ASSERT_TRUE(found.isOk() && found->has_value());
+  EXPECT_EQ((*found)->instance_ip, made->instance_ip);
 }
 
 TEST(InstanceNetTest, TheMetadataAddressIsNeverHandedOut) {
@@ -213,6 +304,56 @@ TEST(InstanceNetTest, RealNamespaceIsMadeReachableAndRemoved) {
   EXPECT_FALSE(std::filesystem::exists(link->netnsPath()));
   EXPECT_FALSE(runCommand({"ip", "link", "show", "dev", link->host_ifname}).isOk());
   EXPECT_TRUE(nets.remove(name).isOk());  // idempotent
+}
+
+// A process that made a network namespace of its own (as a container with no network has):
+// attached, it is reachable at its address; removed, the name and the host end are gone.
+TEST(InstanceNetTest, RealProcessNamespaceIsAttachedAndRemoved) {
+  if (!canMakeNamespaces()) GTEST_SKIP() << "needs root and iproute2";
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // only async-signal-safe calls here
+    char ok = ::unshare(CLONE_NEWNET) == 0 ? 'y' : 'n';
+    (void)!::write(ready[1], &ok, 1);
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  char ok = 0;
+  ASSERT_EQ(::read(ready[0], &ok, 1), 1);
+  ::close(ready[0]);
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reap{child};
+  ASSERT_EQ(ok, 'y');
+
+  InstanceNetworks nets;
+  std::string name = "baton-nettest-attach-" + std::to_string(::getpid());
+  auto link = nets.attach(name, child);
+  ASSERT_TRUE(link.isOk()) << link.status().toString();
+  auto identify = runCommand({"ip", "netns", "identify", std::to_string(child)});
+  ASSERT_TRUE(identify.isOk());
+  EXPECT_NE(identify->find(name), std::string::npos) << *identify;
+  auto inside = runCommand({"ip", "-n", name, "-o", "-4", "addr", "show", "dev", "eth0"});
+  ASSERT_TRUE(inside.isOk()) << inside.status().toString();
+  EXPECT_NE(inside->find(link->instance_ip + "/31"), std::string::npos) << *inside;
+  auto ping = runCommand({"ip", "route", "get", link->instance_ip});
+  ASSERT_TRUE(ping.isOk());
+  EXPECT_NE(ping->find("dev " + link->host_ifname), std::string::npos) << *ping;
+
+  auto again = nets.attach(name, child);
+  ASSERT_TRUE(again.isOk()) << again.status().toString();
+  EXPECT_EQ(again->instance_ip, link->instance_ip);
+
+  ASSERT_TRUE(nets.remove(name).isOk());
+  EXPECT_FALSE(std::filesystem::exists(link->netnsPath()));
+  EXPECT_FALSE(runCommand({"ip", "link", "show", "dev", link->host_ifname}).isOk());
 }
 
 TEST(InstanceNetTest, RunCommandReportsStderrAndExitStatus) {
