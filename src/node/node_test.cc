@@ -51,6 +51,25 @@ class NodeTest : public ::testing::Test {
     store_ = std::move(*s);
   }
 
+  // An isolated node's options, with web-1 (shop/web, api = "read") in the store.
+  NodeOptions isolatedWithApiGrant() {
+    model::InstanceRecord r;
+    r.id = "web-1";
+    r.app = "shop";
+    r.service = "web";
+    r.node = "n1";
+    r.spec.name = "web";
+    r.spec.run = {"server"};
+    r.spec.api = "read";
+    EXPECT_TRUE(store_->put(keys::instance("web-1"), model::encode(r)).isOk());
+    NodeOptions o = options();
+    o.upstream_address = [](const std::string &, const std::string &) -> Result<std::string> {
+      return std::string("169.254.64.7:80");
+    };
+    o.network = "isolated";
+    return o;
+  }
+
   NodeOptions options() {
     NodeOptions o;
     o.node_id = "n1";
@@ -243,20 +262,7 @@ TEST_F(NodeTest, UpstreamsGetTheirMeshAddressesInTheEnvironment) {
 }
 
 TEST_F(NodeTest, AnApiGrantGivesTheInstancesApiAndItsAppsToken) {
-  model::InstanceRecord r;
-  r.id = "web-1";
-  r.app = "shop";
-  r.service = "web";
-  r.node = "n1";
-  r.spec.name = "web";
-  r.spec.run = {"server"};
-  r.spec.api = "read";
-  ASSERT_TRUE(store_->put(keys::instance("web-1"), model::encode(r)).isOk());
-  NodeOptions o = options();
-  o.upstream_address = [](const std::string &, const std::string &) -> Result<std::string> {
-    return std::string("169.254.64.7:80");
-  };
-  o.network = "isolated";
+  NodeOptions o = isolatedWithApiGrant();
   o.instance_api_address = "169.254.127.252:80";
   o.app_token = [](const std::string &app) { return "app." + app + ".mac"; };
   NodeRuntime &rt = startRuntime(clock_, o);
@@ -268,20 +274,7 @@ TEST_F(NodeTest, AnApiGrantGivesTheInstancesApiAndItsAppsToken) {
 }
 
 TEST_F(NodeTest, AnApiGrantWithoutAnInstancesApiIsAStartError) {
-  model::InstanceRecord r;
-  r.id = "web-1";
-  r.app = "shop";
-  r.service = "web";
-  r.node = "n1";
-  r.spec.name = "web";
-  r.spec.run = {"server"};
-  r.spec.api = "read";
-  ASSERT_TRUE(store_->put(keys::instance("web-1"), model::encode(r)).isOk());
-  NodeOptions o = options();
-  o.upstream_address = [](const std::string &, const std::string &) -> Result<std::string> {
-    return std::string("169.254.64.7:80");
-  };
-  o.network = "isolated";
+  NodeOptions o = isolatedWithApiGrant();
   NodeRuntime &rt = startRuntime(clock_, o);
   ASSERT_TRUE(rt.runOnce().isOk());
   ASSERT_TRUE(rt.runOnce().isOk());
