@@ -80,6 +80,11 @@ std::vector<std::string> parseNetnsList(std::string_view ip_output);
 
 // ---- I/O -----------------------------------------------------------------------------------
 
+// rp_filter = 1 on the host's interface `ifname` (strict reverse-path filtering: packets that
+// come in on it must have a source address routed back through it). A missing interface is
+// fine (a test's fake runner makes none).
+Status strictReversePath(const std::string& ifname);
+
 // Runs argv (argv[0] is looked up in PATH; no shell) and returns its stdout, or an error with
 // its exit status and stderr. The default runs a real process (posix_spawn, so it is safe in a
 // multi-threaded agent) and kills it after `timeout`.

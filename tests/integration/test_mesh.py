@@ -111,6 +111,12 @@ def test_a_service_reaches_its_declared_upstream_and_nothing_else(mesh_agent, tm
     cart = instance(agent, "shop", "cart")
     out = via(agent, "/admin", f"/connect?to={cart['address']}:{cart['port']}")
     assert out.startswith("error"), f"direct connection to {cart['address']}: {out}"
+    # The host end of its pair filters by reverse path: no packets from another's address.
+    a, b, c, d = (int(x) for x in cart["address"].split("."))
+    host_end = f"{a}.{b}.{c}.{d - 1}"
+    ifname = subprocess.run(["ip", "-o", "-4", "addr", "show", "to", host_end + "/32"],
+                            capture_output=True, text=True).stdout.split()[1]
+    assert open(f"/proc/sys/net/ipv4/conf/{ifname}/rp_filter").read().strip() == "1", ifname
     # Nor the agent's API, nor another instance's side of the host.
     out = via(agent, "/admin", f"/connect?to=127.0.0.1:{agent.api_port}")
     assert out.startswith("error"), out
