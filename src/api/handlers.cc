@@ -14,6 +14,7 @@
 #include "mesh/intentions.h"
 #include "model/json.h"
 #include "model/keys.h"
+#include "secrets/secret_store.h"
 #include "spec/manifest.h"
 
 namespace baton::api {
@@ -511,6 +512,139 @@ struct Handlers::Impl {
     return options.check_token(h.substr(kBearer.size()));
   }
 
+  // /v1/secrets (docs/secrets.md). Values travel only in the bodies of GET and PUT data; no
+  // error message quotes one.
+  ApiResponse secret(const RouteMatch& m, const ApiRequest& req) {
+    secrets::SecretStore* vault = deps.secrets;
+    if (vault == nullptr) return errorResponse(503, "this agent keeps no secrets");
+    const std::string path = m.params.count("path") ? m.params.at("path") : "";
+    auto number = [&](const std::string& text, const char* what) -> Result<int64_t> {
+      if (text.empty() || text.size() > 18 ||
+          text.find_first_not_of("0123456789") != std::string::npos) {
+        return invalidArgument(std::string(what) + " is a non-negative integer");
+      }
+      return std::stoll(text);
+    };
+    auto versionsOf = [&](const json& j) -> Result<std::set<int64_t>> {
+      std::set<int64_t> out;
+      if (j.is_null()) return out;
+      if (!j.is_array()) return invalidArgument("\"versions\" is an array of version numbers");
+      for (const auto& v : j) {
+        if (!v.is_number_unsigned()) return invalidArgument("\"versions\" holds version numbers");
+        out.insert(v.get<int64_t>());
+      }
+      return out;
+    };
+    auto body = [&]() -> Result<json> {
+      json j = json::parse(req.body.empty() ? std::string("{}") : req.body, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) return invalidArgument("the body is a JSON object");
+      return j;
+    };
+    auto it = req.query.find("version");
+    switch (m.id) {
+      case RouteId::kListSecrets: {
+        auto q = req.query.find("prefix");
+        auto paths = vault->list(q == req.query.end() ? "" : q->second);
+        if (!paths) return statusResponse(paths.status());
+        return jsonResponse(200, {{"secrets", *paths}});
+      }
+      case RouteId::kGetSecret: {
+        int64_t version = 0;
+        if (it != req.query.end()) {
+          auto v = number(it->second, "version");
+          if (!v) return statusResponse(v.status());
+          version = *v;
+        }
+        auto got = vault->get(path, version);
+        if (!got) return statusResponse(got.status());
+        return jsonResponse(200, {{"path", path},
+                                  {"version", got->version},
+                                  {"created_at", toUnixMillis(got->created)},
+                                  {"data", got->data}});
+      }
+      case RouteId::kPutSecret: {
+        auto j = body();
+        if (!j) return statusResponse(j.status());
+        if (!j->contains("data") || !(*j)["data"].is_object()) {
+          return errorResponse(400, "the body is {\"data\": {\"KEY\": \"value\", ...}, \"cas\": N}");
+        }
+        secrets::SecretData data;
+        for (const auto& [k, v] : (*j)["data"].items()) {
+          if (!v.is_string()) return errorResponse(400, "the value of " + k + " is not a string");
+          data[k] = v.get<std::string>();
+        }
+        std::optional<int64_t> cas;
+        if (j->contains("cas")) {
+          if (!(*j)["cas"].is_number_unsigned()) return errorResponse(400, "\"cas\" is a version number");
+          cas = (*j)["cas"].get<int64_t>();
+        }
+        auto v = vault->put(path, data, cas);
+        if (!v) return statusResponse(v.status());
+        return jsonResponse(200, {{"path", path}, {"version", *v}});
+      }
+      case RouteId::kDeleteSecret: {
+        std::set<int64_t> versions;
+        if (auto vs = req.query.find("versions"); vs != req.query.end()) {
+          std::string_view rest = vs->second;
+          while (!rest.empty()) {
+            size_t comma = rest.find(',');
+            auto v = number(std::string(rest.substr(0, comma)), "each of versions");
+            if (!v) return statusResponse(v.status());
+            versions.insert(*v);
+            rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+          }
+        }
+        if (Status s = vault->softDelete(path, versions); !s) return statusResponse(s);
+        return jsonResponse(200, {{"path", path}, {"deleted", versions}});
+      }
+      case RouteId::kUndeleteSecret:
+      case RouteId::kDestroySecret: {
+        auto j = body();
+        if (!j) return statusResponse(j.status());
+        auto versions = versionsOf(j->value("versions", json()));
+        if (!versions) return statusResponse(versions.status());
+        if (versions->empty()) return errorResponse(400, "name the versions: {\"versions\": [1, 2]}");
+        Status s = m.id == RouteId::kUndeleteSecret ? vault->undelete(path, *versions)
+                                                    : vault->destroy(path, *versions);
+        if (!s) return statusResponse(s);
+        return jsonResponse(200, {{"path", path},
+                                  {m.id == RouteId::kUndeleteSecret ? "undeleted" : "destroyed",
+                                   *versions}});
+      }
+      case RouteId::kGetSecretMeta: {
+        auto md = vault->metadata(path);
+        if (!md) return statusResponse(md.status());
+        json versions = json::array();
+        for (const auto& [v, info] : md->versions) {
+          versions.push_back({{"version", v},
+                              {"created_at", toUnixMillis(info.created)},
+                              {"deleted_at", info.deleted ? json(toUnixMillis(*info.deleted)) : json()},
+                              {"destroyed", info.destroyed}});
+        }
+        return jsonResponse(200, {{"path", path},
+                                  {"current_version", md->current},
+                                  {"max_versions", md->max_versions},
+                                  {"versions", versions}});
+      }
+      case RouteId::kPutSecretMeta: {
+        auto j = body();
+        if (!j) return statusResponse(j.status());
+        if (!j->contains("max_versions") || !(*j)["max_versions"].is_number_integer()) {
+          return errorResponse(400, "the body is {\"max_versions\": N}");
+        }
+        if (Status s = vault->setMaxVersions(path, (*j)["max_versions"].get<int>()); !s) {
+          return statusResponse(s);
+        }
+        return jsonResponse(200, {{"path", path}, {"max_versions", (*j)["max_versions"]}});
+      }
+      case RouteId::kDeleteSecretMeta:
+        if (Status s = vault->purge(path); !s) return statusResponse(s);
+        return jsonResponse(200, {{"path", path}, {"purged", true}});
+      default:
+        return errorResponse(404, "no such endpoint");
+    }
+  }
+
   // The instances' listener (ApiOptions::check_app_token): reads of the token's own app only.
   ApiResponse dispatchForApp(const ApiRequest& req, RouteMatch& m) {
     if (m.id == RouteId::kHealth) return jsonResponse(200, {{"ok", true}});
@@ -634,6 +768,16 @@ struct Handlers::Impl {
         return deleteIntention(q("source"), q("destination"));
       case RouteId::kCheckIntention:
         return checkIntention(q("source"), q("destination"));
+      case RouteId::kListSecrets:
+      case RouteId::kGetSecret:
+      case RouteId::kPutSecret:
+      case RouteId::kDeleteSecret:
+      case RouteId::kUndeleteSecret:
+      case RouteId::kDestroySecret:
+      case RouteId::kGetSecretMeta:
+      case RouteId::kPutSecretMeta:
+      case RouteId::kDeleteSecretMeta:
+        return secret(m, req);
       default:
         return errorResponse(404, "no such endpoint");
     }

@@ -21,6 +21,10 @@
 #include "core/result.h"
 #include "state/store.h"
 
+namespace baton::secrets {
+class SecretStore;
+}  // namespace baton::secrets
+
 namespace baton::auth {
 class ApiKeys;
 }  // namespace baton::auth
@@ -65,6 +69,8 @@ struct ApiDeps {
   // The gateway's API keys, so that create and revoke reach its cache at once; null: the
   // handlers use their own over `store`.
   auth::ApiKeys* api_keys = nullptr;
+  // The sealed secrets store (docs/secrets.md); null: /v1/secrets answers 503.
+  secrets::SecretStore* secrets = nullptr;
 };
 
 struct ApiOptions {

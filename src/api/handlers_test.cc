@@ -12,6 +12,7 @@
 #include "api/event_bus.h"
 #include "auth/api_keys.h"
 #include "core/testing/fake_clock.h"
+#include "secrets/secret_store.h"
 #include "model/json.h"
 #include "model/keys.h"
 #include "state/sqlite_store.h"
@@ -507,6 +508,61 @@ TEST_F(HandlersTest, TheInstancesListenerReadsTheTokensOwnAppOnly) {
     EXPECT_EQ(r.status, 403) << method << " " << target;
     EXPECT_NE(r.body.find("may only read its own app"), std::string::npos) << r.body;
   }
+}
+
+TEST_F(HandlersTest, SecretsVersionCasDeleteUndeleteDestroyAndPurge) {
+  auto vault = secrets::SecretStore::open(*store_, std::string(32, 'K'), clock_);
+  ASSERT_TRUE(vault.isOk());
+  Handlers h(ApiDeps{.store = *store_, .clock = clock_, .secrets = vault->get()},
+             ApiOptions{.dev = true});
+  auto send = [&](std::string method, std::string target, std::string b = {}) {
+    return h.handle(ApiRequest::make(std::move(method), target, std::move(b)));
+  };
+  auto r = send("PUT", "/v1/secrets/data/shop/db", R"({"data": {"PASSWORD": "s3cret"}, "cas": 0})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body(r)["version"], 1);
+  r = send("PUT", "/v1/secrets/data/shop/db", R"({"data": {"PASSWORD": "other"}, "cas": 0})");
+  EXPECT_EQ(r.status, 409);
+  EXPECT_EQ(r.body.find("other"), std::string::npos) << "no value in an error";
+  ASSERT_EQ(send("PUT", "/v1/secrets/data/shop/db", R"({"data": {"PASSWORD": "v2"}})").status, 200);
+  r = send("GET", "/v1/secrets/data/shop/db");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(body(r)["data"]["PASSWORD"], "v2");
+  EXPECT_EQ(body(send("GET", "/v1/secrets/data/shop/db?version=1"))["data"]["PASSWORD"], "s3cret");
+  EXPECT_EQ(body(send("GET", "/v1/secrets?prefix=shop/"))["secrets"], json({"shop/db"}));
+  ASSERT_EQ(send("DELETE", "/v1/secrets/data/shop/db").status, 200);
+  EXPECT_EQ(send("GET", "/v1/secrets/data/shop/db").status, 404);
+  ASSERT_EQ(send("POST", "/v1/secrets/undelete/shop/db", R"({"versions": [2]})").status, 200);
+  EXPECT_EQ(send("GET", "/v1/secrets/data/shop/db").status, 200);
+  ASSERT_EQ(send("POST", "/v1/secrets/destroy/shop/db", R"({"versions": [1]})").status, 200);
+  EXPECT_EQ(send("GET", "/v1/secrets/data/shop/db?version=1").status, 404);
+  r = send("GET", "/v1/secrets/metadata/shop/db");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(body(r)["current_version"], 2);
+  EXPECT_EQ(body(r)["versions"][0]["destroyed"], true);
+  EXPECT_EQ(send("PUT", "/v1/secrets/metadata/shop/db", R"({"max_versions": 1})").status, 200);
+  ASSERT_EQ(send("DELETE", "/v1/secrets/metadata/shop/db").status, 200);
+  EXPECT_EQ(send("GET", "/v1/secrets/metadata/shop/db").status, 404);
+  // Bad input.
+  EXPECT_EQ(send("PUT", "/v1/secrets/data/shop/%2E%2E/x", R"({"data": {"K": "v"}})").status, 400);
+  EXPECT_EQ(send("PUT", "/v1/secrets/data/shop/db", R"({"data": {"bad-key": "v"}})").status, 400);
+  EXPECT_EQ(send("PUT", "/v1/secrets/data/shop/db", R"({"data": {"K": 1}})").status, 400);
+  EXPECT_EQ(send("PUT", "/v1/secrets/data/shop/db", R"({"data": {"K": "v"}, "cas": -1})").status, 400);
+  EXPECT_EQ(send("GET", "/v1/secrets/data/shop/db?version=x").status, 400);
+  EXPECT_EQ(send("POST", "/v1/secrets/destroy/shop/db", "{}").status, 400);
+  EXPECT_EQ(send("GET", "/v1/secrets/data").status, 404);
+
+  // No store: 503. A read token lists paths but reads no value.
+  Handlers none(ApiDeps{*store_, clock_}, ApiOptions{.dev = true});
+  EXPECT_EQ(none.handle(ApiRequest::make("GET", "/v1/secrets")).status, 503);
+  Handlers ro(ApiDeps{.store = *store_, .clock = clock_, .secrets = vault->get()},
+              ApiOptions{.dev = false, .check_token = [](std::string_view t) {
+                           return t == "r" ? Access::kRead : Access::kNone;
+                         }});
+  ASSERT_EQ(send("PUT", "/v1/secrets/data/a/b", R"({"data": {"K": "v"}})").status, 200);
+  EXPECT_EQ(ro.handle(ApiRequest::make("GET", "/v1/secrets", {}, "Bearer r")).status, 200);
+  EXPECT_EQ(ro.handle(ApiRequest::make("GET", "/v1/secrets/data/a/b", {}, "Bearer r")).status, 403);
+  EXPECT_EQ(ro.handle(ApiRequest::make("GET", "/v1/secrets/data/a/b")).status, 401);
 }
 
 TEST_F(HandlersTest, ErrorsAreJson) {

@@ -122,6 +122,24 @@ const char* routeName(RouteId id) {
       return "delete_intention";
     case RouteId::kCheckIntention:
       return "check_intention";
+    case RouteId::kListSecrets:
+      return "list_secrets";
+    case RouteId::kGetSecret:
+      return "get_secret";
+    case RouteId::kPutSecret:
+      return "put_secret";
+    case RouteId::kDeleteSecret:
+      return "delete_secret";
+    case RouteId::kUndeleteSecret:
+      return "undelete_secret";
+    case RouteId::kDestroySecret:
+      return "destroy_secret";
+    case RouteId::kGetSecretMeta:
+      return "get_secret_metadata";
+    case RouteId::kPutSecretMeta:
+      return "put_secret_metadata";
+    case RouteId::kDeleteSecretMeta:
+      return "delete_secret_metadata";
   }
   return "unknown";
 }
@@ -186,6 +204,7 @@ RouteMatch matchRoute(std::string_view method, std::string_view path) {
                            .put = RouteId::kPutIntention,
                            .del = RouteId::kDeleteIntention});
     }
+    if (top == "secrets") return pick(method, {.get = RouteId::kListSecrets});
     if (top == "apikeys") {
       RouteMatch m = pick(method, {.get = RouteId::kListApiKeys, .post = RouteId::kCreateApiKey});
       if (m.id == RouteId::kListApiKeys) m.needs = Access::kWrite;
@@ -196,6 +215,32 @@ RouteMatch matchRoute(std::string_view method, std::string_view path) {
   if (top == "intentions") {
     if (n != 3 || seg[2] != "check") return {};
     return pick(method, {.get = RouteId::kCheckIntention});
+  }
+  if (top == "secrets") {
+    // The path is every segment after the kind ("shop/db"); secrets/kv.h checks its form.
+    if (n < 4) return {};
+    RouteMatch m;
+    const std::string& kind = seg[2];
+    if (kind == "data") {
+      m = pick(method, {.get = RouteId::kGetSecret,
+                        .put = RouteId::kPutSecret,
+                        .del = RouteId::kDeleteSecret});
+      if (m.id == RouteId::kGetSecret) m.needs = Access::kWrite;  // values: not for read tokens
+    } else if (kind == "metadata") {
+      m = pick(method, {.get = RouteId::kGetSecretMeta,
+                        .put = RouteId::kPutSecretMeta,
+                        .del = RouteId::kDeleteSecretMeta});
+    } else if (kind == "undelete") {
+      m = pick(method, {.post = RouteId::kUndeleteSecret});
+    } else if (kind == "destroy") {
+      m = pick(method, {.post = RouteId::kDestroySecret});
+    } else {
+      return {};
+    }
+    std::string path;
+    for (size_t i = 3; i < n; ++i) path += (i > 3 ? "/" : "") + seg[i];
+    m.params["path"] = path;
+    return m;
   }
   if (top == "apikeys") {
     if (n != 3) return {};

@@ -33,6 +33,15 @@ enum class RouteId {
   kPutIntention,      // PUT  /v1/intentions {"source", "destination", "action"}
   kDeleteIntention,   // DELETE /v1/intentions?source=S&destination=D
   kCheckIntention,    // GET  /v1/intentions/check?source=S&destination=D (`baton why`)
+  kListSecrets,       // GET  /v1/secrets?prefix=P (paths only)
+  kGetSecret,         // GET  /v1/secrets/data/{path}?version=N (values: needs the write token)
+  kPutSecret,         // PUT  /v1/secrets/data/{path} {"data": {...}, "cas": N}
+  kDeleteSecret,      // DELETE /v1/secrets/data/{path}?versions=1,2 (soft)
+  kUndeleteSecret,    // POST /v1/secrets/undelete/{path} {"versions": [...]}
+  kDestroySecret,     // POST /v1/secrets/destroy/{path} {"versions": [...]}
+  kGetSecretMeta,     // GET  /v1/secrets/metadata/{path}
+  kPutSecretMeta,     // PUT  /v1/secrets/metadata/{path} {"max_versions": N}
+  kDeleteSecretMeta,  // DELETE /v1/secrets/metadata/{path}: every version, for good
 };
 
 const char* routeName(RouteId id);
@@ -42,7 +51,7 @@ enum class Access { kNone, kRead, kWrite };
 
 struct RouteMatch {
   RouteId id = RouteId::kNotFound;
-  std::map<std::string, std::string> params;  // "app", "svc", "id" (percent-decoded)
+  std::map<std::string, std::string> params;  // "app", "svc", "id", "path" (percent-decoded)
   bool is_write = false;                      // PUT, POST or DELETE on an existing route
   // kNone: /v1/health only; kRead: every other read; kWrite: every write, and listing API keys.
   Access needs = Access::kRead;

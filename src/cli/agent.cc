@@ -35,6 +35,7 @@
 #include "gateway/catalog.h"
 #include "gateway/gateway.h"
 #include "dns/dns_server.h"
+#include "crypto/aead.h"
 #include "mesh/app_tokens.h"
 #include "mesh/ca.h"
 #include "mesh/proxy.h"
@@ -43,6 +44,7 @@
 #include "model/keys.h"
 #include "node/node.h"
 #include "spec/manifest.h"
+#include "secrets/secret_store.h"
 #include "state/snapshot_watcher.h"
 #include "state/sqlite_store.h"
 
@@ -449,6 +451,19 @@ int runAgent(const AgentFlags& flags) {
            (dns_server ? dns_server->prometheus() : "");
   };
   deps.api_keys = api_keys;
+  // Secrets (docs/secrets.md): their data key sealed under a key of this node that is not in
+  // the store.
+  auto secrets_kek = crypto::loadOrCreateKeyFile(fs::path(cfg.data_dir) / "secrets.kek");
+  if (!secrets_kek) {
+    std::cerr << "baton agent: " << secrets_kek.status().message() << "\n";
+    return 1;
+  }
+  auto vault = secrets::SecretStore::open(**store, std::move(*secrets_kek), clock);
+  if (!vault) {
+    std::cerr << "baton agent: secrets: " << vault.status().message() << "\n";
+    return 1;
+  }
+  deps.secrets = vault->get();
   api::ApiServer api(deps, api_options);
   std::unique_ptr<api::ApiServer> instance_api;
   if (app_tokens) {

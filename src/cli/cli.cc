@@ -8,6 +8,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -464,6 +465,117 @@ class Runner {
     return allowed ? kExitOk : kExitFailed;
   }
 
+  // `baton secret put PATH KEY=VALUE...` as `vault kv put`: KEY=@FILE reads a file, KEY=- stdin
+  // (once). Values never reach the terminal or an error message.
+  int secretPut(const std::string& path, const std::vector<std::string>& pairs,
+                std::optional<int64_t> cas) {
+    json data = json::object();
+    bool stdin_used = false;
+    for (const std::string& pair : pairs) {
+      size_t eq = pair.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        ctx_.err << "baton: expected KEY=VALUE, KEY=@FILE or KEY=- (got an argument without '=')\n";
+        return kExitUsage;
+      }
+      std::string key = pair.substr(0, eq), value = pair.substr(eq + 1);
+      if (value == "-") {
+        if (stdin_used) {
+          ctx_.err << "baton: only one KEY=- may read standard input\n";
+          return kExitUsage;
+        }
+        stdin_used = true;
+        std::stringstream ss;
+        ss << std::cin.rdbuf();
+        value = ss.str();
+      } else if (value.starts_with("@")) {
+        std::ifstream in(value.substr(1), std::ios::binary);
+        if (!in) {
+          ctx_.err << "baton: cannot read " << value.substr(1) << " for " << key << "\n";
+          return kExitFailed;
+        }
+        std::stringstream ss;
+        ss << in.rdbuf();
+        value = ss.str();
+      }
+      data[key] = value;
+    }
+    json body = {{"data", data}};
+    if (cas) body["cas"] = *cas;
+    if (!connect()) return kExitFailed;
+    auto r = call("PUT", "/v1/secrets/data/" + urlEncode(path), body.dump());
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+    } else {
+      json j = json::parse(r->body, nullptr, false);
+      ctx_.out << path << ": version " << num(j, "version") << "\n";
+    }
+    return kExitOk;
+  }
+
+  // `baton secret get PATH [--field KEY] [--version N]`.
+  int secretGet(const std::string& path, const std::string& field, int64_t version) {
+    if (!connect()) return kExitFailed;
+    auto r = call("GET", "/v1/secrets/data/" + urlEncode(path) +
+                             (version > 0 ? "?version=" + std::to_string(version) : ""));
+    if (!r) return kExitFailed;
+    json j = json::parse(r->body, nullptr, false);
+    const json data = j.is_object() && j.contains("data") ? j["data"] : json::object();
+    if (!field.empty()) {
+      if (!data.contains(field) || !data[field].is_string()) {
+        ctx_.err << "baton: " << path << " has no key " << field << "\n";
+        return kExitFailed;
+      }
+      ctx_.out << data[field].get<std::string>() << "\n";
+      return kExitOk;
+    }
+    if (json_) {
+      printJson(*r);
+      return kExitOk;
+    }
+    std::vector<std::vector<std::string>> rows = {{"KEY", "VALUE"}};
+    for (const auto& [k, v] : data.items()) rows.push_back({k, v.is_string() ? v.get<std::string>() : ""});
+    ctx_.out << "version " << num(j, "version") << "\n" << table(rows);
+    return kExitOk;
+  }
+
+  int secretList(const std::string& prefix) {
+    if (!connect()) return kExitFailed;
+    auto r = call("GET", "/v1/secrets?prefix=" + urlEncode(prefix));
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+      return kExitOk;
+    }
+    for (const auto& p : parseArray(r->body, "secrets")) {
+      if (p.is_string()) ctx_.out << p.get<std::string>() << "\n";
+    }
+    return kExitOk;
+  }
+
+  // delete (soft; the current version when none is named), undelete, destroy.
+  int secretVersions(const std::string& action, const std::string& path,
+                     const std::vector<int64_t>& versions) {
+    if (!connect()) return kExitFailed;
+    std::optional<HttpResponse> r;
+    if (action == "delete") {
+      std::string list;
+      for (int64_t v : versions) list += (list.empty() ? "" : ",") + std::to_string(v);
+      r = call("DELETE", "/v1/secrets/data/" + urlEncode(path) +
+                             (list.empty() ? "" : "?versions=" + list));
+    } else {
+      r = call("POST", "/v1/secrets/" + action + "/" + urlEncode(path),
+               json{{"versions", versions}}.dump());
+    }
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+    } else {
+      ctx_.out << path << ": " << action << (action == "delete" ? "d" : "ed") << "\n";
+    }
+    return kExitOk;
+  }
+
   int intentions() {
     if (!connect()) return kExitFailed;
     auto r = call("GET", "/v1/intentions");
@@ -762,6 +874,39 @@ int runCli(int argc, char** argv, CliContext& ctx) {
   auto* intentions = app.add_subcommand("intentions", "List the allow and deny rules");
   add_json(intentions);
 
+  // Secrets (docs/secrets.md), in the shape of `vault kv`.
+  auto* secret = app.add_subcommand("secret", "Keep secrets: versioned and sealed in the store");
+  secret->require_subcommand(1);
+  std::string sec_path, sec_field, sec_prefix;
+  std::vector<std::string> sec_pairs;
+  std::vector<int64_t> sec_versions;
+  int64_t sec_cas = -1, sec_version = 0;
+  auto* secret_put = secret->add_subcommand("put", "Write a new version: KEY=VALUE, KEY=@FILE, KEY=-");
+  secret_put->add_option("PATH", sec_path, "The secret's path, e.g. shop/db")->required();
+  secret_put->add_option("PAIRS", sec_pairs, "KEY=VALUE, KEY=@FILE or KEY=- (stdin)")->required();
+  auto* o_cas = secret_put->add_option("--cas", sec_cas,
+                                       "Write only over this version (0: only if it is new)");
+  add_json(secret_put);
+  auto* secret_get = secret->add_subcommand("get", "Read a secret (the current version)");
+  secret_get->add_option("PATH", sec_path, "The secret's path")->required();
+  secret_get->add_option("--field", sec_field, "Print only this key's value");
+  secret_get->add_option("--version", sec_version, "This version instead of the current one");
+  add_json(secret_get);
+  auto* secret_ls = secret->add_subcommand("ls", "List the secrets' paths");
+  secret_ls->add_option("PREFIX", sec_prefix, "Only paths that start with it");
+  add_json(secret_ls);
+  auto add_versions = [&](const char* name, const char* help, bool required) {
+    auto* c = secret->add_subcommand(name, help);
+    c->add_option("PATH", sec_path, "The secret's path")->required();
+    auto* o = c->add_option("--versions", sec_versions, "Version numbers")->delimiter(',');
+    if (required) o->required();
+    add_json(c);
+    return c;
+  };
+  auto* secret_delete = add_versions("delete", "Soft-delete versions (default: the current one)", false);
+  auto* secret_undelete = add_versions("undelete", "Bring soft-deleted versions back", true);
+  auto* secret_destroy = add_versions("destroy", "Remove versions' data for good", true);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -827,6 +972,15 @@ int runCli(int argc, char** argv, CliContext& ctx) {
     }
     return run.intention(*allow ? "allow" : "deny", int_src, int_dst, int_remove);
   }
+  if (*secret_put) {
+    return run.secretPut(sec_path, sec_pairs,
+                         o_cas->count() ? std::optional<int64_t>(sec_cas) : std::nullopt);
+  }
+  if (*secret_get) return run.secretGet(sec_path, sec_field, sec_version);
+  if (*secret_ls) return run.secretList(sec_prefix);
+  if (*secret_delete) return run.secretVersions("delete", sec_path, sec_versions);
+  if (*secret_undelete) return run.secretVersions("undelete", sec_path, sec_versions);
+  if (*secret_destroy) return run.secretVersions("destroy", sec_path, sec_versions);
   if (*why) {
     for (const std::string* side : {&int_src, &int_dst}) {
       if (auto r = mesh::parseServiceRef(*side); !r) return usage(r.status().message());
