@@ -1,6 +1,8 @@
 #include "api/handlers.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <deque>
 #include <exception>
 #include <optional>
@@ -492,6 +494,7 @@ struct Handlers::Impl {
   std::optional<auth::ApiKeys> own_keys;  // over deps.store, only when deps.api_keys is null
   auth::ApiKeys& api_keys;
   std::mutex counts_mu;
+  std::atomic<uint64_t> audit_seq{0};
   std::map<int, uint64_t> counts;
 
   Impl(ApiDeps d, ApiOptions o)
@@ -510,6 +513,57 @@ struct Handlers::Impl {
     constexpr std::string_view kBearer = "Bearer ";
     if (h.size() <= kBearer.size() || !h.starts_with(kBearer)) return Access::kNone;
     return options.check_token(h.substr(kBearer.size()));
+  }
+
+  // One audit entry: who (which kind of token), what (method, route, path; never a body or a
+  // value), when. Entries past kAuditKeep are pruned, oldest first, every 256 writes.
+  static constexpr size_t kAuditKeep = 10000;
+  Status audit(const ApiRequest& req, const RouteMatch& m, Access have) {
+    const int64_t now_ms = toUnixMillis(now());
+    const uint64_t n = audit_seq.fetch_add(1, std::memory_order_relaxed);
+    char key[64];
+    std::snprintf(key, sizeof key, "%013lld-%08llx", static_cast<long long>(now_ms),
+                  static_cast<unsigned long long>(n & 0xffffffffull));
+    const char* who = options.dev ? "dev" : have == Access::kWrite ? "agent-token" : "agent-read-token";
+    json entry = {{"at", now_ms},
+                  {"who", who},
+                  {"method", req.method},
+                  {"route", routeName(m.id)},
+                  {"path", req.path}};
+    if (auto p = m.params.find("path"); p != m.params.end()) entry["secret"] = p->second;
+    auto put = store().put(std::string(model::keys::kAudit) + key, entry.dump());
+    if (!put) return put.status();
+    if (n % 256 == 255) {
+      auto all = store().list(std::string(model::keys::kAudit));
+      if (all && all->kvs.size() > kAuditKeep) {
+        std::vector<state::Op> ops;
+        for (size_t i = 0; i + kAuditKeep < all->kvs.size(); ++i) {
+          ops.push_back(state::Op::del(all->kvs[i].key));
+        }
+        (void)store().txn({}, ops);
+      }
+    }
+    return Status::ok();
+  }
+
+  ApiResponse listAudit(const std::string& limit_text) {
+    size_t limit = 100;
+    if (!limit_text.empty()) {
+      if (limit_text.size() > 6 || limit_text.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoul(limit_text) == 0 || std::stoul(limit_text) > kAuditKeep) {
+        return errorResponse(400, "limit is 1 to 10000");
+      }
+      limit = std::stoul(limit_text);
+    }
+    auto all = store().list(std::string(model::keys::kAudit));
+    if (!all) return statusResponse(all.status());
+    json entries = json::array();
+    const size_t from = all->kvs.size() > limit ? all->kvs.size() - limit : 0;
+    for (size_t i = from; i < all->kvs.size(); ++i) {
+      json j = json::parse(all->kvs[i].value, nullptr, false);
+      if (!j.is_discarded()) entries.push_back(std::move(j));
+    }
+    return jsonResponse(200, {{"entries", entries}});
   }
 
   // /v1/secrets (docs/secrets.md). Values travel only in the bodies of GET and PUT data; no
@@ -726,7 +780,17 @@ struct Handlers::Impl {
       auto it = req.query.find(k);
       return it == req.query.end() ? std::string() : it->second;
     };
+    // Every write and every read of a secret's value is in the audit log before it is done
+    // (docs/secrets.md "Audit"); when the log cannot be written, nothing is done (as Vault).
+    if (m.is_write || m.id == RouteId::kGetSecret) {
+      if (Status s = audit(req, m, have); !s) {
+        return errorResponse(503, "the audit log cannot be written, so nothing was done: " +
+                                      s.message());
+      }
+    }
     switch (m.id) {
+      case RouteId::kListAudit:
+        return listAudit(q("limit"));
       case RouteId::kHealth:
         return jsonResponse(200, {{"ok", true}});
       case RouteId::kMetrics:

@@ -147,7 +147,8 @@ TEST_F(HandlersTest, BadManifestIs400WithLineAndKeyAndWritesNothing) {
   EXPECT_EQ(j["errors"][0]["line"], 5);
   EXPECT_EQ(j["errors"][0]["key"], "services.web.port");
   EXPECT_FALSE(j["errors"][0]["message"].get<std::string>().empty());
-  EXPECT_EQ(*store_->currentRevision(), *before);
+  EXPECT_EQ(*store_->currentRevision(), *before + 1) << "nothing but the audit entry";
+  EXPECT_EQ(store_->list("/baton/audit/")->kvs.size(), 1u);
   EXPECT_FALSE(store_->get(keys::app("shop"))->has_value());
 }
 
@@ -563,6 +564,42 @@ TEST_F(HandlersTest, SecretsVersionCasDeleteUndeleteDestroyAndPurge) {
   EXPECT_EQ(ro.handle(ApiRequest::make("GET", "/v1/secrets", {}, "Bearer r")).status, 200);
   EXPECT_EQ(ro.handle(ApiRequest::make("GET", "/v1/secrets/data/a/b", {}, "Bearer r")).status, 403);
   EXPECT_EQ(ro.handle(ApiRequest::make("GET", "/v1/secrets/data/a/b")).status, 401);
+}
+
+TEST_F(HandlersTest, EveryWriteAndSecretReadIsAuditedWithoutValues) {
+  auto vault = secrets::SecretStore::open(*store_, std::string(32, 'K'), clock_);
+  ASSERT_TRUE(vault.isOk());
+  Handlers h(ApiDeps{.store = *store_, .clock = clock_, .secrets = vault->get()},
+             ApiOptions{.dev = false, .check_token = [](std::string_view t) {
+                          return t == "w" ? Access::kWrite : t == "r" ? Access::kRead : Access::kNone;
+                        }});
+  auto send = [&](std::string method, std::string target, std::string auth, std::string b = {}) {
+    return h.handle(ApiRequest::make(std::move(method), target, std::move(b), std::move(auth)));
+  };
+  ASSERT_EQ(send("PUT", "/v1/secrets/data/shop/db", "Bearer w", R"({"data": {"P": "hunter2"}})").status, 200);
+  clock_.advance(Duration(5));
+  ASSERT_EQ(send("GET", "/v1/secrets/data/shop/db", "Bearer w").status, 200);
+  clock_.advance(Duration(5));
+  ASSERT_EQ(send("GET", "/v1/secrets/data/shop/db", "Bearer r").status, 403);  // refused: no entry
+  ASSERT_EQ(send("GET", "/v1/secrets", "Bearer r").status, 200);               // paths: no entry
+  ASSERT_EQ(send("PUT", "/v1/intentions", "Bearer w",
+                 R"({"source": "a/b", "destination": "c/d", "action": "allow"})").status, 200);
+  EXPECT_EQ(send("GET", "/v1/audit", "Bearer r").status, 403);
+  auto r = send("GET", "/v1/audit?limit=10", "Bearer w");
+  ASSERT_EQ(r.status, 200);
+  json e = body(r)["entries"];
+  ASSERT_EQ(e.size(), 3u) << e;
+  EXPECT_EQ(e[0]["route"], "put_secret");
+  EXPECT_EQ(e[0]["secret"], "shop/db");
+  EXPECT_EQ(e[0]["who"], "agent-token");
+  EXPECT_EQ(e[1]["route"], "get_secret");
+  EXPECT_EQ(e[1]["at"].get<int64_t>() - e[0]["at"].get<int64_t>(), 5);
+  EXPECT_EQ(e[2]["route"], "put_intention");
+  auto audited = store_->list("/baton/audit/");
+  ASSERT_TRUE(audited.isOk());
+  const std::vector<state::KeyValue> kvs = audited->kvs;
+  for (const auto& kv : kvs) EXPECT_EQ(kv.value.find("hunter2"), std::string::npos);
+  EXPECT_EQ(send("GET", "/v1/audit?limit=0", "Bearer w").status, 400);
 }
 
 TEST_F(HandlersTest, ErrorsAreJson) {

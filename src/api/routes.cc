@@ -140,6 +140,8 @@ const char* routeName(RouteId id) {
       return "put_secret_metadata";
     case RouteId::kDeleteSecretMeta:
       return "delete_secret_metadata";
+    case RouteId::kListAudit:
+      return "list_audit";
   }
   return "unknown";
 }
@@ -205,6 +207,11 @@ RouteMatch matchRoute(std::string_view method, std::string_view path) {
                            .del = RouteId::kDeleteIntention});
     }
     if (top == "secrets") return pick(method, {.get = RouteId::kListSecrets});
+    if (top == "audit") {
+      RouteMatch m = pick(method, {.get = RouteId::kListAudit});
+      if (m.id == RouteId::kListAudit) m.needs = Access::kWrite;
+      return m;
+    }
     if (top == "apikeys") {
       RouteMatch m = pick(method, {.get = RouteId::kListApiKeys, .post = RouteId::kCreateApiKey});
       if (m.id == RouteId::kListApiKeys) m.needs = Access::kWrite;

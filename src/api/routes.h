@@ -42,6 +42,7 @@ enum class RouteId {
   kGetSecretMeta,     // GET  /v1/secrets/metadata/{path}
   kPutSecretMeta,     // PUT  /v1/secrets/metadata/{path} {"max_versions": N}
   kDeleteSecretMeta,  // DELETE /v1/secrets/metadata/{path}: every version, for good
+  kListAudit,         // GET  /v1/audit?limit=N (needs the write token)
 };
 
 const char* routeName(RouteId id);

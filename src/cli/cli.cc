@@ -576,6 +576,23 @@ class Runner {
     return kExitOk;
   }
 
+  // `baton audit [--limit N]`: who wrote what, and who read which secret, when.
+  int audit(int limit) {
+    if (!connect()) return kExitFailed;
+    auto r = call("GET", "/v1/audit?limit=" + std::to_string(limit));
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+      return kExitOk;
+    }
+    std::vector<std::vector<std::string>> rows = {{"WHEN", "WHO", "METHOD", "PATH"}};
+    for (const auto& e : parseArray(r->body, "entries")) {
+      rows.push_back({formatTime(num(e, "at")), str(e, "who"), str(e, "method"), str(e, "path")});
+    }
+    ctx_.out << table(rows);
+    return kExitOk;
+  }
+
   int intentions() {
     if (!connect()) return kExitFailed;
     auto r = call("GET", "/v1/intentions");
@@ -907,6 +924,12 @@ int runCli(int argc, char** argv, CliContext& ctx) {
   auto* secret_undelete = add_versions("undelete", "Bring soft-deleted versions back", true);
   auto* secret_destroy = add_versions("destroy", "Remove versions' data for good", true);
 
+  int audit_limit = 100;
+  auto* audit = app.add_subcommand("audit", "Every write and every read of a secret: who, what, when");
+  audit->add_option("--limit", audit_limit, "The last N entries (1-10000)")
+      ->check(CLI::Range(1, 10000));
+  add_json(audit);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -972,6 +995,7 @@ int runCli(int argc, char** argv, CliContext& ctx) {
     }
     return run.intention(*allow ? "allow" : "deny", int_src, int_dst, int_remove);
   }
+  if (*audit) return run.audit(audit_limit);
   if (*secret_put) {
     return run.secretPut(sec_path, sec_pairs,
                          o_cas->count() ? std::optional<int64_t>(sec_cas) : std::nullopt);

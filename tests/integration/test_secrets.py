@@ -45,6 +45,13 @@ def test_secrets_round_trip_and_never_sit_in_clear(agent, tmp_path):
     r = agent.cli("secret", "get", "shop/db", "--version", "1", check=False)
     assert r.returncode != 0 and "destroyed" in r.stderr, r.stderr
 
+    # The audit log: every write and every read of a value, who and what, never the value.
+    entries = agent.cli_json("audit", "--limit", "50")["entries"]
+    secret_ops = [(e["route"], e.get("secret")) for e in entries if "secret" in e["route"]]
+    assert ("put_secret", "shop/db") in secret_ops and ("get_secret", "shop/db") in secret_ops, entries
+    assert ("destroy_secret", "shop/db") in secret_ops, entries
+    assert "GET" in agent.cli("audit").stdout
+
     # Nowhere in clear: the store's files (database and write-ahead log) and the agent's log.
     for path in agent.data_dir.rglob("*"):
         if path.is_file():
