@@ -434,6 +434,11 @@ void DockerDriver::startFollower(const std::shared_ptr<Task>& task) {
   task->follower = std::thread([this, task] { follow(task); });
 }
 
+// A log stream quiet this long ends, and the follower asks the engine whether the container
+// still runs: an engine that keeps a stream open after its container exited (Podman does, now
+// and then, for one that exits at once) cannot hide the exit for longer than this.
+constexpr Duration kLogIdleCheck = Duration(5'000);
+
 void DockerDriver::follow(std::shared_ptr<Task> task) {
   exec::RotatingLog out(task->log_dir / "stdout.log", task->log_max_bytes, task->log_max_files);
   exec::RotatingLog err(task->log_dir / "stderr.log", task->log_max_bytes, task->log_max_files);
@@ -465,7 +470,7 @@ void DockerDriver::follow(std::shared_ptr<Task> task) {
           }
           return true;
         },
-        Duration(0), &task->handle);
+        kLogIdleCheck, &task->handle);
     cursor = demux.cursor();
     (void)exec::writeFileAtomic(cursor_path, docker::encodeCursor(cursor));
     if (task->handle.cancelled()) break;
@@ -488,7 +493,9 @@ void DockerDriver::follow(std::shared_ptr<Task> task) {
       if (!task->status.exit) task->status.exit = e;  // adopt() may have decided already
       break;
     }
-    if (!r || !state) {
+    // Quiet for kLogIdleCheck and still running: follow again from the cursor.
+    const bool quiet = !r && r.status().code() == Code::kTimeout;
+    if ((!r && !quiet) || !state) {
       // The engine is down or restarting: try again, slower each time (at most 5 s).
       ++failures;
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 100 * failures)));
