@@ -9,9 +9,12 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -291,6 +294,82 @@ TEST(PullProgressTest, SumsLayersAndKeepsTheFirstError) {
   p.finish();
   ASSERT_TRUE(p.error().has_value());
   EXPECT_EQ(*p.error(), "manifest unknown");
+}
+
+// --- the engine client against an engine that stays silent -------------------------------
+
+// Accepts one connection on a unix socket, reads the request, sends `prelude` and then nothing
+// until the test is over (or `give_up` has passed, when it closes the connection).
+class SilentEngine {
+ public:
+  SilentEngine(std::string prelude, std::chrono::seconds give_up) {
+    char tmpl[] = "/tmp/baton-silent-engine-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    path_ = dir_ + "/engine.sock";
+    listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path_.c_str(), sizeof addr.sun_path - 1);
+    ok_ = ::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+          ::listen(listener_, 4) == 0;
+    thread_ = std::thread([this, prelude = std::move(prelude), give_up] {
+      int c = ::accept(listener_, nullptr, nullptr);
+      if (c < 0) return;
+      char buf[4096];
+      (void)::recv(c, buf, sizeof buf, 0);
+      (void)::send(c, prelude.data(), prelude.size(), MSG_NOSIGNAL);
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, give_up, [&] { return done_; });
+      ::close(c);
+    });
+  }
+  ~SilentEngine() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    ::shutdown(listener_, SHUT_RDWR);
+    thread_.join();
+    ::close(listener_);
+    std::filesystem::remove_all(dir_);
+  }
+  bool ok() const { return ok_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string dir_, path_;
+  int listener_ = -1;
+  bool ok_ = false;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+// Podman, now and then, holds the log stream of a silent container that has already exited open
+// without even a status line. The stream must end at its idle timeout (so that the follower asks
+// whether the container still runs), not wait for the request timeout or the engine.
+TEST(EngineClientTest, AStreamWithNoStatusLineEndsAtItsIdleTimeout) {
+  for (std::string prelude : {std::string(), std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: "
+                                                          "chunked\r\n\r\n")}) {
+    SilentEngine engine(prelude, std::chrono::seconds(20));
+    ASSERT_TRUE(engine.ok());
+    docker::EngineClient client({.socket = engine.path(), .timeout = Duration(60'000)});
+    std::string seen;
+    auto r = client.stream(
+        "GET", "/containers/x/logs?follow=1", {},
+        [&](std::string_view data) {
+          seen.append(data);
+          return true;
+        },
+        Duration(200));
+    // Before the fix the call waited for the request timeout, and the engine's close after
+    // 20 s made it an I/O error ("closed the connection early").
+    ASSERT_FALSE(r.isOk()) << "prelude: " << prelude.size() << " bytes";
+    EXPECT_EQ(r.status().code(), Code::kTimeout) << r.status().toString();
+    EXPECT_EQ(seen, "");
+  }
 }
 
 // --- conformance against a real engine ------------------------------------------------------

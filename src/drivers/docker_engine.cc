@@ -195,7 +195,13 @@ Result<EngineResponse> EngineClient::exchange(std::string_view method, std::stri
     }
     if (ec != http::error::need_more && used > 0) continue;
     // Read more.
-    Duration wait = headers_seen && on_data ? read_timeout : options_.timeout;
+    // A stream waits at most its idle timeout for the status line too: an engine that holds a
+    // log stream of a silent, ended container open sends no headers at all (Podman does, now
+    // and then), and the follower must get to ask whether the container still runs.
+    Duration wait = options_.timeout;
+    if (on_data && (headers_seen || (read_timeout.count() > 0 && read_timeout < wait))) {
+      wait = read_timeout;
+    }
     int r = waitFor(fd.get(), POLLIN, deadlineAfter(wait));
     if (r == 0) {
       return Status(Code::kTimeout, headers_seen ? "the container engine at " + where + " stopped sending"

@@ -56,7 +56,8 @@ class EngineClient {
                                  std::string_view json_body = {});
 
   // Like request(), but a 2xx body goes to `on_data` as it arrives (on_data returns false to
-  // stop). Reads wait at most `idle_timeout` for more (0: forever, until cancelled).
+  // stop). Reads wait at most `idle_timeout` for more (0: forever, until cancelled), and for
+  // the status line at most the shorter of it and the request timeout; then kTimeout.
   Result<EngineResponse> stream(std::string_view method, std::string_view target,
                                 std::string_view json_body,
                                 const std::function<bool(std::string_view)>& on_data,
