@@ -520,6 +520,20 @@ ExitStatus DockerDriver::exitOf(const std::string& id, const ContainerState& sta
   return e;
 }
 
+Status DockerDriver::signal(const std::string& id, int sig) {
+  auto task = find(id);
+  if (!task) return Status(Code::kNotFound, "no task " + id);
+  {
+    std::lock_guard lock(mu_);
+    if (task->status.exit) return Status(Code::kFailedPrecondition, "task " + id + " is not running");
+  }
+  auto r = engine_.request("POST", "/containers/" + task->container + "/kill?signal=" +
+                                       std::to_string(sig));
+  if (!r) return r.status();
+  if (!ok2xx(*r)) return engineFailure("signalling container " + task->container, *r);
+  return Status::ok();
+}
+
 Status DockerDriver::stop(const std::string& id, Duration grace) {
   auto task = find(id);
   if (!task) return Status::ok();

@@ -82,6 +82,7 @@ class DockerDriver final : public Driver {
   // SIGTERM to the container's main process, up to `grace`, then SIGKILL (the whole pid
   // namespace dies with it). Unknown or ended id: ok.
   Status stop(const std::string& instance_id, Duration grace) override;
+  Status signal(const std::string& instance_id, int signal) override;
   Result<TaskStatus> inspect(const std::string& instance_id) override;
   Result<ExitStatus> wait(const std::string& instance_id, Duration timeout) override;
   // Removes the container (forcibly), its network namespace and the task dir; the logs stay.

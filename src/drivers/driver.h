@@ -98,6 +98,9 @@ class Driver {
   // Asks the task to stop (SIGTERM or equivalent), waits up to `grace`, then kills it and
   // everything it started. Returns once nothing of the task runs. Idempotent.
   virtual Status stop(const std::string& instance_id, Duration grace) = 0;
+  // Sends `signal` (SIGHUP, SIGUSR1, ...) to the task's main process (a container's init).
+  // kNotFound if the driver does not know the id, kFailedPrecondition if the task has ended.
+  virtual Status signal(const std::string& instance_id, int signal) = 0;
   // The task's status now, without blocking. kNotFound if the driver does not know the id.
   virtual Result<TaskStatus> inspect(const std::string& instance_id) = 0;
   // Blocks until the task ends or `timeout` passes; returns the exit status or kTimeout.

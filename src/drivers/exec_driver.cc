@@ -293,6 +293,18 @@ Result<ExitStatus> ExecDriver::wait(const std::string& id, Duration timeout) {
   }
 }
 
+Status ExecDriver::signal(const std::string& id, int sig) {
+  TaskFiles t = validId(id) ? load(taskDir(id)) : TaskFiles{};
+  if (!t.exists || !t.state) return Status(Code::kNotFound, "no task " + id);
+  if (t.exit || !serviceAlive(*t.state)) {
+    return Status(Code::kFailedPrecondition, "task " + id + " is not running");
+  }
+  if (::kill(t.state->pid, sig) != 0) {
+    return Status(Code::kFailedPrecondition, "signalling task " + id + ": " + exec::errnoText(errno));
+  }
+  return Status::ok();
+}
+
 Status ExecDriver::stop(const std::string& id, Duration grace) {
   if (!validId(id)) return Status::ok();
   fs::path dir = taskDir(id);

@@ -67,6 +67,7 @@ class ExecDriver final : public Driver {
   // `grace` for exit.json, then SIGKILL to the process group and every pid in the cgroup;
   // returns once the supervisor (which reaps and kills leftovers) is gone. Unknown id: ok.
   Status stop(const std::string& instance_id, Duration grace) override;
+  Status signal(const std::string& instance_id, int signal) override;
   Result<TaskStatus> inspect(const std::string& instance_id) override;
   Result<ExitStatus> wait(const std::string& instance_id, Duration timeout) override;
   // Stops the task first if it still runs (grace 0), then removes the task dir and its network.

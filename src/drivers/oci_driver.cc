@@ -373,6 +373,15 @@ Result<ExitStatus> OciDriver::wait(const std::string& id, Duration timeout) {
   return withOom(id, translateExit(*e));
 }
 
+Status OciDriver::signal(const std::string& id, int sig) {
+  if (!validId(id)) return Status(Code::kNotFound, "no task " + id);
+  auto st = exec_.inspect(id);
+  if (!st) return st.status();
+  if (st->exit) return Status(Code::kFailedPrecondition, "task " + id + " is not running");
+  // runc takes the number as well as the name.
+  return runc({"kill", id, std::to_string(sig)});
+}
+
 Status OciDriver::stop(const std::string& id, Duration grace) {
   if (!validId(id)) return Status::ok();
   auto st = exec_.inspect(id);

@@ -78,6 +78,7 @@ class OciDriver final : public Driver {
   // status's address is the instance end of its veth pair, port the container port.
   Result<TaskStatus> start(const TaskConfig& config) override;
   Status stop(const std::string& instance_id, Duration grace) override;
+  Status signal(const std::string& instance_id, int signal) override;
   Result<TaskStatus> inspect(const std::string& instance_id) override;
   Result<ExitStatus> wait(const std::string& instance_id, Duration timeout) override;
   // Stops the task, then removes its network namespace, bundle and task dir (logs stay unless

@@ -293,6 +293,28 @@ TEST_P(DriverConformanceTest, DestroyIsIdempotent) {
   EXPECT_EQ(st.status().code(), Code::kNotFound);
 }
 
+// What a service that rereads its secret files on SIGHUP gets (on_secret_change = "SIGHUP").
+TEST_P(DriverConformanceTest, SignalReachesTheServiceAndNotAnEndedTask) {
+  TaskConfig task = harness_->shellTask(
+      "conf-signal",
+      "trap 'echo hup-received' HUP; trap 'echo usr1-received' USR1; echo ready; "
+      "while :; do sleep 0.1; done",
+      {}, 0);
+  ASSERT_TRUE(driver_->start(task).isOk());
+  ASSERT_TRUE(waitForLog(task, "stdout.log", "ready"));
+  ASSERT_TRUE(driver_->signal("conf-signal", SIGHUP).isOk());
+  EXPECT_TRUE(waitForLog(task, "stdout.log", "hup-received"));
+  ASSERT_TRUE(driver_->signal("conf-signal", SIGUSR1).isOk());
+  EXPECT_TRUE(waitForLog(task, "stdout.log", "usr1-received"));
+  auto still = driver_->inspect("conf-signal");
+  ASSERT_TRUE(still.isOk());
+  EXPECT_FALSE(still->exit.has_value()) << "a handled signal ended the task";
+  ASSERT_TRUE(driver_->stop("conf-signal", Duration(1000)).isOk());
+  Status ended = driver_->signal("conf-signal", SIGHUP);
+  EXPECT_EQ(ended.code(), Code::kFailedPrecondition) << ended.toString();
+  EXPECT_EQ(driver_->signal("conf-never-started", SIGHUP).code(), Code::kNotFound);
+}
+
 TEST_P(DriverConformanceTest, StopIsIdempotent) {
   TaskConfig task = harness_->shellTask("conf-stop2", kReadyThenSleep, {}, 0);
   ASSERT_TRUE(driver_->start(task).isOk());

@@ -69,6 +69,11 @@ class FakeDriver final : public drivers::Driver {
     std::lock_guard lock(mu_);
     return stops_;
   }
+  // "<id> <signal>" per signal() call.
+  std::vector<std::string> signals() const {
+    std::lock_guard lock(mu_);
+    return signals_;
+  }
   bool running(const std::string &id) const {
     std::lock_guard lock(mu_);
     auto it = tasks_.find(id);
@@ -109,6 +114,15 @@ class FakeDriver final : public drivers::Driver {
     auto it = tasks_.find(id);
     if (it == tasks_.end() || it->second.status.exit) return Status::ok();
     end(it->second, 128 + 15, 15);
+    return Status::ok();
+  }
+
+  Status signal(const std::string &id, int sig) override {
+    std::lock_guard lock(mu_);
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) return notFound("fake: no task " + id);
+    if (it->second.status.exit) return {Code::kFailedPrecondition, "fake: task has ended"};
+    signals_.push_back(id + " " + std::to_string(sig));
     return Status::ok();
   }
 
@@ -201,6 +215,7 @@ class FakeDriver final : public drivers::Driver {
   std::map<std::string, Task> tasks_;
   std::vector<drivers::TaskConfig> started_;
   std::vector<std::string> stops_;
+  std::vector<std::string> signals_;
   std::vector<std::string> destroyed_;
 };
 
