@@ -105,6 +105,7 @@ struct Snapshot {
   std::map<std::string, model::InstanceStatus> status;    // by instance id
   std::map<std::string, model::ScaleOverride> overrides;  // by "app/svc"
   std::map<std::string, model::RolloutRecord> rollouts;   // by "app/svc"
+  std::map<std::string, int64_t> secret_versions;         // by path: the live version
   state::Revision revision = 0;
 };
 
@@ -158,6 +159,14 @@ Result<Snapshot> loadSnapshot(state::Store& store, const std::string& app_filter
         s.rollouts.emplace(afterPrefix(kv.key, keys::kRollouts), std::move(r));
       });
   if (!st) return st;
+  // Secrets' versions: an instance of a service that rolls on a new one names them in its spec.
+  auto metas = store.list(std::string(secrets::kMetaPrefix));
+  if (!metas) return metas.status();
+  for (const auto& kv : metas->kvs) {
+    if (auto m = secrets::decodeMetadata(kv.value)) {
+      s.secret_versions[afterPrefix(kv.key, secrets::kMetaPrefix)] = secrets::liveVersion(*m);
+    }
+  }
   return s;
 }
 
@@ -202,7 +211,7 @@ json serviceRow(const Snapshot& s, const std::string& app, const model::AppRecor
   const model::ScaleOverride* ov = ov_it == s.overrides.end() ? nullptr : &ov_it->second;
   autoscaler::BoundsInForce b = autoscaler::boundsInForce(spec.scale, ov, now);
   std::optional<TimePoint> expires_at = boundsExpireAt(spec.scale, ov, b, now);
-  std::string hash = model::specHash(spec);
+  std::string hash = model::specHash(model::pinSecretVersions(spec, s.secret_versions));
   int desired = 0, ready = 0, current = 0;
   for (const auto& inst : s.instances) {
     if (inst.app != app || inst.service != spec.name || !inst.desired_running) continue;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include <iostream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "api/api_server.h"
@@ -148,6 +150,25 @@ std::vector<std::string> supervisorArgv() {
   fs::path small = self.parent_path() / "baton-supervise";
   if (::access(small.c_str(), X_OK) == 0) return {small.string()};
   return {self.string(), "supervise"};
+}
+
+// An audit entry for a secret handed to an instance (docs/secrets.md "Audit"), in the API's
+// format: who is the node, for which instance; never a value.
+Status auditSecretDelivery(state::Store& store, Clock& clock, const std::string& node,
+                           const std::string& instance, const std::string& path) {
+  uint32_t salt = 0;
+  if (::getrandom(&salt, sizeof salt, 0) != sizeof salt) salt = static_cast<uint32_t>(::getpid());
+  const int64_t now_ms = toUnixMillis(clock.now());
+  char key[64];
+  std::snprintf(key, sizeof key, "%013lld-%08x", static_cast<long long>(now_ms), salt);
+  nlohmann::json entry = {{"at", now_ms},
+                          {"who", "node " + node},
+                          {"method", "DELIVER"},
+                          {"route", "secret-to-instance"},
+                          {"path", "/instances/" + instance},
+                          {"secret", path}};
+  auto put = store.put(std::string(model::keys::kAudit) + key, entry.dump());
+  return put ? Status::ok() : put.status();
 }
 
 }  // namespace
@@ -335,8 +356,41 @@ int runAgent(const AgentFlags& flags) {
   controller::Controller controller(**store, clock, controller_options);
   controller_ptr = &controller;
 
+  // Secrets for instances (docs/secrets.md "Delivery"): set once the secrets store is open.
+  std::atomic<secrets::SecretStore*> instance_secrets{nullptr};
   node::NodeOptions node_options;
   node_options.node_id = cfg.node_name;
+  node_options.read_secret = [&instance_secrets, &store, &clock, node = cfg.node_name](
+                                 const std::string& path, int64_t version,
+                                 const std::string& instance) -> Result<node::SecretRead> {
+    secrets::SecretStore* vault = instance_secrets.load();
+    if (!vault) return Status(Code::kUnavailable, "the secrets are not open yet");
+    if (Status s = auditSecretDelivery(**store, clock, node, instance, path); !s) {
+      return Status(Code::kUnavailable, "the audit log cannot be written: " + s.message());
+    }
+    auto got = vault->get(path, version);
+    if (!got) return got.status();
+    return node::SecretRead{got->version, std::move(got->data)};
+  };
+  node_options.secret_version = [&instance_secrets](const std::string& path) -> int64_t {
+    secrets::SecretStore* vault = instance_secrets.load();
+    auto meta = vault ? vault->metadata(path) : Result<secrets::Metadata>(Status(Code::kUnavailable, ""));
+    return meta ? secrets::liveVersion(*meta) : 0;
+  };
+  // One tmpfs per instance when root; else files under /dev/shm (memory too), the agent's alone.
+  const std::string data_dir_tag = fnv1a64Hex(fs::absolute(cfg.data_dir).string()).substr(0, 12);
+  node_options.secrets_dir = ::geteuid() == 0
+                                 ? fs::path("/run/baton/secrets") / data_dir_tag
+                                 : fs::path("/dev/shm") / ("baton-" + std::to_string(::geteuid()) +
+                                                           "-" + data_dir_tag);
+  node_options.secrets_tmpfs = ::geteuid() == 0;
+  if (::geteuid() == 0) {
+    // Each exec service goes through these to its own directory (and sees nothing in them).
+    std::error_code ec;
+    fs::create_directories("/run/baton/secrets", ec);
+    fs::permissions("/run/baton", fs::perms(0711), ec);
+    fs::permissions("/run/baton/secrets", fs::perms(0711), ec);
+  }
   node_options.api_address = cfg.api_listen;
   node_options.data_dir = cfg.data_dir;
   node_options.cpu = cfg.node_cpu.value_or(std::max(1u, std::thread::hardware_concurrency()));
@@ -464,6 +518,7 @@ int runAgent(const AgentFlags& flags) {
     return 1;
   }
   deps.secrets = vault->get();
+  instance_secrets = vault->get();
   api::ApiServer api(deps, api_options);
   std::unique_ptr<api::ApiServer> instance_api;
   if (app_tokens) {

@@ -11,6 +11,7 @@
 
 #include "model/json.h"
 #include "model/keys.h"
+#include "secrets/secret_store.h"
 
 namespace baton::controller {
 namespace {
@@ -103,9 +104,10 @@ bool decodeInto(const state::KeyValue& kv, T& out, Loaded& l) {
 }
 
 Result<Loaded> load(state::Store& store) {
-  static constexpr std::array<std::string_view, 6> kPrefixes = {
-      keys::kApps, keys::kInstances, keys::kStatus, keys::kNodes, keys::kScale, keys::kRollouts};
-  std::array<state::RangeResult, 6> ranges;
+  static constexpr std::array<std::string_view, 7> kPrefixes = {
+      keys::kApps,  keys::kInstances, keys::kStatus,          keys::kNodes,
+      keys::kScale, keys::kRollouts,  secrets::kMetaPrefix};
+  std::array<state::RangeResult, 7> ranges;
   for (int attempt = 0; attempt < 3; ++attempt) {
     bool same = true;
     for (size_t i = 0; i < kPrefixes.size(); ++i) {
@@ -156,6 +158,14 @@ Result<Loaded> load(state::Store& store) {
   for (const auto& kv : ranges[5].kvs) {
     model::RolloutRecord r;
     if (decodeInto(kv, r, l)) snap.rollouts[kv.key.substr(keys::kRollouts.size())] = std::move(r);
+  }
+  for (const auto& kv : ranges[6].kvs) {
+    auto meta = secrets::decodeMetadata(kv.value);
+    if (!meta) {
+      l.malformed.push_back(kv.key + " (" + meta.status().message() + ")");
+      continue;
+    }
+    snap.secret_versions[kv.key.substr(secrets::kMetaPrefix.size())] = secrets::liveVersion(*meta);
   }
   return l;
 }

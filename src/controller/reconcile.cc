@@ -1,6 +1,7 @@
 #include "controller/reconcile.h"
 
 #include <algorithm>
+#include <list>
 #include <set>
 
 #include "core/units.h"
@@ -77,7 +78,7 @@ class Reconciler {
     for (const auto& [name, app] : snap_.apps) {
       for (const auto& [svc, spec] : app.spec.services) {
         auto it = by_service.find(scheduler::serviceKey(name, svc));
-        service(name, svc, app, spec, it == by_service.end() ? kNone : it->second);
+        service(name, svc, app, pinSecrets(spec), it == by_service.end() ? kNone : it->second);
       }
     }
     for (const auto& [key, rec] : snap_.rollouts) {
@@ -94,6 +95,13 @@ class Reconciler {
 
  private:
   bool nodeAlive(const ObservedInstance& o) const { return snap_.nodes.contains(o.record.node); }
+
+  // A service whose instances roll when a secret changes: its instances' spec names the
+  // version of each secret they get, so a new version is a new spec hash and a rolling update.
+  const model::ServiceSpec& pinSecrets(const model::ServiceSpec& spec) {
+    if (spec.secrets.empty() || spec.on_secret_change != "roll") return spec;
+    return pinned_.emplace_back(model::pinSecretVersions(spec, snap_.secret_versions));
+  }
 
   void remove(const ObservedInstance& o) {
     if (removed_.insert(o.record.id).second) plan_.remove.push_back(o.record.id);
@@ -268,8 +276,16 @@ class Reconciler {
           rollout->phase != model::RolloutRecord::Phase::kInProgress) {
         writeRollout(app_name, svc, hash, app.version, model::RolloutRecord::Phase::kInProgress,
                      "replacing " + std::to_string(old.size()) + " instances");
+        std::string why;
+        if (!spec.secret_versions.empty() && !old.empty() &&
+            old.front()->record.version == app.version) {
+          // The manifest is the same: a secret changed.
+          for (const auto& [path, v] : spec.secret_versions) {
+            why += (why.empty() ? "; secrets " : ", ") + path + " v" + std::to_string(v);
+          }
+        }
         event("rollout", key + ": rolling update to " + version + " started (" +
-                             std::to_string(old.size()) + " old instances)");
+                             std::to_string(old.size()) + " old instances" + why + ")");
       }
       for (const ObservedInstance* o : fresh_failed) remove(*o);  // not reached: fails above
       for (const ObservedInstance* o : old_failed) {
@@ -397,6 +413,7 @@ class Reconciler {
   }
 
   const ControllerSnapshot& snap_;
+  std::list<model::ServiceSpec> pinned_;  // pinSecrets() copies; stable addresses for creates_
   TimePoint now_;
   const ReconcileOptions& opts_;
   const IdGenerator& ids_;

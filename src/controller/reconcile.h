@@ -43,6 +43,9 @@ struct ControllerSnapshot {
   std::map<std::string, model::NodeRecord> nodes;         // by node id
   std::map<std::string, model::ScaleOverride> overrides;  // by "app/service"
   std::map<std::string, model::RolloutRecord> rollouts;   // by "app/service"
+  // By secret path: the version an instance gets now (0: none can be read). Services that roll
+  // on a secret change pin these in their instances' spec (ServiceSpec::secret_versions).
+  std::map<std::string, int64_t> secret_versions;
 };
 
 struct StopInstance {

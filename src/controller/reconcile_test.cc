@@ -590,5 +590,64 @@ TEST(Reconcile, DeterministicForSameInputs) {
   }
 }
 
+// A service that lists secrets pins their versions in its instances; a new version of one of
+// them is a rolling update (the manifest unchanged); a service that is signalled instead does
+// not roll.
+TEST(Reconcile, ANewSecretVersionRollsTheServicesThatUseIt) {
+  Harness h;
+  model::ServiceSpec& web = h.deploy(2, 2);
+  web.secrets = {"shop/db"};
+  h.snap.secret_versions["shop/db"] = 1;
+  h.snap.secret_versions["other/x"] = 7;
+  h.converge();
+  ASSERT_EQ(h.ids(true).size(), 2u);
+  for (const auto& [id, o] : h.snap.instances) {
+    EXPECT_EQ(o.record.spec.secret_versions, (std::map<std::string, int64_t>{{"shop/db", 1}}));
+  }
+  const std::string first = h.snap.instances.begin()->second.record.spec_hash;
+
+  h.snap.secret_versions["other/x"] = 8;  // not this service's
+  h.nodesSettle();
+  EXPECT_TRUE(h.step().empty());
+
+  h.snap.secret_versions["shop/db"] = 2;
+  h.nodesSettle();
+  ReconcilePlan p = h.step();
+  EXPECT_TRUE(hasEvent(p, "shop/web: rolling update to version 1 started (2 old instances; "
+                          "secrets shop/db v2)"))
+      << (p.events.empty() ? "" : p.events[0].message);
+  h.converge();
+  auto running = h.ids(true);
+  ASSERT_EQ(running.size(), 2u);
+  for (const auto& id : running) {
+    EXPECT_EQ(h.snap.instances.at(id).record.spec.secret_versions.at("shop/db"), 2);
+    EXPECT_NE(h.snap.instances.at(id).record.spec_hash, first);
+  }
+  // The app's own spec is never pinned.
+  EXPECT_TRUE(h.snap.apps.at("shop").spec.services.at("web").secret_versions.empty());
+
+  // A deleted secret (no readable version) is version 0: a rollout too, whose instances fail
+  // to start with a message the node gives.
+  h.snap.secret_versions.erase("shop/db");
+  h.nodesSettle();
+  p = h.step();
+  ASSERT_FALSE(p.create.empty());
+  EXPECT_EQ(p.create[0].spec.secret_versions.at("shop/db"), 0);
+}
+
+TEST(Reconcile, ASignalledServiceDoesNotRollOnASecretChange) {
+  Harness h;
+  model::ServiceSpec& web = h.deploy(1, 1);
+  web.secrets = {"shop/db"};
+  web.on_secret_change = "SIGHUP";
+  h.snap.secret_versions["shop/db"] = 1;
+  h.converge();
+  ASSERT_EQ(h.ids(true).size(), 1u);
+  EXPECT_TRUE(h.snap.instances.begin()->second.record.spec.secret_versions.empty());
+  h.snap.secret_versions["shop/db"] = 2;
+  h.nodesSettle();
+  EXPECT_TRUE(h.step().empty());
+}
+
 }  // namespace
 }  // namespace baton::controller

@@ -118,13 +118,21 @@ Result<std::string> createBody(const TaskConfig& config, const CreateOptions& op
   if (spec.cpu_limit > 0) host["NanoCpus"] = static_cast<int64_t>(spec.cpu_limit * 1e9);
   if (config.pids_max > 0) host["PidsLimit"] = config.pids_max;
   host["ReadonlyRootfs"] = spec.read_only;
+  // Mounts rather than Binds' "src:dst:ro" text, which a ':' in the path would break.
+  json mounts = json::array();
   if (!options.resolv_conf_path.empty()) {
-    // Mounts rather than Binds' "src:dst:ro" text, which a ':' in the path would break.
-    host["Mounts"] = json::array({{{"Type", "bind"},
-                                   {"Source", options.resolv_conf_path},
-                                   {"Target", "/etc/resolv.conf"},
-                                   {"ReadOnly", true}}});
+    mounts.push_back({{"Type", "bind"},
+                      {"Source", options.resolv_conf_path},
+                      {"Target", "/etc/resolv.conf"},
+                      {"ReadOnly", true}});
   }
+  if (!config.secrets_dir.empty()) {
+    mounts.push_back({{"Type", "bind"},
+                      {"Source", config.secrets_dir.string()},
+                      {"Target", std::string(kContainerSecretsDir)},
+                      {"ReadOnly", true}});
+  }
+  if (!mounts.empty()) host["Mounts"] = std::move(mounts);
   if (spec.read_only) host["Tmpfs"] = {{"/tmp", "rw,nosuid,nodev,size=" + options.tmpfs_size}};
   host["SecurityOpt"] = json::array({"no-new-privileges"});
   if (!root) host["CapDrop"] = json::array({"ALL"});

@@ -45,7 +45,13 @@ struct TaskConfig {
   // Exec driver only (for drivers built on it): when `run` exits 0 having written a pid to this
   // file, that process (re-parented to the supervisor) is the service from then on.
   std::filesystem::path adopt_pid_file;
+  // The instance's secret files on the node (the node fills it; docs/secrets.md "Delivery");
+  // drivers with an image of their own mount it read-only at kContainerSecretsDir. "": none.
+  std::filesystem::path secrets_dir;
 };
+
+// Where a container sees its secret files (BATON_SECRETS_DIR inside it).
+inline constexpr std::string_view kContainerSecretsDir = "/run/secrets/baton";
 
 // What prepare() found: ready to start, or a slow step (an image pull) still under way.
 struct Preparation {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "drivers/driver.h"
 #include "drivers/exec_internal.h"
 
 namespace baton::drivers::oci {
@@ -72,6 +73,10 @@ std::string runtimeConfig(const BundleSpec& s) {
   if (!s.resolv_conf.empty()) {
     mounts.push_back(mount("/etc/resolv.conf", "bind", s.resolv_conf.c_str(),
                            {"rbind", "ro", "nosuid", "nodev"}));
+  }
+  if (!s.secrets_dir.empty()) {
+    mounts.push_back(mount(std::string(kContainerSecretsDir).c_str(), "bind", s.secrets_dir.c_str(),
+                           {"rbind", "ro", "nosuid", "nodev", "noexec"}));
   }
 
   json resources = {{"devices", json::array({{{"allow", false}, {"access", "rwm"}}})}};

@@ -40,6 +40,7 @@ struct BundleSpec {
   std::vector<uint32_t> additional_gids;
   std::string netns_path;    // the instance's network namespace; "" = a new, empty one
   std::string resolv_conf;   // a file bind-mounted read-only at /etc/resolv.conf; "" = none
+  std::string secrets_dir;   // bind-mounted read-only at kContainerSecretsDir; "" = none
   std::string cgroups_path;  // "/baton-oci/<instance id>"
   uint64_t memory_bytes = 0;
   double cpu_cores = 0;

@@ -241,6 +241,7 @@ Result<TaskStatus> OciDriver::startLocked(const TaskConfig& config) {
   spec.gid = user->gid;
   spec.additional_gids = user->additional_gids;
   spec.netns_path = link->netnsPath();
+  spec.secrets_dir = config.secrets_dir.string();
   if (!options_.resolv_conf.empty()) {
     spec.resolv_conf = (bundle / "resolv.conf").string();
     // Readable by the container's user alone (a bind mount: only the file's own mode counts).

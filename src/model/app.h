@@ -52,6 +52,11 @@ struct ScaleSpec {
 inline constexpr std::array<std::string_view, 6> kInstanceEnv = {
     "PORT", "PATH", "BATON_ADDR", "BATON_APP", "BATON_SERVICE", "BATON_INSTANCE_ID"};
 
+// A service that lists secrets also gets BATON_SECRETS_DIR: its secrets' files are there, one
+// per key, as PATH/KEY. An `env` value "secret:PATH#KEY" is that key's value.
+inline constexpr std::string_view kSecretsDirEnv = "BATON_SECRETS_DIR";
+inline constexpr std::string_view kSecretEnvPrefix = "secret:";
+
 struct ServiceSpec {
   std::string name;
   std::string driver = "exec";             // "exec", "docker", "oci", "wasm"
@@ -66,7 +71,13 @@ struct ServiceSpec {
   std::vector<std::string> upstreams;      // services this one may call (mesh)
   std::string api;                         // "read": its instances may read their own app
                                            // through the agent's API (docs/mesh.md); "": no
-  std::vector<std::string> secrets;        // secret paths made available
+  std::vector<std::string> secrets;        // secret paths made available (docs/secrets.md)
+  // What a new version of one of them does to running instances: "roll" (a rolling update) or
+  // a signal name ("SIGHUP": the files are rewritten, then the signal is sent).
+  std::string on_secret_change = "roll";
+  // On instance records only (the controller pins them; empty in the app): the version of each
+  // secret the instance gets, so that a new version is a new spec and rolls.
+  std::map<std::string, int64_t> secret_versions;
   double cpu = 0.1;                        // cores: placement and a cgroup weight (not a cap)
   double cpu_limit = 0;                    // a hard CPU quota in cores; 0 = none
   uint64_t memory = 128ull << 20;          // bytes, for placement and the memory limit

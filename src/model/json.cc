@@ -98,6 +98,9 @@ void to_json(json& j, const ServiceSpec& v) {
        {"read_only", v.read_only},
        {"kill_timeout_ms", v.kill_timeout.count()},
        {"scale", v.scale}};
+  // Only when set, so that the specs (and hashes) of services without secrets stay as they were.
+  if (v.on_secret_change != "roll") j["on_secret_change"] = v.on_secret_change;
+  if (!v.secret_versions.empty()) j["secret_versions"] = v.secret_versions;
 }
 void from_json(const json& j, ServiceSpec& v) {
   getOpt(j, "name", v.name);
@@ -112,6 +115,8 @@ void from_json(const json& j, ServiceSpec& v) {
   getOpt(j, "upstreams", v.upstreams);
   getOpt(j, "api", v.api);
   getOpt(j, "secrets", v.secrets);
+  getOpt(j, "on_secret_change", v.on_secret_change);
+  getOpt(j, "secret_versions", v.secret_versions);
   getOpt(j, "cpu", v.cpu);
   getOpt(j, "cpu_limit", v.cpu_limit);
   getOpt(j, "memory", v.memory);
@@ -347,6 +352,17 @@ Result<json> parseJson(std::string_view text, int max_depth) {
     }
     return invalidArgument("malformed JSON: " + what);
   }
+}
+
+ServiceSpec pinSecretVersions(const ServiceSpec& spec,
+                              const std::map<std::string, int64_t>& versions) {
+  ServiceSpec pinned = spec;
+  if (spec.secrets.empty() || spec.on_secret_change != "roll") return pinned;
+  for (const std::string& path : spec.secrets) {
+    auto v = versions.find(path);
+    pinned.secret_versions[path] = v == versions.end() ? 0 : v->second;
+  }
+  return pinned;
 }
 
 std::string specHash(const ServiceSpec& spec) {

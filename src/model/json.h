@@ -71,6 +71,10 @@ Status checkJsonDepth(std::string_view text, int max_depth = kMaxJsonDepth);
 Result<nlohmann::json> parseJson(std::string_view text, int max_depth = kMaxJsonDepth);
 
 // A stable hash of a service spec (hex), to tell whether instances run the current spec.
+// The spec an instance of `spec` runs: a service that rolls when a secret changes names the
+// version of each of its secrets (`versions` by path; 0: none readable), so that a new version
+// is a new spec hash, hence a rolling update (docs/secrets.md "Delivery").
+ServiceSpec pinSecretVersions(const ServiceSpec& spec, const std::map<std::string, int64_t>& versions);
 std::string specHash(const ServiceSpec& spec);
 
 }  // namespace baton::model

@@ -5,12 +5,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <future>
 #include <system_error>
 
 #include "model/json.h"
 #include "model/keys.h"
 #include "node/prober.h"
+#include "node/secret_files.h"
 
 namespace baton::node {
 
@@ -23,6 +25,19 @@ std::string upstreamEnvName(std::string_view upstream) {
 }
 
 namespace keys = model::keys;
+
+namespace {
+
+// The signals a manifest's on_secret_change may name (spec/manifest.cc); 0 for others.
+int signalNumber(const std::string &name) {
+  static const std::map<std::string, int> kSignals = {
+      {"SIGHUP", SIGHUP},   {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2},
+      {"SIGINT", SIGINT},   {"SIGQUIT", SIGQUIT}, {"SIGWINCH", SIGWINCH}};
+  auto it = kSignals.find(name);
+  return it == kSignals.end() ? 0 : it->second;
+}
+
+}  // namespace
 
 NodeRuntime::NodeRuntime(state::Store &store, drivers::DriverRegistry &drivers, Clock &clock,
                          NodeOptions options)
@@ -362,7 +377,9 @@ Status NodeRuntime::reconcile() {
     for (const auto &[id, _] : local_) keep.insert(id);
     for (const auto &[id, _] : task_driver_) keep.insert(id);
     sweepLogs(keep);
+    sweepSecrets(keep);
   }
+  followSecrets(desired);
   {
     std::lock_guard lock(mu_);
     probe_targets_ = std::move(plan.probes);
@@ -410,6 +427,12 @@ void NodeRuntime::execute(const Action &a,
       if (s || s.code() == Code::kNotFound) {
         tasks_.erase(a.id);
         task_driver_.erase(a.id);
+        if (auto it = delivered_.find(a.id); it != delivered_.end()) {
+          if (Status r = removeSecretFiles(it->second.dir); !r) {
+            spdlog::warn("node {}: {}", options_.node_id, r.message());
+          }
+          delivered_.erase(it);
+        }
       } else {
         spdlog::warn("node {}: destroy {}: {}", options_.node_id, a.id, s.toString());
       }
@@ -566,6 +589,13 @@ void NodeRuntime::startTask(const std::string &id, int port, const model::Instan
   } else if (!options_.api_address.empty()) {
     cfg.env["BATON_ADDR"] = "http://" + options_.api_address;
   }
+  if (!rec.spec.secrets.empty()) {
+    if (Status s = deliverSecrets(id, rec, *d, cfg); !s) {
+      start_errors_[id] = s.message();
+      spdlog::warn("node {}: starting {}: {}", options_.node_id, id, s.message());
+      return;
+    }
+  }
   std::error_code ec;
   std::filesystem::create_directories(cfg.task_dir, ec);
   if (!ec) std::filesystem::create_directories(cfg.log_dir, ec);
@@ -633,6 +663,152 @@ void NodeRuntime::joinFinishedStops(bool all) {
     }
   }
   for (std::thread &t : done) t.join();
+}
+
+Status NodeRuntime::deliverSecrets(const std::string &id, const model::InstanceRecord &rec,
+                                   const drivers::Driver &driver, drivers::TaskConfig &cfg) {
+  if (!options_.read_secret || options_.secrets_dir.empty()) {
+    return Status(Code::kFailedPrecondition,
+                  "secrets: node " + options_.node_id + " cannot deliver secrets");
+  }
+  SecretValues values;
+  DeliveredSecrets given;
+  for (const std::string &path : rec.spec.secrets) {
+    // A service that rolls gets the version its instance record names; 0 there means the
+    // controller saw none to read.
+    int64_t want = 0;
+    if (auto pin = rec.spec.secret_versions.find(path); pin != rec.spec.secret_versions.end()) {
+      want = pin->second;
+      if (want == 0) {
+        return Status(Code::kNotFound, "secret " + path + " has no version to read (baton secret put " +
+                                           path + " KEY=VALUE)");
+      }
+    }
+    auto read = options_.read_secret(path, want, id);
+    if (!read) return Status(read.status().code(), "secret " + path + ": " + read.status().message());
+    values[path] = std::move(read->data);
+    given.versions[path] = read->version;
+  }
+  // A container's image user is not known here: its files are readable by any user inside it,
+  // and its directory is under one only the agent enters.
+  const bool container = driver.imageUsers();
+  const std::filesystem::path parent = options_.secrets_dir / (container ? "containers" : "host");
+  std::error_code ec;
+  // The directories this makes above `parent` must let each service through to its own (the
+  // agent's umask would make them 0700).
+  std::vector<std::filesystem::path> made;
+  for (auto p = options_.secrets_dir; !p.empty() && !std::filesystem::exists(p, ec);
+       p = p.parent_path()) {
+    made.push_back(p);
+    if (p == p.parent_path()) break;
+  }
+  std::filesystem::create_directories(parent, ec);
+  if (ec) return ioError("creating " + parent.string() + ": " + ec.message());
+  for (const auto &p : made) std::filesystem::permissions(p, std::filesystem::perms(0711), ec);
+  std::filesystem::permissions(parent, std::filesystem::perms(container ? 0700 : 0711), ec);
+  given.dir = parent / id;
+  given.uid = cfg.uid;
+  given.gid = cfg.gid;
+  if (Status s = writeSecretFiles(given.dir, values,
+                                  {.uid = given.uid, .gid = given.gid, .tmpfs = options_.secrets_tmpfs});
+      !s) {
+    return Status(s.code(), "secrets: " + s.message());
+  }
+  cfg.secrets_dir = given.dir;
+  cfg.env[std::string(model::kSecretsDirEnv)] =
+      container ? std::string(drivers::kContainerSecretsDir) : given.dir.string();
+  for (auto &[name, value] : cfg.env) {
+    if (!value.starts_with(model::kSecretEnvPrefix)) continue;
+    auto v = secretEnvValue(value.substr(model::kSecretEnvPrefix.size()), values);
+    if (!v) return Status(v.status().code(), "env." + name + ": " + v.status().message());
+    value = std::move(*v);
+  }
+  delivered_[id] = std::move(given);
+  return Status::ok();
+}
+
+void NodeRuntime::followSecrets(const std::map<std::string, model::InstanceRecord> &desired) {
+  if (!options_.secret_version || !options_.read_secret) return;
+  for (const auto &[id, task] : tasks_) {
+    auto rec = desired.find(id);
+    if (rec == desired.end() || task.exit || rec->second.spec.secrets.empty()) continue;
+    const std::string &change = rec->second.spec.on_secret_change;
+    if (change == "roll") continue;  // the controller rolls it
+    drivers::Driver *d = driverFor(id, &rec->second);
+    if (!d) continue;
+    auto known = delivered_.find(id);
+    if (known == delivered_.end()) {
+      // Recovered after an agent restart: what it was given is on its files; version -1 makes
+      // the pass below read the current versions and compare.
+      DeliveredSecrets found;
+      found.dir = options_.secrets_dir / (d->imageUsers() ? "containers" : "host") / id;
+      for (const std::string &path : rec->second.spec.secrets) found.versions[path] = -1;
+      auto uid = dynamic_uids_.find(rec->second.app + "/" + rec->second.service);
+      if (!d->imageUsers() && uid != dynamic_uids_.end() && rec->second.spec.user.empty()) {
+        found.uid = found.gid = uid->second;
+      } else if (!rec->second.spec.user.empty() && !d->imageUsers()) {
+        continue;  // a named user's ids: not known here until it restarts; leave it be
+      }
+      known = delivered_.emplace(id, std::move(found)).first;
+    }
+    DeliveredSecrets &given = known->second;
+    bool changed = false;
+    for (const auto &[path, version] : given.versions) {
+      if (options_.secret_version(path) != version) changed = true;
+    }
+    if (!changed) continue;
+    SecretValues values;
+    std::map<std::string, int64_t> versions;
+    Status status = Status::ok();
+    for (const auto &[path, _] : given.versions) {
+      auto read = options_.read_secret(path, 0, id);
+      if (!read) {
+        status = Status(read.status().code(), "secret " + path + ": " + read.status().message());
+        break;
+      }
+      values[path] = std::move(read->data);
+      versions[path] = read->version;
+    }
+    const bool same = status && sameSecretFiles(given.dir, values);
+    if (status && !same) {
+      status = writeSecretFiles(given.dir, values,
+                                {.uid = given.uid, .gid = given.gid, .tmpfs = options_.secrets_tmpfs});
+    }
+    if (!status) {
+      // Keep the files it has; try again on the next pass.
+      spdlog::warn("node {}: {}: new secret versions not delivered: {}", options_.node_id, id,
+                   status.message());
+      continue;
+    }
+    given.versions = std::move(versions);
+    if (same) continue;  // a version of the same values (or what it already had)
+    const int sig = signalNumber(change);
+    Status sent = sig > 0 ? d->signal(id, sig)
+                          : Status(Code::kInvalidArgument, "unknown signal " + change);
+    if (sent) {
+      spdlog::info("node {}: {}: secrets rewritten, sent {}", options_.node_id, id, change);
+    } else {
+      spdlog::warn("node {}: {}: secrets rewritten, {} not sent: {}", options_.node_id, id, change,
+                   sent.message());
+    }
+  }
+}
+
+// Removes the secret files of instances this node no longer has (left by a stop while the agent
+// was down, say).
+void NodeRuntime::sweepSecrets(const std::set<std::string> &keep) {
+  if (options_.secrets_dir.empty()) return;
+  for (const char *kind : {"host", "containers"}) {
+    std::error_code ec;
+    for (const auto &entry : std::filesystem::directory_iterator(options_.secrets_dir / kind, ec)) {
+      const std::string id = entry.path().filename().string();
+      if (keep.contains(id)) continue;
+      if (Status s = removeSecretFiles(entry.path()); !s) {
+        spdlog::warn("node {}: {}", options_.node_id, s.message());
+      }
+      delivered_.erase(id);
+    }
+  }
 }
 
 // Removes <data_dir>/logs/<app>/<service>/<instance> of instances this node no longer has once

@@ -43,6 +43,12 @@
 
 namespace baton::node {
 
+// What NodeOptions::read_secret gives.
+struct SecretRead {
+  int64_t version = 0;
+  std::map<std::string, std::string> data;
+};
+
 struct NodeOptions {
   std::string node_id;
   std::string advertise_address = "127.0.0.1";  // where other agents reach this node's instances
@@ -59,6 +65,18 @@ struct NodeOptions {
   // BATON_TOKEN. Unset: such instances do not start (a named error).
   std::string instance_api_address;
   std::function<std::string(const std::string &app)> app_token;
+  // Secrets (docs/secrets.md "Delivery"). read_secret: a secret's keys and values at `version`
+  // (0: the current one), read for `instance` (the agent audits it). secret_version: the version
+  // a read of the current one would get now (0: none), without reading it. Unset: instances of
+  // a service that lists secrets do not start (a named error).
+  std::function<Result<SecretRead>(const std::string &path, int64_t version,
+                                   const std::string &instance)>
+      read_secret;
+  std::function<int64_t(const std::string &path)> secret_version;
+  // Instances' secret files: host/<id> (exec; 0711 so that each service reaches its own) and
+  // containers/<id> (0700: only their bind mounts reach them). tmpfs: one per instance.
+  std::filesystem::path secrets_dir;
+  bool secrets_tmpfs = false;
   std::filesystem::path data_dir;               // tasks under data_dir/tasks/<id>, logs under
                                                 // data_dir/logs/<app>/<service>/<id>/
   double cpu = 1;                               // cores offered
@@ -136,6 +154,12 @@ class NodeRuntime {
   void heartbeatMain();
   void joinFinishedStops(bool all);
   void sweepLogs(const std::set<std::string> &keep);
+  // Writes an instance's secret files and resolves its "secret:" env entries into `cfg`.
+  Status deliverSecrets(const std::string &id, const model::InstanceRecord &rec,
+                        const drivers::Driver &driver, drivers::TaskConfig &cfg);
+  // Services signalled on a secret change: new versions rewritten, then the signal sent.
+  void followSecrets(const std::map<std::string, model::InstanceRecord> &desired);
+  void sweepSecrets(const std::set<std::string> &keep);
   void wake();
   void recordColdStart(const std::string &service, Duration d);
 
@@ -167,6 +191,13 @@ class NodeRuntime {
   std::map<std::string, std::string> start_errors_;
   static model::ServiceSpec withImagePath(const model::ServiceSpec &spec);
   std::map<std::string, uint32_t> dynamic_uids_;  // "app/service" -> its dynamic UID
+  // What each running instance was given of its secrets, for followSecrets().
+  struct DeliveredSecrets {
+    std::filesystem::path dir;
+    std::map<std::string, int64_t> versions;  // by path
+    int64_t uid = -1, gid = -1;
+  };
+  std::map<std::string, DeliveredSecrets> delivered_;
   TimePoint next_log_sweep_{};
   // Instances with a cpu_limit: the cgroup's throttled-period count last seen, and until when
   // the instance reads as throttled (10 s after the count last grew).

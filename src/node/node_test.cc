@@ -3,7 +3,14 @@
 #include "node/node.h"
 
 #include <gtest/gtest.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
+
+#include <csignal>
+#include <fstream>
+#include <iterator>
 
 #include <filesystem>
 #include <thread>
@@ -283,6 +290,156 @@ TEST_F(NodeTest, AnApiGrantWithoutAnInstancesApiIsAStartError) {
   ASSERT_TRUE(st.has_value());
   EXPECT_NE((st->message + st->last_failure).find("no API for instances"), std::string::npos)
       << st->message << " / " << st->last_failure;
+}
+
+// A fake secrets store: by path, the current version and its values.
+struct FakeSecrets {
+  std::map<std::string, SecretRead> current;
+  std::vector<std::string> reads;  // "path@version for instance"
+  void wire(NodeOptions &o) {
+    o.read_secret = [this](const std::string &path, int64_t version,
+                           const std::string &instance) -> Result<SecretRead> {
+      reads.push_back(path + "@" + std::to_string(version) + " for " + instance);
+      auto it = current.find(path);
+      if (it == current.end()) return notFound("no secret " + path);
+      if (version != 0 && version != it->second.version) return notFound("no such version");
+      return it->second;
+    };
+    o.secret_version = [this](const std::string &path) -> int64_t {
+      auto it = current.find(path);
+      return it == current.end() ? 0 : it->second.version;
+    };
+  }
+};
+
+std::string fileText(const fs::path &p) {
+  std::ifstream in(p);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+TEST_F(NodeTest, SecretsAreTheInstancesFilesAndEnvironment) {
+  model::InstanceRecord r;
+  r.id = "web-1";
+  r.app = "shop";
+  r.service = "web";
+  r.node = "n1";
+  r.spec.name = "web";
+  r.spec.run = {"server"};
+  r.spec.secrets = {"shop/db"};
+  r.spec.secret_versions = {{"shop/db", 2}};
+  r.spec.env["DB_PASSWORD"] = "secret:shop/db#password";
+  ASSERT_TRUE(store_->put(keys::instance("web-1"), model::encode(r)).isOk());
+  FakeSecrets secrets;
+  secrets.current["shop/db"] = {2, {{"password", "s3cret-value"}, {"user", "shop"}}};
+  NodeOptions o = options();
+  secrets.wire(o);
+  o.secrets_dir = dir_ / "run-secrets";
+  o.secrets_tmpfs = ::geteuid() == 0;
+  NodeRuntime &rt = startRuntime(clock_, o);
+  ASSERT_TRUE(rt.runOnce().isOk());
+  ASSERT_EQ(driver_->starts(), 1);
+  drivers::TaskConfig cfg = driver_->started()[0];
+  EXPECT_EQ(secrets.reads, std::vector<std::string>{"shop/db@2 for web-1"});
+  const fs::path dir = dir_ / "run-secrets" / "host" / "web-1";
+  EXPECT_EQ(cfg.secrets_dir, dir);
+  EXPECT_EQ(cfg.env["BATON_SECRETS_DIR"], dir.string());
+  EXPECT_EQ(cfg.env["DB_PASSWORD"], "s3cret-value");
+  EXPECT_EQ(fileText(dir / "shop" / "db" / "password"), "s3cret-value");
+  EXPECT_EQ(fileText(dir / "shop" / "db" / "user"), "shop");
+  struct stat st {};
+  ASSERT_EQ(::stat((dir / "shop" / "db" / "password").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0400u);
+  if (::geteuid() == 0) {
+    EXPECT_EQ(static_cast<int64_t>(st.st_uid), cfg.uid) << "the service's user owns its files";
+    ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0500u);
+    struct statfs fs_info {};
+    ASSERT_EQ(::statfs(dir.c_str(), &fs_info), 0);
+    EXPECT_EQ(fs_info.f_type, TMPFS_MAGIC) << "the values are never on a disk";
+  }
+
+  // Gone with the instance (and its tmpfs with it).
+  r.desired_running = false;
+  ASSERT_TRUE(store_->put(keys::instance("web-1"), model::encode(r)).isOk());
+  for (int i = 0; i < 5 && fs::exists(dir); ++i) {
+    ASSERT_TRUE(rt.runOnce().isOk());
+    clock_.advance(Duration(2000));
+  }
+  EXPECT_FALSE(fs::exists(dir));
+}
+
+TEST_F(NodeTest, ASecretThatCannotBeReadIsAStartErrorNamingIt) {
+  model::InstanceRecord r;
+  r.id = "web-1";
+  r.app = "shop";
+  r.service = "web";
+  r.node = "n1";
+  r.spec.name = "web";
+  r.spec.run = {"server"};
+  r.spec.secrets = {"shop/db"};
+  r.spec.secret_versions = {{"shop/db", 0}};  // the controller saw none
+  ASSERT_TRUE(store_->put(keys::instance("web-1"), model::encode(r)).isOk());
+  FakeSecrets secrets;
+  NodeOptions o = options();
+  secrets.wire(o);
+  o.secrets_dir = dir_ / "run-secrets";
+  NodeRuntime &rt = startRuntime(clock_, o);
+  ASSERT_TRUE(rt.runOnce().isOk());
+  ASSERT_TRUE(rt.runOnce().isOk());
+  EXPECT_EQ(driver_->starts(), 0);
+  auto st = status("web-1");
+  ASSERT_TRUE(st.has_value());
+  EXPECT_NE((st->message + st->last_failure).find("secret shop/db has no version to read"),
+            std::string::npos)
+      << st->message << " / " << st->last_failure;
+}
+
+TEST_F(NodeTest, ASignalledServiceGetsNewFilesThenItsSignal) {
+  model::InstanceRecord r;
+  r.id = "web-1";
+  r.app = "shop";
+  r.service = "web";
+  r.node = "n1";
+  r.spec.name = "web";
+  r.spec.run = {"server"};
+  r.spec.secrets = {"shop/db"};
+  r.spec.on_secret_change = "SIGHUP";
+  ASSERT_TRUE(store_->put(keys::instance("web-1"), model::encode(r)).isOk());
+  FakeSecrets secrets;
+  secrets.current["shop/db"] = {1, {{"password", "one"}, {"old_key", "x"}}};
+  NodeOptions o = options();
+  secrets.wire(o);
+  o.secrets_dir = dir_ / "run-secrets";
+  NodeRuntime &rt = startRuntime(clock_, o);
+  ASSERT_TRUE(rt.runOnce().isOk());
+  ASSERT_EQ(driver_->starts(), 1);
+  const fs::path db = dir_ / "run-secrets" / "host" / "web-1" / "shop" / "db";
+  EXPECT_EQ(fileText(db / "password"), "one");
+  ASSERT_TRUE(rt.runOnce().isOk());
+  EXPECT_TRUE(driver_->signals().empty()) << "nothing changed";
+
+  secrets.current["shop/db"] = {2, {{"password", "two"}}};
+  ASSERT_TRUE(rt.runOnce().isOk());
+  EXPECT_EQ(fileText(db / "password"), "two");
+  EXPECT_FALSE(fs::exists(db / "old_key")) << "a key gone from the secret is gone from the files";
+  EXPECT_EQ(driver_->signals(), std::vector<std::string>{"web-1 " + std::to_string(SIGHUP)});
+  EXPECT_EQ(driver_->starts(), 1) << "signalled, not restarted";
+
+  // A new version with the same values: nothing to tell the service.
+  secrets.current["shop/db"].version = 3;
+  ASSERT_TRUE(rt.runOnce().isOk());
+  EXPECT_EQ(driver_->signals().size(), 1u);
+
+  // After an agent restart the runtime compares what the files hold: no spurious signal.
+  runtime_.reset();
+  NodeRuntime &again = startRuntime(clock_, o);
+  ASSERT_TRUE(again.runOnce().isOk());
+  ASSERT_TRUE(again.runOnce().isOk());
+  EXPECT_EQ(driver_->signals().size(), 1u);
+  secrets.current["shop/db"] = {4, {{"password", "four"}}};
+  ASSERT_TRUE(again.runOnce().isOk());
+  EXPECT_EQ(fileText(db / "password"), "four");
+  EXPECT_EQ(driver_->signals().size(), 2u);
 }
 
 TEST(UpstreamEnvName, UpperCaseWithUnderscores) {

@@ -137,4 +137,9 @@ Result<PutPlan> planMaxVersions(const Metadata& cur, int max_versions) {
   return p;
 }
 
+int64_t liveVersion(const Metadata& m) {
+  auto v = readable(m, 0);
+  return v ? *v : 0;
+}
+
 }  // namespace baton::secrets

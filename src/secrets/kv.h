@@ -56,6 +56,8 @@ Result<PutPlan> planPut(const Metadata& cur, std::optional<int64_t> cas, TimePoi
 // Which version a read means: 0 = the current one. kNotFound when there is none, when it was
 // destroyed or pruned, or is soft-deleted (the message says which).
 Result<int64_t> readable(const Metadata& m, int64_t version);
+// The version a read of the current one gets; 0 when there is none.
+int64_t liveVersion(const Metadata& m);
 
 // Soft delete / undelete / destroy of `versions` (empty: the current one). Unknown versions are
 // kNotFound; deleting a deleted version or undeleting a live one changes nothing.

@@ -28,6 +28,9 @@ namespace baton::secrets {
 
 using SecretData = std::map<std::string, std::string>;
 
+// Where each secret's Metadata is, by path (readers that follow versions watch this prefix).
+inline constexpr std::string_view kMetaPrefix = "/baton/secrets/meta/";
+
 struct SecretVersion {
   int64_t version = 0;
   SecretData data;

@@ -8,6 +8,7 @@
 
 #include "model/image_ref.h"
 #include "model/names.h"
+#include "secrets/kv.h"
 #include "spec/calendar.h"
 #include "spec/toml_check.h"
 
@@ -33,6 +34,7 @@ namespace {
 
 constexpr int64_t kMaxInstances = 1'000'000;
 constexpr double kMaxCpu = 1024;
+constexpr std::string_view kSecretPrefix = model::kSecretEnvPrefix;
 
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 bool isAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
@@ -155,7 +157,7 @@ class ManifestParser {
   model::ServiceSpec parseService(const toml::table& t, const std::string& path) {
     c_.checkKeys(t, path,
                  {"run", "image", "driver", "wasm", "port", "env", "health", "upstreams", "api", "secrets",
-                  "cpu", "cpu_limit", "memory", "user", "pids", "kill_timeout", "scale",
+                  "on_secret_change", "cpu", "cpu_limit", "memory", "user", "pids", "kill_timeout", "scale",
                   "read_only"});
     model::ServiceSpec svc;
 
@@ -284,8 +286,6 @@ class ManifestParser {
       }
     }
 
-    if (run) checkInterpolation(*t.get("run")->as_array(), joinKey(path, "run"), svc.env);
-
     if (const toml::node* n = t.get("health")) parseHealth(*n, joinKey(path, "health"), svc.health);
 
     if (auto ups = c_.stringArray(t, path, "upstreams")) {
@@ -316,12 +316,8 @@ class ManifestParser {
       }
     }
 
-    if (t.get("secrets") != nullptr) {
-      // Nothing delivers secrets yet: the instance would start without what it asked for.
-      c_.error(c_.keySource(t, "secrets"), joinKey(path, "secrets"),
-               "secrets are not available yet (issue 14): nothing would give them to the "
-               "instance; remove the key");
-    }
+    parseSecrets(t, path, svc);
+    if (run) checkInterpolation(*t.get("run")->as_array(), joinKey(path, "run"), svc);
 
     if (auto cpu = c_.number(t, path, "cpu", 0, kMaxCpu,
                              "a number of cores greater than 0 and at most 1024 (e.g. 0.25)")) {
@@ -366,15 +362,80 @@ class ManifestParser {
     return svc;
   }
 
+  // `secrets` (paths), `env` values "secret:PATH#KEY" naming one of them, and what a new
+  // version does (docs/secrets.md "Delivery").
+  void parseSecrets(const toml::table& t, const std::string& path, model::ServiceSpec& svc) {
+    if (auto paths = c_.stringArray(t, path, "secrets")) {
+      const toml::array& a = *t.get("secrets")->as_array();
+      for (size_t i = 0; i < paths->size(); ++i) {
+        const std::string& p = (*paths)[i];
+        if (Status ok = secrets::checkPath(p); !ok) {
+          c_.expected(*a.get(i), detail::indexKey(joinKey(path, "secrets"), i),
+                      "a secret path (\"shop/db\"): " + ok.message());
+          continue;
+        }
+        if (std::find(svc.secrets.begin(), svc.secrets.end(), p) == svc.secrets.end()) {
+          svc.secrets.push_back(p);
+        }
+      }
+    }
+    const toml::table* env = t.get("env") ? t.get("env")->as_table() : nullptr;
+    std::vector<std::string> from_secrets;
+    for (const auto& [name, value] : svc.env) {
+      if (!value.starts_with(kSecretPrefix)) continue;
+      from_secrets.push_back(name);
+      const std::string ref = value.substr(kSecretPrefix.size());
+      const size_t hash = ref.rfind('#');
+      const std::string secret = hash == std::string::npos ? ref : ref.substr(0, hash);
+      const std::string key = hash == std::string::npos ? "" : ref.substr(hash + 1);
+      std::string problem;
+      if (hash == std::string::npos) {
+        problem = "\"secret:PATH#KEY\" (a key of a secret the service lists in `secrets`)";
+      } else if (Status ok = secrets::checkKey(key); !ok) {
+        problem = "\"secret:PATH#KEY\" with a valid key: " + ok.message();
+      } else if (std::find(svc.secrets.begin(), svc.secrets.end(), secret) == svc.secrets.end()) {
+        problem = "a secret the service lists: add \"" + secret + "\" to " +
+                  joinKey(path, "secrets");
+      }
+      if (!problem.empty() && env != nullptr && env->get(name) != nullptr) {
+        c_.expected(*env->get(name), joinKey(joinKey(path, "env"), name), problem);
+      }
+    }
+    if (auto change = c_.string(t, path, "on_secret_change")) {
+      static const std::set<std::string> kSignals = {"SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT",
+                                                     "SIGQUIT", "SIGWINCH"};
+      if (*change != "roll" && !kSignals.contains(*change)) {
+        c_.expected(*t.get("on_secret_change"), joinKey(path, "on_secret_change"),
+                    "\"roll\" (new instances replace the old, as for a new manifest) or a signal "
+                    "the instances get after their files are rewritten: SIGHUP, SIGUSR1, SIGUSR2, "
+                    "SIGINT, SIGQUIT or SIGWINCH");
+      } else if (*change != "roll" && !from_secrets.empty()) {
+        // A signal cannot change a running process's environment.
+        c_.error(c_.keySource(t, "on_secret_change"), joinKey(path, "on_secret_change"),
+                 "a signal cannot change the environment of a running process, and env." +
+                     from_secrets[0] + " comes from a secret: use \"roll\", or read the value "
+                     "from $" + std::string(model::kSecretsDirEnv) + " instead");
+      } else if (svc.secrets.empty()) {
+        c_.error(c_.keySource(t, "on_secret_change"), joinKey(path, "on_secret_change"),
+                 "the service lists no secrets");
+      } else {
+        svc.on_secret_change = *change;
+      }
+    }
+  }
+
   // ${NAME} in `run` expands from the instance's environment when the exec driver starts it, and
   // an unknown or unterminated one fails the start there (drivers/exec_internal.h, expandArgv):
   // refuse it here with the same grammar, so that a typo is an error at `baton up` and not an
   // instance that never starts.
   void checkInterpolation(const toml::array& run, const std::string& path,
-                          const std::map<std::string, std::string>& env) {
+                          const model::ServiceSpec& svc) {
+    const std::map<std::string, std::string>& env = svc.env;
     auto known = [&](const std::string& name) {
-      return env.contains(name) || std::find(model::kInstanceEnv.begin(), model::kInstanceEnv.end(),
-                                             name) != model::kInstanceEnv.end();
+      return env.contains(name) ||
+             (name == model::kSecretsDirEnv && !svc.secrets.empty()) ||
+             std::find(model::kInstanceEnv.begin(), model::kInstanceEnv.end(), name) !=
+                 model::kInstanceEnv.end();
     };
     for (size_t i = 0; i < run.size(); ++i) {
       const std::string& arg = run.get(i)->as_string()->get();
@@ -388,7 +449,11 @@ class ManifestParser {
           problem = "unterminated ${ in " + quote(arg) + "; write $${ for a literal ${";
         } else {
           std::string name = arg.substr(p + 2, close - p - 2);
-          if (!known(name)) {
+          if (auto e = env.find(name); e != env.end() && e->second.starts_with(kSecretPrefix)) {
+            problem = "${" + name + "} is a secret, and a process's arguments are readable by " +
+                      "every user of the node (ps): the program should read it from its " +
+                      "environment or from $" + std::string(model::kSecretsDirEnv);
+          } else if (!known(name)) {
             std::string names;
             for (std::string_view k : model::kInstanceEnv) {
               names += (names.empty() ? "" : ", ") + std::string(k);

@@ -65,21 +65,34 @@ std::string dump(const ManifestResult& r) {
   return out;
 }
 
-// DESIGN.md's example asks for secrets, which do not exist yet (issue 14): that is its one error.
-TEST(Manifest, DesignExampleRefusesOnlySecrets) {
-  ManifestResult r = parseManifest(kDesignExample, "app.toml");
-  EXPECT_FALSE(r.app);
-  ASSERT_EQ(r.errors.size(), 1u) << dump(r);
-  EXPECT_EQ(r.errors[0].line, 12);
-  EXPECT_EQ(r.errors[0].key, "services.web.secrets");
-  EXPECT_THAT(r.errors[0].message, HasSubstr("not available yet (issue 14)"));
+TEST(Manifest, SecretsEnvReferencesAndChangeMode) {
+  ManifestResult r = parseManifest(R"toml(app = "shop"
+[services.web]
+run = ["./web", "--secrets=${BATON_SECRETS_DIR}"]
+secrets = ["shop/db", "shop/tls", "shop/db"]
+env = { DB = "secret:shop/db#password", PLAIN = "secret-ish" }
+[services.worker]
+run = ["./worker"]
+secrets = ["shop/db"]
+on_secret_change = "SIGHUP"
+)toml",
+                                   "app.toml");
+  ASSERT_TRUE(r.errors.empty()) << dump(r);
+  const model::ServiceSpec& web = r.app->services.at("web");
+  EXPECT_EQ(web.secrets, (std::vector<std::string>{"shop/db", "shop/tls"}));
+  EXPECT_EQ(web.env.at("DB"), "secret:shop/db#password");
+  EXPECT_EQ(web.on_secret_change, "roll");
+  EXPECT_TRUE(web.secret_versions.empty());
+  EXPECT_EQ(r.app->services.at("worker").on_secret_change, "SIGHUP");
+  // Without secrets, ${BATON_SECRETS_DIR} is unknown.
+  ManifestResult bare = parseManifest(
+      "app = \"shop\"\n[services.web]\nrun = [\"./web\", \"${BATON_SECRETS_DIR}\"]\n", "app.toml");
+  ASSERT_EQ(bare.errors.size(), 1u) << dump(bare);
+  EXPECT_THAT(bare.errors[0].message, HasSubstr("unknown variable ${BATON_SECRETS_DIR}"));
 }
 
 TEST(Manifest, DesignExampleFieldsLand) {
-  std::string text(kDesignExample);
-  size_t secrets = text.find("secrets = ");
-  text.erase(secrets, text.find('\n', secrets) + 1 - secrets);
-  ManifestResult r = parseManifest(text, "app.toml");
+  ManifestResult r = parseManifest(kDesignExample, "app.toml");
   ASSERT_TRUE(r.errors.empty()) << dump(r);
   ASSERT_TRUE(r.app);
   const model::AppSpec& app = *r.app;
@@ -95,7 +108,8 @@ TEST(Manifest, DesignExampleFieldsLand) {
   EXPECT_EQ(web.health.kind, model::HealthCheck::Kind::kHttp);
   EXPECT_EQ(web.health.path, "/healthz");
   EXPECT_EQ(web.upstreams, std::vector<std::string>{"cart"});
-  EXPECT_TRUE(web.secrets.empty());
+  EXPECT_EQ(web.secrets, std::vector<std::string>{"shop/db"});
+  EXPECT_EQ(web.on_secret_change, "roll");
   EXPECT_DOUBLE_EQ(web.cpu, 0.25);
   EXPECT_EQ(web.memory, 128ull << 20);
   EXPECT_EQ(web.kill_timeout, Duration(5000));
@@ -353,9 +367,29 @@ const BadCase kBadCases[] = {
      "services.web.health.interval", "positive duration"},
     {"upstream bad name", HEADER "upstreams = [\"cart\", \"Billing/API\"]\n", 4,
      "services.web.upstreams[1]", "a service name"},
-    {"secrets", HEADER "secrets = [\"shop/db\"]\n", 4, "services.web.secrets",
-     "secrets are not available yet (issue 14)"},
-    {"secret empty", HEADER "secrets = [\"\"]\n", 4, "services.web.secrets", "not available yet"},
+    {"secret path empty", HEADER "secrets = [\"shop/db\", \"\"]\n", 4, "services.web.secrets[1]",
+     "expected a non-empty string"},
+    {"secret path dot-dot", HEADER "secrets = [\"shop/../db\"]\n", 4, "services.web.secrets[0]",
+     "a secret path"},
+    {"secrets not a list", HEADER "secrets = \"shop/db\"\n", 4, "services.web.secrets",
+     "an array of strings"},
+    {"env secret not listed", HEADER "env = { DB = \"secret:shop/db#password\" }\n", 4,
+     "services.web.env.DB", "add \"shop/db\" to services.web.secrets"},
+    {"env secret without key", HEADER "secrets = [\"shop/db\"]\nenv = { DB = \"secret:shop/db\" }\n",
+     5, "services.web.env.DB", "\"secret:PATH#KEY\""},
+    {"env secret bad key", HEADER "secrets = [\"shop/db\"]\nenv = { DB = \"secret:shop/db#a-b\" }\n",
+     5, "services.web.env.DB", "with a valid key"},
+    {"on_secret_change unknown", HEADER "secrets = [\"shop/db\"]\non_secret_change = \"HUP\"\n", 5,
+     "services.web.on_secret_change", "\"roll\" (new instances replace the old"},
+    {"on_secret_change signal with env secret",
+     HEADER "secrets = [\"shop/db\"]\nenv = { DB = \"secret:shop/db#pw\" }\n"
+            "on_secret_change = \"SIGHUP\"\n",
+     6, "services.web.on_secret_change", "a signal cannot change the environment"},
+    {"on_secret_change without secrets", HEADER "on_secret_change = \"SIGHUP\"\n", 4,
+     "services.web.on_secret_change", "lists no secrets"},
+    {"secret in run", "app = \"shop\"\n[services.web]\nrun = [\"./web\", \"${DB}\"]\n"
+     "secrets = [\"shop/db\"]\nenv = { DB = \"secret:shop/db#pw\" }\n",
+     3, "services.web.run[1]", "${DB} is a secret"},
     {"wasm", "app = \"shop\"\n[services.web]\nwasm = \"h.wasm\"\n", 3, "services.web.wasm",
      "the wasm driver is not available yet (WebAssembly comes with a later issue)"},
     {"oci driver with a registry image",

@@ -1,11 +1,13 @@
 """Secrets (docs/secrets.md) through the CLI a user types: versions, check-and-set, delete,
 undelete, destroy; the clear value is nowhere in the store's files or the agent's log; without
 the write token no value is read."""
+import json
 import os
 import secrets as pysecrets
 import subprocess
+import urllib.error
 
-from conftest import BATON, Agent, teardown_agent
+from conftest import BATON, FILES, Agent, http_get, teardown_agent, wait_for
 
 
 def run(agent, *args, stdin=None, token=None):
@@ -78,3 +80,83 @@ def test_secret_values_need_the_write_token(tmp_path):
         assert r.stdout == "v1\n", r.stderr
     finally:
         teardown_agent(a, tmp_path)
+
+
+def secrets_app(path):
+    svc = f'run = ["python3", "{FILES}/tests/integration/secretsvc.py"]\nhealth = "/healthz"\n'
+    path.write_text(f"""app = "shop"
+[services.web]
+{svc}secrets = ["shop/db"]
+env = {{ DB_PASSWORD = "secret:shop/db#PASSWORD" }}
+[services.worker]
+{svc}secrets = ["shop/db"]
+on_secret_change = "SIGHUP"
+[services.other]
+{svc}""")
+    return path
+
+
+def one_healthy(agent, service):
+    ready = agent.healthy("shop", service)
+    return ready[0] if len(ready) == 1 else None
+
+
+def fetch(inst, path):
+    try:
+        return http_get(f"http://{inst['address']}:{inst['port']}{path}")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+    except OSError as e:
+        return 0, str(e)
+
+
+def test_instances_get_their_secrets_and_a_new_version_rolls_or_signals(agent, tmp_path):
+    clear1 = "first-" + pysecrets.token_hex(12)
+    clear2 = "second-" + pysecrets.token_hex(12)
+    agent.cli("secret", "put", "shop/db", f"PASSWORD={clear1}", "USER=shop")
+    agent.cli("up", str(secrets_app(tmp_path / "app.toml")), "--wait", "--timeout", "60s")
+    web, worker, other = (one_healthy(agent, s) for s in ("web", "worker", "other"))
+    assert web and worker and other
+
+    # Files under $BATON_SECRETS_DIR/PATH/KEY, 0400 and the service's own; the env entry.
+    assert fetch(web, "/file/shop/db/PASSWORD") == (200, clear1)
+    assert fetch(web, "/file/shop/db/USER") == (200, "shop")
+    assert fetch(web, "/env/DB_PASSWORD") == (200, clear1)
+    status, stat = fetch(web, "/stat/shop/db/PASSWORD")
+    mode, owner, me = stat.split()
+    assert status == 200 and mode == "0o400" and me == f"me={owner}", stat
+    # Another service (another user) cannot read them, nor list where they are.
+    status, where = fetch(web, "/env/BATON_SECRETS_DIR")
+    assert status == 200 and where
+    status, body = fetch(other, "/read?path=" + where + "/shop/db/PASSWORD")
+    assert status == 403 and "Permission" in body, body
+    assert fetch(other, "/env/BATON_SECRETS_DIR")[0] == 404
+    if os.geteuid() == 0:
+        mounts = open("/proc/mounts").read()
+        assert f" {where} tmpfs " in mounts, "each instance's secrets are in a tmpfs of its own"
+
+    # Not in what the API shows, nor in any process's arguments.
+    assert clear1 not in agent.cli("ps", "--json").stdout
+    assert clear1 not in json.dumps(agent.get("/v1/instances"))
+    assert clear1 not in json.dumps(agent.get("/v1/apps/shop"))
+    assert clear1 not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+    # A new version: web (roll) is replaced by an instance with the new value; worker (SIGHUP)
+    # keeps its instance, whose files change before it gets the signal.
+    agent.cli("secret", "put", "shop/db", f"PASSWORD={clear2}", "USER=shop")
+    wait_for(lambda: (w := one_healthy(agent, "web")) and w["id"] != web["id"] and
+             fetch(w, "/env/DB_PASSWORD") == (200, clear2), timeout=60, what="web rolled")
+    wait_for(lambda: fetch(worker, "/hups") == (200, "1"), timeout=20, what="worker signalled")
+    assert fetch(worker, "/file/shop/db/PASSWORD") == (200, clear2)
+    assert one_healthy(agent, "worker")["id"] == worker["id"], "signalled, not replaced"
+    wait_for(lambda: not os.path.exists(where), timeout=30, what="the old web's files removed")
+
+    # Every hand-over is in the audit log; no value is in the store's files or the agent's log.
+    entries = agent.cli_json("audit", "--limit", "200")["entries"]
+    handed = [e for e in entries if e["route"] == "secret-to-instance"]
+    assert any(e["secret"] == "shop/db" and e["who"].startswith("node ") for e in handed), entries
+    for path in agent.data_dir.glob("store*"):
+        for clear in (clear1, clear2):
+            assert clear.encode() not in path.read_bytes(), f"{clear!r} in clear in {path}"
+    for clear in (clear1, clear2):
+        assert clear not in agent.log()

@@ -126,6 +126,44 @@ TEST_P(DriverConformanceTest, EnvAndPortReachTheService) {
   EXPECT_NE(out.find("argv-port=12345"), std::string::npos) << out;
 }
 
+// The node's secret files (node/secret_files.h): a container sees them read-only at
+// kContainerSecretsDir through a bind mount; an exec service reads the node's directory.
+TEST_P(DriverConformanceTest, SecretFilesAreReadableAndNotWritable) {
+  char tmpl[] = "/tmp/baton-conf-secrets-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::filesystem::path dir = tmpl;
+  std::filesystem::create_directories(dir / "shop" / "db");
+  { std::ofstream(dir / "shop" / "db" / "PASSWORD") << "conf-s3cret"; }
+  std::filesystem::permissions(dir / "shop" / "db" / "PASSWORD", std::filesystem::perms(0444));
+  for (auto p : {dir / "shop" / "db", dir / "shop", dir}) {
+    std::filesystem::permissions(p, std::filesystem::perms(0555));
+  }
+  const std::string seen_at =
+      driver_->imageUsers() ? std::string(kContainerSecretsDir) : dir.string();
+  TaskConfig task = harness_->shellTask(
+      "conf-secrets",
+      "cat \"$S/shop/db/PASSWORD\"; echo; "
+      "if (echo x > \"$S/shop/db/PASSWORD\") 2>/dev/null; then echo writable; "
+      "else echo not-writable; fi",
+      {{"S", seen_at}}, 0);
+  task.secrets_dir = dir;
+  ASSERT_TRUE(driver_->start(task).isOk());
+  auto exit = driver_->wait("conf-secrets", kLong);
+  ASSERT_TRUE(exit.isOk()) << exit.status().toString();
+  std::string out = readLog(task, "stdout.log");
+  EXPECT_NE(out.find("conf-s3cret\n"), std::string::npos) << out;
+  // A read-only mount stops even a container's root; an exec service is stopped by the modes
+  // (the harness may run it as root, which modes do not stop).
+  if (driver_->imageUsers() || task.uid > 0) {
+    EXPECT_NE(out.find("not-writable"), std::string::npos) << out;
+  }
+  (void)driver_->destroy("conf-secrets");
+  for (auto p : {dir / "shop" / "db", dir / "shop", dir}) {
+    std::filesystem::permissions(p, std::filesystem::perms(0700));
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST_P(DriverConformanceTest, ServiceListensOnPort) {
   int port = freePort();
   auto task = harness_->listenerTask("conf-listen", port);
