@@ -44,7 +44,7 @@
 #include "model/keys.h"
 #include "node/node.h"
 #include "spec/manifest.h"
-#include "secrets/secret_store.h"
+#include "secrets/seal.h"
 #include "state/snapshot_watcher.h"
 #include "state/sqlite_store.h"
 
@@ -451,19 +451,39 @@ int runAgent(const AgentFlags& flags) {
            (dns_server ? dns_server->prometheus() : "");
   };
   deps.api_keys = api_keys;
-  // Secrets (docs/secrets.md): their data key sealed under a key of this node that is not in
-  // the store.
-  auto secrets_kek = crypto::loadOrCreateKeyFile(fs::path(cfg.data_dir) / "secrets.kek");
-  if (!secrets_kek) {
-    std::cerr << "baton agent: " << secrets_kek.status().message() << "\n";
-    return 1;
+  // Secrets (docs/secrets.md): their data key sealed under a key-encryption key that is not in
+  // the store: this node's key file, or (seal = "shares") one made from unseal shares after every
+  // start and never written.
+  std::unique_ptr<secrets::Seal> seal;
+  if (cfg.secrets_seal == "shares") {
+    auto s = secrets::Seal::withShares(**store, clock);
+    if (!s) {
+      std::cerr << "baton agent: secrets: " << s.status().message() << "\n";
+      return 1;
+    }
+    seal = std::move(*s);
+    const secrets::SealStatus st = seal->status();
+    if (st.initialized) {
+      spdlog::warn("secrets are sealed: {} of {} unseal shares are needed (baton operator unseal)",
+                   st.threshold, st.shares);
+    } else {
+      spdlog::warn("secrets are not initialised: baton operator init makes the key and its "
+                   "unseal shares");
+    }
+  } else {
+    auto secrets_kek = crypto::loadOrCreateKeyFile(fs::path(cfg.data_dir) / "secrets.kek");
+    if (!secrets_kek) {
+      std::cerr << "baton agent: " << secrets_kek.status().message() << "\n";
+      return 1;
+    }
+    auto s = secrets::Seal::withKey(**store, std::move(*secrets_kek), clock);
+    if (!s) {
+      std::cerr << "baton agent: secrets: " << s.status().message() << "\n";
+      return 1;
+    }
+    seal = std::move(*s);
   }
-  auto vault = secrets::SecretStore::open(**store, std::move(*secrets_kek), clock);
-  if (!vault) {
-    std::cerr << "baton agent: secrets: " << vault.status().message() << "\n";
-    return 1;
-  }
-  deps.secrets = vault->get();
+  deps.seal = seal.get();
   api::ApiServer api(deps, api_options);
   std::unique_ptr<api::ApiServer> instance_api;
   if (app_tokens) {

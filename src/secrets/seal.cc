@@ -57,6 +57,18 @@ Seal::Seal(state::Store& store, Clock& clock, std::string mode)
 Seal::~Seal() { forgetShares(); }
 
 Result<std::unique_ptr<Seal>> Seal::withKey(state::Store& store, std::string kek, Clock& clock) {
+  // A store initialised with shares keeps its keyring under their key: a key file must neither
+  // fail to open it with a puzzling message nor make a keyring of its own.
+  auto cfg = store.get(std::string(model::keys::kSecretsSeal));
+  if (!cfg) return cfg.status();
+  if (cfg->has_value()) {
+    crypto::cleanse(kek);
+    auto c = decodeSealConfig((*cfg)->value);
+    return Status(Code::kFailedPrecondition,
+                  "the secrets were initialised with unseal shares" +
+                      (c ? " (key id " + c->key_id + ")" : std::string()) +
+                      ": set [secrets] seal = \"shares\" and unseal with them");
+  }
   auto opened = SecretStore::open(store, std::move(kek), clock);
   if (!opened) return opened.status();
   std::unique_ptr<Seal> s(new Seal(store, clock, "file"));

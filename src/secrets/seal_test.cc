@@ -178,6 +178,16 @@ TEST_F(SealTest, FileModeIsUnsealedAndRefusesInitAndUnseal) {
             Code::kFailedPrecondition);
 }
 
+TEST_F(SealTest, AKeyFileDoesNotOpenSecretsInitialisedWithShares) {
+  auto seal = sharesSeal();
+  ASSERT_TRUE(seal->init(3, 2).isOk());
+  const state::Revision before = revision();
+  auto file = Seal::withKey(*store_, std::string(32, 'K'), clock_);
+  EXPECT_EQ(file.status().code(), Code::kFailedPrecondition);
+  EXPECT_THAT(file.status().message(), HasSubstr("seal = \"shares\""));
+  EXPECT_EQ(revision(), before);
+}
+
 TEST_F(SealTest, InitChecksItsNumbers) {
   auto seal = sharesSeal();
   EXPECT_EQ(seal->init(5, 1).status().code(), Code::kInvalidArgument);
