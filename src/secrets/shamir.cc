@@ -21,7 +21,8 @@ constexpr std::string_view kCheckDomain{"baton unseal share check\0", 25};
 constexpr size_t kShareChars = 43;  // base64url of 32 bytes, no padding
 constexpr size_t kHexChars = 8;
 
-// libgfshare draws its polynomial coefficients through this hook (its default is random()).
+// libgfshare draws its polynomial coefficients through this hook, and scrubs a context with it
+// when it is freed (Debian's build starts with a null hook: every use of a context needs it set).
 // A failure of OpenSSL's generator is noted for the caller, which then refuses the split: shares
 // made with predictable coefficients would give the key away.
 thread_local bool rand_failed = false;
@@ -149,6 +150,7 @@ Result<std::string> combine(const std::vector<Share>& shares) {
     return invalidArgument("the key needs " + std::to_string(first.threshold) + " shares, got " +
                            std::to_string(shares.size()));
   }
+  useOpenSslRandom();
   std::vector<unsigned char> xs;
   for (const Share& s : shares) xs.push_back(static_cast<unsigned char>(s.index));
   Ctx ctx(gfshare_ctx_init_dec(xs.data(), static_cast<unsigned int>(xs.size()), kKeyBytes));

@@ -164,5 +164,26 @@ TEST(Shamir, ParseErrorsSayWhatIsWrongAndNeverQuoteTheShare) {
   EXPECT_TRUE(parseShare(withChecksum(body)).isOk());
 }
 
+// An agent that starts sealed combines shares without ever having split a key: libgfshare's
+// random hook must be set then too (it scrubs contexts with it; Debian's starts null). The
+// "threadsafe" death-test style runs this in a fresh process, where no split has happened.
+// The shares are those of the fuzz corpus: a fixed test key of 32 bytes 0x42.
+TEST(ShamirDeathTest, CombineWorksInAProcessThatNeverSplit) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        std::vector<Share> given;
+        for (const char* text :
+             {"bs1.3.1.ead8c3df.Ny621sGMR1FnP6e5ihTp_A_B4qpq9Gss4UyVo1QGcCo.75acce9d",
+              "bs1.3.2.ead8c3df.dCWuJgwLUZdb0huNkK8EjIR5VvrnyalGwy40-8rF4H0.98231812",
+              "bs1.3.3.ead8c3df.AUlaso_FVIR-r_52WPmvMsn69hLPf4AoYCDjGtyB0hU.2da47d22"}) {
+          given.push_back(parseShare(text).value());
+        }
+        auto key = combine(given);
+        std::_Exit(key.isOk() && *key == std::string(32, '\x42') ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 }  // namespace
 }  // namespace baton::secrets::shamir
