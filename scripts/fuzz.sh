@@ -7,7 +7,9 @@
 #   drivers  image references, the Docker Engine's answers and log stream, OCI image documents
 #            (src/drivers/drivers_fuzz.cc)
 #   dns   DNS queries and the answers the resolver makes of them (src/dns/dns_fuzz.cc)
-# Usage: scripts/fuzz.sh [SECONDS] [spec] [auth] [gateway] [drivers] [dns]  (default: 30 s each, all)
+#   secrets  unseal shares as an operator pastes them (src/secrets/shamir_fuzz.cc)
+# Usage: scripts/fuzz.sh [SECONDS] [spec] [auth] [gateway] [drivers] [dns] [secrets]
+#        (default: 30 s each, all)
 # Configures one clang build (build-fuzz), builds the chosen targets, runs each on a copy of its
 # seed corpus (src/<module>/fuzz_corpus), and exits non-zero when a fuzzer finds a crash, leak
 # or timeout (the reproducer lands in build-fuzz/<target>_artifacts/).
@@ -21,20 +23,20 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]]; then
 fi
 shift || true
 modules=("$@")
-((${#modules[@]})) || modules=(spec auth gateway drivers dns)
+((${#modules[@]})) || modules=(spec auth gateway drivers dns secrets)
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BATON_FUZZ_BUILD:-$repo/build-fuzz}"
 export CCACHE_BASEDIR="$repo" CCACHE_NOHASHDIR=1
 
 declare -A target=([spec]=spec_fuzz [auth]=auth_fuzz [gateway]=gateway_fuzz [drivers]=drivers_fuzz
-                   [dns]=dns_fuzz)
+                   [dns]=dns_fuzz [secrets]=secrets_fuzz)
 declare -A dict=([spec]=manifest_fuzz.dict [auth]=auth_fuzz.dict [gateway]=http1_fuzz.dict
-                 [drivers]=drivers_fuzz.dict [dns]=dns_fuzz.dict)
-declare -A max_len=([spec]=8192 [auth]=20000 [gateway]=4096 [drivers]=8192 [dns]=512)
+                 [drivers]=drivers_fuzz.dict [dns]=dns_fuzz.dict [secrets]=shamir_fuzz.dict)
+declare -A max_len=([spec]=8192 [auth]=20000 [gateway]=4096 [drivers]=8192 [dns]=512 [secrets]=512)
 targets=()
 for m in "${modules[@]}"; do
-  [[ -n "${target[$m]:-}" ]] || { echo "$0: unknown module $m (spec, auth, gateway, drivers, dns)" >&2; exit 2; }
+  [[ -n "${target[$m]:-}" ]] || { echo "$0: unknown module $m (spec, auth, gateway, drivers, dns, secrets)" >&2; exit 2; }
   targets+=("${target[$m]}")
 done
 

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config clang libclang-rt-14-dev
-  libboost1.81-dev libssl-dev libsqlite3-dev
+  libboost1.81-dev libssl-dev libsqlite3-dev libgfshare-dev
   libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   libhowardhinnant-date-dev
   libgtest-dev libgmock-dev libbenchmark-dev

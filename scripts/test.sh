@@ -11,5 +11,5 @@ scripts/sanitize.sh
 # Fuzzing smoke runs of the parsers that read bytes from outside (manifests and config; JWTs
 # and JWKS; the gateway's HTTP framing; the container drivers' inputs); longer runs:
 # scripts/fuzz.sh SECONDS.
-scripts/fuzz.sh "${BATON_FUZZ_SECONDS:-20}" spec auth gateway drivers dns
+scripts/fuzz.sh "${BATON_FUZZ_SECONDS:-20}" spec auth gateway drivers dns secrets
 ctest --test-dir build --output-on-failure -j1

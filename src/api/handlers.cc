@@ -13,10 +13,11 @@
 #include "auth/api_keys.h"
 #include "autoscaler/bounds.h"
 #include "core/units.h"
+#include "crypto/aead.h"
 #include "mesh/intentions.h"
 #include "model/json.h"
 #include "model/keys.h"
-#include "secrets/secret_store.h"
+#include "secrets/seal.h"
 #include "spec/manifest.h"
 
 namespace baton::api {
@@ -578,8 +579,9 @@ struct Handlers::Impl {
   // /v1/secrets (docs/secrets.md). Values travel only in the bodies of GET and PUT data; no
   // error message quotes one.
   ApiResponse secret(const RouteMatch& m, const ApiRequest& req) {
-    secrets::SecretStore* vault = deps.secrets;
-    if (vault == nullptr) return errorResponse(503, "this agent keeps no secrets");
+    if (deps.seal == nullptr) return errorResponse(503, "this agent keeps no secrets");
+    secrets::SecretStore* vault = deps.seal->store();
+    if (vault == nullptr) return errorResponse(503, deps.seal->status().message());
     const std::string path = m.params.count("path") ? m.params.at("path") : "";
     auto number = [&](const std::string& text, const char* what) -> Result<int64_t> {
       if (text.empty() || text.size() > 18 ||
@@ -706,6 +708,54 @@ struct Handlers::Impl {
       default:
         return errorResponse(404, "no such endpoint");
     }
+  }
+
+  static json sealJson(const secrets::SealStatus& st) {
+    return {{"mode", st.mode},         {"initialized", st.initialized}, {"sealed", st.sealed},
+            {"threshold", st.threshold}, {"shares", st.shares},         {"progress", st.progress},
+            {"key_id", st.key_id},     {"message", st.message()}};
+  }
+
+  // /v1/operator (docs/secrets.md "Unsealing"). The shares travel only in the answer to init
+  // and the body of unseal; no error message and no log line holds one.
+  ApiResponse operatorCall(const RouteMatch& m, const ApiRequest& req) {
+    if (deps.seal == nullptr) return errorResponse(503, "this agent keeps no secrets");
+    secrets::Seal& seal = *deps.seal;
+    if (m.id == RouteId::kSealStatus) return jsonResponse(200, sealJson(seal.status()));
+    json j = json::parse(req.body.empty() ? std::string("{}") : req.body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return errorResponse(400, "the body is a JSON object");
+    if (m.id == RouteId::kOperatorInit) {
+      if (seal.status().mode != "shares") {
+        return errorResponse(409, "this agent's secrets are sealed by its key file ([secrets] "
+                                  "seal = \"file\"); init is for seal = \"shares\"");
+      }
+      auto count = [&](const char* k) -> std::optional<int> {
+        if (!j.contains(k) || !j[k].is_number_unsigned() || j[k].get<uint64_t>() > 16) {
+          return std::nullopt;
+        }
+        return j[k].get<int>();
+      };
+      auto shares = count("shares"), threshold = count("threshold");
+      if (!shares || !threshold) {
+        return errorResponse(400, "the body is {\"shares\": N, \"threshold\": K} with "
+                                  "2 <= K <= N <= 16");
+      }
+      auto made = seal.init(*shares, *threshold);
+      if (!made) return statusResponse(made.status());
+      const secrets::SealStatus st = seal.status();
+      json out = {{"shares", *made},
+                  {"threshold", st.threshold},
+                  {"key_id", st.key_id},
+                  {"sealed", st.sealed}};
+      for (auto& s : *made) crypto::cleanse(s);
+      return jsonResponse(200, out);
+    }
+    if (!j.contains("share") || !j["share"].is_string()) {
+      return errorResponse(400, "the body is {\"share\": \"bs1....\"}");
+    }
+    auto st = seal.unseal(j["share"].get_ref<const std::string&>());
+    if (!st) return statusResponse(st.status());
+    return jsonResponse(200, sealJson(*st));
   }
 
   // The instances' listener (ApiOptions::check_app_token): reads of the token's own app only.
@@ -851,6 +901,10 @@ struct Handlers::Impl {
       case RouteId::kPutSecretMeta:
       case RouteId::kDeleteSecretMeta:
         return secret(m, req);
+      case RouteId::kOperatorInit:
+      case RouteId::kOperatorUnseal:
+      case RouteId::kSealStatus:
+        return operatorCall(m, req);
       default:
         return errorResponse(404, "no such endpoint");
     }

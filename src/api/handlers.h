@@ -22,7 +22,7 @@
 #include "state/store.h"
 
 namespace baton::secrets {
-class SecretStore;
+class Seal;
 }  // namespace baton::secrets
 
 namespace baton::auth {
@@ -69,8 +69,10 @@ struct ApiDeps {
   // The gateway's API keys, so that create and revoke reach its cache at once; null: the
   // handlers use their own over `store`.
   auth::ApiKeys* api_keys = nullptr;
-  // The sealed secrets store (docs/secrets.md); null: /v1/secrets answers 503.
-  secrets::SecretStore* secrets = nullptr;
+  // The secrets' seal and, once unsealed, their store (docs/secrets.md); null: /v1/secrets and
+  // /v1/operator answer 503. While sealed /v1/secrets answers 503 saying how many unseal shares
+  // are still needed.
+  secrets::Seal* seal = nullptr;
 };
 
 struct ApiOptions {

@@ -12,7 +12,7 @@
 #include "api/event_bus.h"
 #include "auth/api_keys.h"
 #include "core/testing/fake_clock.h"
-#include "secrets/secret_store.h"
+#include "secrets/seal.h"
 #include "model/json.h"
 #include "model/keys.h"
 #include "state/sqlite_store.h"
@@ -512,9 +512,9 @@ TEST_F(HandlersTest, TheInstancesListenerReadsTheTokensOwnAppOnly) {
 }
 
 TEST_F(HandlersTest, SecretsVersionCasDeleteUndeleteDestroyAndPurge) {
-  auto vault = secrets::SecretStore::open(*store_, std::string(32, 'K'), clock_);
+  auto vault = secrets::Seal::withKey(*store_, std::string(32, 'K'), clock_);
   ASSERT_TRUE(vault.isOk());
-  Handlers h(ApiDeps{.store = *store_, .clock = clock_, .secrets = vault->get()},
+  Handlers h(ApiDeps{.store = *store_, .clock = clock_, .seal = vault->get()},
              ApiOptions{.dev = true});
   auto send = [&](std::string method, std::string target, std::string b = {}) {
     return h.handle(ApiRequest::make(std::move(method), target, std::move(b)));
@@ -556,7 +556,7 @@ TEST_F(HandlersTest, SecretsVersionCasDeleteUndeleteDestroyAndPurge) {
   // No store: 503. A read token lists paths but reads no value.
   Handlers none(ApiDeps{*store_, clock_}, ApiOptions{.dev = true});
   EXPECT_EQ(none.handle(ApiRequest::make("GET", "/v1/secrets")).status, 503);
-  Handlers ro(ApiDeps{.store = *store_, .clock = clock_, .secrets = vault->get()},
+  Handlers ro(ApiDeps{.store = *store_, .clock = clock_, .seal = vault->get()},
               ApiOptions{.dev = false, .check_token = [](std::string_view t) {
                            return t == "r" ? Access::kRead : Access::kNone;
                          }});
@@ -567,9 +567,9 @@ TEST_F(HandlersTest, SecretsVersionCasDeleteUndeleteDestroyAndPurge) {
 }
 
 TEST_F(HandlersTest, EveryWriteAndSecretReadIsAuditedWithoutValues) {
-  auto vault = secrets::SecretStore::open(*store_, std::string(32, 'K'), clock_);
+  auto vault = secrets::Seal::withKey(*store_, std::string(32, 'K'), clock_);
   ASSERT_TRUE(vault.isOk());
-  Handlers h(ApiDeps{.store = *store_, .clock = clock_, .secrets = vault->get()},
+  Handlers h(ApiDeps{.store = *store_, .clock = clock_, .seal = vault->get()},
              ApiOptions{.dev = false, .check_token = [](std::string_view t) {
                           return t == "w" ? Access::kWrite : t == "r" ? Access::kRead : Access::kNone;
                         }});
@@ -796,6 +796,109 @@ run = ["x"]
   EXPECT_EQ(call("GET", "/v1/intentions/check?source=shop/nope&destination=shop/cart").status,
             404);
   EXPECT_EQ(call("DELETE", "/v1/intentions?source=bad").status, 400);
+}
+
+TEST_F(HandlersTest, OperatorInitUnsealAndSealStatus) {
+  auto seal = std::move(secrets::Seal::withShares(*store_, clock_).value());
+  auto opts = [] {
+    return ApiOptions{.dev = false, .check_token = [](std::string_view t) {
+                        return t == "w" ? Access::kWrite : t == "r" ? Access::kRead : Access::kNone;
+                      }};
+  };
+  auto h = std::make_unique<Handlers>(ApiDeps{.store = *store_, .clock = clock_, .seal = seal.get()},
+                                      opts());
+  auto send = [&](std::string method, std::string target, std::string auth, std::string b = {}) {
+    return h->handle(ApiRequest::make(std::move(method), target, std::move(b), std::move(auth)));
+  };
+  // Not initialised: sealed, and /v1/secrets says what to do.
+  auto r = send("GET", "/v1/operator/seal", "Bearer r");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body(r)["sealed"], true);
+  EXPECT_EQ(body(r)["initialized"], false);
+  r = send("GET", "/v1/secrets", "Bearer w");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("baton operator init"), std::string::npos) << r.body;
+  // init needs the write token and sane numbers.
+  EXPECT_EQ(send("POST", "/v1/operator/init", "Bearer r", R"({"shares":5,"threshold":3})").status, 403);
+  EXPECT_EQ(send("POST", "/v1/operator/init", "", R"({"shares":5,"threshold":3})").status, 401);
+  EXPECT_EQ(send("POST", "/v1/operator/init", "Bearer w", R"({"shares":5,"threshold":1})").status, 400);
+  EXPECT_EQ(send("POST", "/v1/operator/init", "Bearer w", R"({"shares":5})").status, 400);
+  EXPECT_EQ(send("POST", "/v1/operator/init", "Bearer w", R"({"shares":-5,"threshold":3})").status, 400);
+  r = send("POST", "/v1/operator/init", "Bearer w", R"({"shares":5,"threshold":3})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::vector<std::string> shares = body(r)["shares"].get<std::vector<std::string>>();
+  ASSERT_EQ(shares.size(), 5u);
+  EXPECT_EQ(body(r)["threshold"], 3);
+  EXPECT_EQ(body(r)["sealed"], false);
+  r = send("POST", "/v1/operator/init", "Bearer w", R"({"shares":5,"threshold":3})");
+  EXPECT_EQ(r.status, 409) << "only once";
+  ASSERT_EQ(send("PUT", "/v1/secrets/data/shop/db", "Bearer w", R"({"data":{"K":"v"}})").status, 200);
+
+  // A restart: sealed; every /v1/secrets call says how many shares are still needed.
+  h.reset();
+  seal = std::move(secrets::Seal::withShares(*store_, clock_).value());
+  h = std::make_unique<Handlers>(ApiDeps{.store = *store_, .clock = clock_, .seal = seal.get()},
+                                 opts());
+  for (auto [method, target] : std::vector<std::pair<std::string, std::string>>{
+           {"GET", "/v1/secrets"}, {"GET", "/v1/secrets/data/shop/db"},
+           {"PUT", "/v1/secrets/data/shop/db"}, {"GET", "/v1/secrets/metadata/shop/db"}}) {
+    r = send(method, target, "Bearer w", R"({"data":{"K":"v"}})");
+    EXPECT_EQ(r.status, 503) << method << " " << target;
+    EXPECT_NE(r.body.find("sealed: 3 more unseal shares are needed (baton operator unseal)"),
+              std::string::npos) << r.body;
+  }
+  auto unseal = [&](const std::string& share, std::string auth = "Bearer w") {
+    return send("POST", "/v1/operator/unseal", auth, json{{"share", share}}.dump());
+  };
+  EXPECT_EQ(unseal(shares[0], "Bearer r").status, 403);
+  r = unseal(shares[0]);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body(r)["progress"], 1);
+  EXPECT_EQ(body(r)["sealed"], true);
+  r = unseal(shares[0]);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("was given already"), std::string::npos) << r.body;
+  r = unseal(shares[1].substr(0, 30));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.body.find(shares[1].substr(17, 10)), std::string::npos) << "no share in an error";
+  EXPECT_EQ(send("POST", "/v1/operator/unseal", "Bearer w", R"({"key":"x"})").status, 400);
+  ASSERT_EQ(unseal(shares[3]).status, 200);
+  r = send("GET", "/v1/secrets/data/shop/db", "Bearer w");
+  EXPECT_NE(r.body.find("1 more unseal share is needed"), std::string::npos) << r.body;
+  r = unseal(shares[4]);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body(r)["sealed"], false);
+  r = send("GET", "/v1/secrets/data/shop/db", "Bearer w");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body(r)["data"]["K"], "v");
+  EXPECT_EQ(body(send("GET", "/v1/operator/seal", "Bearer r"))["sealed"], false);
+
+  // Audited (route and who), never with a body: no share is in the store's audit log.
+  auto entries = store_->list(std::string(keys::kAudit)).value();
+  int unseals = 0;
+  for (const auto& kv : entries.kvs) {
+    if (kv.value.find("operator_unseal") != std::string::npos) ++unseals;
+    for (const auto& s : shares) EXPECT_EQ(kv.value.find(s.substr(17, 20)), std::string::npos);
+  }
+  EXPECT_GE(unseals, 4);
+}
+
+TEST_F(HandlersTest, OperatorCallsInFileModeSayWhy) {
+  auto seal = std::move(secrets::Seal::withKey(*store_, std::string(32, 'K'), clock_).value());
+  Handlers h(ApiDeps{.store = *store_, .clock = clock_, .seal = seal.get()},
+             ApiOptions{.dev = true});
+  auto r = h.handle(ApiRequest::make("POST", "/v1/operator/init", R"({"shares":5,"threshold":3})"));
+  EXPECT_EQ(r.status, 409);
+  EXPECT_NE(r.body.find("seal = \\\"file\\\""), std::string::npos) << r.body;
+  r = h.handle(ApiRequest::make("POST", "/v1/operator/unseal", R"({"share":"bs1.x"})"));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("nothing to unseal"), std::string::npos) << r.body;
+  r = h.handle(ApiRequest::make("GET", "/v1/operator/seal"));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(body(r)["mode"], "file");
+  EXPECT_EQ(body(r)["sealed"], false);
+  Handlers none(ApiDeps{*store_, clock_}, ApiOptions{.dev = true});
+  EXPECT_EQ(none.handle(ApiRequest::make("GET", "/v1/operator/seal")).status, 503);
 }
 
 }  // namespace

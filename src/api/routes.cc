@@ -142,6 +142,12 @@ const char* routeName(RouteId id) {
       return "delete_secret_metadata";
     case RouteId::kListAudit:
       return "list_audit";
+    case RouteId::kOperatorInit:
+      return "operator_init";
+    case RouteId::kOperatorUnseal:
+      return "operator_unseal";
+    case RouteId::kSealStatus:
+      return "seal_status";
   }
   return "unknown";
 }
@@ -217,6 +223,14 @@ RouteMatch matchRoute(std::string_view method, std::string_view path) {
       if (m.id == RouteId::kListApiKeys) m.needs = Access::kWrite;
       return m;
     }
+    return {};
+  }
+  if (top == "operator") {
+    // The secrets' seal (docs/secrets.md "Unsealing").
+    if (n != 3) return {};
+    if (seg[2] == "init") return pick(method, {.post = RouteId::kOperatorInit});
+    if (seg[2] == "unseal") return pick(method, {.post = RouteId::kOperatorUnseal});
+    if (seg[2] == "seal") return pick(method, {.get = RouteId::kSealStatus});
     return {};
   }
   if (top == "intentions") {

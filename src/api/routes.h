@@ -43,6 +43,9 @@ enum class RouteId {
   kPutSecretMeta,     // PUT  /v1/secrets/metadata/{path} {"max_versions": N}
   kDeleteSecretMeta,  // DELETE /v1/secrets/metadata/{path}: every version, for good
   kListAudit,         // GET  /v1/audit?limit=N (needs the write token)
+  kOperatorInit,      // POST /v1/operator/init {"shares": N, "threshold": K} (seal = "shares")
+  kOperatorUnseal,    // POST /v1/operator/unseal {"share": "bs1...."}
+  kSealStatus,        // GET  /v1/operator/seal
 };
 
 const char* routeName(RouteId id);

@@ -37,6 +37,22 @@ TEST(Routes, AppsWithParams) {
   EXPECT_EQ(m.params.at("svc"), "web");
 }
 
+TEST(Routes, Operator) {
+  auto m = matchRoute("POST", "/v1/operator/init");
+  EXPECT_EQ(m.id, RouteId::kOperatorInit);
+  EXPECT_EQ(m.needs, Access::kWrite);
+  m = matchRoute("POST", "/v1/operator/unseal");
+  EXPECT_EQ(m.id, RouteId::kOperatorUnseal);
+  EXPECT_EQ(m.needs, Access::kWrite);
+  m = matchRoute("GET", "/v1/operator/seal");
+  EXPECT_EQ(m.id, RouteId::kSealStatus);
+  EXPECT_EQ(m.needs, Access::kRead);
+  EXPECT_EQ(matchRoute("GET", "/v1/operator/init").id, RouteId::kMethodNotAllowed);
+  EXPECT_EQ(matchRoute("POST", "/v1/operator/seal").id, RouteId::kMethodNotAllowed);
+  EXPECT_EQ(matchRoute("POST", "/v1/operator/rekey").id, RouteId::kNotFound);
+  EXPECT_EQ(matchRoute("GET", "/v1/operator").id, RouteId::kNotFound);
+}
+
 TEST(Routes, PercentDecodedParams) {
   auto m = matchRoute("GET", "/v1/apps/my%2Dapp");
   EXPECT_EQ(m.params.at("app"), "my-app");

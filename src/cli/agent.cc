@@ -46,7 +46,7 @@
 #include "model/keys.h"
 #include "node/node.h"
 #include "spec/manifest.h"
-#include "secrets/secret_store.h"
+#include "secrets/seal.h"
 #include "state/snapshot_watcher.h"
 #include "state/sqlite_store.h"
 
@@ -357,14 +357,18 @@ int runAgent(const AgentFlags& flags) {
   controller_ptr = &controller;
 
   // Secrets for instances (docs/secrets.md "Delivery"): set once the secrets store is open.
-  std::atomic<secrets::SecretStore*> instance_secrets{nullptr};
+  std::atomic<secrets::Seal*> instance_secrets{nullptr};
   node::NodeOptions node_options;
   node_options.node_id = cfg.node_name;
   node_options.read_secret = [&instance_secrets, &store, &clock, node = cfg.node_name](
                                  const std::string& path, int64_t version,
                                  const std::string& instance) -> Result<node::SecretRead> {
-    secrets::SecretStore* vault = instance_secrets.load();
-    if (!vault) return Status(Code::kUnavailable, "the secrets are not open yet");
+    secrets::Seal* seal = instance_secrets.load();
+    secrets::SecretStore* vault = seal ? seal->store() : nullptr;
+    if (!vault) {
+      return Status(Code::kUnavailable,
+                    seal ? seal->status().message() : std::string("the secrets are not open yet"));
+    }
     if (Status s = auditSecretDelivery(**store, clock, node, instance, path); !s) {
       return Status(Code::kUnavailable, "the audit log cannot be written: " + s.message());
     }
@@ -373,7 +377,8 @@ int runAgent(const AgentFlags& flags) {
     return node::SecretRead{got->version, std::move(got->data)};
   };
   node_options.secret_version = [&instance_secrets](const std::string& path) -> int64_t {
-    secrets::SecretStore* vault = instance_secrets.load();
+    secrets::Seal* seal = instance_secrets.load();
+    secrets::SecretStore* vault = seal ? seal->store() : nullptr;
     auto meta = vault ? vault->metadata(path) : Result<secrets::Metadata>(Status(Code::kUnavailable, ""));
     return meta ? secrets::liveVersion(*meta) : 0;
   };
@@ -505,20 +510,40 @@ int runAgent(const AgentFlags& flags) {
            (dns_server ? dns_server->prometheus() : "");
   };
   deps.api_keys = api_keys;
-  // Secrets (docs/secrets.md): their data key sealed under a key of this node that is not in
-  // the store.
-  auto secrets_kek = crypto::loadOrCreateKeyFile(fs::path(cfg.data_dir) / "secrets.kek");
-  if (!secrets_kek) {
-    std::cerr << "baton agent: " << secrets_kek.status().message() << "\n";
-    return 1;
+  // Secrets (docs/secrets.md): their data key sealed under a key-encryption key that is not in
+  // the store: this node's key file, or (seal = "shares") one made from unseal shares after every
+  // start and never written.
+  std::unique_ptr<secrets::Seal> seal;
+  if (cfg.secrets_seal == "shares") {
+    auto s = secrets::Seal::withShares(**store, clock);
+    if (!s) {
+      std::cerr << "baton agent: secrets: " << s.status().message() << "\n";
+      return 1;
+    }
+    seal = std::move(*s);
+    const secrets::SealStatus st = seal->status();
+    if (st.initialized) {
+      spdlog::warn("secrets are sealed: {} of {} unseal shares are needed (baton operator unseal)",
+                   st.threshold, st.shares);
+    } else {
+      spdlog::warn("secrets are not initialised: baton operator init makes the key and its "
+                   "unseal shares");
+    }
+  } else {
+    auto secrets_kek = crypto::loadOrCreateKeyFile(fs::path(cfg.data_dir) / "secrets.kek");
+    if (!secrets_kek) {
+      std::cerr << "baton agent: " << secrets_kek.status().message() << "\n";
+      return 1;
+    }
+    auto s = secrets::Seal::withKey(**store, std::move(*secrets_kek), clock);
+    if (!s) {
+      std::cerr << "baton agent: secrets: " << s.status().message() << "\n";
+      return 1;
+    }
+    seal = std::move(*s);
   }
-  auto vault = secrets::SecretStore::open(**store, std::move(*secrets_kek), clock);
-  if (!vault) {
-    std::cerr << "baton agent: secrets: " << vault.status().message() << "\n";
-    return 1;
-  }
-  deps.secrets = vault->get();
-  instance_secrets = vault->get();
+  deps.seal = seal.get();
+  instance_secrets = seal.get();
   api::ApiServer api(deps, api_options);
   std::unique_ptr<api::ApiServer> instance_api;
   if (app_tokens) {

@@ -11,6 +11,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <termios.h>
+#include <unistd.h>
 #include <thread>
 #include <vector>
 
@@ -152,6 +154,43 @@ class Runner {
       return std::nullopt;
     }
     return std::move(r).value();
+  }
+
+  // One line of the first input line; on a terminal, asked for without echo.
+  std::string readShare() {
+    std::istream& in = ctx_.in ? *ctx_.in : std::cin;
+    std::string line;
+    termios saved{};
+    const bool tty = ctx_.in == nullptr && ::isatty(STDIN_FILENO) == 1 &&
+                     ::tcgetattr(STDIN_FILENO, &saved) == 0;
+    if (tty) {
+      termios quiet = saved;
+      quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+      ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+      ctx_.err << "Unseal share (not echoed): " << std::flush;
+    }
+    std::getline(in, line);
+    if (tty) {
+      ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+      ctx_.err << "\n";
+    }
+    return line;
+  }
+
+  // GET /v1/operator/seal (and the unseal answer) for humans.
+  void printSeal(const HttpResponse& r) {
+    json j = json::parse(r.body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return;
+    const bool sealed = j.value("sealed", true);
+    const std::string mode = str(j, "mode");
+    ctx_.out << "Seal:      " << mode << (mode == "file" ? " (<data_dir>/secrets.kek)" : "") << "\n";
+    if (mode == "shares") {
+      ctx_.out << "Key id:    " << (j.value("initialized", false) ? str(j, "key_id") : "-") << "\n"
+               << "Threshold: " << num(j, "threshold") << " of " << num(j, "shares") << "\n";
+      if (sealed) ctx_.out << "Progress:  " << num(j, "progress") << "/" << num(j, "threshold") << "\n";
+    }
+    ctx_.out << "Sealed:    " << (sealed ? "yes" : "no") << "\n";
+    if (sealed && !str(j, "message").empty()) ctx_.out << str(j, "message") << "\n";
   }
 
   void printJson(const HttpResponse& r) {
@@ -485,7 +524,7 @@ class Runner {
         }
         stdin_used = true;
         std::stringstream ss;
-        ss << std::cin.rdbuf();
+        ss << (ctx_.in ? *ctx_.in : std::cin).rdbuf();
         value = ss.str();
       } else if (value.starts_with("@")) {
         std::ifstream in(value.substr(1), std::ios::binary);
@@ -573,6 +612,63 @@ class Runner {
     } else {
       ctx_.out << path << ": " << action << (action == "delete" ? "d" : "ed") << "\n";
     }
+    return kExitOk;
+  }
+
+  // `baton operator init`: the unseal shares, one per line on stdout, once; what to do with them
+  // on stderr (docs/secrets.md "Unsealing").
+  int operatorInit(int shares, int threshold) {
+    if (!connect()) return kExitFailed;
+    auto r = call("POST", "/v1/operator/init",
+                  json{{"shares", shares}, {"threshold", threshold}}.dump());
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+      return kExitOk;
+    }
+    json j = json::parse(r->body, nullptr, false);
+    for (const auto& s : parseArray(r->body, "shares")) {
+      if (s.is_string()) ctx_.out << s.get<std::string>() << "\n";
+    }
+    ctx_.err << "These are the " << shares << " unseal shares of key " << str(j, "key_id")
+             << "; any " << threshold << " of them unseal the secrets after every start of the "
+             << "agent (baton operator unseal, the share on standard input).\n"
+             << "Keep them apart: one per person or place, never together and never on this "
+                "machine. They are not shown again, and the agent keeps none of them.\n";
+    return kExitOk;
+  }
+
+  // `baton operator unseal [SHARE]`: one share, from the argument or (better: it stays out of
+  // the shell's history and the process list) standard input.
+  int operatorUnseal(std::optional<std::string> share) {
+    if (!share) {
+      share = readShare();
+      if (share->find_first_not_of(" \t\r\n") == std::string::npos) {
+        ctx_.err << "error: no share given: pass it on standard input (or as the argument)\n";
+        return kExitUsage;
+      }
+    }
+    if (!connect()) return kExitFailed;
+    auto r = call("POST", "/v1/operator/unseal", json{{"share", *share}}.dump());
+    std::fill(share->begin(), share->end(), '\0');
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+      return kExitOk;
+    }
+    printSeal(*r);
+    return kExitOk;
+  }
+
+  int sealStatus() {
+    if (!connect()) return kExitFailed;
+    auto r = call("GET", "/v1/operator/seal");
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+      return kExitOk;
+    }
+    printSeal(*r);
     return kExitOk;
   }
 
@@ -924,6 +1020,24 @@ int runCli(int argc, char** argv, CliContext& ctx) {
   auto* secret_undelete = add_versions("undelete", "Bring soft-deleted versions back", true);
   auto* secret_destroy = add_versions("destroy", "Remove versions' data for good", true);
 
+  // The secrets' seal (docs/secrets.md "Unsealing"), in the shape of `vault operator`.
+  auto* op = app.add_subcommand("operator", "Initialise and unseal the secrets (seal = \"shares\")");
+  op->require_subcommand(1);
+  int op_shares = 5, op_threshold = 3;
+  std::string op_share;
+  auto* op_init = op->add_subcommand("init", "Make the secrets' key and print its unseal shares, once");
+  op_init->add_option("--shares", op_shares, "How many shares to make (2-16, default 5)")
+      ->check(CLI::Range(2, 16));
+  op_init->add_option("--threshold", op_threshold, "How many unseal (2 to --shares, default 3)")
+      ->check(CLI::Range(2, 16));
+  add_json(op_init);
+  auto* op_unseal = op->add_subcommand("unseal", "Give one unseal share (from standard input)");
+  auto* o_share = op_unseal->add_option(
+      "SHARE", op_share, "The share; better on standard input, out of the shell's history");
+  add_json(op_unseal);
+  auto* op_status = op->add_subcommand("seal-status", "Whether the secrets are sealed, and the progress");
+  add_json(op_status);
+
   int audit_limit = 100;
   auto* audit = app.add_subcommand("audit", "Every write and every read of a secret: who, what, when");
   audit->add_option("--limit", audit_limit, "The last N entries (1-10000)")
@@ -996,6 +1110,15 @@ int runCli(int argc, char** argv, CliContext& ctx) {
     return run.intention(*allow ? "allow" : "deny", int_src, int_dst, int_remove);
   }
   if (*audit) return run.audit(audit_limit);
+  if (*op_init) {
+    if (op_threshold > op_shares) return usage("--threshold must not exceed --shares");
+    return run.operatorInit(op_shares, op_threshold);
+  }
+  if (*op_unseal) {
+    return run.operatorUnseal(o_share->count() ? std::optional<std::string>(op_share)
+                                               : std::nullopt);
+  }
+  if (*op_status) return run.sealStatus();
   if (*secret_put) {
     return run.secretPut(sec_path, sec_pairs,
                          o_cas->count() ? std::optional<int64_t>(sec_cas) : std::nullopt);

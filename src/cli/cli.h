@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <istream>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -30,6 +31,9 @@ struct CliContext {
   std::string token = {};                            // BATON_TOKEN
   std::function<int(const AgentFlags&)> agent = {};  // `baton agent`; empty: not available
   std::function<void(Duration)> sleep = {};  // `up --wait` and `down` polling; empty: real sleep
+  // Standard input (`secret put KEY=-`, `operator unseal`); null: std::cin, whose terminal echo
+  // is turned off while an unseal share is typed.
+  std::istream* in = nullptr;
 };
 
 int runCli(int argc, char** argv, CliContext& ctx);

@@ -28,7 +28,8 @@ struct CliRun {
   std::string err;
 };
 
-CliRun run(std::vector<std::string> args, std::string addr = "http://127.0.0.1:1") {
+CliRun run(std::vector<std::string> args, std::string addr = "http://127.0.0.1:1",
+           std::string stdin_text = {}) {
   args.insert(args.begin(), "baton");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -40,6 +41,8 @@ CliRun run(std::vector<std::string> args, std::string addr = "http://127.0.0.1:1
     return f.dev && f.api && *f.api == "x:1" ? 42 : 43;
   };
   ctx.sleep = [](Duration) {};  // polling commands ask again at once
+  std::istringstream in(stdin_text);
+  ctx.in = &in;
   int code = runCli(static_cast<int>(argv.size()), argv.data(), ctx);
   return {code, out.str(), err.str()};
 }
@@ -204,6 +207,70 @@ TEST(Cli, ApiKeyListAndRemove) {
   ASSERT_EQ(reqs.size(), 4u);
   EXPECT_EQ(reqs[0].rfind("GET /v1/apikeys HTTP/1.1\r\n", 0), 0u) << reqs[0];
   EXPECT_EQ(reqs[1].rfind("DELETE /v1/apikeys/0123456789abcdef HTTP/1.1\r\n", 0), 0u);
+}
+
+constexpr std::string_view kShare1 =
+    "bs1.3.1.9c1e07aa.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.01234567";
+
+TEST(Cli, OperatorInitPrintsTheSharesOnStdoutAndTheWarningOnStderr) {
+  FakeAgent fake({{200, R"({"shares":["bs1.a","bs1.b","bs1.c"],"threshold":2,)"
+                        R"("key_id":"9c1e07aa","sealed":false})"}});
+  CliRun r = run({"operator", "init", "--shares", "3", "--threshold", "2"}, fake.addr());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "bs1.a\nbs1.b\nbs1.c\n");
+  EXPECT_NE(r.err.find("Keep them apart"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("any 2 of them"), std::string::npos) << r.err;
+  auto reqs = fake.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].rfind("POST /v1/operator/init HTTP/1.1\r\n", 0), 0u) << reqs[0];
+  EXPECT_NE(reqs[0].find(R"({"shares":3,"threshold":2})"), std::string::npos) << reqs[0];
+}
+
+TEST(Cli, OperatorUnsealReadsTheShareFromStdin) {
+  const std::string sealed =
+      R"({"mode":"shares","initialized":true,"sealed":true,"threshold":3,"shares":5,)"
+      R"("progress":1,"key_id":"9c1e07aa","message":"the secrets are sealed: 2 more unseal )"
+      R"j(shares are needed (baton operator unseal)"})j";
+  FakeAgent fake({{200, sealed},
+                  {400, R"({"error":"the share is mistyped: its checksum does not match"})"},
+                  {200, sealed}});
+  CliRun r = run({"operator", "unseal"}, fake.addr(), std::string(kShare1) + "\n");
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_NE(r.out.find("Progress:  1/3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2 more unseal shares are needed"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(kShare1), std::string::npos) << "the share is not printed";
+  r = run({"operator", "unseal"}, fake.addr(), "bs1.typo\n");
+  EXPECT_EQ(r.code, kExitFailed);
+  EXPECT_EQ(r.err, "error: the share is mistyped: its checksum does not match\n");
+  r = run({"operator", "unseal", std::string(kShare1), "--json"}, fake.addr());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, sealed + "\n");
+  auto reqs = fake.requests();
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_EQ(reqs[0].rfind("POST /v1/operator/unseal HTTP/1.1\r\n", 0), 0u) << reqs[0];
+  EXPECT_NE(reqs[0].find(R"({"share":")" + std::string(kShare1) + R"("})"), std::string::npos)
+      << "the line as read, without its newline: " << reqs[0];
+  EXPECT_NE(reqs[2].find(std::string(kShare1)), std::string::npos);
+  // Nothing on stdin: a usage error, nothing sent.
+  EXPECT_EQ(run({"operator", "unseal"}, fake.addr(), "").code, kExitUsage);
+  EXPECT_EQ(run({"operator", "unseal"}, fake.addr(), "\n").code, kExitUsage);
+}
+
+TEST(Cli, OperatorSealStatusAndUsage) {
+  FakeAgent fake({{200, R"({"mode":"shares","initialized":true,"sealed":false,"threshold":3,)"
+                        R"("shares":5,"progress":0,"key_id":"9c1e07aa","message":""})"}});
+  CliRun r = run({"operator", "seal-status"}, fake.addr());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "Seal:      shares\nKey id:    9c1e07aa\nThreshold: 3 of 5\nSealed:    no\n");
+  EXPECT_EQ(run({"operator"}).code, kExitUsage);
+  EXPECT_EQ(run({"operator", "init", "--shares", "1"}).code, kExitUsage);
+  EXPECT_EQ(run({"operator", "init", "--shares", "17"}).code, kExitUsage);
+  EXPECT_EQ(run({"operator", "init", "--shares", "3", "--threshold", "4"}).code, kExitUsage);
+  EXPECT_EQ(run({"operator", "init", "--threshold", "1"}).code, kExitUsage);
+  EXPECT_EQ(run({"operator", "unseal", "a", "b"}).code, kExitUsage);
+  int port = closedPort();
+  EXPECT_EQ(run({"operator", "seal-status"}, "http://127.0.0.1:" + std::to_string(port)).code,
+            kExitFailed);
 }
 
 TEST(Cli, ApiKeyUsageErrorsExit2) {

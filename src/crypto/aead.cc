@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -40,6 +42,21 @@ Result<std::string> randomBytes(size_t n) {
     return internalError(sslError("RAND_bytes"));
   }
   return out;
+}
+
+std::string sha256(std::string_view data) {
+  std::string out(32, '\0');
+  unsigned int n = 0;
+  if (EVP_Digest(data.data(), data.size(), u(out), &n, EVP_sha256(), nullptr) != 1 || n != 32) {
+    // Only when OpenSSL cannot allocate: never hand back a digest that is not one.
+    std::abort();
+  }
+  return out;
+}
+
+void cleanse(std::string& secret) {
+  if (!secret.empty()) OPENSSL_cleanse(secret.data(), secret.size());
+  secret.clear();
 }
 
 Result<std::string> seal(std::string_view key, std::string_view plain, std::string_view aad) {

@@ -18,6 +18,13 @@ inline constexpr size_t kNonceBytes = 12, kTagBytes = 16;
 // `n` bytes from OpenSSL's CSPRNG.
 Result<std::string> randomBytes(size_t n);
 
+// The SHA-256 digest of `data` (32 raw bytes).
+std::string sha256(std::string_view data);
+
+// Overwrites `secret`'s bytes (OPENSSL_cleanse, which the optimizer may not drop) and empties it:
+// for keys and unseal shares once they are no longer needed.
+void cleanse(std::string& secret);
+
 // AES-256-GCM under `key` (kKeyBytes): nonce | ciphertext | tag, with a fresh random nonce.
 // `aad` binds the sealed value to its purpose (a value sealed for one purpose does not open for
 // another).

@@ -30,6 +30,17 @@ TEST(AeadTest, SealedValuesOpenOnlyWithTheirKeyAndPurpose) {
   EXPECT_EQ(*open(key, *empty, "e"), "");
 }
 
+TEST(AeadTest, Sha256AndCleanse) {
+  // FIPS 180-2's "abc".
+  const std::string d = sha256("abc");
+  ASSERT_EQ(d.size(), 32u);
+  EXPECT_EQ(static_cast<unsigned char>(d[0]), 0xba);
+  EXPECT_EQ(static_cast<unsigned char>(d[31]), 0xad);
+  std::string secret(40, 's');
+  cleanse(secret);
+  EXPECT_TRUE(secret.empty());
+}
+
 TEST(AeadTest, KeyFilesAreMadeOnceWithMode0600) {
   const auto dir = std::filesystem::temp_directory_path() / ("aead-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

@@ -14,6 +14,10 @@ inline constexpr std::string_view kScale = "/baton/scale/";
 inline constexpr std::string_view kRollouts = "/baton/rollouts/";
 inline constexpr std::string_view kIntentions = "/baton/intentions/";
 inline constexpr std::string_view kAudit = "/baton/audit/";  // <13-digit ms>-<8 hex>: an entry
+// The secrets' data key sealed under the KEK, and the seal's configuration (shares, threshold,
+// key id; never the KEK or a share): docs/secrets.md.
+inline constexpr std::string_view kSecretsKeyring = "/baton/secrets/keyring";
+inline constexpr std::string_view kSecretsSeal = "/baton/secrets/seal";
 
 inline std::string app(std::string_view name) { return std::string(kApps) + std::string(name); }
 inline std::string instance(std::string_view id) { return std::string(kInstances) + std::string(id); }

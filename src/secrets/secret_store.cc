@@ -4,13 +4,14 @@
 
 #include "auth/jose.h"
 #include "crypto/aead.h"
+#include "model/keys.h"
 
 namespace baton::secrets {
 namespace {
 
 using json = nlohmann::json;
 
-constexpr std::string_view kKeyring = "/baton/secrets/keyring";
+constexpr std::string_view kKeyring = model::keys::kSecretsKeyring;
 constexpr std::string_view kMeta = "/baton/secrets/meta/";
 constexpr std::string_view kData = "/baton/secrets/data/";
 constexpr std::string_view kKeyringAad = "baton secrets data key";
@@ -61,6 +62,11 @@ Result<Metadata> decodeMetadata(std::string_view text) {
 
 Result<std::unique_ptr<SecretStore>> SecretStore::open(state::Store& store, std::string kek,
                                                        Clock& clock) {
+  // The KEK does not outlive this call in memory.
+  struct Wipe {
+    std::string& s;
+    ~Wipe() { crypto::cleanse(s); }
+  } wipe{kek};
   const std::string key(kKeyring);
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     auto cur = store.get(key);

@@ -78,7 +78,7 @@ class AgentConfigParser {
     c_.checkKeys(
         root, "",
         {"data_dir", "node_name", "api", "store", "gateway", "dns", "identity", "drivers", "node",
-         "mesh"});
+         "mesh", "secrets"});
     AgentConfig cfg;
     if (auto d = c_.string(root, "", "data_dir")) cfg.data_dir = *d;
     if (auto n = c_.string(root, "", "node_name")) {
@@ -113,6 +113,19 @@ class AgentConfigParser {
                       "a duration from 10s to 720h (leaves are renewed after 2/3 of it)");
         } else {
           cfg.mesh_cert_ttl = *d;
+        }
+      }
+    }
+    if (const toml::table* secrets = c_.table(root, "", "secrets")) {
+      c_.checkKeys(*secrets, "secrets", {"seal"});
+      if (const toml::node* n = secrets->get("seal")) {
+        const auto* s = n->as_string();
+        if (s == nullptr || (s->get() != "file" && s->get() != "shares")) {
+          c_.expected(*n, "secrets.seal",
+                      "\"file\" (the key in <data_dir>/secrets.kek) or \"shares\" (unseal "
+                      "shares: baton operator init, baton operator unseal)");
+        } else {
+          cfg.secrets_seal = s->get();
         }
       }
     }

@@ -61,6 +61,10 @@ struct AgentConfig {
   std::string node_network;
   // [mesh] cert_ttl: how long the mesh's leaf certificates live (renewed after 2/3 of it).
   Duration mesh_cert_ttl = Duration(24 * 3'600'000);
+  // [secrets] seal: where the secrets' key-encryption key comes from (docs/secrets.md):
+  // "file" (<data_dir>/secrets.kek) or "shares" (Shamir shares given by `baton operator unseal`
+  // after each start; the key is never written).
+  std::string secrets_seal = "file";
   // How long the logs of an instance that is gone are kept.
   Duration node_log_retention = Duration(24 * 3'600'000);
   bool dev = false;                     // --dev: no tokens needed, temp data dir

@@ -88,6 +88,15 @@ TEST(AgentConfig, DnsNetworkAndMesh) {
   EXPECT_TRUE(r.config->dns_listen.empty());
 }
 
+TEST(AgentConfig, SecretsSeal) {
+  AgentConfigResult r = parseAgentConfig("", "baton.toml");
+  ASSERT_TRUE(r.config) << dump(r);
+  EXPECT_EQ(r.config->secrets_seal, "file");
+  r = parseAgentConfig("[secrets]\nseal = \"shares\"\n", "baton.toml");
+  ASSERT_TRUE(r.config) << dump(r);
+  EXPECT_EQ(r.config->secrets_seal, "shares");
+}
+
 TEST(AgentConfig, NodeAndEtcd) {
   AgentConfigResult r = parseAgentConfig(R"(node_name = "pi-1.lan"
 [store]
@@ -191,6 +200,10 @@ const BadCase kBadCases[] = {
     {"node network", "[node]\nnetwork = \"bridge\"\n", 2, "node.network",
      "\"isolated\" or \"host\""},
     {"mesh cert_ttl too short", "[mesh]\ncert_ttl = \"1s\"\n", 2, "mesh.cert_ttl", "from 10s"},
+    {"secrets seal unknown", "[secrets]\nseal = \"kms\"\n", 2, "secrets.seal",
+     "\"file\" (the key in <data_dir>/secrets.kek) or \"shares\""},
+    {"secrets seal not a string", "[secrets]\nseal = 3\n", 2, "secrets.seal", "\"shares\""},
+    {"secrets unknown key", "[secrets]\nshares = 5\n", 2, "secrets.shares", "unknown key"},
     {"deep dotted key",
      "[api]\nlisten.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a = 1\n", 2, "",
      "nesting deeper than 32 levels"},

@@ -160,3 +160,116 @@ def test_instances_get_their_secrets_and_a_new_version_rolls_or_signals(agent, t
             assert clear.encode() not in path.read_bytes(), f"{clear!r} in clear in {path}"
     for clear in (clear1, clear2):
         assert clear not in agent.log()
+
+
+def write_shares_config(path):
+    path.write_text('[secrets]\nseal = "shares"\n')
+    return path
+
+
+def combine_with_libgfshare(shares):
+    """The KEK from `threshold` share texts, with the same C library the agent uses (through
+    ctypes), so the test can look for the key itself in the agent's files."""
+    import base64
+    import ctypes
+    lib = ctypes.CDLL("libgfshare.so.2")
+    # Debian's build starts with a null random hook, which gfshare_ctx_free calls to scrub; the
+    # test's context holds nothing worth more than random() (the agent uses OpenSSL's).
+    ctypes.c_void_p.in_dll(lib, "gfshare_fill_rand").value = ctypes.c_void_p.in_dll(
+        lib, "gfshare_bad_idea_but_fill_rand_using_random").value
+    lib.gfshare_ctx_init_dec.restype = ctypes.c_void_p
+    lib.gfshare_ctx_init_dec.argtypes = [ctypes.c_char_p, ctypes.c_uint, ctypes.c_uint]
+    lib.gfshare_ctx_dec_giveshare.argtypes = [ctypes.c_void_p, ctypes.c_ubyte, ctypes.c_char_p]
+    lib.gfshare_ctx_dec_extract.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.gfshare_ctx_free.argtypes = [ctypes.c_void_p]
+    parts = [s.split(".") for s in shares]
+    xs = bytes(int(p[2]) for p in parts)
+    ctx = lib.gfshare_ctx_init_dec(xs, len(parts), 32)
+    for i, p in enumerate(parts):
+        lib.gfshare_ctx_dec_giveshare(ctx, i, base64.urlsafe_b64decode(p[4] + "="))
+    out = ctypes.create_string_buffer(32)
+    lib.gfshare_ctx_dec_extract(ctx, out)
+    lib.gfshare_ctx_free(ctx)
+    return out.raw
+
+
+def test_unseal_with_shares_after_a_restart(tmp_path):
+    import base64
+    import hashlib
+    # Shares of another init, to be refused by name.
+    other = Agent(tmp_path / "other", ["--config", str(write_shares_config(tmp_path / "o.toml"))],
+                  dev=False)
+    other.data_dir.mkdir()
+    other.start()
+    try:
+        foreign = other.cli("operator", "init", "--shares", "3", "--threshold", "2").stdout.split()
+    finally:
+        teardown_agent(other, tmp_path)
+
+    a = Agent(tmp_path / "data", ["--config", str(write_shares_config(tmp_path / "baton.toml"))],
+              dev=False)
+    a.data_dir.mkdir()
+    a.start()
+    try:
+        st = a.cli_json("operator", "seal-status")
+        assert st["sealed"] and not st["initialized"] and st["mode"] == "shares", st
+        r = a.cli("secret", "put", "shop/db", "K=v", check=False)
+        assert r.returncode == 1 and "baton operator init" in r.stderr, r.stderr
+        r = run(a, "operator", "init", "--shares", "5", "--threshold", "3", token=a.token)
+        assert r.returncode == 0, r.stderr
+        shares = r.stdout.split()
+        assert len(shares) == 5 and all(s.startswith("bs1.3.") for s in shares), r.stdout
+        assert "Keep them apart" in r.stderr
+        r = a.cli("operator", "init", check=False)
+        assert r.returncode == 1 and "initialised already" in r.stderr, r.stderr
+        clear = "s3cret-" + pysecrets.token_hex(12)
+        a.cli("secret", "put", "shop/db", f"PASSWORD={clear}")
+        assert a.cli("secret", "get", "shop/db", "--field", "PASSWORD").stdout == clear + "\n"
+
+        # A restart: sealed until three shares are given.
+        a.terminate()
+        a.start()
+        assert a.cli_json("operator", "seal-status")["sealed"]
+        r = a.cli("secret", "get", "shop/db", check=False)
+        assert r.returncode == 1, r.stdout
+        assert "sealed: 3 more unseal shares are needed (baton operator unseal)" in r.stderr, r.stderr
+        # The first from standard input, the second as the argument.
+        r = run(a, "operator", "unseal", stdin=shares[4] + "\n", token=a.token)
+        assert r.returncode == 0 and "Progress:  1/3" in r.stdout, (r.stdout, r.stderr)
+        r = a.cli("operator", "unseal", shares[1])
+        assert "Sealed:    yes" in r.stdout, r.stdout
+        r = a.cli("secret", "get", "shop/db", check=False)
+        assert r.returncode == 1 and "1 more unseal share is needed" in r.stderr, r.stderr
+        r = run(a, "operator", "unseal", stdin=foreign[1], token=a.token)
+        assert r.returncode == 1 and "share 2 belongs to another key" in r.stderr, r.stderr
+        assert foreign[1] not in r.stderr and foreign[1] not in a.log()
+        typo = shares[2][:25] + ("A" if shares[2][25] != "A" else "B") + shares[2][26:]
+        r = run(a, "operator", "unseal", stdin=typo, token=a.token)
+        assert r.returncode == 1 and "mistyped" in r.stderr, r.stderr
+        # A read token may see the status but not give a share.
+        read = (a.data_dir / "agent-read-token").read_text().strip()
+        assert run(a, "operator", "seal-status", token=read).returncode == 0
+        r = run(a, "operator", "unseal", stdin=shares[2], token=read)
+        assert r.returncode == 1 and "write token" in r.stderr, r.stderr
+        r = run(a, "operator", "unseal", stdin=shares[2], token=a.token)
+        assert r.returncode == 0 and "Sealed:    no" in r.stdout, (r.stdout, r.stderr)
+        assert a.cli("secret", "get", "shop/db", "--field", "PASSWORD").stdout == clear + "\n"
+
+        # Neither the key nor a share is anywhere in the data dir or the log; no key file.
+        kek = combine_with_libgfshare([shares[0], shares[2], shares[3]])
+        key_id = hashlib.sha256(b"baton unseal key id\0" + kek).hexdigest()[:8]
+        assert shares[0].split(".")[3] == key_id, "the test's combination is the agent's key"
+        needles = [kek, kek.hex().encode(), base64.urlsafe_b64encode(kek).rstrip(b"=")]
+        for s in shares:
+            needles += [s.encode(), s.split(".")[4].encode()]
+        assert not (a.data_dir / "secrets.kek").exists()
+        for path in a.data_dir.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                for n in needles:
+                    assert n not in data, f"the KEK or a share in {path}"
+        log = a.log().encode()
+        for n in needles:
+            assert n not in log, "the KEK or a share in the agent's log"
+    finally:
+        teardown_agent(a, tmp_path)
