@@ -14,6 +14,7 @@ inline constexpr std::string_view kScale = "/baton/scale/";
 inline constexpr std::string_view kRollouts = "/baton/rollouts/";
 inline constexpr std::string_view kIntentions = "/baton/intentions/";
 inline constexpr std::string_view kAudit = "/baton/audit/";  // <13-digit ms>-<8 hex>: an entry
+inline constexpr std::string_view kTokens = "/baton/tokens/";  // <accessor>: an API token (hashed)
 
 inline std::string app(std::string_view name) { return std::string(kApps) + std::string(name); }
 inline std::string instance(std::string_view id) { return std::string(kInstances) + std::string(id); }
