@@ -60,6 +60,7 @@ def test_secrets_round_trip_and_never_sit_in_clear(agent, tmp_path):
 
 
 def test_secret_values_need_the_write_token(tmp_path):
+    """agent-read-token lists paths but reads no value (docs/tokens.md)."""
     a = Agent(tmp_path / "data", dev=False)
     a.data_dir.mkdir()
     a.start()
@@ -69,7 +70,7 @@ def test_secret_values_need_the_write_token(tmp_path):
         r = run(a, "secret", "get", "ops/key")
         assert r.returncode != 0 and "needs a valid token" in r.stderr, r.stderr
         r = run(a, "secret", "get", "ops/key", token=read)
-        assert r.returncode != 0 and "write token" in r.stderr, r.stderr
+        assert r.returncode != 0 and 'needs "read" on secrets "ops/key"' in r.stderr, r.stderr
         r = run(a, "secret", "ls", token=read)
         assert r.returncode == 0 and r.stdout.split() == ["ops/key"], r.stderr
         r = run(a, "secret", "put", "ops/key", "K=v2", token=read)
