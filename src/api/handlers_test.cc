@@ -728,6 +728,17 @@ TEST_F(TokensTest, ListingsAreFilteredToWhatTheTokenMayList) {
   ASSERT_EQ(r.status, 200) << r.body;
   for (const auto& row : body(r)["services"]) EXPECT_EQ(row["app"], "shop");
   EXPECT_EQ(body(send("GET", "/v1/services?app=billing", t))["services"].size(), 0u);
+  // A blocking query renders its answer later, filtered the same way.
+  r = send("GET", "/v1/services?index=0&wait=10s", t);
+  ASSERT_TRUE(r.stream) << r.body;
+  std::optional<std::string> later = std::string();
+  for (int i = 0; i < 400 && later && later->empty(); ++i) {
+    later = r.stream->poll();
+    if (later && later->empty()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(later && !later->empty());
+  ASSERT_FALSE(json::parse(*later)["services"].empty()) << *later;
+  for (const auto& row : json::parse(*later)["services"]) EXPECT_EQ(row["app"], "shop") << *later;
   putInstance("shop-web-1", "web", 1, "h", model::InstanceState::kHealthy);
   model::InstanceRecord other;
   other.id = "billing-web-1";
