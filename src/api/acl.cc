@@ -251,7 +251,7 @@ std::string describe(const Need& need) {
       return cap + "some " + kindName(need.kind);
     case Need::What::kOne:
       if (!hasNames(need.kind)) return cap + kindName(need.kind);
-      if (need.name == "*") return cap + "every " + kindName(need.kind) + " (pattern *)";
+      if (need.name == "*") return cap + kindName(need.kind) + " \"*\" (all of them)";
       return cap + kindName(need.kind) + " \"" + need.name + "\"";
   }
   return cap;

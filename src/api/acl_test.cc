@@ -255,7 +255,7 @@ TEST(Acl, DescribeNamesWhatWasNeeded) {
   EXPECT_EQ(describe(needFor(matchRoute("GET", "/v1/audit"))), "\"read\" on audit");
   EXPECT_EQ(describe(needFor(matchRoute("POST", "/v1/tokens"))), "\"admin\" on tokens");
   EXPECT_EQ(describe(needFor(matchRoute("GET", "/v1/events"))),
-            "\"read\" on every apps (pattern *)");
+            "\"read\" on apps \"*\" (all of them)");
 }
 
 TEST(Acl, NoEscalation) {

@@ -36,6 +36,7 @@ constexpr size_t kMaxApiKeyScopes = 32;
 constexpr size_t kMaxApiKeyScope = 256;
 constexpr size_t kMaxTokenOwner = 128;
 constexpr size_t kMaxTokenRules = 64;
+constexpr Duration kMaxTokenTtl = Duration(int64_t{10} * 365 * 24 * 3'600'000);  // 10 years
 
 // A listing's filter: whether the caller may see the app (or secret path) of a row. Empty: all.
 using Visible = std::function<bool(const std::string&)>;
@@ -1372,8 +1373,9 @@ struct Handlers::Impl {
       } else if (k == "ttl") {
         if (it->is_null()) continue;
         auto d = it->is_string() ? parseDuration(it->get<std::string>()) : std::nullopt;
-        if (!d || d->count() < 1000) {
-          return errorResponse(400, "expected \"ttl\" to be a duration of at least 1s, e.g. \"24h\"");
+        if (!d || d->count() < 1000 || *d > kMaxTokenTtl) {
+          return errorResponse(400, "expected \"ttl\" to be a duration from 1s to 87600h (10 "
+                                    "years), e.g. \"24h\"");
         }
         ttl = *d;
       } else if (k == "rules") {

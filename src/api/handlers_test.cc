@@ -799,6 +799,7 @@ TEST_F(TokensTest, CreateValidatesItsBodyAndListsWithoutSecrets) {
   EXPECT_EQ(post(R"({"owner": "a\nb", "rules": ["apps:*:read"]})").status, 400);
   EXPECT_EQ(post(R"({"owner": "a", "rules": ["apps:*:read"], "ttl": "soon"})").status, 400);
   EXPECT_EQ(post(R"({"owner": "a", "rules": ["apps:*:read"], "ttl": "0s"})").status, 400);
+  EXPECT_EQ(post(R"({"owner": "a", "rules": ["apps:*:read"], "ttl": "87601h"})").status, 400);
   EXPECT_EQ(post(R"({"owner": "a", "rules": ["apps:*:read"], "policy": "x"})").status, 400);
   auto r = post(R"({"owner": "a", "rules": ["vaults:*:read"]})");
   EXPECT_EQ(r.status, 400);

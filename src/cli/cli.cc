@@ -1138,9 +1138,9 @@ int runCli(int argc, char** argv, CliContext& ctx) {
     }
     if (!tok_ttl.empty()) {
       auto d = parseDuration(tok_ttl);
-      if (!d || d->count() < 1000) {
-        return usage("--ttl: expected a duration of at least 1s such as 24h, got \"" + tok_ttl +
-                     "\"");
+      if (!d || d->count() < 1000 || d->count() > int64_t{10} * 365 * 24 * 3'600'000) {
+        return usage("--ttl: expected a duration from 1s to 87600h such as 24h, got \"" +
+                     tok_ttl + "\"");
       }
     }
     return run.tokenCreate(tok_owner, tok_ttl, tok_rules);
