@@ -23,11 +23,8 @@ struct CapName {
   Capability cap;
   const char* name;
 };
-constexpr std::array<CapName, 5> kCaps = {{{kRead, "read"},
-                                           {kWrite, "write"},
-                                           {kList, "list"},
-                                           {kDelete, "delete"},
-                                           {kAdmin, "admin"}}};
+constexpr std::array<CapName, 5> kCaps = {
+    {{kRead, "read"}, {kWrite, "write"}, {kList, "list"}, {kDelete, "delete"}, {kAdmin, "admin"}}};
 
 // The kinds whose resources have names; the others are one thing each ("*").
 bool hasNames(Kind k) { return k == Kind::kApps || k == Kind::kSecrets; }
@@ -139,8 +136,8 @@ Result<Rule> parseRule(std::string_view text) {
   }
   auto r = makeRule(text.substr(0, a), text.substr(a + 1, b - a - 1), caps);
   if (!r) {
-    return invalidArgument("rule \"" + std::string(text.substr(0, 100)) + "\": " +
-                           r.status().message());
+    return invalidArgument("rule \"" + std::string(text.substr(0, 100)) +
+                           "\": " + r.status().message());
   }
   return r;
 }

@@ -46,7 +46,8 @@ const char* kindName(Kind kind);                       // "apps", "*"
 std::optional<Kind> parseKind(std::string_view text);  // the names above
 const char* capabilityName(Capability cap);            // "read"
 std::optional<Capability> parseCapability(std::string_view text);
-std::vector<std::string> capabilityNames(Caps caps);  // in the order read, write, list, delete, admin
+std::vector<std::string> capabilityNames(
+    Caps caps);  // in the order read, write, list, delete, admin
 
 // A rule from its parts (the API's JSON), checked: a known kind, a pattern valid for it, at
 // least one known capability. The error says what was expected.

@@ -156,8 +156,7 @@ TEST(Acl, EveryRouteNeedsWhatTheDocsSay) {
            {"POST", "/v1/secrets/destroy/shop/db", W::kOne, Kind::kSecrets, "shop/db", kDelete},
            {"GET", "/v1/secrets/metadata/shop/db", W::kOne, Kind::kSecrets, "shop/db", kList},
            {"PUT", "/v1/secrets/metadata/shop/db", W::kOne, Kind::kSecrets, "shop/db", kWrite},
-           {"DELETE", "/v1/secrets/metadata/shop/db", W::kOne, Kind::kSecrets, "shop/db",
-            kDelete},
+           {"DELETE", "/v1/secrets/metadata/shop/db", W::kOne, Kind::kSecrets, "shop/db", kDelete},
            {"GET", "/v1/audit", W::kOne, Kind::kAudit, "*", kRead},
            {"POST", "/v1/tokens", W::kOne, Kind::kTokens, "*", kAdmin},
            {"GET", "/v1/tokens", W::kOne, Kind::kTokens, "*", kAdmin},
@@ -231,17 +230,30 @@ TEST(Acl, AdminImpliesEverythingAndStarKindCoversEveryKind) {
 TEST(Acl, TheReadOnlyBuiltInReadsButNoValuesKeysOrAudit) {
   const auto ro = readOnlyRules();
   for (auto [method, path] : std::vector<std::pair<const char*, const char*>>{
-           {"GET", "/v1/apps"}, {"GET", "/v1/apps/shop"}, {"GET", "/v1/services"},
-           {"GET", "/v1/instances"}, {"GET", "/v1/nodes"}, {"GET", "/metrics"},
-           {"GET", "/v1/events"}, {"GET", "/v1/intentions"}, {"GET", "/v1/intentions/check"},
-           {"GET", "/v1/secrets"}, {"GET", "/v1/secrets/metadata/shop/db"},
+           {"GET", "/v1/apps"},
+           {"GET", "/v1/apps/shop"},
+           {"GET", "/v1/services"},
+           {"GET", "/v1/instances"},
+           {"GET", "/v1/nodes"},
+           {"GET", "/metrics"},
+           {"GET", "/v1/events"},
+           {"GET", "/v1/intentions"},
+           {"GET", "/v1/intentions/check"},
+           {"GET", "/v1/secrets"},
+           {"GET", "/v1/secrets/metadata/shop/db"},
            {"GET", "/v1/apps/shop/services/web/logs"}}) {
     EXPECT_TRUE(decide(ro, needFor(matchRoute(method, path))).allowed) << path;
   }
-  for (auto [method, path] : std::vector<std::pair<const char*, const char*>>{
-           {"GET", "/v1/secrets/data/shop/db"}, {"GET", "/v1/apikeys"}, {"GET", "/v1/audit"},
-           {"GET", "/v1/tokens"}, {"PUT", "/v1/apps/shop"}, {"DELETE", "/v1/apps/shop"},
-           {"PUT", "/v1/intentions"}, {"POST", "/v1/apikeys"}, {"PUT", "/v1/secrets/data/a"}}) {
+  for (auto [method, path] :
+       std::vector<std::pair<const char*, const char*>>{{"GET", "/v1/secrets/data/shop/db"},
+                                                        {"GET", "/v1/apikeys"},
+                                                        {"GET", "/v1/audit"},
+                                                        {"GET", "/v1/tokens"},
+                                                        {"PUT", "/v1/apps/shop"},
+                                                        {"DELETE", "/v1/apps/shop"},
+                                                        {"PUT", "/v1/intentions"},
+                                                        {"POST", "/v1/apikeys"},
+                                                        {"PUT", "/v1/secrets/data/a"}}) {
     EXPECT_FALSE(decide(ro, needFor(matchRoute(method, path))).allowed) << method << path;
   }
   EXPECT_FALSE(allows(ro, Kind::kApps, "shop", kWrite));  // env values stay hidden

@@ -40,9 +40,9 @@ json ruleJson(const acl::Rule& r) {
 bool isStoreToken(std::string_view text) { return text.starts_with(kPrefix); }
 
 bool isAccessor(std::string_view text) {
-  return text.size() == 2 * kAccessorBytes &&
-         std::all_of(text.begin(), text.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return text.size() == 2 * kAccessorBytes && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
 std::string encodeTokenRecord(const TokenRecord& r) {
@@ -84,9 +84,8 @@ Result<TokenRecord> decodeTokenRecord(std::string_view text) {
   auto rules = j.find("rules");
   if (rules == j.end() || !rules->is_array()) return invalidArgument("token record needs rules");
   for (const auto& e : *rules) {
-    if (!e.is_object() || !e.contains("kind") || !e["kind"].is_string() ||
-        !e.contains("pattern") || !e["pattern"].is_string() || !e.contains("capabilities") ||
-        !e["capabilities"].is_array()) {
+    if (!e.is_object() || !e.contains("kind") || !e["kind"].is_string() || !e.contains("pattern") ||
+        !e["pattern"].is_string() || !e.contains("capabilities") || !e["capabilities"].is_array()) {
       return invalidArgument("token record has a malformed rule");
     }
     std::vector<std::string> caps;
@@ -101,9 +100,8 @@ Result<TokenRecord> decodeTokenRecord(std::string_view text) {
   return r;
 }
 
-Result<NewToken> TokenStore::create(std::string owner, std::vector<acl::Rule> rules,
-                                    TimePoint now, std::optional<TimePoint> expires_at,
-                                    std::string created_by) {
+Result<NewToken> TokenStore::create(std::string owner, std::vector<acl::Rule> rules, TimePoint now,
+                                    std::optional<TimePoint> expires_at, std::string created_by) {
   auto accessor = crypto::randomBytes(kAccessorBytes);
   if (!accessor) return accessor.status();
   auto secret = crypto::randomBytes(kSecretBytes);
@@ -156,7 +154,7 @@ Verified TokenStore::verify(std::string_view token, TimePoint now) const {
   }
   v.record = std::move(rec).value();
   v.result = v.record.expires_at && *v.record.expires_at <= now ? Verified::Result::kExpired
-                                                                 : Verified::Result::kOk;
+                                                                : Verified::Result::kOk;
   return v;
 }
 

@@ -66,9 +66,8 @@ class TokenStore {
   explicit TokenStore(state::Store& store) : store_(store) {}
 
   // Generates a token and stores its record; kAlreadyExists on an accessor collision (retry).
-  ::baton::Result<NewToken> create(std::string owner, std::vector<acl::Rule> rules,
-                                   TimePoint now, std::optional<TimePoint> expires_at,
-                                   std::string created_by);
+  ::baton::Result<NewToken> create(std::string owner, std::vector<acl::Rule> rules, TimePoint now,
+                                   std::optional<TimePoint> expires_at, std::string created_by);
   // kUnknown: not of the form, no such accessor (never made, or revoked), wrong secret.
   Verified verify(std::string_view token, TimePoint now) const;
   // false: there was no such token.

@@ -72,8 +72,8 @@ TEST_F(TokenStoreTest, WrongSecretsAndMalformedTokensAreUnknown) {
   other_accessor[6] = other_accessor[6] == '0' ? '1' : '0';
   for (const std::string& t :
        {wrong, other_accessor, made->token.substr(0, 65), made->token + "A", std::string("baton_"),
-        std::string(""), "bk_" + made->token.substr(6), "baton_" + std::string(16, 'G') + "_" +
-                                                             made->token.substr(23)}) {
+        std::string(""), "bk_" + made->token.substr(6),
+        "baton_" + std::string(16, 'G') + "_" + made->token.substr(23)}) {
     EXPECT_EQ(tokens_->verify(t, clock_.now()).result, Verified::Result::kUnknown) << t;
   }
 }
