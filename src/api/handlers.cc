@@ -6,9 +6,9 @@
 #include <ctime>
 #include <deque>
 #include <exception>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <variant>
-#include <nlohmann/json.hpp>
 
 #include "api/acl.h"
 #include "api/event_bus.h"
@@ -1374,8 +1374,9 @@ struct Handlers::Impl {
         if (it->is_null()) continue;
         auto d = it->is_string() ? parseDuration(it->get<std::string>()) : std::nullopt;
         if (!d || d->count() < 1000 || *d > kMaxTokenTtl) {
-          return errorResponse(400, "expected \"ttl\" to be a duration from 1s to 87600h (10 "
-                                    "years), e.g. \"24h\"");
+          return errorResponse(400,
+                               "expected \"ttl\" to be a duration from 1s to 87600h (10 "
+                               "years), e.g. \"24h\"");
         }
         ttl = *d;
       } else if (k == "rules") {
@@ -1384,8 +1385,9 @@ struct Handlers::Impl {
           return errorResponse(400, "expected \"rules\" to be an array of 1 to 64 rules");
         }
         for (const auto& e : *it) {
-          Result<acl::Rule> rule = invalidArgument("a rule is \"KIND:PATTERN:CAPS\" or " +
-                                                   std::string("{\"kind\", \"pattern\", \"capabilities\"}"));
+          Result<acl::Rule> rule =
+              invalidArgument("a rule is \"KIND:PATTERN:CAPS\" or " +
+                              std::string("{\"kind\", \"pattern\", \"capabilities\"}"));
           if (e.is_string()) {
             rule = acl::parseRule(e.get<std::string>());
           } else if (e.is_object() && e.size() == 3 && e.contains("kind") &&
@@ -1395,15 +1397,15 @@ struct Handlers::Impl {
             for (const auto& c : e["capabilities"]) {
               caps.push_back(c.is_string() ? c.get<std::string>() : c.dump());
             }
-            rule = acl::makeRule(e["kind"].get<std::string>(), e["pattern"].get<std::string>(),
-                                 caps);
+            rule =
+                acl::makeRule(e["kind"].get<std::string>(), e["pattern"].get<std::string>(), caps);
           }
           if (!rule) return errorResponse(400, rule.status().message());
           rules.push_back(std::move(rule).value());
         }
       } else {
-        return errorResponse(400, "unknown key \"" + k.substr(0, 100) +
-                                      "\": expected owner, ttl and rules");
+        return errorResponse(
+            400, "unknown key \"" + k.substr(0, 100) + "\": expected owner, ttl and rules");
       }
     }
     if (owner.empty()) return errorResponse(400, "expected \"owner\": who the token is for");
@@ -1411,8 +1413,10 @@ struct Handlers::Impl {
     if (auto extra = acl::notCovered(caller.rules, rules); !extra.empty()) {
       std::string what;
       for (const auto& r : extra) what += (what.empty() ? "" : ", ") + acl::ruleText(r);
-      return errorResponse(403, "a token may not grant more than its own rules; this one does "
-                                "not hold " + what);
+      return errorResponse(403,
+                           "a token may not grant more than its own rules; this one does "
+                           "not hold " +
+                               what);
     }
     std::optional<TimePoint> expires_at;
     if (ttl) expires_at = now() + *ttl;
@@ -1445,8 +1449,8 @@ struct Handlers::Impl {
 
   ApiResponse revokeToken(const std::string& accessor) {
     if (!isAccessor(accessor)) {
-      return errorResponse(400, "invalid accessor \"" + accessor.substr(0, 100) +
-                                    "\": expected 16 hex characters");
+      return errorResponse(
+          400, "invalid accessor \"" + accessor.substr(0, 100) + "\": expected 16 hex characters");
     }
     auto gone = tokens.revoke(accessor);
     if (!gone) return statusResponse(gone.status());

@@ -616,7 +616,8 @@ class TokensTest : public HandlersTest {
         ApiOptions{.dev = false, .check_token = twoTokens});
     for (const char* path : {"shop/db", "shop/api", "billing/key"}) {
       ASSERT_EQ(send("PUT", std::string("/v1/secrets/data/") + path, "w",
-                     R"({"data": {"PASSWORD": "hunter2"}})").status,
+                     R"({"data": {"PASSWORD": "hunter2"}})")
+                    .status,
                 200);
     }
     ASSERT_EQ(send("PUT", "/v1/apps/shop", "w", putBody(kShopV2)).status, 200);
@@ -681,8 +682,7 @@ TEST_F(TokensTest, NoUnknownExpiredOrRevokedTokenIs401) {
 }
 
 TEST_F(TokensTest, AWrongPolicyIs403NamingWhatWasNeeded) {
-  const std::string t =
-      create("w", {"secrets:shop/*:read,list", "apps:shop:read,list"})["token"];
+  const std::string t = create("w", {"secrets:shop/*:read,list", "apps:shop:read,list"})["token"];
   EXPECT_EQ(send("GET", "/v1/secrets/data/shop/db", t).status, 200);
   auto r = send("GET", "/v1/secrets/data/billing/key", t);
   EXPECT_EQ(r.status, 403);
@@ -691,7 +691,9 @@ TEST_F(TokensTest, AWrongPolicyIs403NamingWhatWasNeeded) {
   EXPECT_EQ(r.body.find(t), std::string::npos);
   r = send("PUT", "/v1/secrets/data/shop/db", t, R"({"data": {"PASSWORD": "x"}})");
   EXPECT_EQ(r.status, 403);
-  EXPECT_NE(body(r)["error"].get<std::string>().find("needs \"write\" on secrets \"shop/db\""), std::string::npos) << r.body;
+  EXPECT_NE(body(r)["error"].get<std::string>().find("needs \"write\" on secrets \"shop/db\""),
+            std::string::npos)
+      << r.body;
   EXPECT_EQ(send("DELETE", "/v1/secrets/data/shop/db", t).status, 403);
   EXPECT_EQ(send("GET", "/v1/apps/shop", t).status, 200);
   EXPECT_EQ(send("GET", "/v1/apps/billing", t).status, 403);
@@ -702,7 +704,8 @@ TEST_F(TokensTest, AWrongPolicyIs403NamingWhatWasNeeded) {
   EXPECT_EQ(send("GET", "/v1/events", t).status, 403);
   EXPECT_EQ(send("GET", "/v1/tokens", t).status, 403);
   EXPECT_EQ(send("PUT", "/v1/intentions", t,
-                 R"({"source": "a/b", "destination": "c/d", "action": "allow"})").status,
+                 R"({"source": "a/b", "destination": "c/d", "action": "allow"})")
+                .status,
             403);
   // A path that names another through ".." is not a way out: its form is refused.
   EXPECT_NE(send("GET", "/v1/secrets/data/shop/%2E%2E/billing/key", t).status, 200);
@@ -756,7 +759,8 @@ TEST_F(TokensTest, ListingsAreFilteredToWhatTheTokenMayList) {
   const std::string none = create("w", {"apps:shop:read"})["token"];
   r = send("GET", "/v1/secrets", none);
   EXPECT_EQ(r.status, 403);
-  EXPECT_NE(body(r)["error"].get<std::string>().find("\"list\" on some secrets"), std::string::npos) << r.body;
+  EXPECT_NE(body(r)["error"].get<std::string>().find("\"list\" on some secrets"), std::string::npos)
+      << r.body;
   // The built-ins: agent-token sees everything, agent-read-token every path but no value.
   EXPECT_EQ(body(send("GET", "/v1/secrets", "w"))["secrets"].size(), 3u);
   EXPECT_EQ(body(send("GET", "/v1/secrets", "r"))["secrets"].size(), 3u);
@@ -764,13 +768,14 @@ TEST_F(TokensTest, ListingsAreFilteredToWhatTheTokenMayList) {
 }
 
 TEST_F(TokensTest, ATokenMayNotGrantMoreThanItsOwn) {
-  const std::string mgr = create("w", {"tokens:*:admin", "secrets:shop/*:read,list"}, "mgr", "1h")["token"];
+  const std::string mgr =
+      create("w", {"tokens:*:admin", "secrets:shop/*:read,list"}, "mgr", "1h")["token"];
   // Within its own rights: allowed, and the child cannot outlive it.
   json child = create(mgr, {"secrets:shop/db:read"}, "child");
   EXPECT_EQ(child["expires_at"], toUnixMillis(clock_.now() + Duration(3'600'000)));
-  EXPECT_EQ(child["created_by"], "mgr (tok " + create(mgr, {"secrets:shop/db:read"})["created_by"]
-                                                   .get<std::string>()
-                                                   .substr(9));
+  EXPECT_EQ(child["created_by"],
+            "mgr (tok " +
+                create(mgr, {"secrets:shop/db:read"})["created_by"].get<std::string>().substr(9));
   create(mgr, {"secrets:shop/db:read"}, "child", "30m");
   // More: refused with 403 naming what it lacks, and nothing is stored.
   const size_t before = store_->list("/baton/tokens/")->kvs.size();
@@ -792,8 +797,8 @@ TEST_F(TokensTest, ATokenMayNotGrantMoreThanItsOwn) {
 TEST_F(TokensTest, CreateValidatesItsBodyAndListsWithoutSecrets) {
   auto post = [&](const std::string& b) { return send("POST", "/v1/tokens", "w", b); };
   EXPECT_EQ(post("[]").status, 400);
-  EXPECT_EQ(post(R"({"rules": ["apps:*:read"]})").status, 400);              // no owner
-  EXPECT_EQ(post(R"({"owner": "a"})").status, 400);                          // no rules
+  EXPECT_EQ(post(R"({"rules": ["apps:*:read"]})").status, 400);  // no owner
+  EXPECT_EQ(post(R"({"owner": "a"})").status, 400);              // no rules
   EXPECT_EQ(post(R"({"owner": "a", "rules": []})").status, 400);
   EXPECT_EQ(post(R"({"owner": "", "rules": ["apps:*:read"]})").status, 400);
   EXPECT_EQ(post(R"({"owner": "a\nb", "rules": ["apps:*:read"]})").status, 400);
@@ -803,10 +808,14 @@ TEST_F(TokensTest, CreateValidatesItsBodyAndListsWithoutSecrets) {
   EXPECT_EQ(post(R"({"owner": "a", "rules": ["apps:*:read"], "policy": "x"})").status, 400);
   auto r = post(R"({"owner": "a", "rules": ["vaults:*:read"]})");
   EXPECT_EQ(r.status, 400);
-  EXPECT_NE(body(r)["error"].get<std::string>().find("unknown kind \"vaults\""), std::string::npos) << r.body;
-  r = post(R"({"owner": "a", "rules": [{"kind": "apps", "pattern": "*", "capabilities": ["sudo"]}]})");
+  EXPECT_NE(body(r)["error"].get<std::string>().find("unknown kind \"vaults\""), std::string::npos)
+      << r.body;
+  r = post(
+      R"({"owner": "a", "rules": [{"kind": "apps", "pattern": "*", "capabilities": ["sudo"]}]})");
   EXPECT_EQ(r.status, 400);
-  EXPECT_NE(body(r)["error"].get<std::string>().find("unknown capability \"sudo\""), std::string::npos) << r.body;
+  EXPECT_NE(body(r)["error"].get<std::string>().find("unknown capability \"sudo\""),
+            std::string::npos)
+      << r.body;
   // Both forms of a rule; the answer shows the token once.
   r = post(R"({"owner": "ci", "ttl": "24h", "rules": ["secrets:ci/*:read",
            {"kind": "apps", "pattern": "ci-*", "capabilities": ["list", "read"]}]})");

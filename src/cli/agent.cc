@@ -550,10 +550,11 @@ int runAgent(const AgentFlags& flags) {
                cfg.node_name, cfg.api_listen, gw.httpPort(), gw.httpsPort(), cfg.data_dir,
                cfg.dev ? " (dev mode: no token needed)" : "");
   if (!cfg.dev) {
-    spdlog::info("API tokens: {0}/agent-token (the bootstrap token: may do everything; "
-                 "`baton token create` makes scoped ones), {0}/agent-read-token (reads all but "
-                 "secret values); export BATON_TOKEN=$(cat {0}/agent-token)",
-                 cfg.data_dir);
+    spdlog::info(
+        "API tokens: {0}/agent-token (the bootstrap token: may do everything; "
+        "`baton token create` makes scoped ones), {0}/agent-read-token (reads all but "
+        "secret values); export BATON_TOKEN=$(cat {0}/agent-token)",
+        cfg.data_dir);
   }
 
   int sig = 0;

@@ -969,8 +969,9 @@ int runCli(int argc, char** argv, CliContext& ctx) {
   token->require_subcommand(1);
   auto* token_create = token->add_subcommand("create", "Create a token; prints it once");
   token_create->add_option("--owner", tok_owner, "Who the token is for (required)")->required();
-  token_create->add_option("--ttl", tok_ttl, "How long it is valid, e.g. 24h (default: until "
-                                             "revoked, or its creator's expiry)");
+  token_create->add_option("--ttl", tok_ttl,
+                           "How long it is valid, e.g. 24h (default: until "
+                           "revoked, or its creator's expiry)");
   token_create
       ->add_option("--rule", tok_rules,
                    "KIND:PATTERN:CAP[,CAP...], e.g. secrets:shop/*:read,list (repeatable; "
@@ -1139,8 +1140,8 @@ int runCli(int argc, char** argv, CliContext& ctx) {
     if (!tok_ttl.empty()) {
       auto d = parseDuration(tok_ttl);
       if (!d || d->count() < 1000 || d->count() > int64_t{10} * 365 * 24 * 3'600'000) {
-        return usage("--ttl: expected a duration from 1s to 87600h such as 24h, got \"" +
-                     tok_ttl + "\"");
+        return usage("--ttl: expected a duration from 1s to 87600h such as 24h, got \"" + tok_ttl +
+                     "\"");
       }
     }
     return run.tokenCreate(tok_owner, tok_ttl, tok_rules);

@@ -189,8 +189,10 @@ TEST(Cli, TokenCreatePrintsTheTokenAloneOnStdout) {
   auto reqs = fake.requests();
   ASSERT_EQ(reqs.size(), 2u);
   EXPECT_EQ(reqs[0].rfind("POST /v1/tokens HTTP/1.1\r\n", 0), 0u) << reqs[0];
-  EXPECT_NE(reqs[0].find(R"({"owner":"alice","rules":["secrets:shop/*:read,list","apps:shop:read"],"ttl":"24h"})"),
-            std::string::npos)
+  EXPECT_NE(
+      reqs[0].find(
+          R"({"owner":"alice","rules":["secrets:shop/*:read,list","apps:shop:read"],"ttl":"24h"})"),
+      std::string::npos)
       << reqs[0];
   EXPECT_NE(reqs[1].find(R"({"owner":"alice","rules":["apps:*:list"]})"), std::string::npos)
       << reqs[1];
@@ -207,9 +209,10 @@ TEST(Cli, TokenListRevokeAndSelf) {
        {403, R"({"error":"this token may not do this: it needs \"admin\" on tokens"})"}});
   CliRun r = run({"token", "ls"}, fake.addr());
   EXPECT_EQ(r.code, kExitOk) << r.err;
-  EXPECT_EQ(r.out,
-            "ACCESSOR           OWNER   RULES                                     CREATED   EXPIRES\n"
-            "0123456789abcdef   alice   secrets:shop/*:read,list apps:shop:read   -         -\n");
+  EXPECT_EQ(
+      r.out,
+      "ACCESSOR           OWNER   RULES                                     CREATED   EXPIRES\n"
+      "0123456789abcdef   alice   secrets:shop/*:read,list apps:shop:read   -         -\n");
   r = run({"token", "revoke", "0123456789abcdef"}, fake.addr());
   EXPECT_EQ(r.code, kExitOk) << r.err;
   EXPECT_EQ(r.out, "0123456789abcdef: revoked\n");
@@ -228,7 +231,7 @@ TEST(Cli, TokenListRevokeAndSelf) {
 TEST(Cli, TokenUsageErrorsExit2WithAClearMessage) {
   EXPECT_EQ(run({"token"}).code, kExitUsage);
   EXPECT_EQ(run({"token", "create"}).code, kExitUsage);
-  EXPECT_EQ(run({"token", "create", "--owner", "a"}).code, kExitUsage);  // no rule
+  EXPECT_EQ(run({"token", "create", "--owner", "a"}).code, kExitUsage);           // no rule
   EXPECT_EQ(run({"token", "create", "--rule", "apps:*:read"}).code, kExitUsage);  // no owner
   CliRun r = run({"token", "create", "--owner", "a", "--rule", "secrets:shop/*:sudo"});
   EXPECT_EQ(r.code, kExitUsage);
