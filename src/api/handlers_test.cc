@@ -484,7 +484,8 @@ TEST_F(HandlersTest, TheInstancesListenerReadsTheTokensOwnAppOnly) {
   r = send("GET", "/v1/services");
   ASSERT_EQ(r.status, 200);
   ASSERT_FALSE(body(r)["services"].empty());
-  for (const auto& row : body(r)["services"]) EXPECT_EQ(row["app"], "shop") << row;
+  const json services = body(r)["services"];  // a copy: body(r) is a temporary
+  for (const auto& row : services) EXPECT_EQ(row["app"], "shop") << row;
   EXPECT_EQ(send("GET", "/v1/services?app=shop").status, 200);
   r = send("GET", "/v1/instances");
   ASSERT_EQ(r.status, 200);
@@ -729,7 +730,8 @@ TEST_F(TokensTest, ListingsAreFilteredToWhatTheTokenMayList) {
   EXPECT_EQ(body(r)["apps"][0]["app"], "shop");
   r = send("GET", "/v1/services", t);
   ASSERT_EQ(r.status, 200) << r.body;
-  for (const auto& row : body(r)["services"]) EXPECT_EQ(row["app"], "shop");
+  const json shop_rows = body(r)["services"];
+  for (const auto& row : shop_rows) EXPECT_EQ(row["app"], "shop");
   EXPECT_EQ(body(send("GET", "/v1/services?app=billing", t))["services"].size(), 0u);
   // A blocking query renders its answer later, filtered the same way.
   r = send("GET", "/v1/services?index=0&wait=10s", t);
@@ -741,7 +743,8 @@ TEST_F(TokensTest, ListingsAreFilteredToWhatTheTokenMayList) {
   }
   ASSERT_TRUE(later && !later->empty());
   ASSERT_FALSE(json::parse(*later)["services"].empty()) << *later;
-  for (const auto& row : json::parse(*later)["services"]) EXPECT_EQ(row["app"], "shop") << *later;
+  const json later_rows = json::parse(*later)["services"];
+  for (const auto& row : later_rows) EXPECT_EQ(row["app"], "shop") << *later;
   putInstance("shop-web-1", "web", 1, "h", model::InstanceState::kHealthy);
   model::InstanceRecord other;
   other.id = "billing-web-1";
