@@ -3,13 +3,17 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <ctime>
 #include <deque>
 #include <exception>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <variant>
 
+#include "api/acl.h"
 #include "api/event_bus.h"
 #include "api/routes.h"
+#include "api/tokens.h"
 #include "auth/api_keys.h"
 #include "autoscaler/bounds.h"
 #include "core/units.h"
@@ -31,6 +35,12 @@ constexpr size_t kEventQueueLines = 4096;
 constexpr size_t kMaxApiKeyName = 128;
 constexpr size_t kMaxApiKeyScopes = 32;
 constexpr size_t kMaxApiKeyScope = 256;
+constexpr size_t kMaxTokenOwner = 128;
+constexpr size_t kMaxTokenRules = 64;
+constexpr Duration kMaxTokenTtl = Duration(int64_t{10} * 365 * 24 * 3'600'000);  // 10 years
+
+// A listing's filter: whether the caller may see the app (or secret path) of a row. Empty: all.
+using Visible = std::function<bool(const std::string&)>;
 
 // An API key's name or scope: printable ASCII or UTF-8, no control characters.
 bool isPrintableText(std::string_view s) {
@@ -54,6 +64,37 @@ json apiKeyRow(const auth::ApiKeyRecord& r) {
           {"name", r.name},
           {"created_at", toUnixMillis(r.created_at)},
           {"scopes", r.scopes}};
+}
+
+// "2026-12-05 04:29:27Z", for messages.
+std::string formatUtc(TimePoint t) {
+  std::time_t secs = static_cast<std::time_t>(toUnixMillis(t) / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
+  return buf;
+}
+
+json rulesJson(const std::vector<acl::Rule>& rules) {
+  json out = json::array();
+  for (const auto& r : rules) {
+    out.push_back({{"kind", acl::kindName(r.kind)},
+                   {"pattern", r.pattern},
+                   {"capabilities", acl::capabilityNames(r.caps)}});
+  }
+  return out;
+}
+
+// A token as GET /v1/tokens shows it: never its hash, never its secret.
+json tokenRow(const TokenRecord& r, TimePoint now) {
+  return {{"accessor", r.accessor},
+          {"owner", r.owner},
+          {"rules", rulesJson(r.rules)},
+          {"created_at", toUnixMillis(r.created_at)},
+          {"expires_at", r.expires_at ? json(toUnixMillis(*r.expires_at)) : json(nullptr)},
+          {"expired", r.expires_at && *r.expires_at <= now},
+          {"created_by", r.created_by}};
 }
 
 ApiResponse jsonResponse(int status, const json& j) {
@@ -287,6 +328,8 @@ std::string kindOfKey(std::string_view key) {
   if (key.starts_with(keys::kScale)) return "scale";
   if (key.starts_with(keys::kRollouts)) return "rollout";
   if (key.starts_with(auth::kApiKeysPrefix)) return "apikey";
+  if (key.starts_with(keys::kTokens)) return "token";
+  if (key.starts_with(keys::kAudit)) return "audit";
   return "other";
 }
 
@@ -374,7 +417,8 @@ class BlockingAnswer final : public ChunkSource {
 
 class EventStream final : public ChunkSource {
  public:
-  // full: objects as stored; else apps with their env values hidden and no API key records.
+  // full: objects as stored; else apps with their env values hidden and no API key or audit
+  // records. API token records (hashes) are never sent.
   explicit EventStream(bool full) : full_(full) {}
   ~EventStream() override {
     watch_.reset();  // after this no store callback runs
@@ -392,7 +436,8 @@ class EventStream final : public ChunkSource {
       for (const auto& ev : events) {
         json obj = nullptr;
         const std::string kind = kindOfKey(ev.kv.key);
-        if (ev.type == state::Event::Type::kPut && (full_ || kind != "apikey")) {
+        if (ev.type == state::Event::Type::kPut && kind != "token" &&
+            (full_ || (kind != "apikey" && kind != "audit"))) {
           obj = json::parse(ev.kv.value, nullptr, false);
           if (obj.is_discarded()) obj = ev.kv.value;
           if (!full_) hideEnv(obj);
@@ -503,6 +548,7 @@ struct Handlers::Impl {
   ApiOptions options;
   std::optional<auth::ApiKeys> own_keys;  // over deps.store, only when deps.api_keys is null
   auth::ApiKeys& api_keys;
+  TokenStore tokens{deps.store};
   std::mutex counts_mu;
   std::atomic<uint64_t> audit_seq{0};
   std::map<int, uint64_t> counts;
@@ -515,26 +561,57 @@ struct Handlers::Impl {
   state::Store& store() { return deps.store; }
   TimePoint now() { return deps.clock.now(); }
 
-  // What the caller may do: everything in dev mode, else what its token allows.
-  Access access(const ApiRequest& req) {
-    if (options.dev) return Access::kWrite;
-    if (!options.check_token) return Access::kNone;
+  // Who is calling and what its token may do (docs/tokens.md).
+  struct Caller {
+    std::string who;  // the audit log's name: "dev", "agent-token", "alice (tok 3f2a...)"
+    std::vector<acl::Rule> rules;
+    std::optional<TokenRecord> token;  // a store token's record; none for the built-ins
+  };
+
+  // The caller of `req`, or the 401/503 answer. Dev mode may do everything; outside it the
+  // token is a store token ("baton_...", read from the store on every request, so a revocation
+  // holds at once) or one of the two built-in file tokens (check_token).
+  std::variant<Caller, ApiResponse> authenticate(const ApiRequest& req) {
+    if (options.dev) return Caller{"dev", acl::managementRules(), std::nullopt};
     std::string_view h = req.authorization;
     constexpr std::string_view kBearer = "Bearer ";
-    if (h.size() <= kBearer.size() || !h.starts_with(kBearer)) return Access::kNone;
-    return options.check_token(h.substr(kBearer.size()));
+    const std::string_view t =
+        h.size() > kBearer.size() && h.starts_with(kBearer) ? h.substr(kBearer.size()) : "";
+    const std::string needed = "this request needs a valid token (Authorization: Bearer ...)";
+    if (t.empty()) return errorResponse(401, needed);
+    if (isStoreToken(t)) {
+      Verified v = tokens.verify(t, now());
+      switch (v.result) {
+        case Verified::Result::kOk: {
+          std::string who = v.record.owner + " (tok " + v.record.accessor + ")";
+          auto rules = v.record.rules;
+          return Caller{std::move(who), std::move(rules), std::move(v.record)};
+        }
+        case Verified::Result::kExpired:
+          return errorResponse(401, "the token " + v.record.accessor + " expired at " +
+                                        formatUtc(*v.record.expires_at) +
+                                        "; this request needs a valid token");
+        case Verified::Result::kUnavailable:
+          return errorResponse(503, "the tokens cannot be read from the store now");
+        case Verified::Result::kUnknown:
+          return errorResponse(401, "unknown or revoked token: " + needed);
+      }
+    }
+    const Access a = options.check_token ? options.check_token(t) : Access::kNone;
+    if (a == Access::kWrite) return Caller{"agent-token", acl::managementRules(), std::nullopt};
+    if (a == Access::kRead) return Caller{"agent-read-token", acl::readOnlyRules(), std::nullopt};
+    return errorResponse(401, needed);
   }
 
-  // One audit entry: who (which kind of token), what (method, route, path; never a body or a
+  // One audit entry: who (the caller's name), what (method, route, path; never a body or a
   // value), when. Entries past kAuditKeep are pruned, oldest first, every 256 writes.
   static constexpr size_t kAuditKeep = 10000;
-  Status audit(const ApiRequest& req, const RouteMatch& m, Access have) {
+  Status audit(const ApiRequest& req, const RouteMatch& m, const std::string& who) {
     const int64_t now_ms = toUnixMillis(now());
     const uint64_t n = audit_seq.fetch_add(1, std::memory_order_relaxed);
     char key[64];
     std::snprintf(key, sizeof key, "%013lld-%08llx", static_cast<long long>(now_ms),
                   static_cast<unsigned long long>(n & 0xffffffffull));
-    const char* who = options.dev ? "dev" : have == Access::kWrite ? "agent-token" : "agent-read-token";
     json entry = {{"at", now_ms},
                   {"who", who},
                   {"method", req.method},
@@ -578,7 +655,7 @@ struct Handlers::Impl {
 
   // /v1/secrets (docs/secrets.md). Values travel only in the bodies of GET and PUT data; no
   // error message quotes one.
-  ApiResponse secret(const RouteMatch& m, const ApiRequest& req) {
+  ApiResponse secret(const RouteMatch& m, const ApiRequest& req, const Caller& caller) {
     if (deps.seal == nullptr) return errorResponse(503, "this agent keeps no secrets");
     secrets::SecretStore* vault = deps.seal->store();
     if (vault == nullptr) return errorResponse(503, deps.seal->status().message());
@@ -611,7 +688,14 @@ struct Handlers::Impl {
         auto q = req.query.find("prefix");
         auto paths = vault->list(q == req.query.end() ? "" : q->second);
         if (!paths) return statusResponse(paths.status());
-        return jsonResponse(200, {{"secrets", *paths}});
+        // Only the paths this token may list (the others are not refused: left out).
+        std::vector<std::string> visible;
+        for (auto& p : *paths) {
+          if (acl::allows(caller.rules, acl::Kind::kSecrets, p, acl::kList)) {
+            visible.push_back(std::move(p));
+          }
+        }
+        return jsonResponse(200, {{"secrets", visible}});
       }
       case RouteId::kGetSecret: {
         int64_t version = 0;
@@ -815,14 +899,22 @@ struct Handlers::Impl {
         return errorResponse(403, "dev mode refuses requests from web pages of other origins");
       }
     }
-    const Access have = access(req);
-    if (have < m.needs) {
-      if (have == Access::kNone) {
-        return errorResponse(401, "this request needs a valid token (Authorization: Bearer ...)");
+    const acl::Need need = acl::needFor(m);
+    Caller caller;
+    if (need.what != acl::Need::What::kNothing) {
+      auto who = authenticate(req);
+      if (auto* refused = std::get_if<ApiResponse>(&who)) return std::move(*refused);
+      caller = std::move(std::get<Caller>(who));
+      if (!acl::decide(caller.rules, need).allowed) {
+        return errorResponse(403, "this token may not do this: it needs " + acl::describe(need));
       }
-      return errorResponse(403, "this request needs a write token; the one given may only read");
     }
-    const bool full = have == Access::kWrite;  // reads with a read token hide env values
+    const auto& rules = caller.rules;
+    // Listings show the apps the token may list. Holds a copy of the rules: a blocking query
+    // renders its answer after this function has returned.
+    const Visible may_list = [rules = caller.rules](const std::string& app) {
+      return acl::allows(rules, acl::Kind::kApps, app, acl::kList);
+    };
     // Every body is JSON: none nested deep enough to exhaust the stack of whatever walks it.
     if (!req.body.empty()) {
       if (Status s = model::checkJsonDepth(req.body); !s) return errorResponse(400, s.message());
@@ -842,7 +934,7 @@ struct Handlers::Impl {
     // Every write and every read of a secret's value is in the audit log before it is done
     // (docs/secrets.md "Audit"); when the log cannot be written, nothing is done (as Vault).
     if (m.is_write || m.id == RouteId::kGetSecret) {
-      if (Status s = audit(req, m, have); !s) {
+      if (Status s = audit(req, m, caller.who); !s) {
         return errorResponse(503, "the audit log cannot be written, so nothing was done: " +
                                       s.message());
       }
@@ -855,18 +947,21 @@ struct Handlers::Impl {
       case RouteId::kMetrics:
         return metrics();
       case RouteId::kListApps:
-        return listApps();
+        return listApps(may_list);
       case RouteId::kGetApp:
-        return getApp(app, full);
+        // Env values and the manifest's source only for who could have written them.
+        return getApp(app, acl::allows(rules, acl::Kind::kApps, app, acl::kWrite));
       case RouteId::kPutApp:
-        return putApp(app, req.body);
+        return putApp(app, req.body, caller);
       case RouteId::kDeleteApp:
         return deleteApp(app);
       case RouteId::kListServices:
-        if (req.query.count("index")) return blockingServices(q("app"), q("index"), q("wait"));
-        return listServices(q("app"));
+        if (req.query.count("index")) {
+          return blockingServices(q("app"), q("index"), q("wait"), may_list);
+        }
+        return listServices(q("app"), may_list);
       case RouteId::kListInstances:
-        return listInstances(q("app"), q("service"), q("state"));
+        return listInstances(q("app"), q("service"), q("state"), may_list);
       case RouteId::kListNodes:
         return listNodes();
       case RouteId::kSetScale:
@@ -876,7 +971,11 @@ struct Handlers::Impl {
       case RouteId::kLogs:
         return logs(app, svc, req.query);
       case RouteId::kEvents:
-        return events(full);
+        // Whole records (env values, API keys, the audit log) for who may write every app and
+        // list the keys; token records never.
+        return events(acl::allows(rules, acl::Kind::kApps, "*", acl::kWrite) &&
+                      acl::allows(rules, acl::Kind::kTokens, "*", acl::kList) &&
+                      acl::allows(rules, acl::Kind::kAudit, "*", acl::kRead));
       case RouteId::kCreateApiKey:
         return createApiKey(req.body);
       case RouteId::kListApiKeys:
@@ -900,17 +999,25 @@ struct Handlers::Impl {
       case RouteId::kGetSecretMeta:
       case RouteId::kPutSecretMeta:
       case RouteId::kDeleteSecretMeta:
-        return secret(m, req);
+        return secret(m, req, caller);
       case RouteId::kOperatorInit:
       case RouteId::kOperatorUnseal:
       case RouteId::kSealStatus:
         return operatorCall(m, req);
+      case RouteId::kCreateToken:
+        return createToken(caller, req.body);
+      case RouteId::kListTokens:
+        return listTokens();
+      case RouteId::kRevokeToken:
+        return revokeToken(m.params["accessor"]);
+      case RouteId::kTokenSelf:
+        return tokenSelf(caller);
       default:
         return errorResponse(404, "no such endpoint");
     }
   }
 
-  ApiResponse putApp(const std::string& app, const std::string& body) {
+  ApiResponse putApp(const std::string& app, const std::string& body, const Caller& caller) {
     json j = json::parse(body, nullptr, false);
     if (j.is_discarded() || !j.is_object()) {
       return errorResponse(400,
@@ -951,6 +1058,17 @@ struct Handlers::Impl {
       return jsonResponse(400,
                           {{"error", d.message}, {"errors", json::array({diagnosticJson(d)})}});
     }
+    // A service's instances get the values of the secrets it lists: deploying it is reading
+    // them, so the token must be allowed to (else `apps:shop:write` would read any secret).
+    for (const auto& [name, svc] : spec.services) {
+      for (const std::string& path : svc.secrets) {
+        if (!acl::allows(caller.rules, acl::Kind::kSecrets, path, acl::kRead)) {
+          return errorResponse(403, "service " + name + " lists secret " + path +
+                                        ", and this token may not read it: it needs \"read\" on "
+                                        "secrets \"" + path + "\"");
+        }
+      }
+    }
     const std::string key = keys::app(app);
     for (int attempt = 0; attempt < kMaxCasAttempts; ++attempt) {
       auto cur = store().get(key);
@@ -979,11 +1097,12 @@ struct Handlers::Impl {
     return errorResponse(409, "app \"" + app + "\" is being changed concurrently; try again");
   }
 
-  ApiResponse listApps() {
+  ApiResponse listApps(const Visible& visible) {
     auto r = store().list(std::string(keys::kApps));
     if (!r) return statusResponse(r.status());
     json apps = json::array();
     for (const auto& kv : r->kvs) {
+      if (visible && !visible(std::string(keys::leaf(kv.key)))) continue;
       auto rec = model::decode<model::AppRecord>(kv.value);
       if (!rec) continue;
       json services = json::array();
@@ -1028,12 +1147,13 @@ struct Handlers::Impl {
     return jsonResponse(200, {{"app", app}, {"deleted", true}, {"revision", t->revision}});
   }
 
-  ApiResponse listServices(const std::string& app) {
+  ApiResponse listServices(const std::string& app, const Visible& visible = {}) {
     if (!app.empty() && !isValidName(app)) return errorResponse(400, "invalid app name");
     auto s = loadSnapshot(store(), app);
     if (!s) return statusResponse(s.status());
     json rows = json::array();
     for (const auto& [name, rec] : s->apps) {
+      if (visible && !visible(name)) continue;
       for (const auto& [_, svc] : rec.spec.services) {
         rows.push_back(serviceRow(*s, name, rec, svc, now()));
       }
@@ -1045,7 +1165,7 @@ struct Handlers::Impl {
   // after revision N (the `revision` of a previous answer), for at most `wait` (default 5m,
   // at most 10m).
   ApiResponse blockingServices(const std::string& app, const std::string& index_text,
-                               const std::string& wait_text) {
+                               const std::string& wait_text, Visible visible = {}) {
     if (!app.empty() && !isValidName(app)) return errorResponse(400, "invalid app name");
     int64_t index = -1;
     if (!index_text.empty() && index_text.size() <= 18 &&
@@ -1063,7 +1183,8 @@ struct Handlers::Impl {
       wait = *d;
     }
     auto src = std::make_unique<BlockingAnswer>(
-        [this, app] { return listServices(app); }, deps.clock, deps.clock.steadyNow() + wait,
+        [this, app, visible = std::move(visible)] { return listServices(app, visible); },
+        deps.clock, deps.clock.steadyNow() + wait,
         std::vector<std::string>{std::string(keys::kApps), std::string(keys::kInstances),
                                  std::string(keys::kStatus), std::string(keys::kScale),
                                  std::string(keys::kRollouts)});
@@ -1074,7 +1195,7 @@ struct Handlers::Impl {
   }
 
   ApiResponse listInstances(const std::string& app, const std::string& service,
-                            const std::string& state) {
+                            const std::string& state, const Visible& visible = {}) {
     if (!app.empty() && !isValidName(app)) return errorResponse(400, "invalid app name");
     if (!state.empty() && !model::parseInstanceState(state)) {
       return errorResponse(400, "unknown state \"" + state +
@@ -1085,6 +1206,7 @@ struct Handlers::Impl {
     if (!s) return statusResponse(s.status());
     json rows = json::array();
     for (const auto& inst : s->instances) {
+      if (visible && !visible(inst.app)) continue;
       if (!service.empty() && inst.service != service) continue;
       auto st = s->status.find(inst.id);
       const model::InstanceStatus* sp = st == s->status.end() ? nullptr : &st->second;
@@ -1299,6 +1421,126 @@ struct Handlers::Impl {
     Status st = api_keys.revoke(id);
     if (!st) return statusResponse(st);
     return jsonResponse(200, {{"id", id}, {"deleted", true}});
+  }
+
+  // POST /v1/tokens {"owner": "alice", "ttl": "24h", "rules": [...]}: the token text is in this
+  // answer only. A token may not grant more than it holds, nor outlive itself.
+  ApiResponse createToken(const Caller& caller, const std::string& body) {
+    json j = json::parse(body, nullptr, false);
+    const std::string form =
+        "expected {\"owner\": \"...\", \"ttl\": \"24h\", \"rules\": [{\"kind\": \"secrets\", "
+        "\"pattern\": \"shop/*\", \"capabilities\": [\"read\"]}]}";
+    if (j.is_discarded() || !j.is_object()) return errorResponse(400, form);
+    std::string owner;
+    std::optional<Duration> ttl;
+    std::vector<acl::Rule> rules;
+    bool has_rules = false;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      const std::string& k = it.key();
+      if (k == "owner") {
+        if (!it->is_string() || it->get<std::string>().empty() ||
+            it->get<std::string>().size() > kMaxTokenOwner ||
+            !isPrintableText(it->get<std::string>())) {
+          return errorResponse(400, "expected \"owner\" to be 1-128 printable characters");
+        }
+        owner = it->get<std::string>();
+      } else if (k == "ttl") {
+        if (it->is_null()) continue;
+        auto d = it->is_string() ? parseDuration(it->get<std::string>()) : std::nullopt;
+        if (!d || d->count() < 1000 || *d > kMaxTokenTtl) {
+          return errorResponse(400,
+                               "expected \"ttl\" to be a duration from 1s to 87600h (10 "
+                               "years), e.g. \"24h\"");
+        }
+        ttl = *d;
+      } else if (k == "rules") {
+        has_rules = true;
+        if (!it->is_array() || it->empty() || it->size() > kMaxTokenRules) {
+          return errorResponse(400, "expected \"rules\" to be an array of 1 to 64 rules");
+        }
+        for (const auto& e : *it) {
+          Result<acl::Rule> rule =
+              invalidArgument("a rule is \"KIND:PATTERN:CAPS\" or " +
+                              std::string("{\"kind\", \"pattern\", \"capabilities\"}"));
+          if (e.is_string()) {
+            rule = acl::parseRule(e.get<std::string>());
+          } else if (e.is_object() && e.size() == 3 && e.contains("kind") &&
+                     e["kind"].is_string() && e.contains("pattern") && e["pattern"].is_string() &&
+                     e.contains("capabilities") && e["capabilities"].is_array()) {
+            std::vector<std::string> caps;
+            for (const auto& c : e["capabilities"]) {
+              caps.push_back(c.is_string() ? c.get<std::string>() : c.dump());
+            }
+            rule =
+                acl::makeRule(e["kind"].get<std::string>(), e["pattern"].get<std::string>(), caps);
+          }
+          if (!rule) return errorResponse(400, rule.status().message());
+          rules.push_back(std::move(rule).value());
+        }
+      } else {
+        return errorResponse(
+            400, "unknown key \"" + k.substr(0, 100) + "\": expected owner, ttl and rules");
+      }
+    }
+    if (owner.empty()) return errorResponse(400, "expected \"owner\": who the token is for");
+    if (!has_rules) return errorResponse(400, "expected \"rules\": what the token may do");
+    if (auto extra = acl::notCovered(caller.rules, rules); !extra.empty()) {
+      std::string what;
+      for (const auto& r : extra) what += (what.empty() ? "" : ", ") + acl::ruleText(r);
+      return errorResponse(403,
+                           "a token may not grant more than its own rules; this one does "
+                           "not hold " +
+                               what);
+    }
+    std::optional<TimePoint> expires_at;
+    if (ttl) expires_at = now() + *ttl;
+    if (caller.token && caller.token->expires_at) {
+      const TimePoint limit = *caller.token->expires_at;
+      if (!expires_at) {
+        expires_at = limit;  // a child never outlives the token that made it
+      } else if (*expires_at > limit) {
+        return errorResponse(403, "the new token would outlive this one, which expires at " +
+                                      formatUtc(limit) + "; ask for a shorter ttl");
+      }
+    }
+    for (int attempt = 0;; ++attempt) {
+      auto created = tokens.create(owner, rules, now(), expires_at, caller.who);
+      if (!created && created.status().code() == Code::kAlreadyExists && attempt == 0) continue;
+      if (!created) return statusResponse(created.status());
+      json row = tokenRow(created->record, now());
+      row["token"] = created->token;
+      return jsonResponse(201, row);
+    }
+  }
+
+  ApiResponse listTokens() {
+    auto all = tokens.list();
+    if (!all) return statusResponse(all.status());
+    json rows = json::array();
+    for (const auto& r : *all) rows.push_back(tokenRow(r, now()));
+    return jsonResponse(200, {{"tokens", rows}});
+  }
+
+  ApiResponse revokeToken(const std::string& accessor) {
+    if (!isAccessor(accessor)) {
+      return errorResponse(
+          400, "invalid accessor \"" + accessor.substr(0, 100) + "\": expected 16 hex characters");
+    }
+    auto gone = tokens.revoke(accessor);
+    if (!gone) return statusResponse(gone.status());
+    if (!*gone) return errorResponse(404, "no token has the accessor " + accessor);
+    return jsonResponse(200, {{"accessor", accessor}, {"revoked", true}});
+  }
+
+  ApiResponse tokenSelf(const Caller& caller) {
+    if (caller.token) return jsonResponse(200, tokenRow(*caller.token, now()));
+    return jsonResponse(200, {{"accessor", nullptr},
+                              {"owner", caller.who},
+                              {"rules", rulesJson(caller.rules)},
+                              {"created_at", nullptr},
+                              {"expires_at", nullptr},
+                              {"expired", false},
+                              {"created_by", nullptr}});
   }
 
   ApiResponse listIntentions() {

@@ -484,7 +484,8 @@ TEST_F(HandlersTest, TheInstancesListenerReadsTheTokensOwnAppOnly) {
   r = send("GET", "/v1/services");
   ASSERT_EQ(r.status, 200);
   ASSERT_FALSE(body(r)["services"].empty());
-  for (const auto& row : body(r)["services"]) EXPECT_EQ(row["app"], "shop") << row;
+  const json services = body(r)["services"];  // a copy: body(r) is a temporary
+  for (const auto& row : services) EXPECT_EQ(row["app"], "shop") << row;
   EXPECT_EQ(send("GET", "/v1/services?app=shop").status, 200);
   r = send("GET", "/v1/instances");
   ASSERT_EQ(r.status, 200);
@@ -600,6 +601,295 @@ TEST_F(HandlersTest, EveryWriteAndSecretReadIsAuditedWithoutValues) {
   const std::vector<state::KeyValue> kvs = audited->kvs;
   for (const auto& kv : kvs) EXPECT_EQ(kv.value.find("hunter2"), std::string::npos);
   EXPECT_EQ(send("GET", "/v1/audit?limit=0", "Bearer w").status, 400);
+}
+
+// API tokens (docs/tokens.md): a fixture with secrets, the two built-in tokens ("w", "r") and
+// helpers to make store tokens through the API.
+class TokensTest : public HandlersTest {
+ protected:
+  void SetUp() override {
+    HandlersTest::SetUp();
+    auto v = secrets::Seal::withKey(*store_, std::string(32, 'K'), clock_);
+    ASSERT_TRUE(v.isOk());
+    vault_ = std::move(v).value();
+    h_ = std::make_unique<Handlers>(
+        ApiDeps{.store = *store_, .clock = clock_, .seal = vault_.get()},
+        ApiOptions{.dev = false, .check_token = twoTokens});
+    for (const char* path : {"shop/db", "shop/api", "billing/key"}) {
+      ASSERT_EQ(send("PUT", std::string("/v1/secrets/data/") + path, "w",
+                     R"({"data": {"PASSWORD": "hunter2"}})")
+                    .status,
+                200);
+    }
+    ASSERT_EQ(send("PUT", "/v1/apps/shop", "w", putBody(kShopV2)).status, 200);
+    std::string billing(kShopV2);
+    billing.replace(billing.find("\"shop\""), 6, "\"billing\"");
+    ASSERT_EQ(send("PUT", "/v1/apps/billing", "w", putBody(billing)).status, 200);
+  }
+  void TearDown() override {
+    h_.reset();
+    vault_.reset();
+    HandlersTest::TearDown();
+  }
+
+  // `token`: "" sends no Authorization header.
+  ApiResponse send(std::string method, std::string target, const std::string& token,
+                   std::string b = {}) {
+    return h_->handle(ApiRequest::make(std::move(method), target, std::move(b),
+                                       token.empty() ? "" : "Bearer " + token));
+  }
+  // Creates a token with `by`'s rights; returns the answer's JSON (with "token").
+  json create(const std::string& by, json rules, std::string owner = "alice",
+              std::optional<std::string> ttl = std::nullopt, int want = 201) {
+    json b = {{"owner", owner}, {"rules", rules}};
+    if (ttl) b["ttl"] = *ttl;
+    auto r = send("POST", "/v1/tokens", by, b.dump());
+    EXPECT_EQ(r.status, want) << r.body;
+    return body(r);
+  }
+
+  std::unique_ptr<secrets::Seal> vault_;
+  std::unique_ptr<Handlers> h_;
+};
+
+TEST_F(TokensTest, NoUnknownExpiredOrRevokedTokenIs401) {
+  json made = create("w", {"secrets:shop/*:read"}, "alice", "2s");
+  const std::string t = made["token"];
+  EXPECT_EQ(send("GET", "/v1/secrets/data/shop/db", t).status, 200);
+  EXPECT_EQ(send("GET", "/v1/secrets/data/shop/db", "").status, 401);
+  // Unknown: a well-formed token that was never made.
+  std::string unknown = t;
+  unknown[6] = unknown[6] == 'a' ? 'b' : 'a';
+  auto r = send("GET", "/v1/secrets/data/shop/db", unknown);
+  EXPECT_EQ(r.status, 401);
+  EXPECT_NE(r.body.find("unknown or revoked token"), std::string::npos) << r.body;
+  // Expired on the injected clock: 401 saying so, never quoting the token.
+  clock_.advance(Duration(2000));
+  r = send("GET", "/v1/secrets/data/shop/db", t);
+  EXPECT_EQ(r.status, 401);
+  EXPECT_NE(r.body.find("expired at"), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find(t.substr(23)), std::string::npos) << r.body;
+  // Revoked: 401 on the next request.
+  json other = create("w", {"secrets:shop/*:read"}, "bob");
+  EXPECT_EQ(send("GET", "/v1/secrets/data/shop/db", other["token"]).status, 200);
+  r = send("DELETE", "/v1/tokens/" + other["accessor"].get<std::string>(), "w");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body(r), (json{{"accessor", other["accessor"]}, {"revoked", true}}));
+  r = send("GET", "/v1/secrets/data/shop/db", other["token"]);
+  EXPECT_EQ(r.status, 401);
+  EXPECT_NE(r.body.find("unknown or revoked token"), std::string::npos) << r.body;
+  EXPECT_EQ(send("DELETE", "/v1/tokens/" + other["accessor"].get<std::string>(), "w").status, 404);
+  EXPECT_EQ(send("DELETE", "/v1/tokens/nothex", "w").status, 400);
+}
+
+TEST_F(TokensTest, AWrongPolicyIs403NamingWhatWasNeeded) {
+  const std::string t = create("w", {"secrets:shop/*:read,list", "apps:shop:read,list"})["token"];
+  EXPECT_EQ(send("GET", "/v1/secrets/data/shop/db", t).status, 200);
+  auto r = send("GET", "/v1/secrets/data/billing/key", t);
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(body(r)["error"],
+            "this token may not do this: it needs \"read\" on secrets \"billing/key\"");
+  EXPECT_EQ(r.body.find(t), std::string::npos);
+  r = send("PUT", "/v1/secrets/data/shop/db", t, R"({"data": {"PASSWORD": "x"}})");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_NE(body(r)["error"].get<std::string>().find("needs \"write\" on secrets \"shop/db\""),
+            std::string::npos)
+      << r.body;
+  EXPECT_EQ(send("DELETE", "/v1/secrets/data/shop/db", t).status, 403);
+  EXPECT_EQ(send("GET", "/v1/apps/shop", t).status, 200);
+  EXPECT_EQ(send("GET", "/v1/apps/billing", t).status, 403);
+  EXPECT_EQ(send("PUT", "/v1/apps/shop", t, putBody(kShopV1)).status, 403);
+  EXPECT_EQ(send("POST", "/v1/apps/shop/services/web/scale", t, R"({"max": 3})").status, 403);
+  EXPECT_EQ(send("GET", "/v1/audit", t).status, 403);
+  EXPECT_EQ(send("GET", "/v1/nodes", t).status, 403);
+  EXPECT_EQ(send("GET", "/v1/events", t).status, 403);
+  EXPECT_EQ(send("GET", "/v1/tokens", t).status, 403);
+  EXPECT_EQ(send("PUT", "/v1/intentions", t,
+                 R"({"source": "a/b", "destination": "c/d", "action": "allow"})")
+                .status,
+            403);
+  // A path that names another through ".." is not a way out: its form is refused.
+  EXPECT_NE(send("GET", "/v1/secrets/data/shop/%2E%2E/billing/key", t).status, 200);
+  // Env values only for a token that may write the app.
+  r = send("GET", "/v1/apps/shop", t);
+  EXPECT_EQ(r.body.find("hello"), std::string::npos) << r.body;
+  const std::string writer = create("w", {"apps:shop:read,write"})["token"];
+  EXPECT_NE(send("GET", "/v1/apps/shop", writer).body.find("hello"), std::string::npos);
+  EXPECT_EQ(send("PUT", "/v1/apps/shop", writer, putBody(kShopV1)).status, 200);
+  EXPECT_EQ(send("DELETE", "/v1/apps/shop", writer).status, 403);  // write is not delete
+}
+
+// A service gets the values of the secrets it lists: deploying it needs "read" on them.
+TEST_F(TokensTest, DeployingAServiceThatListsASecretNeedsReadOnIt) {
+  std::string with_secret(kShopV1);
+  with_secret += "\n[services.worker]\nrun = [\"./worker\"]\nsecrets = [\"billing/key\"]\n";
+  const std::string writer = create("w", {"apps:shop:read,write", "secrets:shop/*:read"})["token"];
+  auto r = send("PUT", "/v1/apps/shop", writer, putBody(with_secret));
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(body(r)["error"],
+            "service worker lists secret billing/key, and this token may not read it: it needs "
+            "\"read\" on secrets \"billing/key\"");
+  with_secret.replace(with_secret.find("billing/key"), 11, "shop/db");
+  r = send("PUT", "/v1/apps/shop", writer, putBody(with_secret));
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST_F(TokensTest, ListingsAreFilteredToWhatTheTokenMayList) {
+  const std::string t = create("w", {"secrets:shop/*:list", "apps:shop:list"})["token"];
+  auto r = send("GET", "/v1/secrets", t);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body(r)["secrets"], json({"shop/api", "shop/db"}));
+  r = send("GET", "/v1/apps", t);
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(body(r)["apps"].size(), 1u) << r.body;
+  EXPECT_EQ(body(r)["apps"][0]["app"], "shop");
+  r = send("GET", "/v1/services", t);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json shop_rows = body(r)["services"];
+  for (const auto& row : shop_rows) EXPECT_EQ(row["app"], "shop");
+  EXPECT_EQ(body(send("GET", "/v1/services?app=billing", t))["services"].size(), 0u);
+  // A blocking query renders its answer later, filtered the same way.
+  r = send("GET", "/v1/services?index=0&wait=10s", t);
+  ASSERT_TRUE(r.stream) << r.body;
+  std::optional<std::string> later = std::string();
+  for (int i = 0; i < 400 && later && later->empty(); ++i) {
+    later = r.stream->poll();
+    if (later && later->empty()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(later && !later->empty());
+  ASSERT_FALSE(json::parse(*later)["services"].empty()) << *later;
+  const json later_rows = json::parse(*later)["services"];
+  for (const auto& row : later_rows) EXPECT_EQ(row["app"], "shop") << *later;
+  putInstance("shop-web-1", "web", 1, "h", model::InstanceState::kHealthy);
+  model::InstanceRecord other;
+  other.id = "billing-web-1";
+  other.app = "billing";
+  other.service = "web";
+  ASSERT_TRUE(store_->put(keys::instance(other.id), model::encode(other)).isOk());
+  r = send("GET", "/v1/instances", t);
+  ASSERT_EQ(body(r)["instances"].size(), 1u) << r.body;
+  EXPECT_EQ(body(r)["instances"][0]["app"], "shop");
+  // The secrets' metadata is a listing's: list is enough; values need read.
+  EXPECT_EQ(send("GET", "/v1/secrets/metadata/shop/db", t).status, 200);
+  EXPECT_EQ(send("GET", "/v1/secrets/metadata/billing/key", t).status, 403);
+  EXPECT_EQ(send("GET", "/v1/secrets/data/shop/db", t).status, 403);
+  // No list rule of the kind at all: refused, not an empty list.
+  const std::string none = create("w", {"apps:shop:read"})["token"];
+  r = send("GET", "/v1/secrets", none);
+  EXPECT_EQ(r.status, 403);
+  EXPECT_NE(body(r)["error"].get<std::string>().find("\"list\" on some secrets"), std::string::npos)
+      << r.body;
+  // The built-ins: agent-token sees everything, agent-read-token every path but no value.
+  EXPECT_EQ(body(send("GET", "/v1/secrets", "w"))["secrets"].size(), 3u);
+  EXPECT_EQ(body(send("GET", "/v1/secrets", "r"))["secrets"].size(), 3u);
+  EXPECT_EQ(send("GET", "/v1/secrets/data/shop/db", "r").status, 403);
+}
+
+TEST_F(TokensTest, ATokenMayNotGrantMoreThanItsOwn) {
+  const std::string mgr =
+      create("w", {"tokens:*:admin", "secrets:shop/*:read,list"}, "mgr", "1h")["token"];
+  // Within its own rights: allowed, and the child cannot outlive it.
+  json child = create(mgr, {"secrets:shop/db:read"}, "child");
+  EXPECT_EQ(child["expires_at"], toUnixMillis(clock_.now() + Duration(3'600'000)));
+  EXPECT_EQ(child["created_by"],
+            "mgr (tok " +
+                create(mgr, {"secrets:shop/db:read"})["created_by"].get<std::string>().substr(9));
+  create(mgr, {"secrets:shop/db:read"}, "child", "30m");
+  // More: refused with 403 naming what it lacks, and nothing is stored.
+  const size_t before = store_->list("/baton/tokens/")->kvs.size();
+  json refused = create(mgr, {"secrets:shop/*:write"}, "x", std::nullopt, 403);
+  EXPECT_NE(refused["error"].get<std::string>().find("secrets:shop/*:write"), std::string::npos)
+      << refused;
+  create(mgr, {"secrets:*:read"}, "x", std::nullopt, 403);
+  create(mgr, {"apps:shop:read"}, "x", std::nullopt, 403);
+  create(mgr, {"*:*:admin"}, "x", std::nullopt, 403);
+  refused = create(mgr, {"secrets:shop/db:read"}, "x", "2h", 403);
+  EXPECT_NE(refused["error"].get<std::string>().find("outlive"), std::string::npos) << refused;
+  EXPECT_EQ(store_->list("/baton/tokens/")->kvs.size(), before);
+  // Without admin on tokens: no token at all; the read-only built-in neither.
+  const std::string plain = create("w", {"secrets:shop/*:read"})["token"];
+  create(plain, {"secrets:shop/db:read"}, "x", std::nullopt, 403);
+  create("r", {"apps:shop:read"}, "x", std::nullopt, 403);
+}
+
+TEST_F(TokensTest, CreateValidatesItsBodyAndListsWithoutSecrets) {
+  auto post = [&](const std::string& b) { return send("POST", "/v1/tokens", "w", b); };
+  EXPECT_EQ(post("[]").status, 400);
+  EXPECT_EQ(post(R"({"rules": ["apps:*:read"]})").status, 400);  // no owner
+  EXPECT_EQ(post(R"({"owner": "a"})").status, 400);              // no rules
+  EXPECT_EQ(post(R"({"owner": "a", "rules": []})").status, 400);
+  EXPECT_EQ(post(R"({"owner": "", "rules": ["apps:*:read"]})").status, 400);
+  EXPECT_EQ(post(R"({"owner": "a\nb", "rules": ["apps:*:read"]})").status, 400);
+  EXPECT_EQ(post(R"({"owner": "a", "rules": ["apps:*:read"], "ttl": "soon"})").status, 400);
+  EXPECT_EQ(post(R"({"owner": "a", "rules": ["apps:*:read"], "ttl": "0s"})").status, 400);
+  EXPECT_EQ(post(R"({"owner": "a", "rules": ["apps:*:read"], "ttl": "87601h"})").status, 400);
+  EXPECT_EQ(post(R"({"owner": "a", "rules": ["apps:*:read"], "policy": "x"})").status, 400);
+  auto r = post(R"({"owner": "a", "rules": ["vaults:*:read"]})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(body(r)["error"].get<std::string>().find("unknown kind \"vaults\""), std::string::npos)
+      << r.body;
+  r = post(
+      R"({"owner": "a", "rules": [{"kind": "apps", "pattern": "*", "capabilities": ["sudo"]}]})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(body(r)["error"].get<std::string>().find("unknown capability \"sudo\""),
+            std::string::npos)
+      << r.body;
+  // Both forms of a rule; the answer shows the token once.
+  r = post(R"({"owner": "ci", "ttl": "24h", "rules": ["secrets:ci/*:read",
+           {"kind": "apps", "pattern": "ci-*", "capabilities": ["list", "read"]}]})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  json made = body(r);
+  EXPECT_TRUE(made["token"].get<std::string>().starts_with("baton_"));
+  EXPECT_EQ(made["owner"], "ci");
+  EXPECT_EQ(made["created_by"], "agent-token");
+  EXPECT_EQ(made["expires_at"], toUnixMillis(clock_.now() + Duration(24 * 3'600'000)));
+  EXPECT_EQ(made["rules"], json::parse(R"([
+      {"kind": "secrets", "pattern": "ci/*", "capabilities": ["read"]},
+      {"kind": "apps", "pattern": "ci-*", "capabilities": ["read", "list"]}])"));
+  r = send("GET", "/v1/tokens", "w");
+  ASSERT_EQ(r.status, 200);
+  ASSERT_EQ(body(r)["tokens"].size(), 1u);
+  json row = body(r)["tokens"][0];
+  EXPECT_EQ(row["accessor"], made["accessor"]);
+  EXPECT_FALSE(row.contains("token"));
+  EXPECT_FALSE(row.contains("hash"));
+  EXPECT_EQ(r.body.find("sha256"), std::string::npos);
+  EXPECT_EQ(r.body.find(made["token"].get<std::string>().substr(23)), std::string::npos);
+  // self: any valid token sees its own record.
+  r = send("GET", "/v1/tokens/self", made["token"]);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body(r)["owner"], "ci");
+  EXPECT_EQ(body(send("GET", "/v1/tokens/self", "r"))["owner"], "agent-read-token");
+  EXPECT_EQ(send("GET", "/v1/tokens/self", "").status, 401);
+  // The event stream never carries a token record.
+  EXPECT_EQ(send("GET", "/v1/events", "w").status, 200);
+}
+
+TEST_F(TokensTest, TheAuditLogNamesTheOwnerAndNeverTheToken) {
+  json made = create("w", {"secrets:shop/*:read,write"}, "alice");
+  const std::string t = made["token"];
+  ASSERT_EQ(send("GET", "/v1/secrets/data/shop/db", t).status, 200);
+  ASSERT_EQ(send("PUT", "/v1/secrets/data/shop/db", t, R"({"data": {"PASSWORD": "x2"}})").status,
+            200);
+  ASSERT_EQ(send("GET", "/v1/secrets/data/billing/key", t).status, 403);  // refused: no entry
+  ASSERT_EQ(send("DELETE", "/v1/tokens/" + made["accessor"].get<std::string>(), "w").status, 200);
+  auto r = send("GET", "/v1/audit?limit=4", "w");
+  ASSERT_EQ(r.status, 200);
+  json e = body(r)["entries"];
+  ASSERT_EQ(e.size(), 4u) << e;
+  const std::string alice = "alice (tok " + made["accessor"].get<std::string>() + ")";
+  EXPECT_EQ(e[0]["route"], "create_token");
+  EXPECT_EQ(e[0]["who"], "agent-token");
+  EXPECT_EQ(e[1]["route"], "get_secret");
+  EXPECT_EQ(e[1]["who"], alice);
+  EXPECT_EQ(e[1]["secret"], "shop/db");
+  EXPECT_EQ(e[2]["route"], "put_secret");
+  EXPECT_EQ(e[2]["who"], alice);
+  EXPECT_EQ(e[3]["route"], "revoke_token");
+  auto all = store_->list("/baton/");
+  ASSERT_TRUE(all.isOk());
+  const std::vector<state::KeyValue> kvs = all->kvs;
+  for (const auto& kv : kvs) EXPECT_EQ(kv.value.find(t.substr(23)), std::string::npos) << kv.key;
 }
 
 TEST_F(HandlersTest, ErrorsAreJson) {

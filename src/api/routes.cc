@@ -70,7 +70,6 @@ RouteMatch pick(std::string_view method, const MethodTable& t) {
     m.id = RouteId::kMethodNotAllowed;
   }
   if (m.id == RouteId::kMethodNotAllowed) m.is_write = false;
-  m.needs = m.is_write ? Access::kWrite : Access::kRead;
   return m;
 }
 
@@ -148,6 +147,14 @@ const char* routeName(RouteId id) {
       return "operator_unseal";
     case RouteId::kSealStatus:
       return "seal_status";
+    case RouteId::kCreateToken:
+      return "create_token";
+    case RouteId::kListTokens:
+      return "list_tokens";
+    case RouteId::kRevokeToken:
+      return "revoke_token";
+    case RouteId::kTokenSelf:
+      return "token_self";
   }
   return "unknown";
 }
@@ -197,11 +204,7 @@ RouteMatch matchRoute(std::string_view method, std::string_view path) {
   if (n < 2 || seg[0] != "v1") return {};
   const std::string& top = seg[1];
   if (n == 2) {
-    if (top == "health") {
-      RouteMatch m = pick(method, {.get = RouteId::kHealth});
-      m.needs = Access::kNone;  // says nothing but "up": for probes without a token
-      return m;
-    }
+    if (top == "health") return pick(method, {.get = RouteId::kHealth});
     if (top == "apps") return pick(method, {.get = RouteId::kListApps});
     if (top == "services") return pick(method, {.get = RouteId::kListServices});
     if (top == "instances") return pick(method, {.get = RouteId::kListInstances});
@@ -213,15 +216,12 @@ RouteMatch matchRoute(std::string_view method, std::string_view path) {
                            .del = RouteId::kDeleteIntention});
     }
     if (top == "secrets") return pick(method, {.get = RouteId::kListSecrets});
-    if (top == "audit") {
-      RouteMatch m = pick(method, {.get = RouteId::kListAudit});
-      if (m.id == RouteId::kListAudit) m.needs = Access::kWrite;
-      return m;
+    if (top == "audit") return pick(method, {.get = RouteId::kListAudit});
+    if (top == "tokens") {
+      return pick(method, {.get = RouteId::kListTokens, .post = RouteId::kCreateToken});
     }
     if (top == "apikeys") {
-      RouteMatch m = pick(method, {.get = RouteId::kListApiKeys, .post = RouteId::kCreateApiKey});
-      if (m.id == RouteId::kListApiKeys) m.needs = Access::kWrite;
-      return m;
+      return pick(method, {.get = RouteId::kListApiKeys, .post = RouteId::kCreateApiKey});
     }
     return {};
   }
@@ -246,7 +246,6 @@ RouteMatch matchRoute(std::string_view method, std::string_view path) {
       m = pick(method, {.get = RouteId::kGetSecret,
                         .put = RouteId::kPutSecret,
                         .del = RouteId::kDeleteSecret});
-      if (m.id == RouteId::kGetSecret) m.needs = Access::kWrite;  // values: not for read tokens
     } else if (kind == "metadata") {
       m = pick(method, {.get = RouteId::kGetSecretMeta,
                         .put = RouteId::kPutSecretMeta,
@@ -261,6 +260,13 @@ RouteMatch matchRoute(std::string_view method, std::string_view path) {
     std::string path;
     for (size_t i = 3; i < n; ++i) path += (i > 3 ? "/" : "") + seg[i];
     m.params["path"] = path;
+    return m;
+  }
+  if (top == "tokens") {
+    if (n != 3) return {};
+    if (seg[2] == "self") return pick(method, {.get = RouteId::kTokenSelf});
+    RouteMatch m = pick(method, {.del = RouteId::kRevokeToken});
+    m.params["accessor"] = seg[2];
     return m;
   }
   if (top == "apikeys") {

@@ -27,14 +27,14 @@ enum class RouteId {
   kLogs,              // GET  /v1/apps/{app}/services/{svc}/logs
   kEvents,            // GET  /v1/events
   kCreateApiKey,      // POST /v1/apikeys
-  kListApiKeys,       // GET  /v1/apikeys (needs the token: key names are not public)
+  kListApiKeys,       // GET  /v1/apikeys (key names are not public)
   kDeleteApiKey,      // DELETE /v1/apikeys/{id}
   kListIntentions,    // GET  /v1/intentions
   kPutIntention,      // PUT  /v1/intentions {"source", "destination", "action"}
   kDeleteIntention,   // DELETE /v1/intentions?source=S&destination=D
   kCheckIntention,    // GET  /v1/intentions/check?source=S&destination=D (`baton why`)
   kListSecrets,       // GET  /v1/secrets?prefix=P (paths only)
-  kGetSecret,         // GET  /v1/secrets/data/{path}?version=N (values: needs the write token)
+  kGetSecret,         // GET  /v1/secrets/data/{path}?version=N (values)
   kPutSecret,         // PUT  /v1/secrets/data/{path} {"data": {...}, "cas": N}
   kDeleteSecret,      // DELETE /v1/secrets/data/{path}?versions=1,2 (soft)
   kUndeleteSecret,    // POST /v1/secrets/undelete/{path} {"versions": [...]}
@@ -42,23 +42,27 @@ enum class RouteId {
   kGetSecretMeta,     // GET  /v1/secrets/metadata/{path}
   kPutSecretMeta,     // PUT  /v1/secrets/metadata/{path} {"max_versions": N}
   kDeleteSecretMeta,  // DELETE /v1/secrets/metadata/{path}: every version, for good
-  kListAudit,         // GET  /v1/audit?limit=N (needs the write token)
+  kListAudit,         // GET  /v1/audit?limit=N
   kOperatorInit,      // POST /v1/operator/init {"shares": N, "threshold": K} (seal = "shares")
   kOperatorUnseal,    // POST /v1/operator/unseal {"share": "bs1...."}
   kSealStatus,        // GET  /v1/operator/seal
+  kCreateToken,       // POST /v1/tokens {"owner", "ttl", "rules"}: the token text, once
+  kListTokens,        // GET  /v1/tokens (never a secret or a hash)
+  kRevokeToken,       // DELETE /v1/tokens/{accessor}
+  kTokenSelf,         // GET  /v1/tokens/self: the caller's own token
 };
 
 const char* routeName(RouteId id);
 
-// What a route needs from the caller's token outside --dev (docs/api.md "Tokens").
+// The agent's two built-in tokens (docs/tokens.md): kWrite is agent-token (may do everything),
+// kRead agent-read-token (acl::readOnlyRules()); kNone: neither. What each route needs is
+// acl::needFor() (api/acl.h).
 enum class Access { kNone, kRead, kWrite };
 
 struct RouteMatch {
   RouteId id = RouteId::kNotFound;
-  std::map<std::string, std::string> params;  // "app", "svc", "id", "path" (percent-decoded)
+  std::map<std::string, std::string> params;  // "app", "svc", "id", "path", "accessor" (decoded)
   bool is_write = false;                      // PUT, POST or DELETE on an existing route
-  // kNone: /v1/health only; kRead: every other read; kWrite: every write, and listing API keys.
-  Access needs = Access::kRead;
 };
 
 // `path` excludes the query string. Trailing slashes are not significant ("/v1/apps/" ==

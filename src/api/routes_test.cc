@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "api/acl.h"
+
 namespace baton::api {
 namespace {
 
@@ -38,15 +40,18 @@ TEST(Routes, AppsWithParams) {
 }
 
 TEST(Routes, Operator) {
+  using acl::kAdmin, acl::kList, acl::Kind, acl::Need, acl::needFor;
   auto m = matchRoute("POST", "/v1/operator/init");
   EXPECT_EQ(m.id, RouteId::kOperatorInit);
-  EXPECT_EQ(m.needs, Access::kWrite);
+  EXPECT_EQ(needFor(m).cap, kAdmin);
+  EXPECT_EQ(needFor(m).kind, Kind::kSecrets);
   m = matchRoute("POST", "/v1/operator/unseal");
   EXPECT_EQ(m.id, RouteId::kOperatorUnseal);
-  EXPECT_EQ(m.needs, Access::kWrite);
+  EXPECT_EQ(needFor(m).cap, kAdmin);
   m = matchRoute("GET", "/v1/operator/seal");
   EXPECT_EQ(m.id, RouteId::kSealStatus);
-  EXPECT_EQ(m.needs, Access::kRead);
+  EXPECT_EQ(needFor(m).what, Need::What::kSome);
+  EXPECT_EQ(needFor(m).cap, kList);
   EXPECT_EQ(matchRoute("GET", "/v1/operator/init").id, RouteId::kMethodNotAllowed);
   EXPECT_EQ(matchRoute("POST", "/v1/operator/seal").id, RouteId::kMethodNotAllowed);
   EXPECT_EQ(matchRoute("POST", "/v1/operator/rekey").id, RouteId::kNotFound);
@@ -74,26 +79,32 @@ TEST(Routes, ApiKeys) {
   auto m = matchRoute("POST", "/v1/apikeys");
   EXPECT_EQ(m.id, RouteId::kCreateApiKey);
   EXPECT_TRUE(m.is_write);
-  EXPECT_EQ(m.needs, Access::kWrite);
   m = matchRoute("GET", "/v1/apikeys/");
   EXPECT_EQ(m.id, RouteId::kListApiKeys);
   EXPECT_FALSE(m.is_write);
-  EXPECT_EQ(m.needs, Access::kWrite);  // key names and ids are not for readers
   m = matchRoute("DELETE", "/v1/apikeys/0123456789abcdef");
   EXPECT_EQ(m.id, RouteId::kDeleteApiKey);
-  EXPECT_EQ(m.needs, Access::kWrite);
   EXPECT_EQ(m.params.at("id"), "0123456789abcdef");
   EXPECT_EQ(matchRoute("GET", "/v1/apikeys/0123456789abcdef").id, RouteId::kMethodNotAllowed);
 
   EXPECT_EQ(matchRoute("PUT", "/v1/apikeys").id, RouteId::kMethodNotAllowed);
   EXPECT_EQ(matchRoute("DELETE", "/v1/apikeys/a/b").id, RouteId::kNotFound);
   EXPECT_STREQ(routeName(RouteId::kCreateApiKey), "create_apikey");
-  // Every other read needs a read token, every write a write token; only health is open.
-  EXPECT_EQ(matchRoute("GET", "/v1/apps").needs, Access::kRead);
-  EXPECT_EQ(matchRoute("GET", "/v1/events").needs, Access::kRead);
-  EXPECT_EQ(matchRoute("GET", "/metrics").needs, Access::kRead);
-  EXPECT_EQ(matchRoute("PUT", "/v1/apps/shop").needs, Access::kWrite);
-  EXPECT_EQ(matchRoute("GET", "/v1/health").needs, Access::kNone);
+}
+
+TEST(Routes, Tokens) {
+  EXPECT_EQ(matchRoute("POST", "/v1/tokens").id, RouteId::kCreateToken);
+  EXPECT_EQ(matchRoute("GET", "/v1/tokens/").id, RouteId::kListTokens);
+  EXPECT_EQ(matchRoute("GET", "/v1/tokens/self").id, RouteId::kTokenSelf);
+  auto m = matchRoute("DELETE", "/v1/tokens/0123456789abcdef");
+  EXPECT_EQ(m.id, RouteId::kRevokeToken);
+  EXPECT_TRUE(m.is_write);
+  EXPECT_EQ(m.params.at("accessor"), "0123456789abcdef");
+  EXPECT_EQ(matchRoute("GET", "/v1/tokens/0123456789abcdef").id, RouteId::kMethodNotAllowed);
+  EXPECT_EQ(matchRoute("DELETE", "/v1/tokens/self").id, RouteId::kMethodNotAllowed);
+  EXPECT_EQ(matchRoute("PUT", "/v1/tokens").id, RouteId::kMethodNotAllowed);
+  EXPECT_EQ(matchRoute("DELETE", "/v1/tokens/a/b").id, RouteId::kNotFound);
+  EXPECT_STREQ(routeName(RouteId::kRevokeToken), "revoke_token");
 }
 
 TEST(Routes, Query) {

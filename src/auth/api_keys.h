@@ -1,4 +1,4 @@
-// API keys (`auth = "api-key"` routes, `baton token create`).
+// API keys (`auth = "api-key"` routes, `baton apikey create`; not the API tokens of api/tokens.h).
 //
 // A key is "bk_<id>_<secret>": id = 16 lowercase hex characters (8 random bytes, public, the
 // store key), secret = 32 random bytes from RAND_bytes in base64url (43 characters). Only

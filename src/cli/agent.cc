@@ -208,7 +208,9 @@ int runAgent(const AgentFlags& flags) {
     return 1;
   }
 
-  // Outside --dev: a write token and a read-only one (docs/api.md "Tokens").
+  // Outside --dev: the built-in tokens (docs/tokens.md), made at the first start: agent-token,
+  // the bootstrap (management) token that may do everything, and agent-read-token. Scoped
+  // tokens live in the store (api/tokens.h) and are made with the first.
   std::string token, read_token;
   if (!cfg.dev) {
     auto t = loadOrCreateToken(fs::path(cfg.data_dir) / "agent-token");
@@ -628,9 +630,11 @@ int runAgent(const AgentFlags& flags) {
                cfg.node_name, cfg.api_listen, gw.httpPort(), gw.httpsPort(), cfg.data_dir,
                cfg.dev ? " (dev mode: no token needed)" : "");
   if (!cfg.dev) {
-    spdlog::info("API tokens: {0}/agent-token (read and write), {0}/agent-read-token (read only); "
-                 "export BATON_TOKEN=$(cat {0}/agent-token)",
-                 cfg.data_dir);
+    spdlog::info(
+        "API tokens: {0}/agent-token (the bootstrap token: may do everything; "
+        "`baton token create` makes scoped ones), {0}/agent-read-token (reads all but "
+        "secret values); export BATON_TOKEN=$(cat {0}/agent-token)",
+        cfg.data_dir);
   }
 
   int sig = 0;

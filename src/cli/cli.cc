@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/acl.h"
 #include "cli/http_client.h"
 #include "core/ascii.h"
 #include "core/units.h"
@@ -116,11 +117,41 @@ std::string formatApiKeysTable(std::string_view apikeys_json) {
   return table(rows);
 }
 
-// An API key id: 16 lowercase hex characters (auth/api_keys.h).
+// An API key id (auth/api_keys.h) or a token accessor (api/tokens.h): 16 lowercase hex
+// characters.
 bool isApiKeyId(std::string_view id) {
   return id.size() == 16 && std::all_of(id.begin(), id.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
          });
+}
+
+// "secrets:shop/*:read,list apps:shop:read" from a token row's rules.
+std::string rulesText(const json& rules) {
+  std::string out;
+  if (!rules.is_array()) return out;
+  for (const auto& r : rules) {
+    std::string caps;
+    if (auto c = r.find("capabilities"); c != r.end() && c->is_array()) {
+      for (const auto& x : *c) {
+        if (x.is_string()) caps += (caps.empty() ? "" : ",") + x.get<std::string>();
+      }
+    }
+    out += (out.empty() ? "" : " ") + str(r, "kind") + ":" + str(r, "pattern") + ":" + caps;
+  }
+  return out;
+}
+
+// GET /v1/tokens for humans: accessors, owners and rules, never a secret.
+std::string formatTokensTable(std::string_view tokens_json) {
+  std::vector<std::vector<std::string>> rows = {
+      {"ACCESSOR", "OWNER", "RULES", "CREATED", "EXPIRES"}};
+  for (const auto& t : parseArray(tokens_json, "tokens")) {
+    std::string expires = formatTime(num(t, "expires_at"));
+    if (t.value("expired", false)) expires += " (expired)";
+    rows.push_back({str(t, "accessor"), str(t, "owner"), rulesText(t.value("rules", json())),
+                    formatTime(num(t, "created_at")), expires});
+  }
+  return table(rows);
 }
 
 class Runner {
@@ -465,6 +496,70 @@ class Runner {
     } else {
       ctx_.out << id << ": revoked\n";
     }
+    return kExitOk;
+  }
+
+  // `token create`: the token goes alone to stdout (BATON_TOKEN=$(baton token create ...));
+  // the note that it is shown once goes to stderr.
+  int tokenCreate(const std::string& owner, const std::string& ttl,
+                  const std::vector<std::string>& rules) {
+    if (!connect()) return kExitFailed;
+    json body = {{"owner", owner}, {"rules", rules}};
+    if (!ttl.empty()) body["ttl"] = ttl;
+    auto r = call("POST", "/v1/tokens", body.dump());
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+      return kExitOk;
+    }
+    json j = json::parse(r->body, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || str(j, "token").empty()) {
+      ctx_.err << "error: the agent's answer has no token\n";
+      return kExitFailed;
+    }
+    ctx_.out << str(j, "token") << "\n";
+    ctx_.err << "created token " << str(j, "accessor") << " for " << str(j, "owner");
+    if (num(j, "expires_at") > 0) ctx_.err << ", expires " << formatTime(num(j, "expires_at"));
+    ctx_.err << ": store it now, it is not shown again\n";
+    return kExitOk;
+  }
+
+  int tokenList() {
+    if (!connect()) return kExitFailed;
+    auto r = call("GET", "/v1/tokens");
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+    } else {
+      ctx_.out << formatTokensTable(r->body);
+    }
+    return kExitOk;
+  }
+
+  int tokenRevoke(const std::string& accessor) {
+    if (!connect()) return kExitFailed;
+    auto r = call("DELETE", "/v1/tokens/" + urlEncode(accessor));
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+    } else {
+      ctx_.out << accessor << ": revoked\n";
+    }
+    return kExitOk;
+  }
+
+  // The caller's own token (BATON_TOKEN): owner, rules, expiry.
+  int tokenSelf() {
+    if (!connect()) return kExitFailed;
+    auto r = call("GET", "/v1/tokens/self");
+    if (!r) return kExitFailed;
+    if (json_) {
+      printJson(*r);
+      return kExitOk;
+    }
+    json j = json::parse(r->body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) j = json::object();
+    ctx_.out << formatTokensTable(json{{"tokens", json::array({j})}}.dump());
     return kExitOk;
   }
 
@@ -944,8 +1039,7 @@ int runCli(int argc, char** argv, CliContext& ctx) {
   auto* events = app.add_subcommand("events", "Stream state changes and controller events");
   add_json(events);
 
-  // API keys for `auth = "api-key"` routes. `token create` is the name DESIGN.md uses: an
-  // alias of `apikey create` (docs/cli.md).
+  // API keys for `auth = "api-key"` routes (docs/cli.md).
   std::string key_name, key_id;
   std::vector<std::string> key_scopes;
   auto add_create = [&](CLI::App* parent, const std::string& help) {
@@ -963,9 +1057,32 @@ int runCli(int argc, char** argv, CliContext& ctx) {
   auto* apikey_rm = apikey->add_subcommand("rm", "Revoke an API key");
   apikey_rm->add_option("ID", key_id, "The key's id (16 hex characters)")->required();
   add_json(apikey_rm);
-  auto* token = app.add_subcommand("token", "API keys, as DESIGN.md names them");
+
+  // API tokens with policies (docs/tokens.md): what BATON_TOKEN holds.
+  std::string tok_owner, tok_ttl, tok_accessor;
+  std::vector<std::string> tok_rules;
+  auto* token = app.add_subcommand("token", "Manage API tokens (rules, owner, TTL)");
   token->require_subcommand(1);
-  auto* token_create = add_create(token, "Create an API key (same as `baton apikey create`)");
+  auto* token_create = token->add_subcommand("create", "Create a token; prints it once");
+  token_create->add_option("--owner", tok_owner, "Who the token is for (required)")->required();
+  token_create->add_option("--ttl", tok_ttl,
+                           "How long it is valid, e.g. 24h (default: until "
+                           "revoked, or its creator's expiry)");
+  token_create
+      ->add_option("--rule", tok_rules,
+                   "KIND:PATTERN:CAP[,CAP...], e.g. secrets:shop/*:read,list (repeatable; "
+                   "kinds apps, secrets, intentions, nodes, tokens, audit, *; caps read, write, "
+                   "list, delete, admin)")
+      ->required();
+  add_json(token_create);
+  auto* token_ls = token->add_subcommand("ls", "List tokens (never their secrets)");
+  add_json(token_ls);
+  auto* token_revoke = token->add_subcommand("revoke", "Revoke a token at once");
+  token_revoke->add_option("ACCESSOR", tok_accessor, "The token's accessor (16 hex characters)")
+      ->required();
+  add_json(token_revoke);
+  auto* token_self = token->add_subcommand("self", "Show the token in BATON_TOKEN");
+  add_json(token_self);
 
   // The mesh's intentions (docs/mesh.md): sides are APP/SERVICE, APP/* or *.
   std::string int_src, int_dst;
@@ -1136,7 +1253,31 @@ int runCli(int argc, char** argv, CliContext& ctx) {
   }
   if (*intentions) return run.intentions();
   if (*events) return run.events();
-  if (*apikey_create || *token_create) {
+  if (*token_create) {
+    if (tok_owner.empty()) return usage("--owner: expected who the token is for");
+    for (const auto& r : tok_rules) {
+      if (auto rule = api::acl::parseRule(r); !rule) {
+        return usage("--rule: " + rule.status().message());
+      }
+    }
+    if (!tok_ttl.empty()) {
+      auto d = parseDuration(tok_ttl);
+      if (!d || d->count() < 1000 || d->count() > int64_t{10} * 365 * 24 * 3'600'000) {
+        return usage("--ttl: expected a duration from 1s to 87600h such as 24h, got \"" + tok_ttl +
+                     "\"");
+      }
+    }
+    return run.tokenCreate(tok_owner, tok_ttl, tok_rules);
+  }
+  if (*token_ls) return run.tokenList();
+  if (*token_self) return run.tokenSelf();
+  if (*token_revoke) {
+    if (!isApiKeyId(tok_accessor)) {
+      return usage("expected a token accessor of 16 hex characters, got \"" + tok_accessor + "\"");
+    }
+    return run.tokenRevoke(tok_accessor);
+  }
+  if (*apikey_create) {
     if (std::any_of(key_scopes.begin(), key_scopes.end(),
                     [](const std::string& s) { return s.empty(); })) {
       return usage("--scope: expected a non-empty scope");

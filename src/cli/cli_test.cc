@@ -171,15 +171,86 @@ TEST(Cli, ApiKeyCreatePrintsTheKeyAloneOnStdout) {
   EXPECT_NE(reqs[0].find(R"({"name":"ci","scopes":["shop:read"]})"), std::string::npos) << reqs[0];
 }
 
-TEST(Cli, TokenCreateIsAnAliasOfApiKeyCreate) {
-  FakeAgent fake({{201, std::string(kCreated)}, {201, std::string(kCreated)}});
-  CliRun r = run({"token", "create", "ci", "--json"}, fake.addr());
+constexpr std::string_view kTokenCreated =
+    R"({"accessor":"0123456789abcdef","token":"baton_0123456789abcdef_SECRET","owner":"alice",)"
+    R"("rules":[{"kind":"secrets","pattern":"shop/*","capabilities":["read","list"]}],)"
+    R"("created_at":1700000000000,"expires_at":1700086400000,"expired":false,)"
+    R"("created_by":"agent-token"})";
+
+TEST(Cli, TokenCreatePrintsTheTokenAloneOnStdout) {
+  FakeAgent fake({{201, std::string(kTokenCreated)}, {201, std::string(kTokenCreated)}});
+  CliRun r = run({"token", "create", "--owner", "alice", "--ttl", "24h", "--rule",
+                  "secrets:shop/*:read,list", "--rule", "apps:shop:read"},
+                 fake.addr());
   EXPECT_EQ(r.code, kExitOk) << r.err;
-  EXPECT_EQ(r.out, std::string(kCreated) + "\n");
+  EXPECT_EQ(r.out, "baton_0123456789abcdef_SECRET\n");
+  EXPECT_NE(r.err.find("created token 0123456789abcdef for alice"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("not shown again"), std::string::npos) << r.err;
+  r = run({"token", "create", "--owner", "alice", "--rule", "apps:*:list", "--json"}, fake.addr());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, std::string(kTokenCreated) + "\n");
   auto reqs = fake.requests();
-  ASSERT_EQ(reqs.size(), 1u);
-  EXPECT_EQ(reqs[0].rfind("POST /v1/apikeys HTTP/1.1\r\n", 0), 0u) << reqs[0];
-  EXPECT_NE(reqs[0].find(R"({"name":"ci"})"), std::string::npos) << reqs[0];
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[0].rfind("POST /v1/tokens HTTP/1.1\r\n", 0), 0u) << reqs[0];
+  EXPECT_NE(
+      reqs[0].find(
+          R"({"owner":"alice","rules":["secrets:shop/*:read,list","apps:shop:read"],"ttl":"24h"})"),
+      std::string::npos)
+      << reqs[0];
+  EXPECT_NE(reqs[1].find(R"({"owner":"alice","rules":["apps:*:list"]})"), std::string::npos)
+      << reqs[1];
+}
+
+TEST(Cli, TokenListRevokeAndSelf) {
+  FakeAgent fake(
+      {{200, R"({"tokens":[{"accessor":"0123456789abcdef","owner":"alice","rules":[)"
+             R"({"kind":"secrets","pattern":"shop/*","capabilities":["read","list"]},)"
+             R"({"kind":"apps","pattern":"shop","capabilities":["read"]}],"created_at":0,)"
+             R"("expires_at":null,"expired":false}]})"},
+       {200, R"({"accessor":"0123456789abcdef","revoked":true})"},
+       {404, R"({"error":"no token has the accessor fedcba9876543210"})"},
+       {403, R"({"error":"this token may not do this: it needs \"admin\" on tokens"})"}});
+  CliRun r = run({"token", "ls"}, fake.addr());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(
+      r.out,
+      "ACCESSOR           OWNER   RULES                                     CREATED   EXPIRES\n"
+      "0123456789abcdef   alice   secrets:shop/*:read,list apps:shop:read   -         -\n");
+  r = run({"token", "revoke", "0123456789abcdef"}, fake.addr());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "0123456789abcdef: revoked\n");
+  r = run({"token", "revoke", "fedcba9876543210"}, fake.addr());
+  EXPECT_EQ(r.code, kExitFailed);
+  EXPECT_EQ(r.err, "error: no token has the accessor fedcba9876543210\n");
+  r = run({"token", "ls"}, fake.addr());
+  EXPECT_EQ(r.code, kExitFailed);
+  EXPECT_EQ(r.err, "error: this token may not do this: it needs \"admin\" on tokens\n");
+  auto reqs = fake.requests();
+  ASSERT_EQ(reqs.size(), 4u);
+  EXPECT_EQ(reqs[0].rfind("GET /v1/tokens HTTP/1.1\r\n", 0), 0u) << reqs[0];
+  EXPECT_EQ(reqs[1].rfind("DELETE /v1/tokens/0123456789abcdef HTTP/1.1\r\n", 0), 0u);
+}
+
+TEST(Cli, TokenUsageErrorsExit2WithAClearMessage) {
+  EXPECT_EQ(run({"token"}).code, kExitUsage);
+  EXPECT_EQ(run({"token", "create"}).code, kExitUsage);
+  EXPECT_EQ(run({"token", "create", "--owner", "a"}).code, kExitUsage);           // no rule
+  EXPECT_EQ(run({"token", "create", "--rule", "apps:*:read"}).code, kExitUsage);  // no owner
+  CliRun r = run({"token", "create", "--owner", "a", "--rule", "secrets:shop/*:sudo"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_NE(r.err.find("--rule: rule \"secrets:shop/*:sudo\": unknown capability \"sudo\""),
+            std::string::npos)
+      << r.err;
+  r = run({"token", "create", "--owner", "a", "--rule", "secrets:shop"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_NE(r.err.find("KIND:PATTERN:CAP"), std::string::npos) << r.err;
+  r = run({"token", "create", "--owner", "a", "--rule", "apps:*:read", "--ttl", "soon"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_NE(r.err.find("--ttl"), std::string::npos) << r.err;
+  EXPECT_EQ(run({"token", "create", "--owner", "", "--rule", "apps:*:read"}).code, kExitUsage);
+  EXPECT_EQ(run({"token", "revoke"}).code, kExitUsage);
+  EXPECT_EQ(run({"token", "revoke", "../apps"}).code, kExitUsage);
+  EXPECT_EQ(run({"token", "frob"}).code, kExitUsage);
 }
 
 TEST(Cli, ApiKeyListAndRemove) {
@@ -281,8 +352,6 @@ TEST(Cli, ApiKeyUsageErrorsExit2) {
   EXPECT_EQ(run({"apikey", "rm", "../apps"}).code, kExitUsage);
   EXPECT_EQ(run({"apikey", "rm", "0123456789ABCDEF"}).code, kExitUsage);
   EXPECT_EQ(run({"apikey", "frob"}).code, kExitUsage);
-  EXPECT_EQ(run({"token"}).code, kExitUsage);
-  EXPECT_EQ(run({"token", "create"}).code, kExitUsage);
   int port = closedPort();
   EXPECT_EQ(run({"apikey", "ls"}, "http://127.0.0.1:" + std::to_string(port)).code, kExitFailed);
 }

@@ -18,6 +18,7 @@ inline constexpr std::string_view kAudit = "/baton/audit/";  // <13-digit ms>-<8
 // key id; never the KEK or a share): docs/secrets.md.
 inline constexpr std::string_view kSecretsKeyring = "/baton/secrets/keyring";
 inline constexpr std::string_view kSecretsSeal = "/baton/secrets/seal";
+inline constexpr std::string_view kTokens = "/baton/tokens/";  // <accessor>: an API token (hashed)
 
 inline std::string app(std::string_view name) { return std::string(kApps) + std::string(name); }
 inline std::string instance(std::string_view id) { return std::string(kInstances) + std::string(id); }

@@ -304,8 +304,8 @@ def test_api_keys_created_with_the_cli_open_api_key_routes_until_revoked(front_d
     # A wrong secret for a real id is refused.
     assert fetch(url, bearer(key[:-1] + ("A" if key[-1] != "A" else "B")))[0] == 401
 
-    # `token create` is the alias DESIGN.md names; --json shows the key once.
-    other = front_door.cli_json("token", "create", "second")
+    # --json shows the key once.
+    other = front_door.cli_json("apikey", "create", "second")
     assert other["key"].startswith("bk_" + other["id"] + "_")
     assert fetch(url, bearer(other["key"]))[0] == 200
 

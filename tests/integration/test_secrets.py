@@ -62,6 +62,7 @@ def test_secrets_round_trip_and_never_sit_in_clear(agent, tmp_path):
 
 
 def test_secret_values_need_the_write_token(tmp_path):
+    """agent-read-token lists paths but reads no value (docs/tokens.md)."""
     a = Agent(tmp_path / "data", dev=False)
     a.data_dir.mkdir()
     a.start()
@@ -71,7 +72,7 @@ def test_secret_values_need_the_write_token(tmp_path):
         r = run(a, "secret", "get", "ops/key")
         assert r.returncode != 0 and "needs a valid token" in r.stderr, r.stderr
         r = run(a, "secret", "get", "ops/key", token=read)
-        assert r.returncode != 0 and "write token" in r.stderr, r.stderr
+        assert r.returncode != 0 and 'needs "read" on secrets "ops/key"' in r.stderr, r.stderr
         r = run(a, "secret", "ls", token=read)
         assert r.returncode == 0 and r.stdout.split() == ["ops/key"], r.stderr
         r = run(a, "secret", "put", "ops/key", "K=v2", token=read)
@@ -250,7 +251,7 @@ def test_unseal_with_shares_after_a_restart(tmp_path):
         read = (a.data_dir / "agent-read-token").read_text().strip()
         assert run(a, "operator", "seal-status", token=read).returncode == 0
         r = run(a, "operator", "unseal", stdin=shares[2], token=read)
-        assert r.returncode == 1 and "write token" in r.stderr, r.stderr
+        assert r.returncode == 1 and 'needs "admin" on secrets' in r.stderr, r.stderr
         r = run(a, "operator", "unseal", stdin=shares[2], token=a.token)
         assert r.returncode == 0 and "Sealed:    no" in r.stdout, (r.stdout, r.stderr)
         assert a.cli("secret", "get", "shop/db", "--field", "PASSWORD").stdout == clear + "\n"
