@@ -7,6 +7,7 @@
 
 #include "auth/api_keys.h"
 #include "auth/jose.h"
+#include "core/hex.h"
 #include "crypto/aead.h"
 
 namespace baton::api {
@@ -19,15 +20,6 @@ constexpr size_t kAccessorBytes = 8;
 constexpr size_t kSecretBytes = 32;
 constexpr size_t kSecretChars = 43;  // base64url of 32 bytes, unpadded
 
-std::string hex(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
 
 json ruleJson(const acl::Rule& r) {
   return {{"kind", acl::kindName(r.kind)},
@@ -107,7 +99,7 @@ Result<NewToken> TokenStore::create(std::string owner, std::vector<acl::Rule> ru
   auto secret = crypto::randomBytes(kSecretBytes);
   if (!secret) return secret.status();
   NewToken out;
-  out.record.accessor = hex(*accessor);
+  out.record.accessor = hexEncode(*accessor);
   out.record.hash = auth::hashApiKeySecret(*secret);
   if (out.record.hash.empty()) return internalError("SHA-256 failed");
   out.record.owner = std::move(owner);

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "auth/jose.h"
+#include "core/hex.h"
 
 namespace baton::auth {
 namespace {
@@ -18,16 +19,6 @@ constexpr size_t kIdBytes = 8;
 constexpr size_t kSecretBytes = 32;
 constexpr size_t kSecretChars = 43;  // base64url of 32 bytes, unpadded
 
-std::string hex(const unsigned char* p, size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kHex[p[i] >> 4]);
-    out.push_back(kHex[p[i] & 15]);
-  }
-  return out;
-}
 
 bool isLowerHex(std::string_view s) {
   for (char c : s) {
@@ -42,7 +33,7 @@ std::string hashApiKeySecret(std::string_view secret) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_Digest(secret.data(), secret.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
-  return "sha256:" + hex(md, len);
+  return "sha256:" + hexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
 }
 
 std::string encodeApiKeyRecord(const ApiKeyRecord& r) {
@@ -107,7 +98,7 @@ Result<NewApiKey> ApiKeys::create(std::string name, std::vector<std::string> sco
     return internalError("RAND_bytes failed");
   }
   NewApiKey out;
-  out.record.id = hex(id, sizeof id);
+  out.record.id = hexEncode(std::string_view(reinterpret_cast<const char*>(id), sizeof id));
   std::string secret_b64 =
       base64urlEncode(std::string_view(reinterpret_cast<const char*>(secret), sizeof secret));
   OPENSSL_cleanse(secret, sizeof secret);

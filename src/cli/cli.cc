@@ -440,19 +440,9 @@ class Runner {
     });
   }
 
-  int nodes() {
-    if (!connect()) return kExitFailed;
-    auto r = call("GET", "/v1/nodes");
-    if (!r) return kExitFailed;
-    if (json_) {
-      printJson(*r);
-    } else {
-      ctx_.out << formatNodesTable(r->body);
-    }
-    return kExitOk;
-  }
+  int nodes() { return listCall("/v1/nodes", formatNodesTable); }
 
-  // `apikey create` (and its alias `token create`): the key goes alone to stdout, so that
+  // `apikey create`: the key goes alone to stdout, so that
   // KEY=$(baton apikey create ci) works; the note that it is shown once goes to stderr.
   int apiKeyCreate(const std::string& name, const std::vector<std::string>& scopes) {
     if (!connect()) return kExitFailed;
@@ -475,21 +465,23 @@ class Runner {
     return kExitOk;
   }
 
-  int apiKeyList() {
+  // GET `target`: --json prints the answer, else `table` of it.
+  int listCall(const std::string& target, std::string (*table)(std::string_view)) {
     if (!connect()) return kExitFailed;
-    auto r = call("GET", "/v1/apikeys");
+    auto r = call("GET", target);
     if (!r) return kExitFailed;
     if (json_) {
       printJson(*r);
     } else {
-      ctx_.out << formatApiKeysTable(r->body);
+      ctx_.out << table(r->body);
     }
     return kExitOk;
   }
 
-  int apiKeyRemove(const std::string& id) {
+  // DELETE /v1/<collection>/<id> of a credential: --json prints the answer, else "<id>: revoked".
+  int revokeCall(const std::string& collection, const std::string& id) {
     if (!connect()) return kExitFailed;
-    auto r = call("DELETE", "/v1/apikeys/" + urlEncode(id));
+    auto r = call("DELETE", "/v1/" + collection + "/" + urlEncode(id));
     if (!r) return kExitFailed;
     if (json_) {
       printJson(*r);
@@ -498,6 +490,9 @@ class Runner {
     }
     return kExitOk;
   }
+
+  int apiKeyList() { return listCall("/v1/apikeys", formatApiKeysTable); }
+  int apiKeyRemove(const std::string& id) { return revokeCall("apikeys", id); }
 
   // `token create`: the token goes alone to stdout (BATON_TOKEN=$(baton token create ...));
   // the note that it is shown once goes to stderr.
@@ -524,29 +519,8 @@ class Runner {
     return kExitOk;
   }
 
-  int tokenList() {
-    if (!connect()) return kExitFailed;
-    auto r = call("GET", "/v1/tokens");
-    if (!r) return kExitFailed;
-    if (json_) {
-      printJson(*r);
-    } else {
-      ctx_.out << formatTokensTable(r->body);
-    }
-    return kExitOk;
-  }
-
-  int tokenRevoke(const std::string& accessor) {
-    if (!connect()) return kExitFailed;
-    auto r = call("DELETE", "/v1/tokens/" + urlEncode(accessor));
-    if (!r) return kExitFailed;
-    if (json_) {
-      printJson(*r);
-    } else {
-      ctx_.out << accessor << ": revoked\n";
-    }
-    return kExitOk;
-  }
+  int tokenList() { return listCall("/v1/tokens", formatTokensTable); }
+  int tokenRevoke(const std::string& accessor) { return revokeCall("tokens", accessor); }
 
   // The caller's own token (BATON_TOKEN): owner, rules, expiry.
   int tokenSelf() {

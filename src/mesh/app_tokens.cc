@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "core/hex.h"
 #include "crypto/aead.h"
 #include "model/names.h"
 
@@ -29,13 +30,7 @@ std::string AppTokens::mac(std::string_view app) const {
                 &n) == nullptr) {
     return {};  // never matches: check() refuses an empty MAC
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (size_t i = 0; i < n; ++i) {
-    hex += kHex[out[i] >> 4];
-    hex += kHex[out[i] & 15];
-  }
-  return hex;
+  return hexEncode(std::string_view(reinterpret_cast<const char*>(out), n));
 }
 
 std::string AppTokens::issue(std::string_view app) const {

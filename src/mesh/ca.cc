@@ -12,6 +12,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "core/hex.h"
 #include "crypto/aead.h"
 #include "model/names.h"
 
@@ -66,28 +67,6 @@ Pkey parseKey(const std::string& pem) {
   return Pkey(PEM_read_bio_PrivateKey(b.get(), nullptr, nullptr, nullptr));
 }
 
-std::string hex(const std::string& bytes) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out.push_back(d[c >> 4]);
-    out.push_back(d[c & 15]);
-  }
-  return out;
-}
-std::optional<std::string> unhex(std::string_view h) {
-  if (h.size() % 2) return std::nullopt;
-  auto v = [](char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-  };
-  std::string out;
-  for (size_t i = 0; i < h.size(); i += 2) {
-    int a = v(h[i]), b = v(h[i + 1]);
-    if (a < 0 || b < 0) return std::nullopt;
-    out.push_back(static_cast<char>(a * 16 + b));
-  }
-  return out;
-}
 
 
 
@@ -163,7 +142,7 @@ Result<std::unique_ptr<MeshCa>> MeshCa::loadOrCreate(state::Store& store, const 
       if (j.is_discarded() || !j.is_object() || !j.contains("cert") || !j.contains("key_sealed")) {
         return Status(Code::kInternal, "malformed mesh CA record " + key);
       }
-      auto sealed = unhex(j.value("key_sealed", ""));
+      auto sealed = hexDecode(j.value("key_sealed", ""));
       if (!sealed) return Status(Code::kInternal, "malformed mesh CA record " + key);
       auto pem = crypto::open(*kek, *sealed, aad);
       if (!pem && pem.status().code() == Code::kFailedPrecondition) {
@@ -200,7 +179,7 @@ Result<std::unique_ptr<MeshCa>> MeshCa::loadOrCreate(state::Store& store, const 
     auto sealed = crypto::seal(*kek, keyPem(k.get()), aad);
     if (!sealed) return sealed.status();
     nlohmann::json rec = {{"cert", certPem(x.get())},
-                          {"key_sealed", hex(*sealed)},
+                          {"key_sealed", hexEncode(*sealed)},
                           {"trust_domain", trust_domain},
                           {"created_at", toUnixMillis(clock.now())}};
     auto t = store.txn({state::Compare::absent(key)}, {state::Op::put(key, rec.dump())});

@@ -11,6 +11,7 @@ extern "C" {
 #include <set>
 
 #include "auth/jose.h"
+#include "core/hex.h"
 #include "crypto/aead.h"
 
 namespace baton::secrets::shamir {
@@ -41,20 +42,11 @@ using Ctx = std::unique_ptr<gfshare_ctx, CtxFree>;
 
 unsigned char* u(std::string& s) { return reinterpret_cast<unsigned char*>(s.data()); }
 
-std::string hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
-}
 
 std::string checksum(std::string_view body) {
   std::string in(kCheckDomain);
   in.append(body);
-  return hex(crypto::sha256(in).substr(0, kHexChars / 2));
+  return hexEncode(crypto::sha256(in).substr(0, kHexChars / 2));
 }
 
 bool isLowerHex(std::string_view s) {
@@ -83,7 +75,7 @@ Share::~Share() { crypto::cleanse(bytes); }
 std::string keyId(std::string_view kek) {
   std::string in(kKeyIdDomain);
   in.append(kek);
-  std::string id = hex(crypto::sha256(in).substr(0, kHexChars / 2));
+  std::string id = hexEncode(crypto::sha256(in).substr(0, kHexChars / 2));
   crypto::cleanse(in);
   return id;
 }
