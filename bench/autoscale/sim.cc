@@ -279,7 +279,9 @@ class Controller {
 
 class BatonController final : public Controller {
  public:
-  BatonController(const model::ScaleSpec& spec, const SimOptions& opt) : as_(params(spec, opt)) {}
+  // The node measures a service's cold start; here it is the scenario's.
+  BatonController(const model::ScaleSpec& spec, const SimOptions& opt, double cold_start_s)
+      : as_(params(spec, opt)), cold_start_(static_cast<int64_t>(cold_start_s * 1000)) {}
   static autoscaler::PolicyParams params(const model::ScaleSpec& spec, const SimOptions& opt) {
     autoscaler::PolicyParams p = autoscaler::PolicyParams::fromSpec(spec);
     if (opt.baton_penalty_s >= 0)
@@ -311,6 +313,8 @@ class BatonController final : public Controller {
         p.tolerance = v;
       else if (k == "max_scale_down_rate")
         p.max_scale_down_rate = v;
+      else if (k == "rhythm")
+        p.rhythm = v != 0;
     }
     return p;
   }
@@ -324,11 +328,13 @@ class BatonController final : public Controller {
     obs.desired = o.current;
     obs.min = o.min;
     obs.max = o.max;
+    obs.cold_start = cold_start_;
     return as_.step(obs, now).desired;
   }
 
  private:
   autoscaler::Autoscaler as_;
+  Duration cold_start_;
 };
 
 class StaticMax final : public Controller {
@@ -467,8 +473,8 @@ class Kpa final : public Controller {
 };
 
 std::unique_ptr<Controller> makeController(const std::string& name, const model::ScaleSpec& s,
-                                           const SimOptions& opt) {
-  if (name == "baton") return std::make_unique<BatonController>(s, opt);
+                                           const SimOptions& opt, double cold_start_s) {
+  if (name == "baton") return std::make_unique<BatonController>(s, opt, cold_start_s);
   if (name == "static-max") return std::make_unique<StaticMax>();
   if (name == "hpa") return std::make_unique<Hpa>(s);
   if (name == "kpa") return std::make_unique<Kpa>(s);
@@ -554,7 +560,7 @@ Result simulate(const Scenario& sc, const std::string& policy, const SimOptions&
   Result r;
   r.scenario = sc.name;
   r.policy = policy;
-  std::unique_ptr<Controller> ctl = makeController(policy, sc.scale, opt);
+  std::unique_ptr<Controller> ctl = makeController(policy, sc.scale, opt, sc.cold_start_s);
   if (!ctl) return r;
   std::unique_ptr<ArrivalStream> stream = sc.make();
   autoscaler::Calendar calendar(sc.scale);

@@ -1,6 +1,7 @@
 #include "autoscaler/policy.h"
 
 #include <cstdio>
+#include <ctime>
 
 #include <algorithm>
 #include <cmath>
@@ -17,6 +18,16 @@ std::string oneDecimal(double v) {
   return buf;
 }
 
+// "12:05:00Z": the time of day in UTC, as scale events show a predicted request.
+std::string formatUtc(TimePoint t) {
+  const std::time_t secs = static_cast<std::time_t>(toUnixMillis(t) / 1000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%02d:%02d:%02dZ", tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return buf;
+}
+
 }  // namespace
 
 PolicyParams PolicyParams::fromSpec(const model::ScaleSpec& spec) {
@@ -26,7 +37,7 @@ PolicyParams PolicyParams::fromSpec(const model::ScaleSpec& spec) {
   return p;
 }
 
-Autoscaler::Autoscaler(PolicyParams params) : params_(params) {
+Autoscaler::Autoscaler(PolicyParams params) : params_(params), rhythm_(params.rhythm_params) {
   params_.concurrency = std::max(1, params_.concurrency);
   keep_alive_ = computeKeepAlive();
 }
@@ -58,30 +69,71 @@ Autoscaler::Window Autoscaler::average(Duration window, TimePoint now) const {
 Duration Autoscaler::computeKeepAlive() const {
   Duration idle = std::max(Duration(0), params_.idle);
   if (!params_.adaptive_idle) return idle;
-  if (gaps_ms_.size() < params_.min_gap_samples) return std::min(params_.fallback_idle, idle);
-  // Ski rental over the observed idle gaps: a keep-alive T costs min(gap, T) instance-time per
-  // gap plus the cold-start penalty for every gap longer than T. Pick the cheapest T.
-  std::vector<int64_t> candidates{std::min(params_.min_idle, idle).count(), idle.count()};
-  for (int64_t g : gaps_ms_) {
-    int64_t t = g + 1000;  // one step past the gap, so that gap is bridged
-    if (t < idle.count() && t > params_.min_idle.count()) candidates.push_back(t);
+  if (rhythm_.samples() < static_cast<double>(params_.min_gap_samples)) {
+    return std::min(params_.fallback_idle, idle);
   }
-  const double penalty = static_cast<double>(params_.cold_start_penalty.count());
-  int64_t best = idle.count();
-  double best_cost = std::numeric_limits<double>::max();
-  std::sort(candidates.begin(), candidates.end());
-  for (int64_t t : candidates) {
-    double cost = 0;
-    for (int64_t g : gaps_ms_) cost += g < t ? static_cast<double>(g) : t + penalty;
-    if (cost < best_cost - 1e-9) {  // ties: the shorter keep-alive
-      best_cost = cost;
-      best = t;
-    }
-  }
-  return Duration(best);
+  // Ski rental over every idle gap seen (the rhythm's decayed histogram): a keep-alive T costs
+  // min(gap, T) instance-time per gap plus the cold-start penalty for every gap longer than T.
+  auto t = rhythm_.skiRental(params_.cold_start_penalty, std::min(params_.min_idle, idle), idle);
+  return t ? *t : std::min(params_.fallback_idle, idle);
 }
 
 Duration Autoscaler::keepAlive() const { return keep_alive_; }
+
+void Autoscaler::restore(Rhythm rhythm) {
+  rhythm_ = std::move(rhythm);
+  // Until it sees a request: idle since the last burst it knew of.
+  if (!last_activity_ && rhythm_.lastBurst()) last_activity_ = rhythm_.lastBurst();
+  keep_alive_ = computeKeepAlive();
+}
+
+std::optional<Autoscaler::WarmWindow> Autoscaler::warmWindow(TimePoint now,
+                                                             Duration cold_start) const {
+  const std::optional<TimePoint> burst = rhythm_.lastBurst();
+  if (!params_.rhythm || !last_activity_ || !burst) return std::nullopt;
+  const Expectation e = rhythm_.expect();
+  if (e.kind == Expectation::Kind::kNone) return std::nullopt;
+  // Up this long before the expected request: the start, and half of it again for a slow one.
+  const Duration lead = cold_start + std::max(Duration(1000), cold_start / 2);
+  WarmWindow w;
+  if (e.kind == Expectation::Kind::kPeriodic) {
+    const TimePoint expected = *burst + e.head;
+    const Duration slack = std::max(params_.rhythm_params.period_slack,
+                                    Duration(static_cast<int64_t>(
+                                        e.head.count() * params_.rhythm_params.period_tolerance)));
+    w.from = expected - lead;
+    w.until = expected + slack;
+    w.why = "prewarm: " + e.describe() + ", next expected " + formatUtc(expected);
+  } else {
+    // Only where it beats the keep-alive on what was seen: memoryless gaps have a long tail,
+    // and keeping an instance up to it costs more than the cold starts it saves.
+    const Duration from = std::max(Duration(0), e.head - lead);
+    if (rhythm_.prewarmCost(from, e.tail, params_.cold_start_penalty) >=
+        rhythm_.keepAliveCost(keep_alive_, params_.cold_start_penalty)) {
+      return std::nullopt;
+    }
+    w.from = *last_activity_ + from;
+    w.until = *last_activity_ + e.tail;
+    w.why = "prewarm: " + e.describe() + ", expected from " + formatUtc(*last_activity_ + e.head);
+  }
+  if (now > w.until) return std::nullopt;  // missed: the keep-alive decides
+  // Going to zero and back costs the start and the lead again: below that (and a short
+  // linger), staying up is cheaper.
+  if (w.from - *last_activity_ < lead + cold_start + params_.min_gap) {
+    w.from = *last_activity_;
+    w.why = "keepalive: " + e.describe() + " (shorter than going to zero and back)";
+  }
+  return w;
+}
+
+std::optional<TimePoint> Autoscaler::nextExpected() const {
+  const std::optional<TimePoint> burst = rhythm_.lastBurst();
+  if (!params_.rhythm || !last_activity_ || !burst) return std::nullopt;
+  const Expectation e = rhythm_.expect();
+  if (e.kind == Expectation::Kind::kPeriodic) return *burst + e.head;
+  if (e.kind == Expectation::Kind::kHistogram) return *last_activity_ + e.head;
+  return std::nullopt;
+}
 
 Decision Autoscaler::step(const Observation& obs, TimePoint now) {
   const PolicyParams& p = params_;
@@ -105,10 +157,14 @@ Decision Autoscaler::step(const Observation& obs, TimePoint now) {
 
   const bool requested = obs.arrivals > 0 || obs.parked > 0;
   const bool active = requested || obs.concurrency > 0;
-  if (requested && now - *last_activity_ >= p.min_gap) {
-    gaps_ms_.push_back((now - *last_activity_).count());
-    while (gaps_ms_.size() > p.gap_history) gaps_ms_.pop_front();
-    keep_alive_ = computeKeepAlive();
+  if (requested && (now - *last_activity_ >= p.min_gap || !rhythm_.lastBurst())) {
+    // The first request after an idle gap starts a burst: the gap and the time since the last
+    // burst started (a timer's period) teach the rhythm.
+    if (auto last = rhythm_.lastBurst()) {
+      rhythm_.observe(now - *last_activity_, now - *last, now);
+      keep_alive_ = computeKeepAlive();
+    }
+    rhythm_.burstStarted(now);
   }
   if (active) last_activity_ = now;
   const Duration idle_for = now - *last_activity_;
@@ -180,8 +236,21 @@ Decision Autoscaler::step(const Observation& obs, TimePoint now) {
     }
   }
 
-  // 4. To and from zero.
-  if (lo == 0 && !d.panic) {
+  // 4. To and from zero: a learned rhythm first, else the keep-alive.
+  const Duration cold_start = obs.cold_start > Duration(0) ? obs.cold_start : p.cold_start;
+  const std::optional<WarmWindow> warm =
+      lo == 0 && !d.panic && !active ? warmWindow(now, cold_start) : std::nullopt;
+  if (warm) {
+    if (now >= warm->from && now <= warm->until) {
+      d.desired = std::max(d.desired, 1);
+      d.reason = warm->why;
+    } else if (idle_for >= p.min_gap) {
+      d.desired = 0;
+      d.reason = "idle until the next expected request (" + warm->why.substr(warm->why.find(':') + 2) + ")";
+    } else {
+      d.desired = std::max(d.desired, std::min(1, std::max(obs.desired, obs.ready)));
+    }
+  } else if (lo == 0 && !d.panic) {
     if (!active && idle_for >= keep_alive_) {
       if (d.desired > 0 || obs.desired > 0) {
         d.reason = "idle " + secs(idle_for) + " >= keep-alive " + secs(keep_alive_);

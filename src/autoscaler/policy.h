@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "autoscaler/rhythm.h"
 #include "core/clock.h"
 #include "model/app.h"
 
@@ -54,8 +55,12 @@ struct PolicyParams {
   Duration cold_start_penalty = Duration(120'000);  // one cold start is worth this much of one
                                                     // warm instance (ski-rental price)
   Duration min_gap = Duration(2'000);               // gaps shorter than this are not idle periods
-  size_t gap_history = 64;                          // idle gaps remembered
   size_t min_gap_samples = 6;                       // before the adaptive rule is trusted
+  // The service's rhythm (rhythm.h, issue 18): an instance up just before a predicted request
+  // and gone between them; the adaptive keep-alive is then ski rental over its histogram.
+  bool rhythm = true;
+  RhythmParams rhythm_params;
+  Duration cold_start = Duration(2'000);  // start to ready when the observation does not say
 
   // Params for a manifest's scale spec, the rest at the defaults above.
   static PolicyParams fromSpec(const model::ScaleSpec& spec);
@@ -72,6 +77,7 @@ struct Observation {
   int desired = 0;         // the desired count currently in force
   int min = 0;             // bounds in force (calendar.h / operator override)
   int max = 1;
+  Duration cold_start{0};  // this service's measured start-to-ready; 0: unknown (the params')
 };
 
 struct Decision {
@@ -88,6 +94,11 @@ class Autoscaler {
 
   // The keep-alive the policy would use now (for `baton ps` and tests).
   Duration keepAlive() const;
+  // When the next request is expected (a learned rhythm), for `baton ps`; nullopt: no rhythm.
+  std::optional<TimePoint> nextExpected() const;
+  // What it learned, to keep in the store and restore after a restart.
+  const Rhythm& rhythm() const { return rhythm_; }
+  void restore(Rhythm rhythm);
   bool panicking() const { return panic_since_.has_value(); }
   const PolicyParams& params() const { return params_; }
 
@@ -106,6 +117,12 @@ class Autoscaler {
   };
   Window average(Duration window, TimePoint now) const;
   Duration computeKeepAlive() const;
+  // When an instance should be up although idle (a predicted request), from the rhythm.
+  struct WarmWindow {
+    TimePoint from, until;
+    std::string why;
+  };
+  std::optional<WarmWindow> warmWindow(TimePoint now, Duration cold_start) const;
 
   PolicyParams params_;
   std::deque<Sample> samples_;  // covers the stable window
@@ -114,8 +131,8 @@ class Autoscaler {
   std::optional<TimePoint> panic_since_;
   int max_panic_pods_ = 0;
   std::deque<std::pair<TimePoint, int>> delay_window_;  // for scale_down_delay
-  std::deque<int64_t> gaps_ms_;                         // recent idle gaps
-  Duration keep_alive_;                                 // derived from gaps_ms_
+  Rhythm rhythm_;                                       // idle gaps, periods, last burst
+  Duration keep_alive_;                                 // derived from rhythm_
 };
 
 }  // namespace baton::autoscaler

@@ -150,7 +150,9 @@ TEST(Policy, AdaptiveKeepAliveFollowsTheGaps) {
   }
   EXPECT_EQ(h.as.keepAlive(), 21s);
   EXPECT_EQ(h.ready, 1);  // never went to zero: no cold start
-  // Requests every 10 minutes (longer than `idle`): go to zero early.
+  // Requests every 10 minutes (longer than `idle`): go to zero early. (Without the rhythm, which
+  // would recognise the period: see PeriodicCallsArePrewarmedAndNothingRunsBetween.)
+  p.rhythm = false;
   Harness sparse(p, 0, 10);
   for (int k = 0; k < 8; ++k) {
     sparse.tick(1, 1, sparse.ready == 0 ? 1 : 0);
@@ -166,6 +168,74 @@ TEST(Policy, AdaptiveKeepAliveFollowsTheGaps) {
     for (int i = 0; i < 19; ++i) capped.tick(0);
   }
   EXPECT_LE(capped.as.keepAlive(), 15s);
+}
+
+// Issue 18: a timer every 300 s with a 2 s cold start. After a few periods every call finds an
+// instance ready, and between calls nothing runs.
+TEST(Policy, PeriodicCallsArePrewarmedAndNothingRunsBetween) {
+  Harness h(params(), 0, 10);
+  const int cold_start_ticks = 2;
+  int pending = 0;        // ticks until a started instance is ready
+  int cold = 0, late_cold = 0;
+  int64_t warm_ticks = 0;
+  std::string prewarm_reason;
+  for (int call = 0; call < 12; ++call) {
+    for (int t = 0; t < 300; ++t) {
+      const bool arrives = t == 0;
+      const bool ready = h.ready > 0 && pending == 0;
+      if (arrives && !ready) {
+        ++cold;
+        if (call >= 6) ++late_cold;
+      }
+      const int before = h.ready;
+      Decision d = h.tick(arrives ? 0.5 : 0, arrives ? 1 : 0, arrives && !ready ? 1 : 0);
+      if (before == 0 && h.ready > 0) pending = cold_start_ticks;
+      else if (pending > 0) --pending;
+      if (call >= 6 && h.ready > 0) ++warm_ticks;
+      if (d.reason.starts_with("prewarm:")) prewarm_reason = d.reason;
+    }
+  }
+  EXPECT_EQ(late_cold, 0) << "after learning, no call is cold (" << cold << " in all)";
+  EXPECT_LE(cold, 6);
+  // Per period: up a few seconds ahead, the call, a short linger: far below 300 s.
+  EXPECT_LT(warm_ticks, 6 * 15) << "an instance idled between calls";
+  EXPECT_NE(prewarm_reason.find("prewarm: period 300 s, next expected"), std::string::npos)
+      << prewarm_reason;
+  ASSERT_TRUE(h.as.nextExpected().has_value());
+}
+
+// What it learned survives a restart of the policy from its stored state.
+TEST(Policy, ARestoredPolicyKeepsItsRhythm) {
+  Harness h(params(), 0, 10);
+  for (int call = 0; call < 8; ++call) {
+    h.tick(0.5, 1, h.ready == 0 ? 1 : 0);
+    for (int t = 1; t < 300; ++t) h.tick(0, 0);
+  }
+  auto stored = Rhythm::fromJson(h.as.rhythm().toJson());
+  ASSERT_TRUE(stored.isOk());
+  Harness again(params(), 0, 10);
+  again.clock.advance(h.clock.now() - again.clock.now());
+  again.as.restore(std::move(*stored));
+  ASSERT_TRUE(again.as.nextExpected().has_value());
+  EXPECT_EQ(*again.as.nextExpected(), *h.as.nextExpected());
+  // Idle now (the call is due in a moment): the restored policy brings one up ahead of it.
+  again.tick(0, 0);
+  EXPECT_EQ(again.ready, 1) << "prewarmed for the call due at the next tick";
+}
+
+// Bounds still rule: a prewarm never goes above max (max 0 stops everything) nor below min.
+TEST(Policy, PrewarmStaysWithinTheBounds) {
+  Harness h(params(), 0, 10);
+  for (int call = 0; call < 8; ++call) {
+    h.tick(0.5, 1, h.ready == 0 ? 1 : 0);
+    for (int t = 1; t < 300; ++t) h.tick(0, 0);
+  }
+  EXPECT_EQ(h.ready, 1);  // prewarmed for the next call
+  h.max = 0;
+  EXPECT_EQ(h.tick(0, 0).desired, 0);
+  h.max = 10;
+  h.min = 2;
+  for (int t = 0; t < 100; ++t) EXPECT_GE(h.tick(0, 0).desired, 2);
 }
 
 TEST(Policy, ToleranceBandHoldsTheCountOnSmallExcess) {

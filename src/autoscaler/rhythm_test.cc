@@ -1,0 +1,109 @@
+#include "autoscaler/rhythm.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+namespace baton::autoscaler {
+namespace {
+
+using namespace std::chrono_literals;
+
+TimePoint at(int64_t s) { return fromUnixMillis(1'700'000'000'000 + s * 1000); }
+
+TEST(Rhythm, AStrictPeriodIsRecognisedAfterAFewPeriods) {
+  Rhythm r;
+  EXPECT_EQ(r.expect().kind, Expectation::Kind::kNone);
+  for (int i = 1; i <= 3; ++i) r.observe(299s, 300s, at(300 * i));
+  EXPECT_EQ(r.expect().kind, Expectation::Kind::kNone) << "three periods are not yet a rhythm";
+  r.observe(299s, 300s, at(1200));
+  Expectation e = r.expect();
+  ASSERT_EQ(e.kind, Expectation::Kind::kPeriodic);
+  EXPECT_EQ(e.head, 300s);
+  EXPECT_EQ(e.describe(), "period 300 s");
+  // One late call (a drift of more than 2 %) breaks it until the periods agree again.
+  r.observe(339s, 340s, at(1540));
+  EXPECT_NE(r.expect().kind, Expectation::Kind::kPeriodic);
+  for (int i = 0; i < 4; ++i) r.observe(299s, 300s, at(1840 + 300 * i));
+  EXPECT_EQ(r.expect().kind, Expectation::Kind::kPeriodic);
+}
+
+TEST(Rhythm, ShortPeriodsAreNotPredicted) {
+  Rhythm r;
+  for (int i = 1; i <= 8; ++i) r.observe(4s, 5s, at(5 * i));
+  EXPECT_NE(r.expect().kind, Expectation::Kind::kPeriodic);
+}
+
+TEST(Rhythm, AConcentratedHistogramGivesHeadAndTail) {
+  Rhythm r;
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> idle(40, 55);  // seconds; not periodic (starts vary)
+  for (int i = 0; i < 50; ++i) {
+    int g = idle(rng);
+    r.observe(std::chrono::seconds(g), std::chrono::seconds(g + 1 + i % 7), at(60 * i));
+  }
+  Expectation e = r.expect();
+  ASSERT_EQ(e.kind, Expectation::Kind::kHistogram);
+  EXPECT_GE(e.head, 40s);
+  EXPECT_LE(e.head, 42s);
+  EXPECT_GE(e.tail, 54s);
+  EXPECT_LE(e.tail, 56s);
+}
+
+TEST(Rhythm, TooFewOrTooWideIsNoRhythm) {
+  Rhythm few;
+  for (int i = 0; i < 5; ++i) few.observe(45s, std::chrono::seconds(46 + i * 5), at(60 * i));
+  EXPECT_EQ(few.expect().kind, Expectation::Kind::kNone);
+
+  // Idle times spread over every bin: not representative.
+  Rhythm wide;
+  for (size_t b = 0; b < Rhythm::kBins; ++b) {
+    Duration g = b < 60 ? Duration(static_cast<int64_t>(b) * 1000 + 500)
+                        : Duration(static_cast<int64_t>(b - 59) * 60'000 + 1000);
+    wide.observe(g, g + Duration(static_cast<int64_t>(b % 13) * 60'000),
+                 at(static_cast<int64_t>(b)));
+  }
+  EXPECT_EQ(wide.expect().kind, Expectation::Kind::kNone);
+}
+
+TEST(Rhythm, SkiRentalUsesEveryGapSeenNotTheLastFew) {
+  Rhythm r;
+  // 200 gaps of 20 s and, among them, 4 of 10 minutes: bridging 20 s is worth it, 10 minutes not.
+  for (int i = 0; i < 200; ++i) r.observe(20s, 21s + std::chrono::seconds(i % 5), at(30 * i));
+  for (int i = 0; i < 4; ++i) r.observe(600s, 601s, at(6000 + 700 * i));
+  auto t = r.skiRental(120s, 10s, 300s);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(*t, 21s) << "just past the 20 s bin";
+  Rhythm empty;
+  EXPECT_FALSE(empty.skiRental(120s, 10s, 300s).has_value());
+}
+
+TEST(Rhythm, OldSamplesDecay) {
+  RhythmParams p;
+  p.half_life = 3600s;
+  Rhythm r(p);
+  for (int i = 0; i < 10; ++i) r.observe(30s, 31s + std::chrono::seconds(i), at(i));
+  EXPECT_NEAR(r.samples(), 10, 0.01);
+  r.observe(30s, 40s, at(10 + 3600));
+  EXPECT_NEAR(r.samples(), 6, 0.01) << "10 halved, plus the new one";
+}
+
+TEST(Rhythm, SurvivesARoundTripThroughJson) {
+  Rhythm r;
+  for (int i = 1; i <= 6; ++i) r.observe(299s, 300s, at(300 * i));
+  r.observe(5h, 5h, at(20000));
+  auto back = Rhythm::fromJson(r.toJson());
+  ASSERT_TRUE(back.isOk()) << back.status().toString();
+  EXPECT_EQ(back->toJson(), r.toJson());
+  EXPECT_EQ(back->expect().kind, r.expect().kind);
+  EXPECT_NEAR(back->samples(), r.samples(), 1e-6);
+  for (const char* bad : {"", "[]", "{\"v\":2}", "{\"v\":1,\"bins\":{\"999\":1},\"out_of_range\":0,"
+                                                   "\"periods_ms\":[],\"at\":null}",
+                          "{\"v\":1,\"bins\":{\"3\":-1},\"out_of_range\":0,\"periods_ms\":[],"
+                          "\"at\":null}"}) {
+    EXPECT_FALSE(Rhythm::fromJson(bad).isOk()) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace baton::autoscaler
