@@ -148,7 +148,9 @@ TEST(Policy, AdaptiveKeepAliveFollowsTheGaps) {
     h.tick(1);
     for (int i = 0; i < 19; ++i) h.tick(0);
   }
-  EXPECT_EQ(h.as.keepAlive(), 21s);
+  // Just past 20 s bridges every gap seen: twice that, so that the next longer gap is not a
+  // cold start (issue 18).
+  EXPECT_EQ(h.as.keepAlive(), 42s);
   EXPECT_EQ(h.ready, 1);  // never went to zero: no cold start
   // Requests every 10 minutes (longer than `idle`): go to zero early. (Without the rhythm, which
   // would recognise the period: see PeriodicCallsArePrewarmedAndNothingRunsBetween.)
@@ -236,6 +238,22 @@ TEST(Policy, PrewarmStaysWithinTheBounds) {
   h.max = 10;
   h.min = 2;
   for (int t = 0; t < 100; ++t) EXPECT_GE(h.tick(0, 0).desired, 2);
+}
+
+// Issue 18: with a keep-alive chosen from the last gaps only, every gap longer than all before
+// it was a cold start. Gaps that grow slowly (12 s, 13 s, ... 40 s, as on a steady service
+// through a quiet hour) now cost at most a couple.
+TEST(Policy, ANewLongestGapIsNotAColdStartEachTime) {
+  PolicyParams p = params();
+  p.rhythm = false;  // the keep-alive alone
+  Harness h(p, 0, 10);
+  int cold = 0;
+  for (int gap = 12; gap <= 40; ++gap) {
+    if (h.ready == 0) ++cold;
+    h.tick(0.5, 1, h.ready == 0 ? 1 : 0);
+    for (int i = 1; i < gap; ++i) h.tick(0, 0);
+  }
+  EXPECT_LE(cold, 3) << "keep-alive " << h.as.keepAlive().count() << " ms";
 }
 
 TEST(Policy, ToleranceBandHoldsTheCountOnSmallExcess) {

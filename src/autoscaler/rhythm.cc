@@ -133,6 +133,16 @@ std::optional<Duration> Rhythm::skiRental(Duration penalty, Duration lo, Duratio
       best = t;
     }
   }
+  // A keep-alive that bridges every gap seen so far would make each new longest gap a cold
+  // start (the longest of n gaps is exceeded by the next about once in n + 1): leave room for
+  // one twice as long.
+  if (out_of_range_ <= 0 && best < hi.count()) {
+    bool bridges_all = true;
+    for (size_t i = 0; i < kBins && bridges_all; ++i) {
+      if (bins_[i] > 0 && binEnd(i).count() > best) bridges_all = false;
+    }
+    if (bridges_all) best = std::min(hi.count(), 2 * best);
+  }
   return Duration(best);
 }
 

@@ -1108,6 +1108,7 @@ int runCli(int argc, char** argv, CliContext& ctx) {
     return c;
   };
   auto* secret_delete = add_versions("delete", "Soft-delete versions (default: the current one)", false);
+  secret_delete->alias("rm");  // DESIGN.md's name for it
   auto* secret_undelete = add_versions("undelete", "Bring soft-deleted versions back", true);
   auto* secret_destroy = add_versions("destroy", "Remove versions' data for good", true);
 

@@ -38,7 +38,7 @@ def test_secrets_round_trip_and_never_sit_in_clear(agent, tmp_path):
     assert agent.cli_json("secret", "get", "shop/tls")["data"]["KEY"] == keyfile.read_text()
     assert agent.cli("secret", "ls", "shop/").stdout.split() == ["shop/db", "shop/tls"]
 
-    agent.cli("secret", "delete", "shop/db")
+    agent.cli("secret", "rm", "shop/db")  # DESIGN.md's name; delete is the same
     r = agent.cli("secret", "get", "shop/db", check=False)
     assert r.returncode != 0 and "deleted" in r.stderr, r.stderr
     agent.cli("secret", "undelete", "shop/db", "--versions", "2")
