@@ -330,6 +330,8 @@ std::string kindOfKey(std::string_view key) {
   if (key.starts_with(auth::kApiKeysPrefix)) return "apikey";
   if (key.starts_with(keys::kTokens)) return "token";
   if (key.starts_with(keys::kAudit)) return "audit";
+  if (key.starts_with("/baton/secrets/")) return "secret";
+  if (key.starts_with(keys::kRhythm)) return "rhythm";
   return "other";
 }
 
@@ -436,7 +438,9 @@ class EventStream final : public ChunkSource {
       for (const auto& ev : events) {
         json obj = nullptr;
         const std::string kind = kindOfKey(ev.kv.key);
-        if (ev.type == state::Event::Type::kPut && kind != "token" &&
+        // Never a token's record nor a secret's (sealed, but the keyring and the versions are
+        // no reader's business); API keys and the audit log only for a full reader.
+        if (ev.type == state::Event::Type::kPut && kind != "token" && kind != "secret" &&
             (full_ || (kind != "apikey" && kind != "audit"))) {
           obj = json::parse(ev.kv.value, nullptr, false);
           if (obj.is_discarded()) obj = ev.kv.value;

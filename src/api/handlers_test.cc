@@ -971,9 +971,10 @@ TEST_F(HandlersTest, EventStreamSeesStoreChangesAndBusEvents) {
   std::string all = r.stream->poll().value();
   EXPECT_NE(all.find("\"hello\""), std::string::npos);
   ASSERT_EQ(call("PUT", "/v1/apps/shop", putBody(kShopV1)).status, 200);
+  ASSERT_TRUE(store_->put("/baton/secrets/data/shop/db#1", "SEALED-BLOB").isOk());
   bus_.publish("scale", "shop/web 0 -> 1");
   // Store watch callbacks run on the store's thread: wait for the wake-up, not for time.
-  for (int i = 0; i < 100 && all.find("/baton/apps/shop") == std::string::npos; ++i) {
+  for (int i = 0; i < 100 && all.find("/baton/secrets/data") == std::string::npos; ++i) {
     std::unique_lock lock(mu);
     cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return wakes > 0; });
     wakes = 0;
@@ -983,6 +984,9 @@ TEST_F(HandlersTest, EventStreamSeesStoreChangesAndBusEvents) {
   EXPECT_NE(all.find("\"type\":\"put\""), std::string::npos) << all;
   EXPECT_NE(all.find("\"kind\":\"app\""), std::string::npos) << all;
   EXPECT_NE(all.find("shop/web 0 -> 1"), std::string::npos) << all;
+  // A secret's records: the change is seen, its sealed content never.
+  EXPECT_NE(all.find("\"kind\":\"secret\""), std::string::npos) << all;
+  EXPECT_EQ(all.find("SEALED-BLOB"), std::string::npos) << all;
   r.stream->setWakeup({});
 }
 

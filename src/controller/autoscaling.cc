@@ -13,6 +13,9 @@ namespace baton::controller {
 
 namespace keys = model::keys;
 
+// What a policy learned is written at most this often per service (when it changed).
+constexpr Duration kRhythmWriteEvery = Duration(10'000);
+
 Autoscaling::Autoscaling(state::Store& store, Clock& clock, LoadSource load,
                          AutoscalingOptions options)
     : store_(store), clock_(clock), load_(std::move(load)), options_(std::move(options)) {}
@@ -79,6 +82,8 @@ Status Autoscaling::stepOnce() {
   std::map<std::string, ServiceLoad> load = load_ ? load_() : std::map<std::string, ServiceLoad>{};
 
   std::vector<std::string> changes;
+  std::vector<std::pair<std::string, std::string>> rhythm_writes;
+  std::vector<std::string> rhythm_deletes;
   {
     std::lock_guard lock(mu_);
     std::set<std::string> seen;
@@ -110,7 +115,23 @@ Status Autoscaling::stepOnce() {
           // A new policy has no load history: an empty window must not read as no load, so a
           // count above min (restored, or chosen by the previous policy) is held. At min there is
           // nothing to hold, and a service at zero may return to zero after its keep-alive.
+          // What was learned of the rhythm carries over: from the old policy, else the store.
+          std::optional<autoscaler::Rhythm> learned;
+          if (svc.policy) {
+            learned = svc.policy->rhythm();
+          } else if (auto kv = store_.get(std::string(keys::kRhythm) + id); kv && kv->has_value()) {
+            auto r = autoscaler::Rhythm::fromJson((*kv)->value, params.rhythm_params);
+            if (r) {
+              learned = std::move(*r);
+            } else {
+              spdlog::warn("autoscale: {}: the stored rhythm is unreadable; learning again", id);
+            }
+          }
           svc.policy = std::make_unique<autoscaler::Autoscaler>(params);
+          if (learned) {
+            svc.saved_burst = learned->lastBurst();
+            svc.policy->restore(std::move(*learned));
+          }
           svc.params = params;
           svc.no_scale_down_until =
               svc.desired > bounds.min ? now + params.scale_down_window : TimePoint{};
@@ -137,12 +158,29 @@ Status Autoscaling::stepOnce() {
           svc.desired = d.desired;
           svc.reason = d.reason;
         }
+        const autoscaler::Rhythm& rhythm = svc.policy->rhythm();
+        if (rhythm.lastBurst() != svc.saved_burst && now - svc.saved_at >= kRhythmWriteEvery) {
+          rhythm_writes.emplace_back(std::string(keys::kRhythm) + id, rhythm.toJson());
+          svc.saved_burst = rhythm.lastBurst();
+          svc.saved_at = now;
+        }
       }
     }
     for (auto it = services_.begin(); it != services_.end();) {
-      it = seen.count(it->first) ? std::next(it) : services_.erase(it);
+      if (seen.count(it->first)) {
+        ++it;
+      } else {
+        rhythm_deletes.push_back(std::string(keys::kRhythm) + it->first);
+        it = services_.erase(it);
+      }
     }
   }
+  for (const auto& [key, value] : rhythm_writes) {
+    if (auto put = store_.put(key, value); !put) {
+      spdlog::warn("autoscale: keeping {}: {}", key, put.status().toString());
+    }
+  }
+  for (const auto& key : rhythm_deletes) (void)store_.del(key);
   for (const auto& c : changes) {
     spdlog::info("autoscale: {}", c);
     if (options_.on_event) options_.on_event("autoscale", c);

@@ -5,6 +5,10 @@
 // manifest, schedule calendar, override) and keeps the desired counts. The controller asks for
 // them through desired() (its ReconcileOptions::desired_count hook) and is poked on a change.
 //
+// Rhythm: what each policy learned of its service's rhythm (autoscaler/rhythm.h) is kept under
+// /baton/rhythm/<app>/<service>, written at most every 10 s when it changed, and read back when
+// the service is first seen (an agent restart, a new leader), so the learning is not lost.
+//
 // Restart: the desired counts are not stored. When a service is first seen (the first pass after
 // the agent starts, or a new deploy) its count is seeded from the instances the store says should
 // run (records with desired_running), clamped to the bounds in force; so an agent restarted, even
@@ -25,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -87,6 +92,9 @@ class Autoscaling {
     // A policy created above min (no load history) scales down from this instant on.
     TimePoint no_scale_down_until{};
     std::string reason;
+    // The rhythm as last written to the store (its last burst) and when.
+    std::optional<TimePoint> saved_burst;
+    TimePoint saved_at{};
   };
   void loop();
 

@@ -125,6 +125,35 @@ TEST_F(AutoscalingTest, ReturnsToZeroAfterIdle) {
   EXPECT_EQ(desired(), 0);
 }
 
+// Issue 18: what the policy learned of a service's rhythm is in the store, and an agent that
+// starts over (a restart, a new leader) prewarms for the next call at once.
+TEST_F(AutoscalingTest, TheRhythmIsKeptAndRestoredAfterARestart) {
+  deploy(0, 3, 10, Duration(300'000));
+  for (int call = 0; call < 8; ++call) {
+    run(1, ServiceLoad{.concurrency = 0.5, .arrivals = 1});
+    run(119, ServiceLoad{});
+  }
+  auto kv = store_->get(std::string(keys::kRhythm) + "shop/web");
+  ASSERT_TRUE(kv.isOk() && kv->has_value()) << "the rhythm is in the store";
+  EXPECT_EQ(desired(), 1) << "prewarmed for the call due in a second";
+  // A new agent, mid-gap.
+  run(1, ServiceLoad{.concurrency = 0.5, .arrivals = 1});
+  run(60, ServiceLoad{});
+  scaling_ = std::make_unique<Autoscaling>(*store_, clock_,
+                                           [this] { return std::exchange(load_, {}); },
+                                           AutoscalingOptions{});
+  run(1, ServiceLoad{});
+  EXPECT_EQ(desired(), 0) << "idle between calls";
+  run(58, ServiceLoad{});
+  EXPECT_EQ(desired(), 1) << "up before the call due 120 s after the last";
+  // A service removed: its rhythm goes too.
+  ASSERT_TRUE(store_->del(keys::app("shop")).isOk());
+  ASSERT_TRUE(scaling_->stepOnce().isOk());
+  kv = store_->get(std::string(keys::kRhythm) + "shop/web");
+  ASSERT_TRUE(kv.isOk());
+  EXPECT_FALSE(kv->has_value());
+}
+
 TEST_F(AutoscalingTest, BoundsFromTheCallerWin) {
   deploy(0, 3, 10);
   run(3, ServiceLoad{});

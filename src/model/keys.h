@@ -19,6 +19,8 @@ inline constexpr std::string_view kAudit = "/baton/audit/";  // <13-digit ms>-<8
 inline constexpr std::string_view kSecretsKeyring = "/baton/secrets/keyring";
 inline constexpr std::string_view kSecretsSeal = "/baton/secrets/seal";
 inline constexpr std::string_view kTokens = "/baton/tokens/";  // <accessor>: an API token (hashed)
+// <app>/<service>: what the autoscaler learned of the service's rhythm (autoscaler/rhythm.h).
+inline constexpr std::string_view kRhythm = "/baton/rhythm/";
 
 inline std::string app(std::string_view name) { return std::string(kApps) + std::string(name); }
 inline std::string instance(std::string_view id) { return std::string(kInstances) + std::string(id); }
