@@ -150,8 +150,10 @@ def test_bad_manifests_are_rejected_and_change_nothing(agent, tmp_path):
         # Accepted and then never run (issue 10): refused at `baton up`.
         'app = "demo"\n[services.api]\nwasm = "h.wasm"\n': (3, "services.api.wasm"),
         'app = "demo"\n[services.api]\nimage = "Nginx:1.25"\n': (3, "services.api.image"),
-        'app = "demo"\n[services.api]\nrun = ["x"]\nsecrets = ["demo/db"]\n':
-            (4, "services.api.secrets"),
+        'app = "demo"\n[services.api]\nrun = ["x"]\nsecrets = ["demo/../db"]\n':
+            (4, "services.api.secrets[0]"),
+        'app = "demo"\n[services.api]\nrun = ["x"]\nenv = { DB = "secret:demo/db#pw" }\n':
+            (4, "services.api.env.DB"),
         'app = "demo"\n[services.api]\nrun = ["x", "${NOPE}"]\n': (3, "services.api.run[1]"),
         'app = "demo"\n[services.api]\nrun = ["x"]\nport = 8000\n'
         '[services.web]\nrun = ["y"]\nport = 8000\n': (7, "services.web.port"),
