@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <functional>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -442,27 +443,33 @@ class Runner {
 
   int nodes() { return listCall("/v1/nodes", formatNodesTable); }
 
-  // `apikey create`: the key goes alone to stdout, so that
-  // KEY=$(baton apikey create ci) works; the note that it is shown once goes to stderr.
-  int apiKeyCreate(const std::string& name, const std::vector<std::string>& scopes) {
+  // POST a new credential: its text (`field` of the answer) goes alone to stdout, so that
+  // X=$(baton apikey create ci) works; `note` of the answer (that it is shown once) to stderr.
+  int createCredential(const std::string& target, const json& body, const char* field,
+                       const std::function<std::string(const json&)>& note) {
     if (!connect()) return kExitFailed;
-    json body = {{"name", name}};
-    if (!scopes.empty()) body["scopes"] = scopes;
-    auto r = call("POST", "/v1/apikeys", body.dump());
+    auto r = call("POST", target, body.dump());
     if (!r) return kExitFailed;
     if (json_) {
       printJson(*r);
       return kExitOk;
     }
     json j = json::parse(r->body, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || str(j, "key").empty()) {
-      ctx_.err << "error: the agent's answer has no key\n";
+    if (j.is_discarded() || !j.is_object() || str(j, field).empty()) {
+      ctx_.err << "error: the agent's answer has no " << field << "\n";
       return kExitFailed;
     }
-    ctx_.out << str(j, "key") << "\n";
-    ctx_.err << "created API key " << str(j, "id") << " \"" << str(j, "name")
-             << "\": store it now, it is not shown again\n";
+    ctx_.out << str(j, field) << "\n";
+    ctx_.err << note(j) << ": store it now, it is not shown again\n";
     return kExitOk;
+  }
+
+  int apiKeyCreate(const std::string& name, const std::vector<std::string>& scopes) {
+    json body = {{"name", name}};
+    if (!scopes.empty()) body["scopes"] = scopes;
+    return createCredential("/v1/apikeys", body, "key", [](const json& j) {
+      return "created API key " + str(j, "id") + " \"" + str(j, "name") + "\"";
+    });
   }
 
   // GET `target`: --json prints the answer, else `table` of it.
@@ -494,29 +501,15 @@ class Runner {
   int apiKeyList() { return listCall("/v1/apikeys", formatApiKeysTable); }
   int apiKeyRemove(const std::string& id) { return revokeCall("apikeys", id); }
 
-  // `token create`: the token goes alone to stdout (BATON_TOKEN=$(baton token create ...));
-  // the note that it is shown once goes to stderr.
   int tokenCreate(const std::string& owner, const std::string& ttl,
                   const std::vector<std::string>& rules) {
-    if (!connect()) return kExitFailed;
     json body = {{"owner", owner}, {"rules", rules}};
     if (!ttl.empty()) body["ttl"] = ttl;
-    auto r = call("POST", "/v1/tokens", body.dump());
-    if (!r) return kExitFailed;
-    if (json_) {
-      printJson(*r);
-      return kExitOk;
-    }
-    json j = json::parse(r->body, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || str(j, "token").empty()) {
-      ctx_.err << "error: the agent's answer has no token\n";
-      return kExitFailed;
-    }
-    ctx_.out << str(j, "token") << "\n";
-    ctx_.err << "created token " << str(j, "accessor") << " for " << str(j, "owner");
-    if (num(j, "expires_at") > 0) ctx_.err << ", expires " << formatTime(num(j, "expires_at"));
-    ctx_.err << ": store it now, it is not shown again\n";
-    return kExitOk;
+    return createCredential("/v1/tokens", body, "token", [](const json& j) {
+      std::string note = "created token " + str(j, "accessor") + " for " + str(j, "owner");
+      if (num(j, "expires_at") > 0) note += ", expires " + formatTime(num(j, "expires_at"));
+      return note;
+    });
   }
 
   int tokenList() { return listCall("/v1/tokens", formatTokensTable); }

@@ -60,13 +60,7 @@ class NodeTest : public ::testing::Test {
 
   // An isolated node's options, with web-1 (shop/web, api = "read") in the store.
   NodeOptions isolatedWithApiGrant() {
-    model::InstanceRecord r;
-    r.id = "web-1";
-    r.app = "shop";
-    r.service = "web";
-    r.node = "n1";
-    r.spec.name = "web";
-    r.spec.run = {"server"};
+    model::InstanceRecord r = webRecord("web-1");
     r.spec.api = "read";
     EXPECT_TRUE(store_->put(keys::instance("web-1"), model::encode(r)).isOk());
     NodeOptions o = options();
@@ -95,14 +89,21 @@ class NodeTest : public ::testing::Test {
   }
   NodeRuntime &startRuntime() { return startRuntime(clock_, options()); }
 
-  void putRecord(const std::string &id, bool running = true, const std::string &node = "n1") {
+  // shop/web's instance `id` on n1, running "server".
+  static model::InstanceRecord webRecord(const std::string &id) {
     model::InstanceRecord r;
     r.id = id;
     r.app = "shop";
     r.service = "web";
-    r.node = node;
+    r.node = "n1";
     r.spec.name = "web";
     r.spec.run = {"server"};
+    return r;
+  }
+
+  void putRecord(const std::string &id, bool running = true, const std::string &node = "n1") {
+    model::InstanceRecord r = webRecord(id);
+    r.node = node;
     r.spec.env["GREETING"] = "hello";
     r.spec.health.interval = Duration(1000);
     r.spec.health.timeout = Duration(1000);
@@ -221,13 +222,7 @@ TEST_F(NodeTest, StartsAnInstanceAndReportsItHealthy) {
 }
 
 TEST_F(NodeTest, UpstreamsGetTheirMeshAddressesInTheEnvironment) {
-  model::InstanceRecord r;
-  r.id = "web-1";
-  r.app = "shop";
-  r.service = "web";
-  r.node = "n1";
-  r.spec.name = "web";
-  r.spec.run = {"server"};
+  model::InstanceRecord r = webRecord("web-1");
   r.spec.upstreams = {"cart", "billing/api-v2"};
   ASSERT_TRUE(store_->put(keys::instance("web-1"), model::encode(r)).isOk());
   NodeOptions o = options();
@@ -318,13 +313,7 @@ std::string fileText(const fs::path &p) {
 }
 
 TEST_F(NodeTest, SecretsAreTheInstancesFilesAndEnvironment) {
-  model::InstanceRecord r;
-  r.id = "web-1";
-  r.app = "shop";
-  r.service = "web";
-  r.node = "n1";
-  r.spec.name = "web";
-  r.spec.run = {"server"};
+  model::InstanceRecord r = webRecord("web-1");
   r.spec.secrets = {"shop/db"};
   r.spec.secret_versions = {{"shop/db", 2}};
   r.spec.env["DB_PASSWORD"] = "secret:shop/db#password";
@@ -369,13 +358,7 @@ TEST_F(NodeTest, SecretsAreTheInstancesFilesAndEnvironment) {
 }
 
 TEST_F(NodeTest, ASecretThatCannotBeReadIsAStartErrorNamingIt) {
-  model::InstanceRecord r;
-  r.id = "web-1";
-  r.app = "shop";
-  r.service = "web";
-  r.node = "n1";
-  r.spec.name = "web";
-  r.spec.run = {"server"};
+  model::InstanceRecord r = webRecord("web-1");
   r.spec.secrets = {"shop/db"};
   r.spec.secret_versions = {{"shop/db", 0}};  // the controller saw none
   ASSERT_TRUE(store_->put(keys::instance("web-1"), model::encode(r)).isOk());
@@ -395,13 +378,7 @@ TEST_F(NodeTest, ASecretThatCannotBeReadIsAStartErrorNamingIt) {
 }
 
 TEST_F(NodeTest, ASignalledServiceGetsNewFilesThenItsSignal) {
-  model::InstanceRecord r;
-  r.id = "web-1";
-  r.app = "shop";
-  r.service = "web";
-  r.node = "n1";
-  r.spec.name = "web";
-  r.spec.run = {"server"};
+  model::InstanceRecord r = webRecord("web-1");
   r.spec.secrets = {"shop/db"};
   r.spec.on_secret_change = "SIGHUP";
   ASSERT_TRUE(store_->put(keys::instance("web-1"), model::encode(r)).isOk());
