@@ -430,6 +430,7 @@ int runAgent(const AgentFlags& flags) {
     mo.node_id = cfg.node_name;
     mo.cert_ttl = cfg.mesh_cert_ttl;
     mo.hold_timeout = cfg.gateway_hold_timeout;
+    mo.hold_queue = cfg.gateway_hold_queue;
     mesh::MeshProxyHooks mh;
     mh.on_cold = [&autoscaling](const std::string& app, const std::string& service) {
       autoscaling.kick(app, service);

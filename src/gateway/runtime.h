@@ -22,7 +22,7 @@
 #include "core/ascii.h"
 #include "gateway/exchange.h"
 #include "gateway/gateway.h"
-#include "gateway/hold_queue.h"
+#include "core/hold_queue.h"
 #include "gateway/http1.h"
 #include "gateway/io.h"
 #include "gateway/tls.h"

@@ -543,10 +543,13 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
     bool was_parked = false;
     ReleaseNext release_next;
     while (table->entries[static_cast<size_t>(idx)].backends.empty()) {
-      auto waiter = std::make_shared<Waiter>(w.ioc.get_executor());
-      waiter->timer.expires_after(opts.hold_timeout);
+      auto timer = std::make_shared<Timer>(w.ioc.get_executor());
+      timer->expires_after(opts.hold_timeout);
+      auto waiter = std::make_shared<HoldQueue::Waiter>(
+          [timer] { asio::post(timer->get_executor(), [timer] { timer->cancel(); }); });
       bool call_cold = false;
-      const HoldQueue::Admit admit = svc->hold.park(waiter, opts.hold_queue, &call_cold);
+      const HoldQueue::Admit admit =
+          svc->hold.park(waiter, opts.hold_queue, Steady::now(), &call_cold);
       if (admit != HoldQueue::Admit::kHasBackends) {
         if (admit == HoldQueue::Admit::kFull) {
           svc->hold_rejected.fetch_add(1, std::memory_order_relaxed);
@@ -558,7 +561,7 @@ Awaitable<void> Gateway::Impl::session(std::shared_ptr<Conn> c, Stream& s, bool 
         svc->held.fetch_add(1, std::memory_order_relaxed);
         if (call_cold && hooks.on_cold) hooks.on_cold(svc->app, svc->service);
         c->clearDeadline();
-        co_await waiter->timer.async_wait(kUse);
+        co_await timer->async_wait(kUse);
         if (!svc->hold.leave(waiter) || stopping.load()) {
           svc->hold_rejected.fetch_add(1, std::memory_order_relaxed);
           co_await respondError(503, "service did not become ready in time", true,

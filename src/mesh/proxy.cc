@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/hold_queue.h"
 #include "core/listen_address.h"
 #include "core/source_address.h"
 #include "model/names.h"
@@ -26,8 +27,6 @@ using error_code = boost::system::error_code;
 constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
 using TlsStream = ssl::stream<tcp::socket>;
 constexpr size_t kRelayBuf = 16 * 1024;
-constexpr auto kHoldPoll = std::chrono::milliseconds(20);
-constexpr auto kColdKickEvery = std::chrono::seconds(1);
 
 Result<tcp::endpoint> parseEndpoint(const std::string& hostport) {
   auto hp = parseListenAddress(hostport);
@@ -99,6 +98,13 @@ struct MeshProxy::Impl {
   std::map<std::string, Certs> certs;  // by "app/svc"
   std::list<Live*> live;
   std::map<std::string, size_t> round_robin;
+  // Connections held per destination at zero (the gateway's component), by "app/svc"; never
+  // erased while the proxy runs, so a held connection's pointer stays valid.
+  struct Hold {
+    ServiceRef destination;
+    std::unique_ptr<HoldQueue> queue;
+  };
+  std::map<std::string, Hold> holds;
   std::atomic<int64_t> outbound{0}, inbound{0}, denied{0}, unknown_peer{0}, cut{0}, failed{0},
       certs_issued{0}, open{0}, limited{0};
   bool stopping = false;
@@ -269,8 +275,8 @@ struct MeshProxy::Impl {
       co_return;
     }
     count(dst, 1, 0, 0);
-    // Hold while the destination has no healthy instance (scale from zero); the autoscaler
-    // sees the held connection as demand.
+    // Hold while the destination has no healthy instance (scale from zero), in the same queue
+    // component the gateway parks requests in; the autoscaler sees held connections as demand.
     struct Held {
       Impl* impl;
       ServiceRef dst;
@@ -282,7 +288,7 @@ struct MeshProxy::Impl {
       ~Held() { set(false); }
     } held{this, dst};
     const auto deadline = std::chrono::steady_clock::now() + options.hold_timeout;
-    auto last_kick = std::chrono::steady_clock::time_point{};
+    ReleaseNext release_next;  // once this connection reached the destination, the next ones go
     MeshEndpoint ep;
     for (;;) {
       v = view;
@@ -290,20 +296,30 @@ struct MeshProxy::Impl {
         ep = (*eps)[round_robin[dst.str()]++ % eps->size()];
         break;
       }
-      auto now = std::chrono::steady_clock::now();
-      if (now >= deadline || stopping) {
+      HoldQueue& queue = holdFor(dst);
+      auto timer = std::make_shared<asio::steady_timer>(ioc, deadline);
+      auto waiter = std::make_shared<HoldQueue::Waiter>(
+          [timer] { asio::post(timer->get_executor(), [timer] { timer->cancel(); }); });
+      bool call_cold = false;
+      const auto admit =
+          stopping ? HoldQueue::Admit::kFull
+                   : queue.park(waiter, options.hold_queue, std::chrono::steady_clock::now(),
+                                &call_cold);
+      if (admit == HoldQueue::Admit::kHasBackends) continue;  // the view just changed
+      if (admit == HoldQueue::Admit::kFull) {
+        failed.fetch_add(1, std::memory_order_relaxed);
+        co_return;
+      }
+      held.set(true);
+      if (call_cold && hooks.on_cold) hooks.on_cold(dst.app, dst.service);
+      co_await timer->async_wait(kUse);
+      if (!queue.leave(waiter) || stopping) {
         failed.fetch_add(1, std::memory_order_relaxed);
         spdlog::info("mesh: {} -> {}: no healthy instance within {} ms", caller.str(), dst.str(),
                      options.hold_timeout.count());
         co_return;
       }
-      held.set(true);
-      if (hooks.on_cold && now - last_kick >= kColdKickEvery) {
-        hooks.on_cold(dst.app, dst.service);
-        last_kick = now;
-      }
-      asio::steady_timer t(ioc, kHoldPoll);
-      co_await t.async_wait(kUse);
+      release_next.queue = &queue;
     }
     held.set(false);
     std::string to = ep.node == options.node_id ? mesh_address : "";
@@ -333,6 +349,7 @@ struct MeshProxy::Impl {
                    ec ? ec.message() : "it is not " + expected);
       co_return;
     }
+    release_next.fire();
     outbound.fetch_add(1, std::memory_order_relaxed);
     count(dst, 0, 1, 0);
     struct Open {
@@ -443,8 +460,20 @@ struct MeshProxy::Impl {
 
   // ---- views ----
 
+  HoldQueue& holdFor(const ServiceRef& dst) {
+    Hold& h = holds[dst.str()];
+    if (!h.queue) {
+      h.destination = dst;
+      h.queue = std::make_unique<HoldQueue>();
+      h.queue->setHasBackends(view->healthyOf(dst) != nullptr);
+    }
+    return *h.queue;
+  }
+
   void applyView(std::shared_ptr<const MeshView> v) {
     view = std::move(v);
+    // Held connections go (in a ramp) once their destination has a healthy instance.
+    for (auto& [_, h] : holds) h.queue->setHasBackends(view->healthyOf(h.destination) != nullptr);
     // Cut what the new view denies.
     std::vector<std::pair<Live*, std::string>> doomed;  // decided once, then cut
     for (Live* l : live) {
@@ -538,6 +567,7 @@ void MeshProxy::stop() {
     for (auto& [_, a] : m.vip_acceptors) a->close(ignored);
     std::vector<Live*> all(m.live.begin(), m.live.end());
     for (Live* l : all) l->cut();
+    for (auto& [_, h] : m.holds) h.queue->abandon();
     // Done when every connection has ended; whatever still runs after a grace period (a hold,
     // a handshake) is dropped.
     auto grace = std::make_shared<asio::steady_timer>(m.ioc);

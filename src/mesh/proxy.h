@@ -37,6 +37,7 @@ struct MeshProxyOptions {
   std::string listen = "127.0.0.1:0";        // mutual TLS from node proxies; port 0: any
   Duration cert_ttl = Duration(24 * 3'600'000);  // leaves are renewed after 2/3 of it
   Duration hold_timeout = Duration(30'000);  // a caller waits this long for a cold start
+  size_t hold_queue = 1000;                  // connections held per service at zero (more: closed)
   Duration connect_timeout = Duration(5'000);  // TCP connect plus TLS handshake
   int vip_port = 80;                         // every service address listens here
   // Connections being held, handshaken or relayed at once (each side counts; on one node a
@@ -45,7 +46,8 @@ struct MeshProxyOptions {
 };
 
 struct MeshProxyHooks {
-  // A caller waits for a service with no healthy instance (at most once a second per wait).
+  // A caller waits for a service with no healthy instance (the first held, then at most once a
+  // second: core/hold_queue.h).
   std::function<void(const std::string& app, const std::string& service)> on_cold;
 };
 

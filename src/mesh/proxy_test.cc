@@ -219,6 +219,61 @@ TEST_F(MeshProxyTest, ACallToAServiceAtZeroIsHeldAndAsksForAColdStart) {
   EXPECT_EQ(proxy_->demand()["shop/cart"].arrivals, 1);
 }
 
+TEST_F(MeshProxyTest, ManyHeldCallsAreAllReleasedWhenAnInstanceIsReady) {
+  publish(view(false));
+  std::vector<int> fds;
+  for (int i = 0; i < 30; ++i) {
+    int fd = connectTo("127.0.0.2", vip_port_);
+    ASSERT_GE(fd, 0);
+    const std::string msg = "call" + std::to_string(i);
+    ASSERT_EQ(::write(fd, msg.data(), msg.size()), static_cast<ssize_t>(msg.size()));
+    fds.push_back(fd);
+  }
+  for (int i = 0; i < 200 && proxy_->demand()["shop/cart"].held < 30; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(proxy_->demand()["shop/cart"].held, 30);
+  proxy_->setView(view(true));
+  // Released in the queue's ramp (8, then 2 per connection that reached the destination).
+  for (size_t i = 0; i < fds.size(); ++i) {
+    const std::string want = "call" + std::to_string(i);
+    std::string got(want.size(), '\0');
+    size_t n = 0;
+    while (n < want.size()) {
+      ssize_t r = ::read(fds[i], got.data() + n, want.size() - n);
+      if (r <= 0) break;
+      n += static_cast<size_t>(r);
+    }
+    EXPECT_EQ(got.substr(0, n), want);
+    ::close(fds[i]);
+  }
+  EXPECT_EQ(proxy_->demand()["shop/cart"].held, 0);
+}
+
+TEST_F(MeshProxyTest, PastItsHoldQueueAHeldCallIsClosed) {
+  proxy_.reset();
+  MeshProxyOptions o;
+  o.node_id = "n1";
+  o.vip_port = vip_port_;
+  o.hold_queue = 1;
+  proxy_ = std::make_unique<MeshProxy>(o, *ca_, SystemClock::instance());
+  ASSERT_TRUE(proxy_->start().isOk());
+  publish(view(false));
+  int first = connectTo("127.0.0.2", vip_port_);
+  ASSERT_GE(first, 0);
+  for (int i = 0; i < 200 && proxy_->demand()["shop/cart"].held < 1; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  int second = connectTo("127.0.0.2", vip_port_);
+  ASSERT_GE(second, 0);
+  EXPECT_TRUE(closedWithin(second, 2000ms));
+  EXPECT_EQ(proxy_->stats().failed, 1);
+  proxy_->setView(view(true));
+  EXPECT_EQ(roundTrip(first, "held"), "held");
+  ::close(first);
+  ::close(second);
+}
+
 TEST_F(MeshProxyTest, ConnectionsPastTheLimitAreClosedAtOnce) {
   proxy_.reset();
   MeshProxyOptions o;

@@ -1,10 +1,10 @@
-#include "gateway/hold_queue.h"
+#include "core/hold_queue.h"
 
 #include <algorithm>
 
-namespace baton::gateway::detail {
+namespace baton {
 
-HoldQueue::Admit HoldQueue::park(const std::shared_ptr<Waiter>& w, size_t limit,
+HoldQueue::Admit HoldQueue::park(const std::shared_ptr<Waiter>& w, size_t limit, TimePoint now,
                                  bool* call_cold) {
   *call_cold = false;
   std::lock_guard lock(mu_);
@@ -12,8 +12,7 @@ HoldQueue::Admit HoldQueue::park(const std::shared_ptr<Waiter>& w, size_t limit,
   if (waiters_.size() >= limit) return Admit::kFull;
   waiters_.push_back(w);
   queued_.store(static_cast<int64_t>(waiters_.size()), std::memory_order_relaxed);
-  auto now = std::chrono::steady_clock::now();
-  if (waiters_.size() == 1 || now - last_cold_call_ > std::chrono::seconds(1)) {
+  if (waiters_.size() == 1 || now - last_cold_call_ > kColdCallEvery) {
     last_cold_call_ = now;
     *call_cold = true;
   }
@@ -41,14 +40,23 @@ void HoldQueue::clear() {
   queued_.store(0, std::memory_order_relaxed);
 }
 
+void HoldQueue::abandon() {
+  std::lock_guard lock(mu_);
+  for (const auto& w : waiters_) {
+    if (w->wake) w->wake();
+  }
+  waiters_.clear();
+  queued_.store(0, std::memory_order_relaxed);
+}
+
 void HoldQueue::releaseLocked(size_t n) {
   while (n-- > 0 && !waiters_.empty()) {
     std::shared_ptr<Waiter> w = std::move(waiters_.front());
     waiters_.pop_front();
     w->released = true;
-    asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
+    if (w->wake) w->wake();
   }
   queued_.store(static_cast<int64_t>(waiters_.size()), std::memory_order_relaxed);
 }
 
-}  // namespace baton::gateway::detail
+}  // namespace baton
