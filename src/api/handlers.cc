@@ -16,6 +16,8 @@
 #include "api/tokens.h"
 #include "auth/api_keys.h"
 #include "autoscaler/bounds.h"
+#include "autoscaler/policy.h"
+#include "autoscaler/rhythm.h"
 #include "core/units.h"
 #include "crypto/aead.h"
 #include "mesh/intentions.h"
@@ -148,6 +150,7 @@ struct Snapshot {
   std::map<std::string, model::ScaleOverride> overrides;  // by "app/svc"
   std::map<std::string, model::RolloutRecord> rollouts;   // by "app/svc"
   std::map<std::string, int64_t> secret_versions;         // by path: the live version
+  std::map<std::string, std::string> rhythms;             // by "app/svc": what it learned (JSON)
   state::Revision revision = 0;
 };
 
@@ -201,6 +204,11 @@ Result<Snapshot> loadSnapshot(state::Store& store, const std::string& app_filter
         s.rollouts.emplace(afterPrefix(kv.key, keys::kRollouts), std::move(r));
       });
   if (!st) return st;
+  // What the autoscaler learned of each service's rhythm (for the next expected call). Not part
+  // of the revision: it changes with every burst, and a blocking query must not wake for it.
+  auto rhythms = store.list(std::string(keys::kRhythm) + (app_filter.empty() ? "" : app_filter + "/"));
+  if (!rhythms) return rhythms.status();
+  for (const auto& kv : rhythms->kvs) s.rhythms[afterPrefix(kv.key, keys::kRhythm)] = kv.value;
   // Secrets' versions: an instance of a service that rolls on a new one names them in its spec.
   auto metas = store.list(std::string(secrets::kMetaPrefix));
   if (!metas) return metas.status();
@@ -246,6 +254,28 @@ std::optional<TimePoint> boundsExpireAt(const model::ScaleSpec& scale,
   return end;
 }
 
+// The next call a service with a periodic rhythm expects, on or after `now` (a call that is late
+// moves it on by whole periods), and its rhythm in words ("period 300 s"); nothing for a service
+// with no learned period.
+std::optional<std::pair<TimePoint, std::string>> nextExpectedCall(const Snapshot& s,
+                                                                  const std::string& id,
+                                                                  const model::ScaleSpec& scale,
+                                                                  TimePoint now) {
+  auto stored = s.rhythms.find(id);
+  if (stored == s.rhythms.end()) return std::nullopt;
+  auto params = autoscaler::PolicyParams::fromSpec(scale);
+  if (!params.rhythm) return std::nullopt;
+  auto learned = autoscaler::Rhythm::fromJson(stored->second, params.rhythm_params);
+  if (!learned || !learned->lastBurst()) return std::nullopt;
+  const autoscaler::Expectation e = learned->expect();
+  if (e.kind != autoscaler::Expectation::Kind::kPeriodic || e.head <= Duration(0)) {
+    return std::nullopt;
+  }
+  TimePoint next = *learned->lastBurst() + e.head;
+  if (next < now) next += ((now - next) / e.head + 1) * e.head;
+  return std::make_pair(next, e.describe());
+}
+
 json serviceRow(const Snapshot& s, const std::string& app, const model::AppRecord& rec,
                 const model::ServiceSpec& spec, TimePoint now) {
   std::string id = app + "/" + spec.name;
@@ -287,7 +317,13 @@ json serviceRow(const Snapshot& s, const std::string& app, const model::AppRecor
               {"rollout", rollout},
               {"rollout_message", rollout_message},
               {"until", b.until ? json(toUnixMillis(*b.until)) : json(nullptr)},
-              {"expires_at", expires_at ? json(toUnixMillis(*expires_at)) : json(nullptr)}};
+              {"expires_at", expires_at ? json(toUnixMillis(*expires_at)) : json(nullptr)},
+              {"next_expected", nullptr},
+              {"rhythm", ""}};
+  if (auto next = nextExpectedCall(s, id, spec.scale, now)) {
+    row["next_expected"] = toUnixMillis(next->first);
+    row["rhythm"] = next->second;
+  }
   return row;
 }
 

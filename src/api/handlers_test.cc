@@ -1,4 +1,5 @@
 #include "api/handlers.h"
+#include "autoscaler/rhythm.h"
 
 #include <gtest/gtest.h>
 
@@ -264,6 +265,32 @@ TEST_F(HandlersTest, ExpiredOverrideIsNotInForce) {
   auto row = body(call("GET", "/v1/services"))["services"][0];
   EXPECT_EQ(row["max"], 5);
   EXPECT_EQ(row["source"], "manifest");
+}
+
+// Issue 18: a service whose autoscaler learned a period shows when it expects the next call.
+TEST_F(HandlersTest, AServiceWithALearnedPeriodShowsItsNextExpectedCall) {
+  ASSERT_EQ(call("PUT", "/v1/apps/shop", putBody(kShopV1)).status, 200);
+  auto row = body(call("GET", "/v1/services"))["services"][0];
+  EXPECT_TRUE(row["next_expected"].is_null());
+  EXPECT_EQ(row["rhythm"], "");
+  autoscaler::Rhythm r;
+  const Duration period(300'000);
+  TimePoint t = clock_.now() - 5 * period;
+  r.burstStarted(t);
+  for (int i = 0; i < 4; ++i) {
+    t += period;
+    r.observe(Duration(290'000), period, t);
+    r.burstStarted(t);
+  }
+  ASSERT_TRUE(store_->put(std::string(keys::kRhythm) + "shop/web", r.toJson()).isOk());
+  row = body(call("GET", "/v1/services"))["services"][0];
+  // The last burst was one period ago: the next call is due now.
+  EXPECT_EQ(row["next_expected"], toUnixMillis(t + period));
+  EXPECT_EQ(row["rhythm"], "period 300 s");
+  // A late call: the next one, a period on.
+  clock_.advance(Duration(1000));
+  row = body(call("GET", "/v1/services"))["services"][0];
+  EXPECT_EQ(row["next_expected"], toUnixMillis(t + 2 * period));
 }
 
 TEST_F(HandlersTest, InstancesJoinRecordsAndStatus) {

@@ -821,14 +821,18 @@ Result<std::pair<std::string, std::string>> parseAppService(std::string_view tex
 
 std::string formatServicesTable(std::string_view services_json) {
   std::vector<std::vector<std::string>> rows = {
-      {"APP", "SERVICE", "READY/DESIRED", "MIN", "MAX", "SOURCE", "ROLLOUT", "EXPIRES", "MESSAGE"}};
+      {"APP", "SERVICE", "READY/DESIRED", "MIN", "MAX", "SOURCE", "ROLLOUT", "EXPIRES", "NEXT CALL",
+       "MESSAGE"}};
   for (const auto& s : parseArray(services_json, "services")) {
-    // EXPIRES: when SOURCE's min/max stop applying. MESSAGE: the rollout's (why it failed).
+    // EXPIRES: when SOURCE's min/max stop applying. NEXT CALL: when a service with a learned
+    // period expects its next request (prewarmed for it). MESSAGE: the rollout's (why it failed).
     std::string message = str(s, "rollout_message");
+    std::string next = formatTime(num(s, "next_expected"));
+    if (next != "-") next += " (" + str(s, "rhythm") + ")";
     rows.push_back({str(s, "app"), str(s, "service"),
                     std::to_string(num(s, "ready")) + "/" + std::to_string(num(s, "desired")),
                     std::to_string(num(s, "min")), std::to_string(num(s, "max")), str(s, "source"),
-                    str(s, "rollout"), formatTime(num(s, "expires_at")),
+                    str(s, "rollout"), formatTime(num(s, "expires_at")), next,
                     message.empty() ? "-" : message});
   }
   return table(rows);

@@ -411,7 +411,8 @@ TEST(Cli, BaseUrl) {
 constexpr std::string_view kServices = R"({"services":[
   {"app":"shop","service":"web","desired":2,"ready":2,"current":2,"min":1,"max":5,
    "source":"override","rollout":"complete","rollout_message":"all instances run version 2",
-   "until":1700000000000,"expires_at":1700003600000},
+   "until":1700000000000,"expires_at":1700003600000,"next_expected":1700000300000,
+   "rhythm":"period 300 s"},
   {"app":"shop","service":"api","desired":1,"ready":0,"current":1,"min":1,"max":1,
    "source":"manifest","rollout":"in_progress","rollout_message":"","until":null,
    "expires_at":null}]})";
@@ -420,11 +421,11 @@ TEST(Cli, ServicesTable) {
   std::string t = formatServicesTable(kServices);
   EXPECT_EQ(t,
             "APP    SERVICE   READY/DESIRED   MIN   MAX   SOURCE     ROLLOUT       EXPIRES        "
-            "        MESSAGE\n"
+            "        NEXT CALL                             MESSAGE\n"
             "shop   web       2/2             1     5     override   complete      2023-11-14 "
-            "23:13:20Z   all instances run version 2\n"
+            "23:13:20Z   2023-11-14 22:18:20Z (period 300 s)   all instances run version 2\n"
             "shop   api       0/1             1     1     manifest   in_progress   -              "
-            "        -\n");
+            "        -                                     -\n");
 }
 
 TEST(Cli, ServicesTableSaysWhyARolloutFailed) {
@@ -432,7 +433,7 @@ TEST(Cli, ServicesTableSaysWhyARolloutFailed) {
       R"j({"services":[{"app":"shop","service":"web","desired":1,"ready":1,"current":0,"min":1,
       "max":1,"source":"schedule:launch","expires_at":1700000000000,"rollout":"failed",
       "rollout_message":"instance shop-web-1 failed (exited with code 3)"}]})j");
-  EXPECT_NE(t.find("schedule:launch   failed    2023-11-14 22:13:20Z   instance shop-web-1 failed "
+  EXPECT_NE(t.find("schedule:launch   failed    2023-11-14 22:13:20Z   -           instance shop-web-1 failed "
                    "(exited with code 3)\n"),
             std::string::npos)
       << t;

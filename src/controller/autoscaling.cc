@@ -16,6 +16,15 @@ namespace keys = model::keys;
 // What a policy learned is written at most this often per service (when it changed).
 constexpr Duration kRhythmWriteEvery = Duration(10'000);
 
+// A service that was asked for an instance with none ready has one ready now: that took its cold
+// start (a moving average of the last few).
+void Autoscaling::measureColdStart(PerService& svc, int ready, TimePoint now) {
+  if (ready == 0 || !svc.cold_since) return;
+  const Duration took = now - *svc.cold_since;
+  svc.cold_since.reset();
+  svc.cold_start = svc.cold_start == Duration(0) ? took : (svc.cold_start * 3 + took) / 4;
+}
+
 Autoscaling::Autoscaling(state::Store& store, Clock& clock, LoadSource load,
                          AutoscalingOptions options)
     : store_(store), clock_(clock), load_(std::move(load)), options_(std::move(options)) {}
@@ -147,11 +156,15 @@ Status Autoscaling::stepOnce() {
         obs.desired = svc.desired;
         obs.min = bounds.min;
         obs.max = bounds.max;
+        measureColdStart(svc, obs.ready, now);
+        obs.cold_start = svc.cold_start;
         autoscaler::Decision d = svc.policy->step(obs, now);
         if (now < svc.no_scale_down_until && d.desired < svc.desired) {
           d.desired = std::max(d.desired, std::min(svc.desired, highest));  // bounds still win
           if (d.desired < svc.desired) d.reason = "bounds in force: max " + std::to_string(highest);
         }
+        if (d.desired > 0 && obs.ready == 0 && !svc.cold_since) svc.cold_since = now;
+        if (d.desired == 0) svc.cold_since.reset();
         if (d.desired != svc.desired) {
           changes.push_back(id + ": desired " + std::to_string(svc.desired) + " -> " +
                             std::to_string(d.desired) + " (" + d.reason + ")");

@@ -5,6 +5,10 @@
 // manifest, schedule calendar, override) and keeps the desired counts. The controller asks for
 // them through desired() (its ReconcileOptions::desired_count hook) and is poked on a change.
 //
+// Cold start: each service's start-to-ready time is measured here (the pass that asked for an
+// instance with none ready, to the pass that saw one ready; a moving average) and given to its
+// policy (Observation::cold_start), which prewarms that much, and half again, ahead.
+//
 // Rhythm: what each policy learned of its service's rhythm (autoscaler/rhythm.h) is kept under
 // /baton/rhythm/<app>/<service>, written at most every 10 s when it changed, and read back when
 // the service is first seen (an agent restart, a new leader), so the learning is not lost.
@@ -95,7 +99,12 @@ class Autoscaling {
     // The rhythm as last written to the store (its last burst) and when.
     std::optional<TimePoint> saved_burst;
     TimePoint saved_at{};
+    // Its measured cold start: from the pass that asked for an instance while none was ready to
+    // the pass that saw one ready (a moving average; 0 until measured: the policy's default).
+    std::optional<TimePoint> cold_since;
+    Duration cold_start{0};
   };
+  static void measureColdStart(PerService& svc, int ready, TimePoint now);
   void loop();
 
   state::Store& store_;

@@ -154,6 +154,49 @@ TEST_F(AutoscalingTest, TheRhythmIsKeptAndRestoredAfterARestart) {
   EXPECT_FALSE(kv->has_value());
 }
 
+// Issue 18: the policy prewarms by the service's measured cold start, not a default. A service
+// called every 120 s whose instances take 8 s to become ready is up 8 s + 4 s before each call
+// once learned (the default, 2 s, would start it 3 s ahead: 5 s too late), and at zero between.
+TEST_F(AutoscalingTest, TheMeasuredColdStartSetsHowEarlyAPrewarmStarts) {
+  deploy(0, 3, 10, Duration(300'000));
+  const Duration start_takes(8'000);
+  bool started = false;  // the fake controller's one instance, started at started_at
+  TimePoint started_at{};
+  bool ready = false;
+  std::vector<int> desired_at;       // per second
+  auto second = [&](bool call) {
+    clock_.advance(Duration(1000));
+    load_["shop/web"] = call ? ServiceLoad{.concurrency = 0.5, .arrivals = 1, .parked = ready ? 0 : 1}
+                             : ServiceLoad{};
+    ASSERT_TRUE(scaling_->stepOnce().isOk());
+    const int d = desired();
+    desired_at.push_back(d);
+    if (d > 0 && !started) {
+      started = true;
+      started_at = clock_.now();
+      running(1);
+      model::InstanceStatus st;
+      st.id = "shop-web-0";
+      st.state = model::InstanceState::kStarting;
+      ASSERT_TRUE(store_->put(keys::status(st.id), model::encode(st)).isOk());
+    } else if (d == 0 && started) {
+      ASSERT_TRUE(store_->del(keys::instance("shop-web-0")).isOk());
+      ASSERT_TRUE(store_->del(keys::status("shop-web-0")).isOk());
+      started = false;
+    }
+    ready = started && clock_.now() - started_at >= start_takes;
+    if (ready) running(1);  // healthy now
+  };
+  for (int t = 0; t < 12 * 120; ++t) second(t % 120 == 0);
+  // The last period: up at 12 s before the call, not 13 s; down in the middle.
+  ASSERT_EQ(desired_at.size(), 12u * 120);
+  const size_t call = 11 * 120;
+  EXPECT_EQ(desired_at[call - 60], 0) << "at zero between the calls";
+  EXPECT_EQ(desired_at[call - 12], 1) << "prewarmed by the measured cold start and half of it";
+  EXPECT_EQ(desired_at[call - 14], 0);
+  EXPECT_TRUE(ready) << "ready when the call came";
+}
+
 TEST_F(AutoscalingTest, BoundsFromTheCallerWin) {
   deploy(0, 3, 10);
   run(3, ServiceLoad{});
