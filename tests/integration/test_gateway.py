@@ -160,3 +160,45 @@ def test_burst_past_the_hold_queue_bound_gets_503_with_retry_after(make_agent, t
     assert set(counts) <= {"200", "503"}, counts
     assert codes.count(200) >= 100, counts      # the queue's worth, at least, is served
     assert codes.count(503) > 0, counts          # and the overflow is refused with Retry-After
+
+
+def held_total(agent, app, svc):
+    """Requests the gateway parked because the service had no instance ready (cold calls)."""
+    metrics = http_get(agent.addr + "/metrics")[1]
+    for line in metrics.splitlines():
+        if line.startswith(f'baton_gateway_held_total{{app="{app}",service="{svc}"}}'):
+            return int(float(line.split()[-1]))
+    return 0
+
+
+def test_a_service_called_every_20_s_is_prewarmed_and_stopped_between_calls(agent, tmp_path):
+    """Issue 18: a client calls a service at min = 0 every 20 s. The first call is cold (parked
+    while an instance starts); once the autoscaler has learned the period, each call finds an
+    instance ready (nothing parked), and between calls there is none (20 s is well past the cost
+    of going to zero and back for a start of about a second)."""
+    agent.cli("up", str(scaled_app(tmp_path / "app.toml", 0, 3, idle="60s")))
+    time.sleep(1)
+    assert agent.instances("zero", "api") == []
+    period, calls, learned = 20.0, 9, 5  # 4 periods agree after the 5th call
+    t0 = time.monotonic() + 0.5
+    held_before, between = [], []
+    for k in range(calls):
+        time.sleep(max(0.0, t0 + k * period - time.monotonic()))
+        held_before.append(held_total(agent, "zero", "api"))
+        status, body = http_get(agent.gateway + f"/call/{k}", timeout=30)
+        assert status == 200 and body.startswith("version=v1"), (k, status, body)
+        if k >= learned:
+            time.sleep(period / 2)
+            between.append(service_row(agent, "zero", "api")["desired"])
+    held_after = held_total(agent, "zero", "api")
+    cold = [b - a for a, b in zip(held_before, held_before[1:] + [held_after])]
+    print(f"parked per call: {cold}; desired midway between the learned calls: {between}")
+    assert cold[0] == 1, cold  # the first call found the service at zero
+    assert sum(cold[learned + 1:]) == 0, f"calls after learning were parked: {cold}"
+    assert between and all(d == 0 for d in between), between
+    row = service_row(agent, "zero", "api")
+    assert row["rhythm"] == "period 20 s", row
+    assert row["next_expected"] is not None
+    ps = agent.cli("ps", "zero").stdout
+    assert "(period 20 s)" in ps, ps
+    assert "(prewarm: period 20 s, next expected" in agent.log()
