@@ -170,13 +170,15 @@ struct DnsServer::Impl {
     }
   }
 
-  // UDP and TCP on one address and port (with port 0, a port free for both).
-  Status bind(const std::string& l) {
+  // UDP and TCP on one address and port (with port 0, a port free for both). A best-effort
+  // address whose TCP port is taken keeps its UDP socket, with a warning.
+  Status bind(const std::string& l, bool best_effort) {
     auto ep = parseEndpoint(l);
     if (!ep) return ep.status();
     std::string why;
+    std::unique_ptr<udp::socket> s;
     for (int attempt = 0; attempt < kPortPairTries; ++attempt) {
-      auto s = std::make_unique<udp::socket>(ioc);
+      s = std::make_unique<udp::socket>(ioc);
       error_code ec;
       s->open(ep->protocol(), ec);
       if (!ec) s->bind(*ep, ec);
@@ -189,7 +191,7 @@ struct DnsServer::Impl {
       if (!ec) a->bind(tep, ec);
       if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
       if (!ec) {
-        ports.push_back(port);
+        if (!best_effort) ports.push_back(port);
         sockets.push_back(std::move(s));
         acceptors.push_back(std::move(a));
         return Status::ok();
@@ -197,7 +199,11 @@ struct DnsServer::Impl {
       why = ec.message();
       if (ep->port() != 0) break;
     }
-    return ioError("DNS: cannot listen on " + l + " (TCP): " + why);
+    Status tcp_failed = ioError("DNS: cannot listen on " + l + " (TCP): " + why);
+    if (!best_effort) return tcp_failed;
+    sockets.push_back(std::move(s));  // UDP still answers there
+    warnings.push_back(tcp_failed.message() + " (UDP only there)");
+    return Status::ok();
   }
 };
 
@@ -207,13 +213,11 @@ DnsServer::~DnsServer() { stop(); }
 Status DnsServer::start() {
   Impl& m = *impl_;
   for (const std::string& l : m.options.listen) {
-    if (Status s = m.bind(l); !s) return s;
+    if (Status s = m.bind(l, false); !s) return s;
   }
-  const size_t listened = m.ports.size();
   for (const std::string& l : m.options.best_effort) {
-    if (Status s = m.bind(l); !s) m.warnings.push_back(s.message());
+    if (Status s = m.bind(l, true); !s) m.warnings.push_back(s.message());
   }
-  m.ports.resize(listened);  // port(i) names the listen addresses only
   for (auto& s : m.sockets) m.receive(*s);
   for (auto& a : m.acceptors) asio::co_spawn(m.ioc, m.acceptLoop(*a), asio::detached);
   m.thread = std::thread([&m] { m.ioc.run(); });

@@ -31,7 +31,8 @@ inline constexpr const char* kMeshDnsAddress = "169.254.127.254";
 struct DnsServerOptions {
   std::vector<std::string> listen = {"127.0.0.1:8600"};  // "host:port"; port 0: any
   // Addresses bound when they can be: one that fails is a warning (warnings()), not an error
-  // (the mesh's DNS address, which a second agent on the same host cannot have too).
+  // (the mesh's DNS address, which a second agent on the same host cannot have too); one whose
+  // TCP port alone is taken answers over UDP, with a warning.
   std::vector<std::string> best_effort;
   std::chrono::milliseconds tcp_idle_timeout{10'000};
   size_t tcp_max_connections = 64;  // open at once, over every address; the next are closed

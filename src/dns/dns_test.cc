@@ -431,6 +431,35 @@ TEST(DnsServerTest, TcpConnectionsOverTheLimitAreClosedAtOnceAndCounted) {
   EXPECT_EQ(id(readAnswer(next.get())), 3);
 }
 
+TEST(DnsServerTest, ABestEffortAddressWhoseTcpPortIsTakenStillAnswersUdp) {
+  // A TCP listener on a port of 127.0.0.2, then that address and port best effort: the UDP
+  // socket answers, TCP is a warning (a second agent's mesh DNS address, say).
+  UniqueFd tcp(::socket(AF_INET, SOCK_STREAM, 0));
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(0x7f000002);  // 127.0.0.2
+  ASSERT_EQ(::bind(tcp.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(::listen(tcp.get(), 1), 0);
+  socklen_t len = sizeof sa;
+  ASSERT_EQ(::getsockname(tcp.get(), reinterpret_cast<sockaddr*>(&sa), &len), 0);
+  const int port = ntohs(sa.sin_port);
+  DnsServerOptions o;
+  o.listen = {};
+  o.best_effort = {"127.0.0.2:" + std::to_string(port)};
+  DnsServer s(o);
+  ASSERT_TRUE(s.start().isOk());
+  ASSERT_EQ(s.warnings().size(), 1u);
+  EXPECT_NE(s.warnings()[0].find("(TCP)"), std::string::npos) << s.warnings()[0];
+  UniqueFd udp(::socket(AF_INET, SOCK_DGRAM, 0));
+  timeval tv{kClientTimeoutSeconds, 0};
+  ::setsockopt(udp.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ASSERT_EQ(::connect(udp.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  sendAll(udp.get(), query("cart.shop.service.baton", kTypeA, 5));
+  char buf[512];
+  ASSERT_GE(::recv(udp.get(), buf, sizeof buf, 0), 12);
+  EXPECT_EQ(id(std::string_view(buf, 2)), 5);
+}
+
 TEST(DnsServerTest, StopClosesOpenTcpConnections) {
   auto s = std::make_unique<Server>();
   UniqueFd fd = clientSocket(SOCK_STREAM, s->port());
