@@ -33,7 +33,7 @@ declare -A target=([spec]=spec_fuzz [auth]=auth_fuzz [gateway]=gateway_fuzz [dri
                    [dns]=dns_fuzz [secrets]=secrets_fuzz)
 declare -A dict=([spec]=manifest_fuzz.dict [auth]=auth_fuzz.dict [gateway]=http1_fuzz.dict
                  [drivers]=drivers_fuzz.dict [dns]=dns_fuzz.dict [secrets]=shamir_fuzz.dict)
-declare -A max_len=([spec]=8192 [auth]=20000 [gateway]=4096 [drivers]=8192 [dns]=512 [secrets]=512)
+declare -A max_len=([spec]=8192 [auth]=20000 [gateway]=4096 [drivers]=8192 [dns]=2048 [secrets]=512)
 targets=()
 for m in "${modules[@]}"; do
   [[ -n "${target[$m]:-}" ]] || { echo "$0: unknown module $m (spec, auth, gateway, drivers, dns, secrets)" >&2; exit 2; }

@@ -1,5 +1,7 @@
 #include "dns/dns_message.h"
 
+#include <algorithm>
+
 namespace baton::dns {
 namespace {
 
@@ -60,11 +62,12 @@ void putRecord(std::string& out, const Record& r, std::string_view question) {
   }
 }
 
-std::string header(uint16_t id, uint8_t opcode, bool aa, bool rd, Rcode rcode, uint16_t qd,
+std::string header(uint16_t id, uint8_t opcode, bool aa, bool tc, bool rd, Rcode rcode, uint16_t qd,
                    uint16_t an, uint16_t ar) {
   std::string out;
   put16(out, id);
-  out.push_back(static_cast<char>(0x80 | ((opcode & 0x0f) << 3) | (aa ? 0x04 : 0) | (rd ? 1 : 0)));
+  out.push_back(static_cast<char>(0x80 | ((opcode & 0x0f) << 3) | (aa ? 0x04 : 0) |
+                                  (tc ? 0x02 : 0) | (rd ? 1 : 0)));
   out.push_back(static_cast<char>(static_cast<uint8_t>(rcode) & 0x0f));
   put16(out, qd);
   put16(out, an);
@@ -141,6 +144,7 @@ ParseResult parseQuery(std::string_view m) {
 }
 
 std::string encodeResponse(const Query& q, const Answer& a, size_t max_bytes) {
+  max_bytes = std::min(max_bytes, kMaxTcpAnswer);
   std::string question;
   putName(question, q.name, "");
   put16(question, q.qtype);
@@ -155,7 +159,8 @@ std::string encodeResponse(const Query& q, const Answer& a, size_t max_bytes) {
     body += one;
     ++an;
   }
-  if (an == a.answers.size()) {
+  const bool truncated = an < a.answers.size();
+  if (!truncated) {
     for (const Record& rec : a.additional) {
       std::string one;
       putRecord(one, rec, q.name);
@@ -164,12 +169,17 @@ std::string encodeResponse(const Query& q, const Answer& a, size_t max_bytes) {
       ++ar;
     }
   }
-  return header(q.id, q.opcode, a.authoritative, q.recursion_desired, a.rcode, 1, an, ar) +
+  return header(q.id, q.opcode, a.authoritative, truncated, q.recursion_desired, a.rcode, 1, an,
+                ar) +
          question + body;
 }
 
+bool isTruncated(std::string_view response) {
+  return response.size() >= kHeader && (static_cast<uint8_t>(response[2]) & 0x02) != 0;
+}
+
 std::string encodeError(const Header& h, Rcode rcode) {
-  return header(h.id, h.opcode, false, h.recursion_desired, rcode, 0, 0, 0);
+  return header(h.id, h.opcode, false, false, h.recursion_desired, rcode, 0, 0, 0);
 }
 
 }  // namespace baton::dns

@@ -19,6 +19,7 @@ inline constexpr uint16_t kTypeSRV = 33;
 inline constexpr uint16_t kTypeANY = 255;
 inline constexpr uint16_t kClassIN = 1;
 inline constexpr size_t kMaxUdpAnswer = 512;  // without EDNS (RFC 1035 4.2.1)
+inline constexpr size_t kMaxTcpAnswer = 65535;  // the 2-byte length prefix's limit (RFC 1035 4.2.2)
 
 enum class Rcode : uint8_t {
   kNoError = 0,
@@ -80,8 +81,14 @@ struct Answer {
 };
 
 // The response to `q`: the question echoed, then as many answers (and then additional records)
-// as fit in `max_bytes`; those that do not are left out (no TC: clients get a usable subset).
+// as fit in `max_bytes` (at most kMaxTcpAnswer). When not every answer fits, TC is set and the
+// answers that fit are sent whole, with no additional records: a client that can, asks again
+// over TCP (RFC 2181 9, RFC 7766 5); one that cannot still has a usable subset. Additional
+// records that do not fit after a complete answer section are left out without TC (RFC 2181 9:
+// TC is not set for extra information).
 std::string encodeResponse(const Query& q, const Answer& a, size_t max_bytes = kMaxUdpAnswer);
+// Whether a response has TC set (false for anything shorter than a header).
+bool isTruncated(std::string_view response);
 // An answer with just a header and `rcode` (for queries whose question could not be read).
 std::string encodeError(const Header& h, Rcode rcode);
 

@@ -152,4 +152,26 @@ Answer resolve(const mesh::MeshView& view, const Query& q,
   return a;
 }
 
+Reply reply(const mesh::MeshView& view, std::string_view msg, const std::string& from,
+            size_t max_bytes) {
+  Reply r;
+  ParseResult p = parseQuery(msg);
+  if (!p.query) {
+    if (!p.header || p.header->is_response) return r;  // not a query: never answer
+    r.bytes = encodeError(*p.header, p.error == ParseError::kNotOneQuestion && p.header->opcode != 0
+                                         ? Rcode::kNotImp
+                                         : Rcode::kFormErr);
+    return r;
+  }
+  std::optional<mesh::ServiceRef> caller;
+  if (auto it = view.callers.find(from); it != view.callers.end()) caller = it->second;
+  Answer a = resolve(view, *p.query, caller);
+  r.outcome = a.rcode == Rcode::kNxDomain  ? Outcome::kNxDomain
+              : a.rcode == Rcode::kRefused ? Outcome::kRefused
+                                           : Outcome::kAnswered;
+  r.bytes = encodeResponse(*p.query, a, max_bytes);
+  r.truncated = isTruncated(r.bytes);
+  return r;
+}
+
 }  // namespace baton::dns

@@ -15,6 +15,8 @@
 #pragma once
 
 #include <optional>
+#include <string>
+#include <string_view>
 
 #include "dns/dns_message.h"
 #include "mesh/mesh_view.h"
@@ -26,5 +28,18 @@ inline constexpr uint32_t kTtlSeconds = 2;
 // `caller`: the service of the isolated instance that asked (null: asked from the host).
 Answer resolve(const mesh::MeshView& view, const Query& q,
                const std::optional<mesh::ServiceRef>& caller);
+
+// One message in, at most one out: what the server sends back over either transport.
+enum class Outcome { kAnswered, kNxDomain, kRefused, kMalformed };
+struct Reply {
+  std::string bytes;  // empty: send nothing (the message was not a query)
+  Outcome outcome = Outcome::kMalformed;
+  bool truncated = false;  // TC set: not every answer fit in `max_bytes`
+};
+// `from`: the address the message came from; an isolated instance is known by it
+// (view.callers), anyone else is the host. `max_bytes`: kMaxUdpAnswer over UDP, kMaxTcpAnswer
+// over TCP. Unreadable queries get FORMERR (NOTIMP for another opcode with no one question).
+Reply reply(const mesh::MeshView& view, std::string_view msg, const std::string& from,
+            size_t max_bytes);
 
 }  // namespace baton::dns

@@ -268,3 +268,73 @@ def test_dns_follows_scale_changes_and_instances_resolve_what_they_may_call(mesh
     # admin may not call cart: the name does not exist for it.
     out = call(agent, "/admin", "http://cart.service.baton/whoami")
     assert out.startswith("error") and ("not known" in out or "resolution" in out), out
+
+
+def dig_out(agent, *args):
+    """dig's full output (flags, counts, records and its own notes)."""
+    return subprocess.run(["dig", "@127.0.0.1", "-p", str(agent.dns_port), "+tries=1", "+time=5",
+                           *args], capture_output=True, text=True, timeout=30).stdout
+
+
+def dig_counts(out):
+    """(header flags, ANSWER count) from dig's ';; flags: qr aa tc rd; QUERY: 1, ANSWER: 12, ...'."""
+    line = next(l for l in out.splitlines() if l.startswith(";; flags:"))
+    flags = line.split(";")[2].split(":")[1].split()
+    return flags, int(line.split("ANSWER: ")[1].split(",")[0])
+
+
+# 13 instances: 13 SRV records (39 bytes each, compressed) after the 40-byte header and question
+# of many.big.service.baton do not fit in 512 bytes; 12 do.
+BIG = """app = "big"
+
+[services.many]
+run = ["{python}", "{svc}"]
+health = "/healthz"
+cpu = 0.02
+memory = "64MiB"
+
+[services.many.scale]
+min = 13
+max = 13
+""".format(python=PYTHON, svc=SVC)
+
+
+def test_dns_over_tcp_and_udp_answers_too_big_are_truncated(mesh_agent, tmp_path):
+    agent = mesh_agent()
+    m = tmp_path / "big.toml"
+    m.write_text(BIG)
+    agent.cli("up", str(m), "--wait", "--timeout", "120s", timeout=180)
+    rows = agent.healthy("big", "many")
+    assert len(rows) == 13, rows
+    hexname = lambda a: "".join(f"{int(x):02x}" for x in a.split("."))
+    expected = sorted(f"1 1 {r['port']} {hexname(r['address'])}.addr.baton." for r in rows)
+
+    # Over TCP: the whole answer, with the targets' A records (RFC 7766).
+    out = dig_out(agent, "+tcp", "many.big.service.baton", "SRV")
+    flags, answers = dig_counts(out)
+    assert "tc" not in flags and answers == 13, out
+    assert sorted(l for l in dig_out(agent, "+tcp", "+short", "many.big.service.baton", "SRV")
+                  .splitlines() if l) == expected
+    assert "ADDITIONAL: 13" in out, out
+
+    # Over UDP the 513th byte does not go: TC and the whole records that fit (dig +ignore shows
+    # that answer as it came; by default dig asks again over TCP and has them all).
+    out = dig_out(agent, "+ignore", "many.big.service.baton", "SRV")
+    flags, answers = dig_counts(out)
+    assert "tc" in flags and answers == 12, out
+    out = dig_out(agent, "many.big.service.baton", "SRV")
+    assert "Truncated, retrying in TCP mode" in out, out
+    flags, answers = dig_counts(out)
+    assert "tc" not in flags and answers == 13, out
+    # A records (16 bytes each) still fit over UDP: no TC.
+    flags, answers = dig_counts(dig_out(agent, "+ignore", "many.big.service.baton", "A"))
+    assert "tc" not in flags and answers == 13, (flags, answers)
+    # Unknown names over TCP too.
+    assert "status: NXDOMAIN" in dig_out(agent, "+tcp", "nope.big.service.baton")
+
+    metrics = http_get(agent.addr + "/metrics")[1]
+    truncated = next(l for l in metrics.splitlines() if l.startswith("baton_dns_truncated_total "))
+    assert int(truncated.split()[1]) >= 2, metrics  # +ignore, then dig's own UDP try
+    accepted = next(l for l in metrics.splitlines()
+                    if l.startswith('baton_dns_tcp_connections_total{outcome="accepted"}'))
+    assert int(accepted.split()[1]) >= 4, metrics
