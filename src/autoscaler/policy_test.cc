@@ -206,6 +206,24 @@ TEST(Policy, PeriodicCallsArePrewarmedAndNothingRunsBetween) {
   ASSERT_TRUE(h.as.nextExpected().has_value());
 }
 
+// A call every 10 s (a timer six times a minute) that runs across a tick, cold start 2 s: an
+// instance from 3 s before each call to 2 s after it, none in between (the 4 s it would be at
+// zero are more than a cold start).
+TEST(Policy, ShortPeriodsGoToZeroWhenTheGapIsLongerThanAColdStart) {
+  Harness h(params(), 0, 10);
+  int late_cold = 0, zero_ticks = 0;
+  for (int call = 0; call < 40; ++call) {
+    for (int t = 0; t < 10; ++t) {
+      const bool arrives = t == 0;
+      if (arrives && h.ready == 0 && call >= 10) ++late_cold;
+      h.tick(t < 2 ? 0.05 : 0, arrives ? 1 : 0, arrives && h.ready == 0 ? 1 : 0);
+      if (call >= 10 && h.ready == 0) ++zero_ticks;
+    }
+  }
+  EXPECT_EQ(late_cold, 0);
+  EXPECT_GE(zero_ticks, 30 * 3) << "at zero part of every period";
+}
+
 // What it learned survives a restart of the policy from its stored state.
 TEST(Policy, ARestoredPolicyKeepsItsRhythm) {
   Harness h(params(), 0, 10);
