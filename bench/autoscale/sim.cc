@@ -6,6 +6,7 @@
 #include <fstream>
 #include <queue>
 #include <sstream>
+#include <unordered_map>
 
 #include "autoscaler/calendar.h"
 #include "autoscaler/policy.h"
@@ -275,6 +276,9 @@ class Controller {
  public:
   virtual ~Controller() = default;
   virtual int step(const Obs& o, double t, TimePoint now, bool tick) = 0;
+  // When the controller wants to be stepped next although nothing happens (a planned change);
+  // infinity: at ticks and at the hold-at-zero signal only.
+  virtual double wakeAt() const { return INFINITY; }
 };
 
 class BatonController final : public Controller {
@@ -472,13 +476,124 @@ class Kpa final : public Controller {
   int desired_ = 0;
 };
 
-std::unique_ptr<Controller> makeController(const std::string& name, const model::ScaleSpec& s,
-                                           const SimOptions& opt, double cold_start_s) {
-  if (name == "baton") return std::make_unique<BatonController>(s, opt, cold_start_s);
+// Perfect foresight (sim.h): from the scenario's whole arrival stream, a plan of instance runs
+// per level (the k-th instance is needed while more than (k - 1) x concurrency requests are in
+// service); each run starts exactly one cold start before its level is needed and ends when the
+// level is idle, unless the level is needed again within one cold start (bridging that gap costs
+// no more than stopping and starting again). step() returns the planned count; wakeAt() makes the
+// simulator apply each change at its exact time rather than at the next tick.
+class Oracle final : public Controller {
+ public:
+  Oracle(const Scenario& sc, const autoscaler::Calendar& calendar) {
+    const double cs = sc.cold_start_s;
+    const int conc = std::max(1, sc.scale.concurrency);
+    auto levelsFor = [conc](int busy) { return (busy + conc - 1) / conc; };
+    // The largest start time whose instance is ready (start + cold start) by `need`, exactly
+    // as the simulator adds it.
+    auto startFor = [cs](double need) {
+      double from = need - cs;
+      while (from + cs > need) from = std::nextafter(from, -INFINITY);
+      return from;
+    };
+    struct Level {
+      bool open = false;     // a run is planned and not yet closed
+      double need_from = 0;  // first need of the open run
+      double last_end = 0;   // the open run's last need ended here
+    };
+    std::vector<Level> levels;
+    std::vector<std::pair<double, int>> edges;  // (time, +1 run starts / -1 run ends)
+    auto close = [&](const Level& l) {
+      edges.emplace_back(startFor(l.need_from), +1);
+      edges.emplace_back(l.last_end, -1);
+    };
+    int busy = 0;
+    auto setBusy = [&](double t, int b) {
+      const int before = levelsFor(busy), after = levelsFor(b);
+      if (static_cast<size_t>(after) > levels.size()) levels.resize(static_cast<size_t>(after));
+      for (int k = before; k < after; ++k) {  // level k + 1 needed from t
+        Level& l = levels[static_cast<size_t>(k)];
+        if (l.open && t - l.last_end <= cs) continue;  // bridged
+        if (l.open) close(l);
+        l.open = true;
+        l.need_from = t;
+      }
+      for (int k = after; k < before; ++k) levels[static_cast<size_t>(k)].last_end = t;
+      busy = b;
+    };
+    // Requests served FIFO at once while the max in force has a free slot, else when the
+    // earliest one frees: the same discipline as the simulator's.
+    using Event = std::pair<double, int>;  // (time, -1 a request ends / +1 starts): ends first
+    std::priority_queue<Event, std::vector<Event>, std::greater<>> events;
+    std::priority_queue<double, std::vector<double>, std::greater<>> slots;  // busy until
+    auto flush = [&](double until) {
+      while (!events.empty() && events.top().first <= until) {
+        auto [t, delta] = events.top();
+        events.pop();
+        setBusy(t, busy + delta);
+      }
+    };
+    autoscaler::BoundsInForce bounds = calendar.at(sc.epoch);
+    std::unique_ptr<ArrivalStream> stream = sc.make();
+    double a = 0, service = 0;
+    while (stream->next(a, service) && a < sc.duration_s) {
+      flush(a);
+      while (!slots.empty() && slots.top() <= a) slots.pop();
+      const TimePoint now = sc.epoch + Duration(static_cast<int64_t>(std::llround(a * 1000)));
+      if (bounds.until && now >= *bounds.until) bounds = calendar.at(now);
+      const size_t cap = static_cast<size_t>(std::max(0, bounds.max)) * static_cast<size_t>(conc);
+      if (cap == 0) continue;  // max 0: nothing may serve it
+      double start = a;
+      if (slots.size() >= cap) {
+        start = slots.top();
+        slots.pop();
+      }
+      slots.push(start + service);
+      events.emplace(start, +1);
+      events.emplace(start + service, -1);
+    }
+    flush(INFINITY);
+    for (const Level& l : levels) {
+      if (l.open) close(l);
+    }
+    std::sort(edges.begin(), edges.end());
+    int count = 0;
+    for (const auto& [t, delta] : edges) {
+      count += delta;
+      if (!plan_.empty() && plan_.back().first == t) {
+        plan_.back().second = count;
+      } else {
+        plan_.emplace_back(t, count);
+      }
+    }
+  }
+  int step(const Obs& o, double t, TimePoint, bool) override {
+    while (next_ < plan_.size() && plan_[next_].first <= t) count_ = plan_[next_++].second;
+    const int lo = std::max(0, o.min);
+    return std::clamp(count_, lo, std::max(lo, o.max));
+  }
+  double wakeAt() const override { return next_ < plan_.size() ? plan_[next_].first : INFINITY; }
+
+ private:
+  std::vector<std::pair<double, int>> plan_;  // (time, planned count from then on), ascending
+  size_t next_ = 0;
+  int count_ = 0;
+};
+
+std::unique_ptr<Controller> makeController(const std::string& name, const Scenario& sc,
+                                           const SimOptions& opt,
+                                           const autoscaler::Calendar& calendar) {
+  if (name == "baton") return std::make_unique<BatonController>(sc.scale, opt, sc.cold_start_s);
   if (name == "static-max") return std::make_unique<StaticMax>();
-  if (name == "hpa") return std::make_unique<Hpa>(s);
-  if (name == "kpa") return std::make_unique<Kpa>(s);
+  if (name == "hpa") return std::make_unique<Hpa>(sc.scale);
+  if (name == "kpa") return std::make_unique<Kpa>(sc.scale);
+  if (name == "oracle") return std::make_unique<Oracle>(sc, calendar);
   return nullptr;
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
 }
 
 }  // namespace
@@ -493,6 +608,146 @@ std::optional<Scenario> builtin(const std::string& name, uint64_t seed) {
 }
 
 std::vector<std::string> policyNames() { return {"baton", "static-max", "hpa", "kpa"}; }
+std::vector<std::string> allPolicyNames() {
+  return {"baton", "static-max", "hpa", "kpa", "oracle"};
+}
+
+std::vector<double> placeArrivals(const std::vector<int>& minute_labels,
+                                  const std::vector<int64_t>& counts, bool timer, uint64_t seed,
+                                  const std::string& function_hash) {
+  Rng rng(fnv1a(std::to_string(seed) + ":" + function_hash));
+  std::vector<double> out;
+  std::vector<double> offsets;
+  for (size_t i = 0; i < minute_labels.size() && i < counts.size(); ++i) {
+    const int64_t k = counts[i];
+    if (k <= 0) continue;
+    const double start = (minute_labels[i] - 1) * 60.0;
+    offsets.clear();
+    for (int64_t j = 0; j < k; ++j) {
+      offsets.push_back(timer ? static_cast<double>(j) * 60.0 / static_cast<double>(k)
+                              : rng.uniform() * 60.0);
+    }
+    std::sort(offsets.begin(), offsets.end());
+    for (double o : offsets) out.push_back(start + o);
+  }
+  return out;
+}
+
+LoadedFunctions loadFunctions(const std::string& invocations_path,
+                              const std::string& durations_path, const TraceOptions& opt) {
+  LoadedFunctions out;
+  std::ifstream in(invocations_path);
+  if (!in) {
+    out.error = "cannot open " + invocations_path;
+    return out;
+  }
+  std::string line;
+  if (!std::getline(in, line)) {
+    out.error = invocations_path + ": empty file";
+    return out;
+  }
+  if (line.size() >= 3 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);
+  const std::vector<std::string> header = splitCsv(line);
+  const std::vector<std::string> meta = {"HashOwner", "HashApp", "HashFunction", "Trigger"};
+  if (header.size() < 5 ||
+      !std::equal(meta.begin(), meta.end(), header.begin(),
+                  [](const std::string& m, const std::string& h) { return m == trim(h); })) {
+    out.error = invocations_path + ": expected the columns " +
+                "HashOwner,HashApp,HashFunction,Trigger,<minutes...>";
+    return out;
+  }
+  std::vector<int> minutes;
+  for (size_t i = 4; i < header.size(); ++i) {
+    char* end = nullptr;
+    const std::string h = trim(header[i]);
+    const long m = std::strtol(h.c_str(), &end, 10);
+    if (h.empty() || *end != '\0' || m < 1 || (!minutes.empty() && m <= minutes.back())) {
+      out.error = invocations_path + ": minute column " + std::to_string(i + 1) +
+                  " is not an ascending minute number (\"" + h + "\")";
+      return out;
+    }
+    minutes.push_back(static_cast<int>(m));
+  }
+
+  std::unordered_map<std::string, double> average_ms;  // by owner,app,function
+  if (!durations_path.empty()) {
+    std::ifstream din(durations_path);
+    if (!din || !std::getline(din, line)) {
+      out.error = "cannot read " + durations_path;
+      return out;
+    }
+    const std::vector<std::string> dh = splitCsv(line);
+    int avg = -1;
+    for (size_t i = 0; i < dh.size(); ++i) {
+      if (trim(dh[i]) == "Average") avg = static_cast<int>(i);
+    }
+    if (dh.size() < 3 || avg < 3) {
+      out.error = durations_path + ": expected HashOwner,HashApp,HashFunction,...,Average,...";
+      return out;
+    }
+    while (std::getline(din, line)) {
+      const std::vector<std::string> f = splitCsv(line);
+      if (f.size() <= static_cast<size_t>(avg)) continue;
+      char* end = nullptr;
+      const double v = std::strtod(f[static_cast<size_t>(avg)].c_str(), &end);
+      if (end == f[static_cast<size_t>(avg)].c_str() || !std::isfinite(v)) continue;
+      average_ms[f[0] + "," + f[1] + "," + f[2]] = v;
+    }
+  }
+
+  const double lead = std::max(kFunctionsLeadSeconds, std::ceil(opt.cold_start_s));
+  const double t0 = (minutes.front() - 1) * 60.0 - lead;  // seconds since midnight at t = 0
+  const double duration = (minutes.back() - minutes.front() + 1) * 60.0 + lead;
+  size_t row = 0;
+  while (std::getline(in, line)) {
+    if (trim(line).empty()) continue;
+    const std::vector<std::string> f = splitCsv(line);
+    if (f.size() < 4) {
+      out.error = invocations_path + ": data row " + std::to_string(row) + " is too short";
+      return out;
+    }
+    std::vector<int64_t> counts;
+    for (size_t i = 4; i < f.size() && counts.size() < minutes.size(); ++i) {
+      const std::string c = trim(f[i]);
+      char* end = nullptr;
+      const long long k = c.empty() ? 0 : std::strtoll(c.c_str(), &end, 10);
+      if (!c.empty() && (*end != '\0' || k < 0)) {
+        out.error = invocations_path + ": data row " + std::to_string(row) + ", minute " +
+                    std::to_string(minutes[counts.size()]) + ": not a count (\"" + c + "\")";
+        return out;
+      }
+      counts.push_back(k);
+    }
+    FunctionTrace ft;
+    ft.row = row++;
+    ft.hash = trim(f[2]);
+    ft.trigger = trim(f[3]);
+    auto d = average_ms.find(trim(f[0]) + "," + trim(f[1]) + "," + ft.hash);
+    ft.has_duration = d != average_ms.end();
+    ft.service_ms = ft.has_duration ? std::max(1.0, d->second) : opt.service_mean_s * 1000;
+    auto times = std::make_shared<std::vector<double>>(
+        placeArrivals(minutes, counts, ft.trigger == "timer", opt.seed, ft.hash));
+    for (double& t : *times) t -= t0;
+    ft.requests = times->size();
+    Scenario& s = ft.scenario;
+    s.name = "row " + std::to_string(ft.row);
+    s.description =
+        ft.trigger + " " + ft.hash.substr(0, 12) + ", " + std::to_string(ft.requests) + " requests";
+    s.scale.min = opt.min;
+    s.scale.max = opt.max;
+    s.scale.concurrency = opt.concurrency;
+    s.scale.idle = Duration(static_cast<int64_t>(opt.idle_s * 1000));
+    s.epoch = fromUnixMillis(static_cast<int64_t>(std::llround(t0 * 1000)));
+    s.duration_s = duration;
+    s.cold_start_s = opt.cold_start_s;
+    s.service_mean_s = ft.service_ms / 1000;
+    s.make = [times, seed = fnv1a(std::to_string(opt.seed) + ":" + ft.hash + ":service"),
+              m = s.service_mean_s] { return std::make_unique<ListStream>(times, m, seed); };
+    out.functions.push_back(std::move(ft));
+  }
+  if (out.functions.empty()) out.error = invocations_path + ": no functions";
+  return out;
+}
 
 LoadedTrace loadCsvTrace(const std::string& path, const TraceOptions& opt) {
   LoadedTrace out;
@@ -560,10 +815,10 @@ Result simulate(const Scenario& sc, const std::string& policy, const SimOptions&
   Result r;
   r.scenario = sc.name;
   r.policy = policy;
-  std::unique_ptr<Controller> ctl = makeController(policy, sc.scale, opt, sc.cold_start_s);
+  autoscaler::Calendar calendar(sc.scale);
+  std::unique_ptr<Controller> ctl = makeController(policy, sc, opt, calendar);
   if (!ctl) return r;
   std::unique_ptr<ArrivalStream> stream = sc.make();
-  autoscaler::Calendar calendar(sc.scale);
   const int conc = std::max(1, sc.scale.concurrency);
 
   double t = 0;
@@ -669,8 +924,9 @@ Result simulate(const Scenario& sc, const std::string& policy, const SimOptions&
     double ta = more && next_arrival < sc.duration_s ? next_arrival : INFINITY;
     double tc = done.empty() ? INFINITY : done.top();
     double ts = starting.empty() ? INFINITY : starting.front();
+    double tw = ctl->wakeAt();
     double tt = next_tick;
-    double tn = std::min({ta, tc, ts, tt});
+    double tn = std::min({ta, tc, ts, tw, tt});
     if (tn > end) break;
     advance(tn);
     if (tn == tc) {
@@ -697,6 +953,8 @@ Result simulate(const Scenario& sc, const std::string& policy, const SimOptions&
         if (ready == 0 && starting.empty()) control(/*tick=*/false);  // hold-at-zero signal
       }
       more = stream->next(next_arrival, next_service);
+    } else if (tn == tw) {
+      control(/*tick=*/false);  // a planned change (the oracle's)
     } else {
       while (!queue.empty() && t - queue.front().first > opt.hold_timeout_s) {
         queue.pop_front();

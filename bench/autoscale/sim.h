@@ -60,6 +60,42 @@ struct LoadedTrace {
 };
 LoadedTrace loadCsvTrace(const std::string& path, const TraceOptions& options);
 
+// Per-minute invocation counts of many functions (the Azure Functions 2019 format: columns
+// HashOwner,HashApp,HashFunction,Trigger and one per minute, labelled with the dataset's 1-based
+// minute numbers; label m starts (m - 1) x 60 s after midnight), each function one service.
+// Request times follow ../shared/traces/to_arrivals.py's placement rule (placeArrivals); the
+// service time of a function is exponential around its `Average` from a durations file (ms, at
+// least 1 ms), else around `TraceOptions::service_mean_s`. Every function's scenario starts
+// kFunctionsLeadSeconds (at least one cold start) before the first minute column, an empty stretch,
+// so that every policy starts from zero instances and the oracle can start its first instance
+// ahead of the first call. TraceOptions::seed seeds the placement and the service times.
+inline constexpr double kFunctionsLeadSeconds = 60;
+struct FunctionTrace {
+  size_t row = 0;       // 0-based data row, as to_arrivals.py numbers them
+  std::string hash;     // HashFunction
+  std::string trigger;  // timer, http, queue, event, storage, orchestration, ...
+  uint64_t requests = 0;
+  double service_ms = 0;
+  bool has_duration = false;  // service_ms from the durations file
+  Scenario scenario;
+};
+struct LoadedFunctions {
+  std::vector<FunctionTrace> functions;
+  std::string error;  // non-empty: the files could not be used
+};
+LoadedFunctions loadFunctions(const std::string& invocations_path,
+                              const std::string& durations_path,  // "" for none
+                              const TraceOptions& options);
+
+// to_arrivals.py's placement of one function's calls, in seconds since midnight: within a minute
+// with k calls, a timer's calls at equal spacing from second 0 (0, 60/k, ...); any other
+// trigger's k uniform random times in the minute, sorted. The generator is mt19937_64 seeded
+// with FNV-1a of "SEED:HASH" (the converter seeds Python's random with that string), so the same
+// inputs give the same times; the draws differ from Python's (same distribution, other values).
+std::vector<double> placeArrivals(const std::vector<int>& minute_labels,
+                                  const std::vector<int64_t>& counts, bool timer, uint64_t seed,
+                                  const std::string& function_hash);
+
 struct SimOptions {
   double tick_s = 1.0;            // controller period
   double hold_timeout_s = 30.0;   // a request waiting longer is lost
@@ -93,8 +129,18 @@ struct Result {
   std::vector<uint64_t> cold_starts_by_hour = std::vector<uint64_t>(24, 0);
 };
 
-// Policies: "baton", "static-max", "hpa", "kpa".
+// Policies: "baton", "static-max", "hpa", "kpa" (policyNames(), what a trace runs by default)
+// and "oracle" (allPolicyNames()): perfect foresight, the lower bound. The oracle reads the
+// scenario's whole arrival stream (times and service times) before the run and plans, per
+// instance level k (the k-th instance is needed while more than (k - 1) x concurrency requests
+// are in service, requests served FIFO at once while the max in force allows), a run from one
+// cold start before the level is needed to the moment it is idle, bridging an idle gap only
+// when it is at most one cold start (stopping and starting again would cost that much instance
+// time). The simulator then runs that plan like any policy's decisions: instances still take the
+// cold start to become ready, and a request finding none ready is a cold start. Its memory is one
+// entry per planned run.
 std::vector<std::string> policyNames();
+std::vector<std::string> allPolicyNames();
 Result simulate(const Scenario& scenario, const std::string& policy, const SimOptions& options);
 
 }  // namespace baton::autoscale_sim

@@ -206,6 +206,59 @@ TEST(Policy, PeriodicCallsArePrewarmedAndNothingRunsBetween) {
   ASSERT_TRUE(h.as.nextExpected().has_value());
 }
 
+// A call every 10 s (a timer six times a minute) that runs across a tick, cold start 2 s: an
+// instance from 3 s before each call to 2 s after it, none in between (the 4 s it would be at
+// zero are more than a cold start).
+TEST(Policy, ShortPeriodsGoToZeroWhenTheGapIsLongerThanAColdStart) {
+  Harness h(params(), 0, 10);
+  int late_cold = 0, zero_ticks = 0;
+  for (int call = 0; call < 40; ++call) {
+    for (int t = 0; t < 10; ++t) {
+      const bool arrives = t == 0;
+      if (arrives && h.ready == 0 && call >= 10) ++late_cold;
+      h.tick(t < 2 ? 0.05 : 0, arrives ? 1 : 0, arrives && h.ready == 0 ? 1 : 0);
+      if (call >= 10 && h.ready == 0) ++zero_ticks;
+    }
+  }
+  EXPECT_EQ(late_cold, 0);
+  EXPECT_GE(zero_ticks, 30 * 3) << "at zero part of every period";
+}
+
+// A cron-like client on the minute that skips minutes (4, 5 or 6 minutes apart): an instance
+// around each minute mark until the call comes, none between, no cold start once learned.
+TEST(Policy, AGridOfMinuteMarksIsPrewarmedAtEachMark) {
+  Harness h(params(), 0, 10);
+  const int cold_start_ticks = 2;
+  const int minutes[] = {5, 4, 6, 5, 5, 6, 4, 5, 6, 4};
+  int pending = 0, late_cold = 0;
+  int64_t warm_ticks = 0, late_ticks = 0;
+  std::string reason;
+  for (int call = 0; call < 30; ++call) {
+    const int period = minutes[call % 10] * 60;
+    for (int t = 0; t < period; ++t) {
+      const bool arrives = t == 0;
+      const bool ready = h.ready > 0 && pending == 0;
+      if (arrives && !ready && call >= 12) ++late_cold;
+      const int before = h.ready;
+      Decision d = h.tick(arrives ? 0.5 : 0, arrives ? 1 : 0, arrives && !ready ? 1 : 0);
+      if (before == 0 && h.ready > 0) {
+        pending = cold_start_ticks;
+      } else if (pending > 0) {
+        --pending;
+      }
+      if (call >= 12) {
+        ++late_ticks;
+        if (h.ready > 0) ++warm_ticks;
+      }
+      if (d.reason.starts_with("prewarm: grid")) reason = d.reason;
+    }
+  }
+  EXPECT_EQ(late_cold, 0);
+  EXPECT_LT(warm_ticks, late_ticks / 6) << "an instance idled between the minute marks";
+  EXPECT_NE(reason.find("prewarm: grid 60 s up to 360 s, next expected"), std::string::npos)
+      << reason;
+}
+
 // What it learned survives a restart of the policy from its stored state.
 TEST(Policy, ARestoredPolicyKeepsItsRhythm) {
   Harness h(params(), 0, 10);

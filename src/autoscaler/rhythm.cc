@@ -16,6 +16,8 @@ std::string Expectation::describe() const {
       return "no rhythm";
     case Kind::kPeriodic:
       return "period " + s(head);
+    case Kind::kGrid:
+      return "grid " + s(head) + " up to " + s(tail);
     case Kind::kHistogram:
       return "idle " + s(head) + "-" + s(tail) + " (p5-p99)";
   }
@@ -58,7 +60,52 @@ void Rhythm::observe(Duration gap, Duration period, TimePoint now) {
     bins_[binOf(gap)] += 1;
   }
   periods_ms_.push_back(period.count());
-  while (periods_ms_.size() > params_.period_samples) periods_ms_.pop_front();
+  while (periods_ms_.size() > periodsKept()) periods_ms_.pop_front();
+}
+
+size_t Rhythm::periodsKept() const {
+  return std::max(params_.period_samples, params_.grid_samples);
+}
+
+std::optional<Duration> Rhythm::gridStep() const {
+  if (params_.grid_samples < 2 || periods_ms_.size() < params_.grid_samples) return std::nullopt;
+  const std::vector<int64_t> p(
+      periods_ms_.end() - static_cast<std::ptrdiff_t>(params_.grid_samples), periods_ms_.end());
+  const int64_t shortest = *std::min_element(p.begin(), p.end());
+  // The coarsest step that the shortest period is a whole multiple of and every other period
+  // too: try shortest / k, refit the step to all periods (least squares through the origin) and
+  // check each within the tolerance.
+  const int64_t longest = *std::max_element(p.begin(), p.end());
+  for (int64_t k = 1; shortest / k >= params_.min_grid_step.count() &&
+                      longest / (shortest / k) <= params_.max_grid_points;
+       ++k) {
+    const double guess = static_cast<double>(shortest) / static_cast<double>(k);
+    double sum_pn = 0, sum_nn = 0;
+    std::vector<int64_t> n(p.size());
+    for (size_t i = 0; i < p.size(); ++i) {
+      n[i] = std::llround(static_cast<double>(p[i]) / guess);
+      sum_pn += static_cast<double>(p[i] * n[i]);
+      sum_nn += static_cast<double>(n[i] * n[i]);
+    }
+    const double step = sum_pn / sum_nn;
+    const double tol = std::max(static_cast<double>(params_.period_slack.count()),
+                                step * params_.period_tolerance);
+    bool fits = step >= static_cast<double>(params_.min_grid_step.count());
+    for (size_t i = 0; i < p.size() && fits; ++i) {
+      fits = n[i] >= 1 && std::fabs(static_cast<double>(p[i]) - step * n[i]) <= tol;
+    }
+    if (fits) return Duration(std::llround(step));
+  }
+  return std::nullopt;
+}
+
+double Rhythm::gridCost(Duration step, Duration window) const {
+  if (periods_ms_.empty() || step.count() <= 0) return 0;
+  double points = 0;
+  for (int64_t p : periods_ms_) {
+    points += std::max<double>(1, std::round(static_cast<double>(p) / step.count()));
+  }
+  return points / static_cast<double>(periods_ms_.size()) * static_cast<double>(window.count());
 }
 
 double Rhythm::samples() const {
@@ -81,7 +128,8 @@ Expectation Rhythm::expect() const {
   Expectation e;
   // Periodic: the last few periods agree.
   if (periods_ms_.size() >= params_.period_samples && params_.period_samples > 0) {
-    std::vector<int64_t> p(periods_ms_.begin(), periods_ms_.end());
+    std::vector<int64_t> p(periods_ms_.end() - static_cast<std::ptrdiff_t>(params_.period_samples),
+                           periods_ms_.end());
     std::sort(p.begin(), p.end());
     const int64_t median = p[p.size() / 2];
     const int64_t tol = std::max<int64_t>(params_.period_slack.count(),
@@ -92,6 +140,14 @@ Expectation Rhythm::expect() const {
       e.tail = Duration(median);
       return e;
     }
+  }
+  // A grid: every recent period a whole number of one step.
+  if (std::optional<Duration> step = gridStep()) {
+    e.kind = Expectation::Kind::kGrid;
+    e.head = *step;
+    e.tail = Duration(*std::max_element(
+        periods_ms_.end() - static_cast<std::ptrdiff_t>(params_.grid_samples), periods_ms_.end()));
+    return e;
   }
   // The histogram: enough samples, most in range, concentrated.
   const double total = samples();
@@ -207,7 +263,7 @@ Result<Rhythm> Rhythm::fromJson(std::string_view text, RhythmParams params) {
       if (p < 0) return bad();
       r.periods_ms_.push_back(p);
     }
-    while (r.periods_ms_.size() > params.period_samples) r.periods_ms_.pop_front();
+    while (r.periods_ms_.size() > r.periodsKept()) r.periods_ms_.pop_front();
     if (!j.at("at").is_null()) r.decayed_at_ = fromUnixMillis(j.at("at").get<int64_t>());
     if (j.contains("last_burst") && !j["last_burst"].is_null()) {
       r.last_burst_ = fromUnixMillis(j["last_burst"].get<int64_t>());

@@ -6,6 +6,10 @@
 //   * Periodic: the last few idle gaps (start of a burst of requests to the next start) agree
 //     to within a tolerance: a timer or a cron-like client. The next request is expected one
 //     period after the last burst started.
+//   * A grid: the last few periods are all whole multiples of one step (a cron-like client that
+//     fires on the minute but not every minute, or a timer whose runs land on minute marks 4, 5
+//     or 6 minutes apart). The next request is expected at one of the next grid points after the
+//     last burst, up to the longest period seen.
 //   * The idle-time histogram: 1 s bins up to a minute, then 1 min bins up to 4 h (bounded
 //     memory), decayed with a half-life, so that it follows a service that changes. When it is
 //     representative (enough samples, concentrated: the coefficient of variation of its bin
@@ -38,14 +42,20 @@ struct RhythmParams {
   double period_tolerance = 0.02;    // relative; and at least period_slack
   Duration period_slack = Duration(2'000);
   Duration min_period = Duration(10'000);  // shorter: not worth predicting
+  size_t grid_samples = 8;                 // periods that must share a step for a grid
+  Duration min_grid_step = Duration(30'000);  // a finer grid is not predicted (chance matches)
+  int64_t max_grid_points = 16;  // a period of more steps: no grid (chance matches, and costly)
 };
 
 // Where the next request is expected, relative to the start of the last burst of requests.
+// kPeriodic: head = tail = the period. kGrid: head = the step, tail = the longest period seen
+// (the last grid point worth expecting). kHistogram: head and tail of the idle time.
 struct Expectation {
-  enum class Kind { kNone, kPeriodic, kHistogram } kind = Kind::kNone;
+  enum class Kind { kNone, kPeriodic, kGrid, kHistogram } kind = Kind::kNone;
   Duration head{0};  // earliest expected idle time
   Duration tail{0};  // latest
-  std::string describe() const;  // "period 300 s", "idle 41-62 s (p5-p99)"
+  // "period 300 s", "grid 60 s up to 360 s", "idle 41-62 s (p5-p99)"
+  std::string describe() const;
 };
 
 class Rhythm {
@@ -76,6 +86,9 @@ class Rhythm {
   // and having one up from `from` to `until` (a prewarm window).
   double keepAliveCost(Duration keep_alive, Duration penalty) const;
   double prewarmCost(Duration from, Duration until, Duration penalty) const;
+  // Expected instance-ms per burst of being up `window` around each grid point of `step` until
+  // the call, over the periods kept (a period of n steps passes n grid points).
+  double gridCost(Duration step, Duration window) const;
 
   double samples() const;  // decayed count
   std::string toJson() const;
@@ -91,7 +104,10 @@ class Rhythm {
   RhythmParams params_;
   std::vector<double> bins_;       // decayed counts
   double out_of_range_ = 0;        // gaps past kMaxGap
-  std::deque<int64_t> periods_ms_; // the last period_samples periods
+  size_t periodsKept() const;
+  std::optional<Duration> gridStep() const;
+
+  std::deque<int64_t> periods_ms_;  // the last periodsKept() periods
   std::optional<TimePoint> decayed_at_;
   std::optional<TimePoint> last_burst_;
 };

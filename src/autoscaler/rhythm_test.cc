@@ -28,6 +28,47 @@ TEST(Rhythm, AStrictPeriodIsRecognisedAfterAFewPeriods) {
   EXPECT_EQ(r.expect().kind, Expectation::Kind::kPeriodic);
 }
 
+// A cron-like client on the minute that skips minutes: periods of 4, 5 and 6 minutes are no
+// period, but all whole minutes apart.
+TEST(Rhythm, WholeMultiplesOfOneStepAreAGrid) {
+  Rhythm r;
+  const int minutes[] = {5, 4, 6, 5, 5, 6, 4, 5};
+  int64_t t = 0;
+  for (int i = 0; i < 7; ++i) {
+    t += minutes[i] * 60;
+    r.observe(std::chrono::seconds(minutes[i] * 60 - 3), std::chrono::seconds(minutes[i] * 60),
+              at(t));
+  }
+  EXPECT_NE(r.expect().kind, Expectation::Kind::kGrid) << "seven periods are not yet a grid";
+  r.observe(297s, 301s, at(t + 301));  // a second late: within the tolerance
+  Expectation e = r.expect();
+  ASSERT_EQ(e.kind, Expectation::Kind::kGrid);
+  EXPECT_NEAR(static_cast<double>(e.head.count()), 60'000, 200);
+  EXPECT_EQ(e.tail, 360s);
+  EXPECT_EQ(e.describe(), "grid 60 s up to 360 s");
+  // Being up 5 s around each minute mark until the call: 5 points a period on average, 25 s.
+  EXPECT_NEAR(r.gridCost(60s, 5s), 25'000, 1);
+  // The grid survives a restart.
+  auto back = Rhythm::fromJson(r.toJson());
+  ASSERT_TRUE(back.isOk());
+  EXPECT_EQ(back->expect().kind, Expectation::Kind::kGrid);
+}
+
+TEST(Rhythm, RandomPeriodsAreNoGrid) {
+  std::mt19937 rng(11);
+  std::exponential_distribution<double> gap(1.0 / 180);  // memoryless, mean 3 min
+  int grids = 0;
+  Rhythm r;
+  int64_t t = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const int64_t p = 2 + static_cast<int64_t>(gap(rng));
+    t += p;
+    r.observe(std::chrono::seconds(p - 1), std::chrono::seconds(p), at(t));
+    if (r.expect().kind == Expectation::Kind::kGrid) ++grids;
+  }
+  EXPECT_EQ(grids, 0);
+}
+
 TEST(Rhythm, ShortPeriodsAreNotPredicted) {
   Rhythm r;
   for (int i = 1; i <= 8; ++i) r.observe(4s, 5s, at(5 * i));
@@ -55,12 +96,13 @@ TEST(Rhythm, TooFewOrTooWideIsNoRhythm) {
   for (int i = 0; i < 5; ++i) few.observe(45s, std::chrono::seconds(46 + i * 5), at(60 * i));
   EXPECT_EQ(few.expect().kind, Expectation::Kind::kNone);
 
-  // Idle times spread over every bin: not representative.
+  // Idle times spread over every bin: not representative. (The bursts start at no common step
+  // either: whole minutes apart they would be a grid.)
   Rhythm wide;
   for (size_t b = 0; b < Rhythm::kBins; ++b) {
     Duration g = b < 60 ? Duration(static_cast<int64_t>(b) * 1000 + 500)
                         : Duration(static_cast<int64_t>(b - 59) * 60'000 + 1000);
-    wide.observe(g, g + Duration(static_cast<int64_t>(b % 13) * 60'000),
+    wide.observe(g, g + Duration(static_cast<int64_t>(b % 13) * 60'000 + (b * 7'919) % 60'000),
                  at(static_cast<int64_t>(b)));
   }
   EXPECT_EQ(wide.expect().kind, Expectation::Kind::kNone);
