@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <random>
 
 namespace baton::autoscale_sim {
 namespace {
@@ -181,6 +182,26 @@ TEST(Oracle, BridgesGapsShorterThanAColdStartAndAddsInstancesForConcurrency) {
   EXPECT_EQ(c.over_100ms, 0u);
   EXPECT_EQ(c.peak_instances, 3);
   EXPECT_NEAR(c.instance_seconds, 4 * 2.0 + 4 * 1.0, 1e-6);
+}
+
+// Issue 18: a steady Poisson service (no rhythm to learn) takes no more cold starts with
+// Baton's policy than with the KPA-like baseline, at mean gaps from seconds to a minute.
+TEST(Policy, ASteadyPoissonServiceTakesNoMoreColdStartsThanKpa) {
+  for (double mean_gap : {5.0, 20.0, 60.0}) {
+    std::mt19937_64 rng(static_cast<uint64_t>(mean_gap * 1000));
+    std::exponential_distribution<double> gap(1.0 / mean_gap);
+    std::vector<double> times;
+    for (double t = 5 + gap(rng); t < 8 * 3600; t += gap(rng)) times.push_back(t);
+    const Scenario sc = fixedScenario(times, 0.2, 2.0);
+    const Result baton = simulate(sc, "baton", SimOptions{});
+    const Result kpa = simulate(sc, "kpa", SimOptions{});
+    EXPECT_GT(kpa.cold_starts, 0u) << "mean gap " << mean_gap;
+    EXPECT_LE(baton.cold_starts, kpa.cold_starts) << "mean gap " << mean_gap;
+    std::printf("mean gap %.0f s: cold starts baton %llu, kpa %llu; instance-s %.0f, %.0f\n",
+                mean_gap, (unsigned long long)baton.cold_starts,
+                (unsigned long long)kpa.cold_starts, baton.instance_seconds,
+                kpa.instance_seconds);
+  }
 }
 
 }  // namespace
