@@ -114,8 +114,8 @@ class MeshProxyTest : public ::testing::Test {
     o.connect_timeout = Duration(2'000);
     MeshProxyHooks h;
     h.on_cold = [this](const std::string& app, const std::string& svc) {
+      cold_service_ = app + "/" + svc;  // before the count the test waits for (no race)
       cold_.fetch_add(1);
-      cold_service_ = app + "/" + svc;
     };
     proxy_ = std::make_unique<MeshProxy>(o, *ca_, SystemClock::instance(), h);
     ASSERT_TRUE(proxy_->start().isOk());
