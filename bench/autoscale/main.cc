@@ -159,16 +159,10 @@ int runFunctions(const std::string& invocations, const std::string& durations,
                 (unsigned long long)r.cold_starts, (unsigned long long)sloMisses(r),
                 (unsigned long long)r.lost, (unsigned long long)r.starts);
   }
-  if (has("baton") && has("kpa")) {
-    const Result &b = total.at("baton"), &k = total.at("kpa");
-    std::printf("| baton / kpa | | %s | %s | %s | | |\n",
-                ratio(b.instance_seconds, k.instance_seconds).c_str(),
-                ratio(double(b.cold_starts), double(k.cold_starts)).c_str(),
-                ratio(double(sloMisses(b)), double(sloMisses(k))).c_str());
-  }
-  if (has("baton") && has("oracle")) {
-    const Result &b = total.at("baton"), &o = total.at("oracle");
-    std::printf("| baton / oracle | | %s | %s | %s | | |\n",
+  for (const char* other : {"kpa", "oracle"}) {
+    if (!has("baton") || !has(other)) continue;
+    const Result &b = total.at("baton"), &o = total.at(other);
+    std::printf("| baton / %s | | %s | %s | %s | | |\n", other,
                 ratio(b.instance_seconds, o.instance_seconds).c_str(),
                 ratio(double(b.cold_starts), double(o.cold_starts)).c_str(),
                 ratio(double(sloMisses(b)), double(sloMisses(o))).c_str());

@@ -633,21 +633,31 @@ std::vector<double> placeArrivals(const std::vector<int>& minute_labels,
   return out;
 }
 
+// Reads a CSV file's header row (a UTF-8 byte order mark dropped) into `header`; false with
+// `error` set when the file cannot be read or is empty.
+bool openCsv(const std::string& path, std::ifstream& in, std::vector<std::string>& header,
+             std::string& error) {
+  if (!in) {
+    error = "cannot open " + path;
+    return false;
+  }
+  std::string line;
+  if (!std::getline(in, line)) {
+    error = path + ": empty file";
+    return false;
+  }
+  if (line.size() >= 3 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);
+  header = splitCsv(line);
+  return true;
+}
+
 LoadedFunctions loadFunctions(const std::string& invocations_path,
                               const std::string& durations_path, const TraceOptions& opt) {
   LoadedFunctions out;
   std::ifstream in(invocations_path);
-  if (!in) {
-    out.error = "cannot open " + invocations_path;
-    return out;
-  }
   std::string line;
-  if (!std::getline(in, line)) {
-    out.error = invocations_path + ": empty file";
-    return out;
-  }
-  if (line.size() >= 3 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);
-  const std::vector<std::string> header = splitCsv(line);
+  std::vector<std::string> header;
+  if (!openCsv(invocations_path, in, header, out.error)) return out;
   const std::vector<std::string> meta = {"HashOwner", "HashApp", "HashFunction", "Trigger"};
   if (header.size() < 5 ||
       !std::equal(meta.begin(), meta.end(), header.begin(),
@@ -752,17 +762,9 @@ LoadedFunctions loadFunctions(const std::string& invocations_path,
 LoadedTrace loadCsvTrace(const std::string& path, const TraceOptions& opt) {
   LoadedTrace out;
   std::ifstream in(path);
-  if (!in) {
-    out.error = "cannot open " + path;
-    return out;
-  }
   std::string line;
-  if (!std::getline(in, line)) {
-    out.error = path + ": empty file";
-    return out;
-  }
-  if (line.size() >= 3 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);
-  std::vector<std::string> header = splitCsv(line);
+  std::vector<std::string> header;
+  if (!openCsv(path, in, header, out.error)) return out;
   int col = -1;
   for (size_t i = 0; i < header.size(); ++i) {
     std::string h = trim(header[i]);
