@@ -45,7 +45,7 @@ http {{
 
 # The peer: hop 1 (plain in, mutual TLS out with a client certificate), hop 2 (mutual TLS in,
 # checked against the CA, plain out to the backend). One worker each, as Baton's proxy runs
-# on one thread per side (caller and destination).
+# on one thread.
 PEER_CONF = """worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -248,7 +248,7 @@ max = 3
             rows.append((name, rps, lat, errors, lat1))
 
         print(f"## The mesh: two proxies with mutual TLS (bench/mesh/run.py)\n")
-        print(f"wrk -t1 -c{args.connections} -d{args.seconds}s; one nginx worker per hop, one Baton thread per side; "
+        print(f"wrk -t1 -c{args.connections} -d{args.seconds}s; one worker/thread per proxy; "
               f"backend nginx (a Baton service); 2 cores.\n")
         print("| path | req/s | p50 ms | p90 ms | p99 ms | errors | 1 conn p50 ms | 1 conn p90 ms |")
         print("|---|---|---|---|---|---|---|---|")
@@ -337,7 +337,7 @@ max = 3
               f"p99 <= 100 ms).\n")
 
         print(f"Agent RSS with the mesh on, idle after the runs: {rss_kib(agent.pid) / 1024:.1f} MiB "
-              f"(the proxy is two threads of the agent; see BENCHMARKS.md for the idle delta).")
+              f"(the proxy is a thread of the agent; see BENCHMARKS.md for the idle delta).")
     finally:
         for p in procs:
             try:

@@ -81,47 +81,39 @@ std::optional<ServiceRef> parseMeshServerName(std::string_view name) {
 }
 
 struct MeshProxy::Impl {
-  // One event loop and what only its thread touches. The proxy runs two: the caller side
-  // (service addresses, held connections) and the destination side (the mutual TLS listener), so
-  // the two halves of a call on one node, each with its TLS work, run on two cores as two node
-  // proxies would.
-  struct Loop {
-    std::shared_ptr<const MeshView> view = std::make_shared<MeshView>();
-    std::list<Live*> live;
-    std::map<std::string, size_t> round_robin;
-    std::atomic<int> active{0};  // connection coroutines running here
-    // Last, so that it goes first: the coroutine frames it may still hold (a forced stop) refer
-    // to the members above.
-    asio::io_context ioc{1};
-    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-    std::thread thread;
-  };
-
   MeshProxyOptions options;
   MeshCa& ca;
   Clock& clock;
   MeshProxyHooks hooks;
-  std::shared_ptr<tcp::acceptor> mesh_acceptor;  // on `dest`
+  std::shared_ptr<tcp::acceptor> mesh_acceptor;
   std::string mesh_address;
   std::shared_ptr<ssl::context> server_ctx;  // SNI switches to the destination's context
-  // On `callers` only: the service addresses' acceptors, and connections held per destination at
-  // zero (the gateway's component) by "app/svc", never erased while the proxy runs, so a held
-  // connection's pointer stays valid.
+  // Everything below is used on the proxy's thread only.
+  std::shared_ptr<const MeshView> view = std::make_shared<MeshView>();
   std::map<std::pair<std::string, int>, std::shared_ptr<tcp::acceptor>> vip_acceptors;
+  struct Certs {
+    std::shared_ptr<ssl::context> client, server;
+    TimePoint renew_at{};
+  };
+  std::map<std::string, Certs> certs;  // by "app/svc"
+  std::list<Live*> live;
+  std::map<std::string, size_t> round_robin;
+  // Connections held per destination at zero (the gateway's component), by "app/svc"; never
+  // erased while the proxy runs, so a held connection's pointer stays valid.
   struct Hold {
     ServiceRef destination;
     std::unique_ptr<HoldQueue> queue;
   };
   std::map<std::string, Hold> holds;
-  struct Certs {
-    std::shared_ptr<ssl::context> client, server;
-    TimePoint renew_at{};
-  };
-  std::mutex certs_mu;  // both loops issue and read certificates
-  std::map<std::string, Certs> certs;  // by "app/svc"; guarded by certs_mu
   std::atomic<int64_t> outbound{0}, inbound{0}, denied{0}, unknown_peer{0}, cut{0}, failed{0},
       certs_issued{0}, open{0}, limited{0};
-  std::atomic<bool> stopping{false};
+  bool stopping = false;
+  int active = 0;  // connection coroutines running (proxy thread only)
+  struct Active {
+    Impl* impl;
+    explicit Active(Impl* i) : impl(i) { ++impl->active; }
+    ~Active() { --impl->active; }
+  };
   mutable std::mutex demand_mu;
   std::map<std::string, MeshDemand> demand;  // guarded by demand_mu
 
@@ -133,13 +125,11 @@ struct MeshProxy::Impl {
     d.open += open;
     d.held += held;
   }
-  struct Active {
-    Loop& loop;
-    explicit Active(Loop& l) : loop(l) { loop.active.fetch_add(1, std::memory_order_relaxed); }
-    ~Active() { loop.active.fetch_sub(1, std::memory_order_relaxed); }
-  };
-  // Last, so that they go first (see Loop).
-  Loop callers, dest;
+  // Last, so that it goes first: the coroutine frames it may still hold (a forced stop) refer to
+  // the members above. Acceptors are released in stop(), before it goes.
+  asio::io_context ioc{1};
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::thread thread;
 
   Impl(MeshProxyOptions o, MeshCa& c, Clock& k, MeshProxyHooks h)
       : options(std::move(o)), ca(c), clock(k), hooks(std::move(h)) {}
@@ -156,17 +146,15 @@ struct MeshProxy::Impl {
     return ctx;
   }
 
-  // The contexts of `service`, issuing a new leaf when there is none or it is due for renewal
-  // (empty when none can be had). Open connections keep the context (and so the leaf) they
-  // started with.
-  Certs certsFor(const ServiceRef& service) {
-    std::lock_guard lock(certs_mu);
+  // The contexts of `service`, issuing a new leaf when there is none or it is due for renewal.
+  // Open connections keep the context (and so the leaf) they started with.
+  Certs* certsFor(const ServiceRef& service) {
     auto& c = certs[service.str()];
-    if (c.client && clock.now() < c.renew_at) return c;
+    if (c.client && clock.now() < c.renew_at) return &c;
     auto leaf = ca.issue(service, options.cert_ttl);
     if (!leaf) {
       spdlog::warn("mesh: issuing a certificate for {}: {}", service.str(), leaf.status().toString());
-      return c;  // keep the old one while it is valid
+      return c.client ? &c : nullptr;  // keep the old one while it is valid
     }
     certs_issued.fetch_add(1, std::memory_order_relaxed);
     Certs fresh;
@@ -177,12 +165,12 @@ struct MeshProxy::Impl {
       if (!ec) (*slot)->use_private_key(asio::buffer(leaf->key_pem), ssl::context::pem, ec);
       if (ec) {
         spdlog::warn("mesh: loading the certificate of {}: {}", service.str(), ec.message());
-        return c;
+        return c.client ? &c : nullptr;
       }
     }
     fresh.renew_at = clock.now() + options.cert_ttl * 2 / 3;
     c = std::move(fresh);
-    return c;
+    return &c;
   }
 
   static int onServerName(SSL* ssl, int* alert, void* arg) {
@@ -191,16 +179,16 @@ struct MeshProxy::Impl {
     auto dst = name ? parseMeshServerName(name) : std::nullopt;
     // Only services that exist get a certificate: the name comes before the client has shown
     // its own, and must not make the proxy sign (and keep) one for every name it is sent.
-    if (!dst || !self->dest.view->upstreams.count(dst->str())) {  // on the destination side
+    if (!dst || !self->view->upstreams.count(dst->str())) {
       *alert = SSL_AD_UNRECOGNIZED_NAME;
       return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
-    Certs c = self->certsFor(*dst);
-    if (!c.server) {
+    Certs* c = self->certsFor(*dst);
+    if (c == nullptr) {
       *alert = SSL_AD_INTERNAL_ERROR;
       return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
-    SSL_set_SSL_CTX(ssl, c.server->native_handle());
+    SSL_set_SSL_CTX(ssl, c->server->native_handle());
     return SSL_TLSEXT_ERR_OK;
   }
 
@@ -209,7 +197,7 @@ struct MeshProxy::Impl {
   // Runs `op` (an awaitable) with a deadline: the socket is closed when it passes.
   template <class Socket, class Op>
   asio::awaitable<error_code> withDeadline(Socket& s, Op op) {
-    asio::steady_timer timer(s.get_executor(), options.connect_timeout);
+    asio::steady_timer timer(ioc, options.connect_timeout);
     timer.async_wait([&s](error_code ec) {
       if (!ec) {
         error_code ignored;
@@ -223,16 +211,15 @@ struct MeshProxy::Impl {
 
   struct Registration {
     Impl* impl;
-    Loop& loop;
     std::list<Live*>::iterator it;
     Live entry;
-    Registration(Impl* i, Loop& l, ServiceRef caller, ServiceRef dst, std::function<void()> cut)
-        : impl(i), loop(l), entry{std::move(caller), std::move(dst), std::move(cut)} {
-      it = loop.live.insert(loop.live.end(), &entry);
+    Registration(Impl* i, ServiceRef caller, ServiceRef dst, std::function<void()> cut)
+        : impl(i), entry{std::move(caller), std::move(dst), std::move(cut)} {
+      it = impl->live.insert(impl->live.end(), &entry);
       impl->open.fetch_add(1, std::memory_order_relaxed);
     }
     ~Registration() {
-      loop.live.erase(it);
+      impl->live.erase(it);
       impl->open.fetch_sub(1, std::memory_order_relaxed);
     }
   };
@@ -256,14 +243,13 @@ struct MeshProxy::Impl {
       closeBoth();
     };
     // Both directions at once; the frame (and the sockets' owners) outlive them both.
-    auto ex = a.get_executor();
-    auto done = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
+    auto done = std::make_shared<asio::steady_timer>(ioc, asio::steady_timer::time_point::max());
     auto remaining = std::make_shared<int>(2);
     auto finish = [done, remaining](std::exception_ptr) {
       if (--*remaining == 0) done->cancel();
     };
-    asio::co_spawn(ex, pump(a, b), finish);
-    asio::co_spawn(ex, pump(b, a), finish);
+    asio::co_spawn(ioc, pump(a, b), finish);
+    asio::co_spawn(ioc, pump(b, a), finish);
     co_await done->async_wait(kUse);
     while (*remaining > 0) {  // cancelled early (stop): wait for the pumps to notice
       done->expires_at(asio::steady_timer::time_point::max());
@@ -273,11 +259,10 @@ struct MeshProxy::Impl {
 
   // Caller side: a connection to a service address from an instance of this node.
   asio::awaitable<void> outboundConn(tcp::socket sock, ServiceRef dst) {
-    Loop& loop = callers;
-    Active running(loop);
+    Active running(this);
     error_code ec;
     const std::string peer = sock.remote_endpoint(ec).address().to_string();
-    std::shared_ptr<const MeshView> v = loop.view;
+    std::shared_ptr<const MeshView> v = view;
     auto who = v->callers.find(peer);
     if (ec || who == v->callers.end()) {
       unknown_peer.fetch_add(1, std::memory_order_relaxed);
@@ -306,13 +291,13 @@ struct MeshProxy::Impl {
     ReleaseNext release_next;  // once this connection reached the destination, the next ones go
     MeshEndpoint ep;
     for (;;) {
-      v = loop.view;
+      v = view;
       if (const auto* eps = v->healthyOf(dst)) {
-        ep = (*eps)[loop.round_robin[dst.str()]++ % eps->size()];
+        ep = (*eps)[round_robin[dst.str()]++ % eps->size()];
         break;
       }
       HoldQueue& queue = holdFor(dst);
-      auto timer = std::make_shared<asio::steady_timer>(sock.get_executor(), deadline);
+      auto timer = std::make_shared<asio::steady_timer>(ioc, deadline);
       auto waiter = std::make_shared<HoldQueue::Waiter>(
           [timer] { asio::post(timer->get_executor(), [timer] { timer->cancel(); }); });
       bool call_cold = false;
@@ -340,12 +325,13 @@ struct MeshProxy::Impl {
     std::string to = ep.node == options.node_id ? mesh_address : "";
     if (auto n = v->node_mesh.find(ep.node); to.empty() && n != v->node_mesh.end()) to = n->second;
     auto target = parseEndpoint(to);
-    auto ctx = certsFor(caller).client;  // keeps this connection's leaf alive
-    if (!target || !ctx) {
+    Certs* c = certsFor(caller);
+    if (!target || c == nullptr) {
       failed.fetch_add(1, std::memory_order_relaxed);
       co_return;
     }
-    TlsStream tls(sock.get_executor(), *ctx);
+    auto ctx = c->client;  // keeps this connection's leaf alive
+    TlsStream tls(ioc, *ctx);
     const std::string sni = meshServerName(dst);
     SSL_set_tlsext_host_name(tls.native_handle(), sni.c_str());
     ec = co_await withDeadline(tls.lowest_layer(), [&]() -> asio::awaitable<error_code> {
@@ -371,7 +357,7 @@ struct MeshProxy::Impl {
       ServiceRef dst;
       ~Open() { impl->count(dst, 0, -1, 0); }
     } open_guard{this, dst};
-    Registration reg(this, loop, caller, dst, [&] {
+    Registration reg(this, caller, dst, [&] {
       error_code ignored;
       sock.close(ignored);
       tls.lowest_layer().close(ignored);
@@ -381,8 +367,7 @@ struct MeshProxy::Impl {
 
   // Destination side: mutual TLS from a node proxy.
   asio::awaitable<void> inboundConn(tcp::socket sock) {
-    Loop& loop = dest;
-    Active running(loop);
+    Active running(this);
     auto ctx = server_ctx;
     TlsStream tls(std::move(sock), *ctx);
     error_code ec = co_await withDeadline(tls.lowest_layer(), [&]() -> asio::awaitable<error_code> {
@@ -400,7 +385,7 @@ struct MeshProxy::Impl {
       denied.fetch_add(1, std::memory_order_relaxed);
       co_return;
     }
-    std::shared_ptr<const MeshView> v = loop.view;
+    std::shared_ptr<const MeshView> v = view;
     if (Verdict verdict = v->decide(*caller, *dst); !verdict.allowed) {
       denied.fetch_add(1, std::memory_order_relaxed);
       spdlog::info("mesh: {} -> {} refused at the destination: {}", caller->str(), dst->str(),
@@ -417,8 +402,8 @@ struct MeshProxy::Impl {
       failed.fetch_add(1, std::memory_order_relaxed);
       co_return;
     }
-    const MeshEndpoint& ep = local[loop.round_robin[dst->str()]++ % local.size()];
-    tcp::socket up(tls.get_executor());
+    const MeshEndpoint& ep = local[round_robin["in:" + dst->str()]++ % local.size()];
+    tcp::socket up(ioc);
     error_code aec;
     tcp::endpoint target(asio::ip::make_address(ep.address, aec), static_cast<uint16_t>(ep.port));
     if (aec) co_return;
@@ -443,7 +428,7 @@ struct MeshProxy::Impl {
     }
     up.set_option(tcp::no_delay(true), ec);
     inbound.fetch_add(1, std::memory_order_relaxed);
-    Registration reg(this, loop, *caller, *dst, [&] {
+    Registration reg(this, *caller, *dst, [&] {
       error_code ignored;
       up.close(ignored);
       tls.lowest_layer().close(ignored);
@@ -458,56 +443,48 @@ struct MeshProxy::Impl {
       if (!a->is_open()) co_return;
       if (ec) {
         // Out of descriptors and the like: pause rather than spin.
-        asio::steady_timer t(a->get_executor(), std::chrono::milliseconds(50));
+        asio::steady_timer t(ioc, std::chrono::milliseconds(50));
         co_await t.async_wait(kUse);
         continue;
       }
       error_code ignored;
-      const int in_progress = callers.active.load(std::memory_order_relaxed) +
-                              dest.active.load(std::memory_order_relaxed);
-      if (in_progress >= options.max_connections) {  // bounded: closed at once, counted
+      if (active >= options.max_connections) {  // bounded: closed at once, counted
         limited.fetch_add(1, std::memory_order_relaxed);
         sock.close(ignored);
         continue;
       }
       sock.set_option(tcp::no_delay(true), ignored);
-      asio::co_spawn(a->get_executor(), handle(std::move(sock)), asio::detached);
+      asio::co_spawn(ioc, handle(std::move(sock)), asio::detached);
     }
   }
 
   // ---- views ----
 
-  HoldQueue& holdFor(const ServiceRef& dst) {  // on `callers`
+  HoldQueue& holdFor(const ServiceRef& dst) {
     Hold& h = holds[dst.str()];
     if (!h.queue) {
       h.destination = dst;
       h.queue = std::make_unique<HoldQueue>();
-      h.queue->setHasBackends(callers.view->healthyOf(dst) != nullptr);
+      h.queue->setHasBackends(view->healthyOf(dst) != nullptr);
     }
     return *h.queue;
   }
 
-  // On `loop`'s thread: swaps its view in and cuts what the new view denies.
-  void applyView(Loop& loop, std::shared_ptr<const MeshView> v) {
-    loop.view = std::move(v);
+  void applyView(std::shared_ptr<const MeshView> v) {
+    view = std::move(v);
+    // Held connections go (in a ramp) once their destination has a healthy instance.
+    for (auto& [_, h] : holds) h.queue->setHasBackends(view->healthyOf(h.destination) != nullptr);
+    // Cut what the new view denies.
     std::vector<std::pair<Live*, std::string>> doomed;  // decided once, then cut
-    for (Live* l : loop.live) {
-      Verdict verdict = loop.view->decide(l->caller, l->destination);
-      if (!verdict.allowed) doomed.emplace_back(l, std::move(verdict.reason));
+    for (Live* l : live) {
+      Verdict v = view->decide(l->caller, l->destination);
+      if (!v.allowed) doomed.emplace_back(l, std::move(v.reason));
     }
     for (auto& [l, reason] : doomed) {
       cut.fetch_add(1, std::memory_order_relaxed);
       spdlog::info("mesh: cutting {} -> {}: {}", l->caller.str(), l->destination.str(), reason);
       l->cut();
     }
-  }
-
-  // On `callers`: the view's service addresses are listened on, and held connections go (in a
-  // ramp) once their destination has a healthy instance.
-  void applyCallerView(std::shared_ptr<const MeshView> v) {
-    applyView(callers, std::move(v));
-    const std::shared_ptr<const MeshView>& view = callers.view;
-    for (auto& [_, h] : holds) h.queue->setHasBackends(view->healthyOf(h.destination) != nullptr);
     // Listen on every service address the view names.
     std::map<std::pair<std::string, int>, ServiceRef> want;
     for (const auto& [addr, svc] : view->vips) {
@@ -529,7 +506,7 @@ struct MeshProxy::Impl {
       if (vip_acceptors.count(key)) continue;
       error_code ec;
       tcp::endpoint ep(asio::ip::make_address(key.first, ec), static_cast<uint16_t>(key.second));
-      auto a = std::make_shared<tcp::acceptor>(callers.ioc);
+      auto a = std::make_shared<tcp::acceptor>(ioc);
       if (!ec) a->open(ep.protocol(), ec);
       if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
       if (!ec) a->bind(ep, ec);
@@ -541,7 +518,7 @@ struct MeshProxy::Impl {
       }
       vip_acceptors[key] = a;
       ServiceRef dst = svc;
-      asio::co_spawn(callers.ioc,
+      asio::co_spawn(ioc,
                      acceptLoop(a, [this, dst](tcp::socket s) {
                        return outboundConn(std::move(s), dst);
                      }),
@@ -562,7 +539,7 @@ Status MeshProxy::start() {
   m.server_ctx = m.makeContext(ssl::context::tls_server);
   SSL_CTX_set_tlsext_servername_callback(m.server_ctx->native_handle(), &Impl::onServerName);
   SSL_CTX_set_tlsext_servername_arg(m.server_ctx->native_handle(), &m);
-  auto a = std::make_shared<tcp::acceptor>(m.dest.ioc);
+  auto a = std::make_shared<tcp::acceptor>(m.ioc);
   error_code ec;
   a->open(ep->protocol(), ec);
   if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
@@ -572,60 +549,50 @@ Status MeshProxy::start() {
   auto bound = a->local_endpoint(ec);
   m.mesh_address = bound.address().to_string() + ":" + std::to_string(bound.port());
   m.mesh_acceptor = a;
-  asio::co_spawn(m.dest.ioc,
+  asio::co_spawn(m.ioc,
                  m.acceptLoop(a, [&m](tcp::socket s) { return m.inboundConn(std::move(s)); }),
                  asio::detached);
-  for (Impl::Loop* loop : {&m.callers, &m.dest}) {
-    loop->work.emplace(loop->ioc.get_executor());
-    loop->thread = std::thread([loop] { loop->ioc.run(); });
-  }
+  m.work.emplace(m.ioc.get_executor());
+  m.thread = std::thread([&m] { m.ioc.run(); });
   return Status::ok();
 }
 
 void MeshProxy::stop() {
   Impl& m = *impl_;
-  if (!m.callers.thread.joinable()) return;
-  m.stopping = true;
-  for (Impl::Loop* loop : {&m.callers, &m.dest}) {
-    asio::post(loop->ioc, [&m, loop] {
-      error_code ignored;
-      if (loop == &m.dest) {
-        if (m.mesh_acceptor) m.mesh_acceptor->close(ignored);
-      } else {
-        for (auto& [_, a] : m.vip_acceptors) a->close(ignored);
-        for (auto& [_, h] : m.holds) h.queue->abandon();
+  if (!m.thread.joinable()) return;
+  asio::post(m.ioc, [&m] {
+    m.stopping = true;
+    error_code ignored;
+    if (m.mesh_acceptor) m.mesh_acceptor->close(ignored);
+    for (auto& [_, a] : m.vip_acceptors) a->close(ignored);
+    std::vector<Live*> all(m.live.begin(), m.live.end());
+    for (Live* l : all) l->cut();
+    for (auto& [_, h] : m.holds) h.queue->abandon();
+    // Done when every connection has ended; whatever still runs after a grace period (a hold,
+    // a handshake) is dropped.
+    auto grace = std::make_shared<asio::steady_timer>(m.ioc);
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    auto check = std::make_shared<std::function<void(error_code)>>();
+    *check = [&m, grace, until, check](error_code) {
+      if (m.active == 0 || std::chrono::steady_clock::now() >= until) {
+        m.ioc.stop();
+        *check = nullptr;  // breaks the cycle
+        return;
       }
-      std::vector<Live*> all(loop->live.begin(), loop->live.end());
-      for (Live* l : all) l->cut();
-      // Done when every connection of this loop has ended; whatever still runs after a grace
-      // period (a hold, a handshake) is dropped.
-      auto grace = std::make_shared<asio::steady_timer>(loop->ioc);
-      auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-      auto check = std::make_shared<std::function<void(error_code)>>();
-      *check = [loop, grace, until, check](error_code) {
-        if (loop->active.load() == 0 || std::chrono::steady_clock::now() >= until) {
-          loop->ioc.stop();
-          *check = nullptr;  // breaks the cycle
-          return;
-        }
-        grace->expires_after(std::chrono::milliseconds(10));
-        grace->async_wait(*check);
-      };
-      (*check)(error_code());
-    });
-  }
-  for (Impl::Loop* loop : {&m.callers, &m.dest}) {
-    loop->work.reset();
-    loop->thread.join();
-  }
+      grace->expires_after(std::chrono::milliseconds(10));
+      grace->async_wait(*check);
+    };
+    (*check)(error_code());
+  });
+  m.work.reset();
+  m.thread.join();
   m.vip_acceptors.clear();
   m.mesh_acceptor.reset();
 }
 
 void MeshProxy::setView(std::shared_ptr<const MeshView> view) {
   Impl& m = *impl_;
-  asio::post(m.dest.ioc, [&m, view] { m.applyView(m.dest, view); });
-  asio::post(m.callers.ioc, [&m, v = std::move(view)]() mutable { m.applyCallerView(std::move(v)); });
+  asio::post(m.ioc, [&m, v = std::move(view)]() mutable { m.applyView(std::move(v)); });
 }
 
 std::string MeshProxy::meshAddress() const { return impl_->mesh_address; }

@@ -16,9 +16,8 @@
 // cluster will take between nodes. Every open connection is decided again on every change of
 // the view: a new deny cuts it at once.
 //
-// Threads: two event loops, one per side (the caller side and the destination side), so the two
-// halves of a call on one node run on two cores as two node proxies would. Public methods may be
-// called from any thread.
+// Thread safety: public methods may be called from any thread; the data path runs on the
+// proxy's own thread.
 #pragma once
 
 #include <functional>
@@ -79,7 +78,7 @@ class MeshProxy {
   MeshProxy(const MeshProxy&) = delete;
   MeshProxy& operator=(const MeshProxy&) = delete;
 
-  // Binds the mutual TLS listener and starts the threads. Service addresses are bound as views
+  // Binds the mutual TLS listener and starts the thread. Service addresses are bound as views
   // name them (the host must route 169.254.64.0/18 locally: `ip route add local ... dev lo`).
   Status start();
   void stop();
