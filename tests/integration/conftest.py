@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import signal
+import random
 import socket
 import subprocess
 import tempfile
@@ -44,10 +45,33 @@ def _service_files() -> Path:
 FILES = _service_files()
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for an agent's listener, below the kernel's ephemeral range (32768-60999 here).
+    A port the kernel hands out for bind(0) is free only until the next outgoing connection or
+    instance takes it as its own: a test under load then found its agent's gateway port taken
+    ("the port is in use by another process"). Ports here are never handed out by the kernel,
+    and each only once per test session."""
+    low = 20000
+    try:
+        low_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low_ephemeral = 32768
+    high = max(low + 1000, low_ephemeral)
+    for _ in range(1000):
+        port = random.randrange(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def open_to_services(path: Path):
