@@ -7,7 +7,7 @@
 # Environment: BATON_ASAN_BUILD (build dir), JOBS (ninja -j, default 2).
 set -euo pipefail
 
-targets=(gateway_proto_test gateway_test auth_test docker_driver_test mesh_test mesh_proxy_test dns_test crypto_test secrets_test
+targets=(gateway_proto_test gateway_test edge_test auth_test docker_driver_test mesh_test mesh_proxy_test dns_test crypto_test secrets_test
          api_test)
 
 # Per target, a --gtest_filter for tests too slow under ASan for every CI run (they still run in

@@ -1,5 +1,5 @@
 // Edge-triggered sockets for the data path (see edge.h).
-#include "gateway/edge.h"
+#include "edge/edge.h"
 
 #include "core/source_address.h"
 
@@ -16,7 +16,7 @@
 #include <cstring>
 #include <system_error>
 
-namespace baton::gateway::edge {
+namespace baton::edge {
 namespace {
 
 // A wake-up of io_context handles at most this many rounds (epoll_wait + handlers + writes), and
@@ -193,7 +193,7 @@ void Reactor::arm() {
   // left behind (round or time limit) wake the next one at once.
   watch_->async_wait(asio::posix::descriptor_base::wait_read, [this](const error_code& ec) {
     if (ec && ec != asio::error::operation_aborted) {
-      spdlog::error("gateway: the data path's epoll instance failed: {}", ec.message());
+      spdlog::error("edge: an epoll instance failed: {}", ec.message());
     }
     if (ec || !live()) return;
     // While edges keep coming, take them here (one epoll_wait per round) instead of through
@@ -464,12 +464,13 @@ void Socket::startWrite(IoHandler h, std::span<const asio::const_buffer> bufs) {
   st_->writer.swap(h);
 }
 
-void Socket::startConnect(IoHandler h, const tcp::endpoint& ep) {
+void Socket::startConnect(IoHandler h, const tcp::endpoint& ep, const std::string& source) {
   if (st_) close();
   int fd = ::socket(ep.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return reactor_->post(std::move(h), errnoCode(errno), 0);
-  if (!reactor_->connect_source_.empty() && ep.address().is_v4() && !ep.address().is_loopback()) {
-    if (Status s = bindSourceAddress(fd, reactor_->connect_source_); !s) {
+  const std::string& from = source.empty() ? reactor_->connect_source_ : source;
+  if (!from.empty() && ep.address().is_v4() && !ep.address().is_loopback()) {
+    if (Status s = bindSourceAddress(fd, from); !s) {
       ::close(fd);
       return reactor_->post(std::move(h), errnoCode(EADDRNOTAVAIL), 0);
     }
@@ -497,4 +498,4 @@ void Socket::startConnect(IoHandler h, const tcp::endpoint& ep) {
   st_->writer.swap(h);
 }
 
-}  // namespace baton::gateway::edge
+}  // namespace baton::edge

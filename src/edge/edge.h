@@ -1,5 +1,6 @@
-// The data path's sockets: an edge-triggered epoll instance per worker, watched by the worker's
-// io_context, and a socket type that plugs into Asio (coroutines, ssl::stream, async_write).
+// The data paths' sockets (the gateway's and the mesh proxy's): an edge-triggered epoll instance
+// per thread, watched by that thread's io_context, and a socket type that plugs into Asio
+// (coroutines, ssl::stream, async_write).
 //
 // Why not Asio's own sockets: Asio tries every read at once and, when the socket is empty, pays a
 // failed recv (EAGAIN) before it waits; in a proxy's request/response rhythm that is most reads
@@ -8,8 +9,8 @@
 // a system call, and a socket is registered once (no epoll_ctl per wait). Data-path code may also
 // read and write synchronously (readSome/writeSome) and suspend only when the socket would block.
 //
-// Private to the gateway module (includes Asio). Thread safety: a Reactor and its sockets are used
-// on the worker's thread only.
+// Includes Asio: for the data paths' .cc files and their private headers only. Thread safety: a
+// Reactor and its sockets are used on its io_context's thread only.
 #pragma once
 
 #include <sys/epoll.h>
@@ -29,10 +30,11 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <unordered_set>
 #include <vector>
 
-namespace baton::gateway::edge {
+namespace baton::edge {
 
 namespace asio = boost::asio;
 using error_code = boost::system::error_code;
@@ -173,12 +175,21 @@ class Socket {
         },
         token, arr, n);
   }
-  // Opens the socket if needed and connects; completes with (ec, 0).
+  // Opens the socket if needed and connects; completes with (ec, 0). To an IPv4 address other
+  // than loopback the connection goes out from `source` when it is not empty, else from the
+  // reactor's setConnectSource(); an address the host does not have completes with
+  // EADDRNOTAVAIL.
   template <class Token>
   auto async_connect(const tcp::endpoint& ep, Token&& token) {
+    return async_connect(ep, std::string(), std::forward<Token>(token));
+  }
+  template <class Token>
+  auto async_connect(const tcp::endpoint& ep, std::string source, Token&& token) {
     return asio::async_initiate<Token, void(error_code, size_t)>(
-        [this](auto handler, tcp::endpoint ep) { startConnect(IoHandler(std::move(handler)), ep); },
-        token, ep);
+        [this](auto handler, tcp::endpoint ep, std::string source) {
+          startConnect(IoHandler(std::move(handler)), ep, source);
+        },
+        token, ep, std::move(source));
   }
   // Completes with (ec, 0) once the socket is readable (a listener: once a connection waits).
   template <class Token>
@@ -199,11 +210,11 @@ class Socket {
   }
   void startRead(IoHandler h, asio::mutable_buffer b);
   void startWrite(IoHandler h, std::span<const asio::const_buffer> bufs);
-  void startConnect(IoHandler h, const tcp::endpoint& ep);
+  void startConnect(IoHandler h, const tcp::endpoint& ep, const std::string& source);
   void startWaitReadable(IoHandler h);
 
   Reactor* reactor_;
   std::unique_ptr<FdState> st_;
 };
 
-}  // namespace baton::gateway::edge
+}  // namespace baton::edge

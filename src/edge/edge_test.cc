@@ -1,7 +1,7 @@
 // edge::Reactor and edge::Socket on real loopback TCP sockets: reads that wait for an edge,
 // backpressure, connect, cancel, close while a round is in progress, shutdown, and an echo
 // stress run that would hang on a lost wake-up.
-#include "gateway/edge.h"
+#include "edge/edge.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -24,7 +24,7 @@
 #include <thread>
 #include <vector>
 
-namespace baton::gateway::edge {
+namespace baton::edge {
 namespace {
 
 using namespace std::chrono_literals;
@@ -435,4 +435,4 @@ TEST_F(EdgeTest, EchoUnderLoadLosesNoWakeUp) {
 }
 
 }  // namespace
-}  // namespace baton::gateway::edge
+}  // namespace baton::edge

@@ -17,7 +17,7 @@
 #include <tuple>
 #include <vector>
 
-#include "gateway/edge.h"
+#include "edge/edge.h"
 
 namespace baton::gateway::detail {
 
