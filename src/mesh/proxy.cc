@@ -1,5 +1,6 @@
 #include "mesh/proxy.h"
 
+#include <fcntl.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
@@ -14,7 +15,7 @@
 
 #include "core/hold_queue.h"
 #include "core/listen_address.h"
-#include "core/source_address.h"
+#include "edge/edge.h"
 #include "model/names.h"
 
 namespace baton::mesh {
@@ -24,9 +25,19 @@ namespace asio = boost::asio;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
-constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
-using TlsStream = ssl::stream<tcp::socket>;
+// The data path's sockets are edge's (src/edge/edge.h): a read either succeeds or waits for an
+// edge, without the failed recv Asio's sockets pay before each wait (bench/mesh measured about
+// one per relayed message).
+using Exec = asio::io_context::executor_type;
+using Socket = edge::Socket;
+using TlsStream = ssl::stream<Socket>;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<std::chrono::steady_clock>, Exec>;
+template <class T>
+using Awaitable = asio::awaitable<T, Exec>;
+constexpr auto kUse = asio::as_tuple(asio::use_awaitable_t<Exec>{});
 constexpr size_t kRelayBuf = 16 * 1024;
+constexpr int kAcceptBurst = 4;  // connections accepted before the accept loop yields
 
 Result<tcp::endpoint> parseEndpoint(const std::string& hostport) {
   auto hp = parseListenAddress(hostport);
@@ -85,12 +96,12 @@ struct MeshProxy::Impl {
   MeshCa& ca;
   Clock& clock;
   MeshProxyHooks hooks;
-  std::shared_ptr<tcp::acceptor> mesh_acceptor;
+  std::shared_ptr<Socket> mesh_acceptor;
   std::string mesh_address;
   std::shared_ptr<ssl::context> server_ctx;  // SNI switches to the destination's context
   // Everything below is used on the proxy's thread only.
   std::shared_ptr<const MeshView> view = std::make_shared<MeshView>();
-  std::map<std::pair<std::string, int>, std::shared_ptr<tcp::acceptor>> vip_acceptors;
+  std::map<std::pair<std::string, int>, std::shared_ptr<Socket>> vip_acceptors;
   struct Certs {
     std::shared_ptr<ssl::context> client, server;
     TimePoint renew_at{};
@@ -125,9 +136,14 @@ struct MeshProxy::Impl {
     d.open += open;
     d.held += held;
   }
+  // The sockets live on `reactor`, which outlives io_context (coroutines that its destruction
+  // unwinds close sockets on it); its pending operations go in stop(), before io_context does.
+  edge::Reactor reactor;
   // Last, so that it goes first: the coroutine frames it may still hold (a forced stop) refer to
-  // the members above. Acceptors are released in stop(), before it goes.
-  asio::io_context ioc{1};
+  // the members above. Acceptors are released in stop(), before it goes. Every socket and timer
+  // is used on the proxy's thread only (other threads post), so Asio's per-descriptor locks are
+  // off.
+  asio::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::thread thread;
 
@@ -195,14 +211,11 @@ struct MeshProxy::Impl {
   // ---- connections ----
 
   // Runs `op` (an awaitable) with a deadline: the socket is closed when it passes.
-  template <class Socket, class Op>
-  asio::awaitable<error_code> withDeadline(Socket& s, Op op) {
-    asio::steady_timer timer(ioc, options.connect_timeout);
+  template <class Op>
+  Awaitable<error_code> withDeadline(Socket& s, Op op) {
+    Timer timer(ioc.get_executor(), options.connect_timeout);
     timer.async_wait([&s](error_code ec) {
-      if (!ec) {
-        error_code ignored;
-        s.close(ignored);
-      }
+      if (!ec) s.close();
     });
     error_code ec = co_await std::move(op);
     timer.cancel();
@@ -224,26 +237,54 @@ struct MeshProxy::Impl {
     }
   };
 
+  // Reads what `s` has: a plain socket that has bytes answers without suspending (edge.h).
+  template <class Stream>
+  static Awaitable<std::tuple<error_code, size_t>> readSome(Stream& s, asio::mutable_buffer b) {
+    if constexpr (std::is_same_v<Stream, Socket>) {
+      error_code ec;
+      size_t n = s.readSome(b, ec);
+      if (ec != asio::error::would_block) co_return std::tuple(ec, n);
+    }
+    co_return co_await s.async_read_some(b, kUse);
+  }
+
+  // Writes all of `b`: to a plain socket synchronously while it has room, else suspended until
+  // the reactor sends it (with the round's other writes).
+  template <class Stream>
+  static Awaitable<error_code> writeAll(Stream& s, asio::const_buffer b) {
+    if constexpr (std::is_same_v<Stream, Socket>) {
+      while (b.size() > 0) {
+        error_code ec;
+        size_t n = s.writeSome(std::span(&b, 1), ec);
+        if (ec == asio::error::would_block) std::tie(ec, n) = co_await s.async_write_some(b, kUse);
+        if (ec) co_return ec;
+        b += n;
+      }
+      co_return error_code{};
+    } else {
+      auto [ec, n] = co_await asio::async_write(s, b, kUse);
+      co_return ec;
+    }
+  }
+
   // Copies bytes both ways until either side ends; then closes both.
   template <class A, class B>
-  asio::awaitable<void> relay(A& a, B& b, Registration&) {
+  Awaitable<void> relay(A& a, B& b, Registration&) {
     auto closeBoth = [&] {
-      error_code ignored;
-      a.lowest_layer().close(ignored);
-      b.lowest_layer().close(ignored);
+      a.lowest_layer().close();
+      b.lowest_layer().close();
     };
-    auto pump = [closeBoth](auto& from, auto& to) -> asio::awaitable<void> {
+    auto pump = [closeBoth](auto& from, auto& to) -> Awaitable<void> {
       std::unique_ptr<char[]> buf(new char[kRelayBuf]);
       for (;;) {
-        auto [ec, n] = co_await from.async_read_some(asio::buffer(buf.get(), kRelayBuf), kUse);
+        auto [ec, n] = co_await readSome(from, asio::buffer(buf.get(), kRelayBuf));
         if (ec) break;
-        auto [wec, m] = co_await asio::async_write(to, asio::buffer(buf.get(), n), kUse);
-        if (wec) break;
+        if (co_await writeAll(to, asio::const_buffer(buf.get(), n))) break;
       }
       closeBoth();
     };
     // Both directions at once; the frame (and the sockets' owners) outlive them both.
-    auto done = std::make_shared<asio::steady_timer>(ioc, asio::steady_timer::time_point::max());
+    auto done = std::make_shared<Timer>(ioc.get_executor(), Timer::time_point::max());
     auto remaining = std::make_shared<int>(2);
     auto finish = [done, remaining](std::exception_ptr) {
       if (--*remaining == 0) done->cancel();
@@ -252,19 +293,19 @@ struct MeshProxy::Impl {
     asio::co_spawn(ioc, pump(b, a), finish);
     co_await done->async_wait(kUse);
     while (*remaining > 0) {  // cancelled early (stop): wait for the pumps to notice
-      done->expires_at(asio::steady_timer::time_point::max());
+      done->expires_at(Timer::time_point::max());
       co_await done->async_wait(kUse);
     }
   }
 
-  // Caller side: a connection to a service address from an instance of this node.
-  asio::awaitable<void> outboundConn(tcp::socket sock, ServiceRef dst) {
+  // Caller side: a connection to a service address from an instance of this node (`from`).
+  Awaitable<void> outboundConn(Socket sock, tcp::endpoint from, ServiceRef dst) {
     Active running(this);
     error_code ec;
-    const std::string peer = sock.remote_endpoint(ec).address().to_string();
+    const std::string peer = from.address().to_string();
     std::shared_ptr<const MeshView> v = view;
     auto who = v->callers.find(peer);
-    if (ec || who == v->callers.end()) {
+    if (who == v->callers.end()) {
       unknown_peer.fetch_add(1, std::memory_order_relaxed);
       co_return;
     }
@@ -297,7 +338,7 @@ struct MeshProxy::Impl {
         break;
       }
       HoldQueue& queue = holdFor(dst);
-      auto timer = std::make_shared<asio::steady_timer>(ioc, deadline);
+      auto timer = std::make_shared<Timer>(ioc.get_executor(), deadline);
       auto waiter = std::make_shared<HoldQueue::Waiter>(
           [timer] { asio::post(timer->get_executor(), [timer] { timer->cancel(); }); });
       bool call_cold = false;
@@ -331,14 +372,13 @@ struct MeshProxy::Impl {
       co_return;
     }
     auto ctx = c->client;  // keeps this connection's leaf alive
-    TlsStream tls(ioc, *ctx);
+    TlsStream tls(Socket(reactor), *ctx);
     const std::string sni = meshServerName(dst);
     SSL_set_tlsext_host_name(tls.native_handle(), sni.c_str());
-    ec = co_await withDeadline(tls.lowest_layer(), [&]() -> asio::awaitable<error_code> {
-      auto [e] = co_await tls.lowest_layer().async_connect(*target, kUse);
+    ec = co_await withDeadline(tls.next_layer(), [&]() -> Awaitable<error_code> {
+      auto [e, ig_n] = co_await tls.next_layer().async_connect(*target, kUse);
       if (e) co_return e;
-      error_code nd;
-      tls.lowest_layer().set_option(tcp::no_delay(true), nd);
+      tls.next_layer().setNoDelay();
       auto [h] = co_await tls.async_handshake(ssl::stream_base::client, kUse);
       co_return h;
     }());
@@ -358,19 +398,18 @@ struct MeshProxy::Impl {
       ~Open() { impl->count(dst, 0, -1, 0); }
     } open_guard{this, dst};
     Registration reg(this, caller, dst, [&] {
-      error_code ignored;
-      sock.close(ignored);
-      tls.lowest_layer().close(ignored);
+      sock.close();
+      tls.next_layer().close();
     });
     co_await relay(sock, tls, reg);
   }
 
   // Destination side: mutual TLS from a node proxy.
-  asio::awaitable<void> inboundConn(tcp::socket sock) {
+  Awaitable<void> inboundConn(Socket sock) {
     Active running(this);
     auto ctx = server_ctx;
     TlsStream tls(std::move(sock), *ctx);
-    error_code ec = co_await withDeadline(tls.lowest_layer(), [&]() -> asio::awaitable<error_code> {
+    error_code ec = co_await withDeadline(tls.next_layer(), [&]() -> Awaitable<error_code> {
       auto [h] = co_await tls.async_handshake(ssl::stream_base::server, kUse);
       co_return h;
     }());
@@ -403,58 +442,89 @@ struct MeshProxy::Impl {
       co_return;
     }
     const MeshEndpoint& ep = local[round_robin["in:" + dst->str()]++ % local.size()];
-    tcp::socket up(ioc);
+    Socket up(reactor);
     error_code aec;
     tcp::endpoint target(asio::ip::make_address(ep.address, aec), static_cast<uint16_t>(ep.port));
     if (aec) co_return;
     // Who is calling, for the instance (docs/mesh.md "Who is calling"): an instance in a network
-    // of its own sees the connection come from the caller's service address.
-    if (std::string from = v->addressOf(*caller); !from.empty() && !target.address().is_loopback()) {
-      error_code oec;
-      up.open(tcp::v4(), oec);
-      if (oec || !bindSourceAddress(up.native_handle(), from)) {
-        failed.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("mesh: {} -> {}: cannot connect from {}", caller->str(), dst->str(), from);
-        co_return;
-      }
-    }
-    ec = co_await withDeadline(up, [&]() -> asio::awaitable<error_code> {
-      auto [e] = co_await up.async_connect(target, kUse);
+    // of its own sees the connection come from the caller's service address (edge binds it for
+    // addresses other than loopback).
+    const std::string from = v->addressOf(*caller);
+    ec = co_await withDeadline(up, [&]() -> Awaitable<error_code> {
+      auto [e, ig_n] = co_await up.async_connect(target, from, kUse);
       co_return e;
     }());
     if (ec) {
       failed.fetch_add(1, std::memory_order_relaxed);
+      if (ec.value() == EADDRNOTAVAIL) {
+        spdlog::warn("mesh: {} -> {}: cannot connect from {}", caller->str(), dst->str(), from);
+      }
       co_return;
     }
-    up.set_option(tcp::no_delay(true), ec);
+    up.setNoDelay();
     inbound.fetch_add(1, std::memory_order_relaxed);
     Registration reg(this, *caller, *dst, [&] {
-      error_code ignored;
-      up.close(ignored);
-      tls.lowest_layer().close(ignored);
+      up.close();
+      tls.next_layer().close();
     });
     co_await relay(tls, up, reg);
   }
 
+  // A listening socket on the reactor (Asio sets it up: options, bind, listen), or null with
+  // `ec` set.
+  std::shared_ptr<Socket> listenOn(const tcp::endpoint& ep, error_code& ec) {
+    tcp::acceptor a(ioc);
+    a.open(ep.protocol(), ec);
+    if (!ec) a.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) a.bind(ep, ec);
+    if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return nullptr;
+    int fd = a.release(ec);
+    if (ec) return nullptr;
+    // Non-blocking for the reactor; close-on-exec: no service the agent starts may inherit it.
+    if (::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK) != 0 ||
+        ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC) != 0) {
+      ec = error_code(errno, boost::system::system_category());
+      ::close(fd);
+      return nullptr;
+    }
+    auto s = std::make_shared<Socket>(reactor, fd, ec);
+    return ec ? nullptr : s;
+  }
+
+  // Accepts on `listener` until it is closed; `handle(socket, peer)` is each connection's
+  // coroutine.
   template <class Handler>
-  asio::awaitable<void> acceptLoop(std::shared_ptr<tcp::acceptor> a, Handler handle) {
+  Awaitable<void> acceptLoop(std::shared_ptr<Socket> listener, Handler handle) {
+    int accepted = 0;
     for (;;) {
-      auto [ec, sock] = co_await a->async_accept(kUse);
-      if (!a->is_open()) co_return;
+      tcp::endpoint peer;
+      error_code ec;
+      int fd = listener->accept(&peer, ec);
+      if (ec == asio::error::would_block) {
+        auto [wec, ig_n] = co_await listener->async_wait_readable(kUse);
+        if (wec || stopping || !listener->is_open()) co_return;
+        continue;
+      }
       if (ec) {
+        if (stopping || !listener->is_open()) co_return;
         // Out of descriptors and the like: pause rather than spin.
-        asio::steady_timer t(ioc, std::chrono::milliseconds(50));
+        Timer t(ioc.get_executor(), std::chrono::milliseconds(50));
         co_await t.async_wait(kUse);
         continue;
       }
-      error_code ignored;
-      if (active >= options.max_connections) {  // bounded: closed at once, counted
-        limited.fetch_add(1, std::memory_order_relaxed);
-        sock.close(ignored);
+      if (stopping || active >= options.max_connections) {  // bounded: closed at once, counted
+        if (!stopping) limited.fetch_add(1, std::memory_order_relaxed);
+        ::close(fd);
         continue;
       }
-      sock.set_option(tcp::no_delay(true), ignored);
-      asio::co_spawn(ioc, handle(std::move(sock)), asio::detached);
+      Socket sock(reactor, fd, ec);
+      if (ec) continue;
+      sock.setNoDelay();
+      asio::co_spawn(ioc, handle(std::move(sock), peer), asio::detached);
+      // A few at a time, then the queue: a burst of new connections (each a TLS handshake)
+      // must not all go ahead of the bytes of connections already relaying.
+      if (++accepted % kAcceptBurst == 0) co_await asio::post(ioc.get_executor(), kUse);
     }
   }
 
@@ -498,19 +568,15 @@ struct MeshProxy::Impl {
         ++it;
         continue;
       }
-      error_code ignored;
-      it->second->close(ignored);
+      it->second->close();
       it = vip_acceptors.erase(it);
     }
     for (const auto& [key, svc] : want) {
       if (vip_acceptors.count(key)) continue;
       error_code ec;
       tcp::endpoint ep(asio::ip::make_address(key.first, ec), static_cast<uint16_t>(key.second));
-      auto a = std::make_shared<tcp::acceptor>(ioc);
-      if (!ec) a->open(ep.protocol(), ec);
-      if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
-      if (!ec) a->bind(ep, ec);
-      if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
+      std::shared_ptr<Socket> a;
+      if (!ec) a = listenOn(ep, ec);
       if (ec) {
         spdlog::warn("mesh: cannot listen on {}:{} for {}: {}", key.first, key.second, svc.str(),
                      ec.message());
@@ -519,8 +585,8 @@ struct MeshProxy::Impl {
       vip_acceptors[key] = a;
       ServiceRef dst = svc;
       asio::co_spawn(ioc,
-                     acceptLoop(a, [this, dst](tcp::socket s) {
-                       return outboundConn(std::move(s), dst);
+                     acceptLoop(a, [this, dst](Socket s, tcp::endpoint peer) {
+                       return outboundConn(std::move(s), peer, dst);
                      }),
                      asio::detached);
     }
@@ -539,18 +605,23 @@ Status MeshProxy::start() {
   m.server_ctx = m.makeContext(ssl::context::tls_server);
   SSL_CTX_set_tlsext_servername_callback(m.server_ctx->native_handle(), &Impl::onServerName);
   SSL_CTX_set_tlsext_servername_arg(m.server_ctx->native_handle(), &m);
-  auto a = std::make_shared<tcp::acceptor>(m.ioc);
+  try {
+    m.reactor.start(m.ioc);
+  } catch (const std::exception& e) {  // the reactor's epoll instance (EMFILE, ENOMEM)
+    return ioError(std::string("mesh: ") + e.what());
+  }
   error_code ec;
-  a->open(ep->protocol(), ec);
-  if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) a->bind(*ep, ec);
-  if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return ioError("mesh: cannot listen on " + m.options.listen + ": " + ec.message());
-  auto bound = a->local_endpoint(ec);
+  auto a = m.listenOn(*ep, ec);
+  if (!a) return ioError("mesh: cannot listen on " + m.options.listen + ": " + ec.message());
+  tcp::endpoint bound;
+  socklen_t len = static_cast<socklen_t>(bound.capacity());
+  if (::getsockname(a->native_handle(), bound.data(), &len) == 0) bound.resize(len);
   m.mesh_address = bound.address().to_string() + ":" + std::to_string(bound.port());
   m.mesh_acceptor = a;
   asio::co_spawn(m.ioc,
-                 m.acceptLoop(a, [&m](tcp::socket s) { return m.inboundConn(std::move(s)); }),
+                 m.acceptLoop(a, [&m](Socket s, tcp::endpoint) {
+                   return m.inboundConn(std::move(s));
+                 }),
                  asio::detached);
   m.work.emplace(m.ioc.get_executor());
   m.thread = std::thread([&m] { m.ioc.run(); });
@@ -562,9 +633,8 @@ void MeshProxy::stop() {
   if (!m.thread.joinable()) return;
   asio::post(m.ioc, [&m] {
     m.stopping = true;
-    error_code ignored;
-    if (m.mesh_acceptor) m.mesh_acceptor->close(ignored);
-    for (auto& [_, a] : m.vip_acceptors) a->close(ignored);
+    if (m.mesh_acceptor) m.mesh_acceptor->close();
+    for (auto& [_, a] : m.vip_acceptors) a->close();
     std::vector<Live*> all(m.live.begin(), m.live.end());
     for (Live* l : all) l->cut();
     for (auto& [_, h] : m.holds) h.queue->abandon();
@@ -586,6 +656,7 @@ void MeshProxy::stop() {
   });
   m.work.reset();
   m.thread.join();
+  m.reactor.shutdown();  // pending operations (and the coroutines they would resume) go
   m.vip_acceptors.clear();
   m.mesh_acceptor.reset();
 }
