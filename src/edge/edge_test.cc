@@ -301,6 +301,29 @@ TEST_F(EdgeTest, ConnectSucceedsOrReportsRefusal) {
   ::close(server);
 }
 
+TEST_F(EdgeTest, AConnectionGoesOutFromTheSourceItNames) {
+  // The mesh proxy connects to an instance from the caller's service address. A source the host
+  // does not have fails at bind, before any packet: the named source was used. To loopback the
+  // source is not applied (the instance is on the host's own network).
+  std::atomic<bool> done{false};
+  error_code foreign_ec, loopback_ec;
+  Socket far(reactor), near(reactor);
+  asio::co_spawn(
+      ioc,
+      [&]() -> Awaitable<void> {
+        auto [e1, n1] = co_await far.async_connect(
+            tcp::endpoint(asio::ip::make_address("192.0.2.1"), 80), "203.0.113.7", kUse);
+        foreign_ec = e1;
+        auto [e2, n2] = co_await near.async_connect(listener.endpoint(), "203.0.113.7", kUse);
+        loopback_ec = e2;
+        done = true;
+      },
+      asio::detached);
+  runUntil(done);
+  EXPECT_EQ(foreign_ec.value(), EADDRNOTAVAIL) << foreign_ec.message();
+  EXPECT_FALSE(loopback_ec) << loopback_ec.message();
+}
+
 TEST_F(EdgeTest, CancelCompletesAPendingReadWithOperationAborted) {
   auto [client, owned] = connectPair();
   Socket& s = *owned;
