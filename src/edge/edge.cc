@@ -351,6 +351,8 @@ int Socket::accept(tcp::endpoint* peer, error_code& ec) {
   }
 }
 
+bool Socket::shutdownWrite() { return st_ && ::shutdown(st_->fd, SHUT_WR) == 0; }
+
 void Socket::setNoDelay() {
   if (!st_) return;
   int one = 1;

@@ -136,6 +136,10 @@ class Socket {
   // Completes pending operations with operation_aborted (later, not inside this call).
   void cancel();
   void close();
+  // Ends the sending direction (TCP FIN); reads go on. False when the kernel refuses.
+  bool shutdownWrite();
+  // Whether a write (or connect) is in progress.
+  bool writing() const { return st_ && st_->write_op != FdState::Op::kNone; }
   void setNoDelay();
   // The peer's address, or nullopt.
   std::optional<tcp::endpoint> remoteEndpoint() const;

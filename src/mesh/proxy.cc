@@ -1,9 +1,11 @@
 #include "mesh/proxy.h"
 
 #include <fcntl.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
@@ -267,7 +269,44 @@ struct MeshProxy::Impl {
     }
   }
 
-  // Copies bytes both ways until either side ends; then closes both.
+  // Ends what is sent on `s`, leaving its reads open (a half-close): a plain socket sends FIN; a
+  // TLS stream sends its close_notify, then FIN. False when that cannot be done cleanly (the
+  // caller then closes both sides).
+  static bool endWrites(Socket& s) { return s.shutdownWrite(); }
+  static bool endWrites(TlsStream& t) {
+    SSL* ssl = t.native_handle();
+    Socket& sock = t.next_layer();
+    // Asio's async_shutdown would send the close_notify and then wait for the peer's, reading
+    // beside the other direction's read. So the close_notify is written into a memory BIO that
+    // replaces the write side of Asio's BIO pair (the reads still go through the pair), and sent
+    // from there. Only when nothing else is on its way out (a TLS 1.3 key update answered by
+    // the read side), or its bytes would interleave with ours.
+    BIO* pair = SSL_get_wbio(ssl);
+    if (pair == nullptr || BIO_ctrl_wpending(pair) > 0 || sock.writing() ||
+        SSL_get_shutdown(ssl) != 0) {
+      return false;
+    }
+    BIO* out = BIO_new(BIO_s_mem());
+    if (out == nullptr) return false;
+    BIO_up_ref(pair);  // SSL_set0_wbio releases the write side's reference; the read side keeps it
+    SSL_set0_wbio(ssl, out);  // the SSL owns `out` from here on
+    ERR_clear_error();
+    const int r = SSL_shutdown(ssl);  // 0: ours is written, the peer's not seen yet
+    ERR_clear_error();
+    char* bytes = nullptr;
+    const long n = BIO_get_mem_data(out, &bytes);
+    if (r < 0 || n <= 0) return false;
+    // A few dozen bytes: all of it goes, or the socket is full (a peer that does not read) and
+    // the caller closes both.
+    return ::send(sock.native_handle(), bytes, static_cast<size_t>(n), MSG_NOSIGNAL | MSG_DONTWAIT) ==
+               n &&
+           sock.shutdownWrite();
+  }
+
+  // Copies bytes both ways. A side that ends cleanly (FIN; with TLS, a close_notify) has its end
+  // passed on and the other direction goes on, so a client may half-close and still read its
+  // answer. An error, a TLS stream that ends without close_notify (possibly truncated by someone
+  // on the path) or an end that cannot be passed on closes both; so does the end of both.
   template <class A, class B>
   Awaitable<void> relay(A& a, B& b, Registration&) {
     auto closeBoth = [&] {
@@ -278,6 +317,7 @@ struct MeshProxy::Impl {
       std::unique_ptr<char[]> buf(new char[kRelayBuf]);
       for (;;) {
         auto [ec, n] = co_await readSome(from, asio::buffer(buf.get(), kRelayBuf));
+        if (ec == asio::error::eof && endWrites(to)) co_return;  // the other direction goes on
         if (ec) break;
         if (co_await writeAll(to, asio::const_buffer(buf.get(), n))) break;
       }
@@ -296,6 +336,7 @@ struct MeshProxy::Impl {
       done->expires_at(Timer::time_point::max());
       co_await done->async_wait(kUse);
     }
+    closeBoth();  // both directions ended (half-closed one after the other)
   }
 
   // Caller side: a connection to a service address from an instance of this node (`from`).

@@ -65,6 +65,47 @@ class Echo {
   std::thread thread_;
 };
 
+// A TCP server on 127.0.0.1 that reads a request until the client's end (FIN), then answers
+// "got N bytes" and closes: the shape of a client that half-closes before it reads.
+class AnswerAtEnd {
+ public:
+  AnswerAtEnd() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd_, 8);
+    socklen_t n = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &n);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] {
+      while (true) {
+        int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        char buf[4096];
+        size_t total = 0;
+        ssize_t r;
+        while ((r = ::read(c, buf, sizeof buf)) > 0) total += static_cast<size_t>(r);
+        std::string answer = "got " + std::to_string(total) + " bytes";
+        if (r == 0) (void)!::write(c, answer.data(), answer.size());
+        ::close(c);
+      }
+    });
+  }
+  ~AnswerAtEnd() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
 int connectTo(const char* ip, int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -158,6 +199,30 @@ TEST_F(MeshProxyTest, ADeclaredUpstreamIsRelayedOverMutualTls) {
   EXPECT_EQ(s.outbound, 1);
   EXPECT_EQ(s.inbound, 1);
   EXPECT_EQ(s.certs_issued, 2);  // web as client, cart as server
+}
+
+TEST_F(MeshProxyTest, AClientThatHalfClosesStillReadsItsAnswer) {
+  // The client's FIN crosses both sides of the proxy as FIN, close_notify, FIN; the answer comes
+  // back the same way, then the end of it.
+  AnswerAtEnd server;
+  auto v = view();
+  v->healthy["shop/cart"] = {{"i1", "n1", "127.0.0.1", server.port()}};
+  publish(v);
+  int fd = connectTo("127.0.0.2", vip_port_);
+  ASSERT_GE(fd, 0);
+  const std::string request(50'000, 'r');
+  ASSERT_EQ(::write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  ASSERT_EQ(::shutdown(fd, SHUT_WR), 0);
+  std::string got;
+  char buf[4096];
+  ssize_t r;
+  while ((r = ::read(fd, buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(r));
+  EXPECT_EQ(r, 0);  // an orderly end, not a reset or the read timeout
+  EXPECT_EQ(got, "got 50000 bytes");
+  ::close(fd);
+  // Both sides are closed once both directions ended.
+  for (int i = 0; i < 100 && proxy_->stats().open > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(proxy_->stats().open, 0);
 }
 
 TEST_F(MeshProxyTest, AnUndeclaredCallerAndAStrangerAreRefused) {

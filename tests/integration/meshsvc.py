@@ -8,7 +8,13 @@ GET /connect?to=H:P    -> "connected" or "error <what>" for a plain TCP connect
 GET /api?path=P        -> GET $BATON_ADDR + P with $BATON_TOKEN: "<status> <body>"
 GET /peer              -> the address this connection comes from
 GET /peername          -> that address's name (a PTR lookup through the instance's resolver)
+GET /halfclose?to=H:P&bytes=N -> sends N bytes to H:P, ends its side (FIN), reads until the
+                          other side ends and answers with what it read, or "error <what>"
+
+With --answer-at-end it is a plain TCP server instead: each connection is read until the
+client's end (FIN), answered "got N bytes" and closed.
 """
+import socketserver
 import os
 import signal
 import socket
@@ -61,6 +67,18 @@ class Handler(BaseHTTPRequestHandler):
                     return self.reply("connected")
             except Exception as e:
                 return self.reply(f"error {type(e).__name__}: {e}")
+        if url.path == "/halfclose":
+            host, port = q["to"].rsplit(":", 1)
+            try:
+                with socket.create_connection((host, int(port)), timeout=10) as c:
+                    c.sendall(b"r" * int(q["bytes"]))
+                    c.shutdown(socket.SHUT_WR)
+                    got = b""
+                    while chunk := c.recv(65536):
+                        got += chunk
+                    return self.reply(got.decode())
+            except Exception as e:
+                return self.reply(f"error {type(e).__name__}: {e}")
         self.send_error(404)
 
     def reply(self, text):
@@ -75,11 +93,23 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class AnswerAtEnd(socketserver.BaseRequestHandler):
+    def handle(self):
+        total = 0
+        while chunk := self.request.recv(65536):
+            total += len(chunk)
+        self.request.sendall(f"got {total} bytes".encode())
+
+
 def main():
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if sys.argv[1:] == ["--answer-at-end"]:
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        socketserver.ThreadingTCPServer.daemon_threads = True
+        socketserver.ThreadingTCPServer(("0.0.0.0", int(os.environ["PORT"])), AnswerAtEnd).serve_forever()
     ThreadingHTTPServer.request_queue_size = 256
     ThreadingHTTPServer.daemon_threads = True
     server = ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.serve_forever()
 
 

@@ -146,6 +146,30 @@ def test_a_service_reaches_its_declared_upstream_and_nothing_else(mesh_agent, tm
     assert int(denied.split()[-1]) >= 1, denied
 
 
+def test_a_caller_that_half_closes_still_reads_its_answer(mesh_agent, tmp_path):
+    # web sends a request to `tail` through the mesh, ends its side (FIN) and reads; tail
+    # answers only once it has read the whole request and its end. The end crosses the proxy as
+    # FIN, close_notify, FIN, and the answer comes back the same way.
+    agent = mesh_agent()
+    deploy(agent, tmp_path, "ends", """app = "ends"
+""" + service("web", ["tail"]) + f"""
+[services.tail]
+run = ["{PYTHON}", "{SVC}", "--answer-at-end"]
+[services.tail.scale]
+min = 1
+max = 1
+
+[[routes]]
+path = "/"
+service = "web"
+""")
+    to = via(agent, "", "/env/BATON_UPSTREAM_TAIL")
+    assert to.startswith("169.254."), to
+    for size in (1, 200_000):
+        out = via(agent, "", f"/halfclose?bytes={size}&to={to}")
+        assert out == f"got {size} bytes", out
+
+
 def test_cross_app_calls_follow_allow_and_deny_and_a_deny_cuts_open_connections(
         mesh_agent, tmp_path):
     agent = mesh_agent()
