@@ -17,7 +17,7 @@
 #include <tuple>
 #include <vector>
 
-#include "edge/edge.h"
+#include "edge/await.h"
 
 namespace baton::gateway::detail {
 
@@ -31,10 +31,10 @@ using Acceptor = asio::basic_socket_acceptor<tcp, Exec>;
 using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                          asio::wait_traits<std::chrono::steady_clock>, Exec>;
 using TlsStream = ssl::stream<Socket>;
-template <class T>
-using Awaitable = asio::awaitable<T, Exec>;
+using edge::Awaitable;
 using Steady = std::chrono::steady_clock;
-constexpr auto kUse = asio::as_tuple(asio::use_awaitable_t<Exec>{});
+using edge::kUse;
+using edge::readSome;
 
 // Deadlines and pool ages are seconds-scale: the coarse monotonic clock (same epoch as
 // steady_clock, one scheduler tick of resolution) is read without touching the TSC.
@@ -82,18 +82,6 @@ struct IoBuf {
   }
   asio::mutable_buffer space() { return {mem.get() + e, cap - e}; }
 };
-
-// Reads what the socket has. A plain socket that has bytes answers at once, without suspending
-// (see edge.h); otherwise the coroutine waits for them.
-template <class Stream>
-Awaitable<std::tuple<error_code, size_t>> readSome(Stream& s, asio::mutable_buffer b) {
-  if constexpr (std::is_same_v<Stream, Socket>) {
-    error_code ec;
-    size_t n = s.readSome(b, ec);
-    if (ec != asio::error::would_block) co_return std::tuple(ec, n);
-  }
-  co_return co_await s.async_read_some(b, kUse);
-}
 
 // Writes all of `bufs`: on a plain socket synchronously while it has room (one gather write,
 // usually all of it), else suspended until the reactor sends it (see edge.h).

@@ -17,7 +17,7 @@
 
 #include "core/hold_queue.h"
 #include "core/listen_address.h"
-#include "edge/edge.h"
+#include "edge/await.h"
 #include "model/names.h"
 
 namespace baton::mesh {
@@ -35,9 +35,9 @@ using Socket = edge::Socket;
 using TlsStream = ssl::stream<Socket>;
 using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                          asio::wait_traits<std::chrono::steady_clock>, Exec>;
-template <class T>
-using Awaitable = asio::awaitable<T, Exec>;
-constexpr auto kUse = asio::as_tuple(asio::use_awaitable_t<Exec>{});
+using edge::Awaitable;
+using edge::kUse;
+using edge::readSome;
 constexpr size_t kRelayBuf = 16 * 1024;
 constexpr int kAcceptBurst = 4;  // connections accepted before the accept loop yields
 
@@ -238,17 +238,6 @@ struct MeshProxy::Impl {
       impl->open.fetch_sub(1, std::memory_order_relaxed);
     }
   };
-
-  // Reads what `s` has: a plain socket that has bytes answers without suspending (edge.h).
-  template <class Stream>
-  static Awaitable<std::tuple<error_code, size_t>> readSome(Stream& s, asio::mutable_buffer b) {
-    if constexpr (std::is_same_v<Stream, Socket>) {
-      error_code ec;
-      size_t n = s.readSome(b, ec);
-      if (ec != asio::error::would_block) co_return std::tuple(ec, n);
-    }
-    co_return co_await s.async_read_some(b, kUse);
-  }
 
   // Writes all of `b`: to a plain socket synchronously while it has room, else suspended until
   // the reactor sends it (with the round's other writes).
