@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include "core/testing/fake_clock.h"
@@ -24,41 +25,32 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A listening socket on 127.0.0.1, any port (in *port).
-int listenOnLoopback(int* port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::listen(fd, 64);
-  socklen_t n = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  *port = ntohs(a.sin_port);
-  return fd;
-}
-
-// A TCP echo server on 127.0.0.1 (one thread per connection).
-class Echo {
+// A TCP server on 127.0.0.1, any port: each connection is handed to `serve` on a thread of its
+// own, which closes it afterwards.
+class Server {
  public:
-  Echo() {
-    fd_ = listenOnLoopback(&port_);
-    thread_ = std::thread([this] {
+  explicit Server(std::function<void(int)> serve) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd_, 64);
+    socklen_t n = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &n);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this, serve = std::move(serve)] {
       while (true) {
         int c = ::accept(fd_, nullptr, nullptr);
         if (c < 0) return;
-        std::thread([c] {
-          char buf[4096];
-          ssize_t r;
-          while ((r = ::read(c, buf, sizeof buf)) > 0) {
-            if (::write(c, buf, static_cast<size_t>(r)) != r) break;
-          }
+        std::thread([c, serve] {
+          serve(c);
           ::close(c);
         }).detach();
       }
     });
   }
-  ~Echo() {
+  ~Server() {
     ::shutdown(fd_, SHUT_RDWR);
     ::close(fd_);
     thread_.join();
@@ -71,38 +63,25 @@ class Echo {
   std::thread thread_;
 };
 
-// A TCP server on 127.0.0.1 that reads a request until the client's end (FIN), then answers
-// "got N bytes" and closes: the shape of a client that half-closes before it reads.
-class AnswerAtEnd {
- public:
-  AnswerAtEnd() {
-    fd_ = listenOnLoopback(&port_);
-    thread_ = std::thread([this] {
-      while (true) {
-        int c = ::accept(fd_, nullptr, nullptr);
-        if (c < 0) return;
-        char buf[4096];
-        size_t total = 0;
-        ssize_t r;
-        while ((r = ::read(c, buf, sizeof buf)) > 0) total += static_cast<size_t>(r);
-        std::string answer = "got " + std::to_string(total) + " bytes";
-        if (r == 0) (void)!::write(c, answer.data(), answer.size());
-        ::close(c);
-      }
-    });
+// Echoes what it reads.
+void echo(int c) {
+  char buf[4096];
+  ssize_t r;
+  while ((r = ::read(c, buf, sizeof buf)) > 0) {
+    if (::write(c, buf, static_cast<size_t>(r)) != r) break;
   }
-  ~AnswerAtEnd() {
-    ::shutdown(fd_, SHUT_RDWR);
-    ::close(fd_);
-    thread_.join();
-  }
-  int port() const { return port_; }
+}
 
- private:
-  int fd_ = -1;
-  int port_ = 0;
-  std::thread thread_;
-};
+// Reads a request until the client's end (FIN), then answers "got N bytes": the other side of
+// a client that half-closes before it reads.
+void answerAtEnd(int c) {
+  char buf[4096];
+  size_t total = 0;
+  ssize_t r;
+  while ((r = ::read(c, buf, sizeof buf)) > 0) total += static_cast<size_t>(r);
+  std::string answer = "got " + std::to_string(total) + " bytes";
+  if (r == 0) (void)!::write(c, answer.data(), answer.size());
+}
 
 int connectTo(const char* ip, int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -180,7 +159,7 @@ class MeshProxyTest : public ::testing::Test {
   std::unique_ptr<state::SqliteStore> store_;
   std::unique_ptr<MeshCa> ca_;
   std::unique_ptr<MeshProxy> proxy_;
-  Echo echo_;
+  Server echo_{echo};
   int vip_port_ = 0;
   std::atomic<int> cold_{0};
   std::string cold_service_;
@@ -202,7 +181,7 @@ TEST_F(MeshProxyTest, ADeclaredUpstreamIsRelayedOverMutualTls) {
 TEST_F(MeshProxyTest, AClientThatHalfClosesStillReadsItsAnswer) {
   // The client's FIN crosses both sides of the proxy as FIN, close_notify, FIN; the answer comes
   // back the same way, then the end of it.
-  AnswerAtEnd server;
+  Server server(answerAtEnd);
   auto v = view();
   v->healthy["shop/cart"] = {{"i1", "n1", "127.0.0.1", server.port()}};
   publish(v);
