@@ -107,7 +107,20 @@ struct MeshProxy::Impl {
   struct Certs {
     std::shared_ptr<ssl::context> client, server;
     TimePoint renew_at{};
+    // TLS sessions this service's client context may resume, by "<destination>@<node proxy>":
+    // the latest ticket each gave. They go with the contexts when the leaf is renewed.
+    std::map<std::string, std::shared_ptr<SSL_SESSION>> sessions;
   };
+  // What a caller-side connection's SSL carries (ex data) for onNewSession.
+  struct SessionSlot {
+    Impl* impl;
+    std::string caller;  // "app/svc"
+    std::string key;     // as in Certs::sessions
+  };
+  static int sessionIndex() {
+    static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+  }
   std::map<std::string, Certs> certs;  // by "app/svc"
   std::list<Live*> live;
   std::map<std::string, size_t> round_robin;
@@ -119,7 +132,7 @@ struct MeshProxy::Impl {
   };
   std::map<std::string, Hold> holds;
   std::atomic<int64_t> outbound{0}, inbound{0}, denied{0}, unknown_peer{0}, cut{0}, failed{0},
-      certs_issued{0}, open{0}, limited{0};
+      certs_issued{0}, open{0}, limited{0}, resumed{0};
   bool stopping = false;
   int active = 0;  // connection coroutines running (proxy thread only)
   struct Active {
@@ -161,6 +174,12 @@ struct MeshProxy::Impl {
     SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_3_VERSION);
     ctx->add_certificate_authority(asio::buffer(ca.rootPem()));
     ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+    if (m == ssl::context::tls_server) {
+      // Needed to resume a session whose client showed a certificate; one for every destination:
+      // the session's identity is the caller's, and the destination is decided per connection.
+      static constexpr unsigned char kContext[] = "baton-mesh";
+      SSL_CTX_set_session_id_context(ctx->native_handle(), kContext, sizeof kContext - 1);
+    }
     return ctx;
   }
 
@@ -186,9 +205,30 @@ struct MeshProxy::Impl {
         return c.client ? &c : nullptr;
       }
     }
+    // Resumption (TLS 1.3 tickets): a new connection between the same two proxies skips the
+    // certificates' signatures and checks; the identities are those of the full handshake the
+    // session came from, and the intentions are still decided per connection.
+    SSL_CTX_set_session_cache_mode(fresh.client->native_handle(),
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(fresh.client->native_handle(), &Impl::onNewSession);
     fresh.renew_at = clock.now() + options.cert_ttl * 2 / 3;
     c = std::move(fresh);
     return &c;
+  }
+
+  // A ticket the destination's proxy sent (read on the caller side's connection): kept for the
+  // next connection from the same service to the same destination and proxy, unless the
+  // service's contexts were renewed since.
+  static int onNewSession(SSL* ssl, SSL_SESSION* session) {
+    auto* slot = static_cast<SessionSlot*>(SSL_get_ex_data(ssl, sessionIndex()));
+    if (slot == nullptr) return 0;
+    auto it = slot->impl->certs.find(slot->caller);
+    if (it == slot->impl->certs.end() || !it->second.client ||
+        it->second.client->native_handle() != SSL_get_SSL_CTX(ssl)) {
+      return 0;
+    }
+    it->second.sessions[slot->key] = std::shared_ptr<SSL_SESSION>(session, SSL_SESSION_free);
+    return 1;  // the reference is ours
   }
 
   static int onServerName(SSL* ssl, int* alert, void* arg) {
@@ -405,6 +445,15 @@ struct MeshProxy::Impl {
     TlsStream tls(Socket(reactor), *ctx);
     const std::string sni = meshServerName(dst);
     SSL_set_tlsext_host_name(tls.native_handle(), sni.c_str());
+    SessionSlot slot{this, caller.str(), dst.str() + "@" + to};
+    SSL_set_ex_data(tls.native_handle(), sessionIndex(), &slot);
+    if (auto s = c->sessions.find(slot.key); s != c->sessions.end()) {
+      if (SSL_SESSION_is_resumable(s->second.get())) {
+        SSL_set_session(tls.native_handle(), s->second.get());
+      } else {
+        c->sessions.erase(s);
+      }
+    }
     ec = co_await withDeadline(tls.next_layer(), [&]() -> Awaitable<error_code> {
       auto [e, ig_n] = co_await tls.next_layer().async_connect(*target, kUse);
       if (e) co_return e;
@@ -421,6 +470,7 @@ struct MeshProxy::Impl {
     }
     release_next.fire();
     outbound.fetch_add(1, std::memory_order_relaxed);
+    if (SSL_session_reused(tls.native_handle())) resumed.fetch_add(1, std::memory_order_relaxed);
     count(dst, 0, 1, 0);
     struct Open {
       Impl* impl;
@@ -635,6 +685,10 @@ Status MeshProxy::start() {
   m.server_ctx = m.makeContext(ssl::context::tls_server);
   SSL_CTX_set_tlsext_servername_callback(m.server_ctx->native_handle(), &Impl::onServerName);
   SSL_CTX_set_tlsext_servername_arg(m.server_ctx->native_handle(), &m);
+  // Sessions resume from the tickets this context gives (stateless: nothing kept per client
+  // here), valid 10 minutes: far less than a leaf lives after its renewal (a third of its TTL).
+  SSL_CTX_set_session_cache_mode(m.server_ctx->native_handle(), SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_timeout(m.server_ctx->native_handle(), 600);
   try {
     m.reactor.start(m.ioc);
   } catch (const std::exception& e) {  // the reactor's epoll instance (EMFILE, ENOMEM)
@@ -702,7 +756,7 @@ MeshProxyStats MeshProxy::stats() const {
   const Impl& m = *impl_;
   auto g = [](const std::atomic<int64_t>& a) { return a.load(std::memory_order_relaxed); };
   return {g(m.outbound), g(m.inbound),      g(m.denied), g(m.unknown_peer), g(m.cut),
-          g(m.failed),   g(m.certs_issued), g(m.open),   g(m.limited)};
+          g(m.failed),   g(m.certs_issued), g(m.open),   g(m.limited), g(m.resumed)};
 }
 
 std::map<std::string, MeshDemand> MeshProxy::demand() const {
@@ -731,7 +785,11 @@ std::string MeshProxy::prometheus() const {
          "baton_mesh_open_connections " + std::to_string(s.open) + "\n"
          "# HELP baton_mesh_certificates_issued_total Leaf certificates issued.\n"
          "# TYPE baton_mesh_certificates_issued_total counter\n"
-         "baton_mesh_certificates_issued_total " + std::to_string(s.certs_issued) + "\n";
+         "baton_mesh_certificates_issued_total " + std::to_string(s.certs_issued) + "\n"
+         "# HELP baton_mesh_resumed_total Caller-side mutual TLS connections that resumed a "
+         "session.\n"
+         "# TYPE baton_mesh_resumed_total counter\n"
+         "baton_mesh_resumed_total " + std::to_string(s.resumed) + "\n";
   return out;
 }
 

@@ -61,6 +61,7 @@ struct MeshProxyStats {
   int64_t certs_issued = 0;
   int64_t open = 0;           // gauge: relayed connections open now (both sides)
   int64_t limited = 0;        // closed at once: max_connections were in progress
+  int64_t resumed = 0;        // caller-side mutual TLS connections that resumed a session
 };
 
 // Demand for one destination service seen by this node's callers (for the autoscaler).

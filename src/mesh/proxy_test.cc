@@ -125,17 +125,24 @@ class MeshProxyTest : public ::testing::Test {
     store_ = std::move(state::SqliteStore::open(dir_.path() / "db", clock_).value());
     ca_ = std::move(MeshCa::loadOrCreate(*store_, dir_.path() / "kek", "baton", clock_).value());
     vip_port_ = testing::unusedLoopbackPort();
+    startProxy(MeshProxyOptions().cert_ttl, SystemClock::instance());
+  }
+
+  // (Re)starts the proxy; `clock` decides when leaves are renewed.
+  void startProxy(Duration cert_ttl, Clock& clock) {
+    proxy_.reset();
     MeshProxyOptions o;
     o.node_id = "n1";
     o.vip_port = vip_port_;
     o.hold_timeout = Duration(3'000);
     o.connect_timeout = Duration(2'000);
+    o.cert_ttl = cert_ttl;
     MeshProxyHooks h;
     h.on_cold = [this](const std::string& app, const std::string& svc) {
       cold_service_ = app + "/" + svc;  // before the count the test waits for (no race)
       cold_.fetch_add(1);
     };
-    proxy_ = std::make_unique<MeshProxy>(o, *ca_, SystemClock::instance(), h);
+    proxy_ = std::make_unique<MeshProxy>(o, *ca_, clock, h);
     ASSERT_TRUE(proxy_->start().isOk());
   }
 
@@ -176,6 +183,32 @@ TEST_F(MeshProxyTest, ADeclaredUpstreamIsRelayedOverMutualTls) {
   EXPECT_EQ(s.outbound, 1);
   EXPECT_EQ(s.inbound, 1);
   EXPECT_EQ(s.certs_issued, 2);  // web as client, cart as server
+}
+
+TEST_F(MeshProxyTest, TheNextConnectionResumesTheSessionUntilTheLeafIsRenewed) {
+  // Leaves of 90 s, renewed after 60 s of the fake clock (the CA's too: a leaf is valid from a
+  // minute before it is issued, so the renewed ones are valid in real time as well).
+  startProxy(Duration(90'000), clock_);
+  publish(view());
+  auto call = [&] {
+    int fd = connectTo("127.0.0.2", vip_port_);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(roundTrip(fd, "hello"), "hello");  // the answer comes after the tickets
+    ::close(fd);
+  };
+  call();
+  EXPECT_EQ(proxy_->stats().resumed, 0);
+  call();
+  call();
+  EXPECT_EQ(proxy_->stats().resumed, 2);
+  EXPECT_EQ(proxy_->stats().certs_issued, 2);
+  // Renewed leaves (2/3 of the TTL later): a full handshake with the new ones, then resumption.
+  clock_.advance(Duration(60'000));
+  call();
+  EXPECT_EQ(proxy_->stats().certs_issued, 4);
+  EXPECT_EQ(proxy_->stats().resumed, 2);
+  call();
+  EXPECT_EQ(proxy_->stats().resumed, 3);
 }
 
 TEST_F(MeshProxyTest, AClientThatHalfClosesStillReadsItsAnswer) {
