@@ -317,8 +317,9 @@ struct MeshProxy::Impl {
     }
     BIO* out = BIO_new(BIO_s_mem());
     if (out == nullptr) return false;
-    BIO_up_ref(pair);  // SSL_set0_wbio releases the write side's reference; the read side keeps it
-    SSL_set0_wbio(ssl, out);  // the SSL owns `out` from here on
+    // Asio gave the pair as both BIOs (SSL_set_bio, one reference each): SSL_set0_wbio releases
+    // the write side's, the read side keeps its own. The SSL owns `out` from here on.
+    SSL_set0_wbio(ssl, out);
     ERR_clear_error();
     const int r = SSL_shutdown(ssl);  // 0: ours is written, the peer's not seen yet
     ERR_clear_error();
