@@ -127,10 +127,10 @@ def certs(d: Path):
 WRK_RE = re.compile(r"Requests/sec:\s+([\d.]+)")
 
 
-def wrk(prefix, url, seconds, connections):
+def wrk(prefix, url, seconds, connections, *extra):
     """(req/s, {50, 90, 99: ms}, errors) of wrk against url."""
     out = subprocess.run([*prefix, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-                          url], capture_output=True, text=True, timeout=seconds + 60).stdout
+                          *extra, url], capture_output=True, text=True, timeout=seconds + 60).stdout
     rps = float(WRK_RE.search(out).group(1))
     lat = {}
     for p in ("50", "90", "99"):
@@ -158,6 +158,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5, help="per wrk run")
     ap.add_argument("--rounds", type=int, default=8, help="paired Baton/nginx rounds")
+    ap.add_argument("--fresh-rounds", type=int, default=4,
+                    help="paired rounds with a new connection per request")
     ap.add_argument("--serve", action="store_true",
                     help="set up, print the wrk command of each path and wait (for profiling)")
     ap.add_argument("--throughput-only", action="store_true",
@@ -300,6 +302,35 @@ max = 3
               f"ms (nginx +{lat1[names[2]]['90'] - direct['90']:.3f} ms; Envoy's published "
               f"sidecar figure: +2.65 ms p90 at 1k rps).\n")
 
+        # A new connection per request (wrk reconnects after `Connection: close`): Baton makes a
+        # mutual TLS connection between its proxies for each (resumed after the first), nginx's
+        # hop 1 takes one from its keepalive pool.
+        fresh = {name: [] for name in names[1:]}
+        fresh_ratios = []
+        for r in range(args.fresh_rounds):
+            order = names[1:] if r % 2 == 0 else names[:0:-1]
+            got = {}
+            for name in order:
+                got[name] = wrk(*paths[name], args.seconds, args.connections, "-H",
+                                "Connection: close")
+                fresh[name].append(got[name])
+            fresh_ratios.append(got[names[1]][0] / got[names[2]][0])
+        if args.fresh_rounds:
+            print("A new connection per request (`-H 'Connection: close'`), medians:\n")
+            print("| path | req/s (median) | req/s (min-max) | p50 ms | p99 ms | errors |")
+            print("|---|---|---|---|---|---|")
+            for name in names[1:]:
+                rs = fresh[name]
+                rps = [x[0] for x in rs]
+                print(f"| {name} | {statistics.median(rps):,.0f} | {min(rps):,.0f}-{max(rps):,.0f} "
+                      f"| {statistics.median(x[1]['50'] for x in rs):.2f} | "
+                      f"{statistics.median(x[1]['99'] for x in rs):.2f} | {sum(x[2] for x in rs)} |")
+            metrics = urllib.request.urlopen(f"{addr}/metrics", timeout=10).read().decode()
+            resumed = re.search(r"^baton_mesh_resumed_total (\d+)", metrics, re.M)
+            print(f"\nBaton / nginx: **{statistics.median(fresh_ratios):.2f}x** median (rounds: "
+                  f"{', '.join(f'{x:.2f}' for x in fresh_ratios)}). Baton's caller-side TLS "
+                  f"connections that resumed a session, whole run: "
+                  f"{resumed.group(1) if resumed else 'n/a'}.\n")
         if args.throughput_only:
             return
         # Deny -> cut of an open keep-alive connection.
