@@ -6,7 +6,11 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -233,6 +237,64 @@ TEST_F(MeshProxyTest, AClientThatHalfClosesStillReadsItsAnswer) {
   // Both sides are closed once both directions ended.
   for (int i = 0; i < 100 && proxy_->stats().open > 0; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(proxy_->stats().open, 0);
+}
+
+// Sends "abc" to cart's instance over mutual TLS to the mesh listener, as shop/web's proxy
+// would, then ends its side: with a close_notify first when `clean`, else with a bare FIN. What
+// it reads back after that.
+std::string endOverTls(MeshCa& ca, const std::string& mesh_address, bool clean) {
+  auto leaf = ca.issue({"shop", "web"}, Duration(3'600'000));
+  if (!leaf) return "no leaf";
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  auto pem = [](const std::string& text) { return BIO_new_mem_buf(text.data(), int(text.size())); };
+  BIO* cert = pem(leaf->cert_pem);
+  BIO* key = pem(leaf->key_pem);
+  BIO* root = pem(ca.rootPem());
+  X509* c = PEM_read_bio_X509(cert, nullptr, nullptr, nullptr);
+  EVP_PKEY* k = PEM_read_bio_PrivateKey(key, nullptr, nullptr, nullptr);
+  X509* r = PEM_read_bio_X509(root, nullptr, nullptr, nullptr);
+  SSL_CTX_use_certificate(ctx, c);
+  SSL_CTX_use_PrivateKey(ctx, k);
+  X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), r);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  int port = std::stoi(mesh_address.substr(mesh_address.rfind(':') + 1));
+  int fd = connectTo("127.0.0.1", port);
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  SSL_set_tlsext_host_name(ssl, "cart.shop.mesh.baton");
+  std::string got;
+  if (SSL_connect(ssl) == 1 && SSL_write(ssl, "abc", 3) == 3) {
+    if (clean) SSL_shutdown(ssl);
+    ::shutdown(fd, SHUT_WR);
+    char buf[256];
+    int n;
+    while ((n = SSL_read(ssl, buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
+  } else {
+    got = "no connection";
+  }
+  SSL_free(ssl);
+  ::close(fd);
+  X509_free(c);
+  X509_free(r);
+  EVP_PKEY_free(k);
+  BIO_free(cert);
+  BIO_free(key);
+  BIO_free(root);
+  SSL_CTX_free(ctx);
+  return got;
+}
+
+TEST_F(MeshProxyTest, OnlyAnEndWithCloseNotifyIsPassedOnFromTheMesh) {
+  // A bare FIN on the mutual TLS side could come from anyone on the path (a truncation): it
+  // closes both sides, so nothing comes back. A close_notify is the peer's own end: the instance
+  // gets FIN, answers, and the answer comes back.
+  ::signal(SIGPIPE, SIG_IGN);  // the client writes with write(2), to a peer that may have closed
+  Server server(answerAtEnd);
+  auto v = view();
+  v->healthy["shop/cart"] = {{"i1", "n1", "127.0.0.1", server.port()}};
+  publish(v);
+  EXPECT_EQ(endOverTls(*ca_, proxy_->meshAddress(), true), "got 3 bytes");
+  EXPECT_EQ(endOverTls(*ca_, proxy_->meshAddress(), false), "");
 }
 
 TEST_F(MeshProxyTest, AnUndeclaredCallerAndAStrangerAreRefused) {
