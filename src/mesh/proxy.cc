@@ -312,7 +312,7 @@ struct MeshProxy::Impl {
     // the read side), or its bytes would interleave with ours.
     BIO* pair = SSL_get_wbio(ssl);
     if (pair == nullptr || BIO_ctrl_wpending(pair) > 0 || sock.writing() ||
-        SSL_get_shutdown(ssl) != 0) {
+        (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN) != 0) {
       return false;
     }
     BIO* out = BIO_new(BIO_s_mem());
@@ -321,7 +321,8 @@ struct MeshProxy::Impl {
     // the write side's, the read side keeps its own. The SSL owns `out` from here on.
     SSL_set0_wbio(ssl, out);
     ERR_clear_error();
-    const int r = SSL_shutdown(ssl);  // 0: ours is written, the peer's not seen yet
+    // 0: ours is written, the peer's not seen yet; 1: the peer had ended first.
+    const int r = SSL_shutdown(ssl);
     ERR_clear_error();
     char* bytes = nullptr;
     const long n = BIO_get_mem_data(out, &bytes);

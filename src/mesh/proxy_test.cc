@@ -241,7 +241,7 @@ TEST_F(MeshProxyTest, AClientThatHalfClosesStillReadsItsAnswer) {
 
 // Sends "abc" to cart's instance over mutual TLS to the mesh listener, as shop/web's proxy
 // would, then ends its side: with a close_notify first when `clean`, else with a bare FIN. What
-// it reads back after that.
+// it reads back after that, and " (close_notify)" when the proxy ended its side cleanly too.
 std::string endOverTls(MeshCa& ca, const std::string& mesh_address, bool clean) {
   auto leaf = ca.issue({"shop", "web"}, Duration(3'600'000));
   if (!leaf) return "no leaf";
@@ -269,6 +269,7 @@ std::string endOverTls(MeshCa& ca, const std::string& mesh_address, bool clean) 
     char buf[256];
     int n;
     while ((n = SSL_read(ssl, buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
+    if (SSL_get_error(ssl, n) == SSL_ERROR_ZERO_RETURN) got += " (close_notify)";
   } else {
     got = "no connection";
   }
@@ -287,13 +288,13 @@ std::string endOverTls(MeshCa& ca, const std::string& mesh_address, bool clean) 
 TEST_F(MeshProxyTest, OnlyAnEndWithCloseNotifyIsPassedOnFromTheMesh) {
   // A bare FIN on the mutual TLS side could come from anyone on the path (a truncation): it
   // closes both sides, so nothing comes back. A close_notify is the peer's own end: the instance
-  // gets FIN, answers, and the answer comes back.
+  // gets FIN, answers, and the answer comes back, then the instance's end as a close_notify.
   ::signal(SIGPIPE, SIG_IGN);  // the client writes with write(2), to a peer that may have closed
   Server server(answerAtEnd);
   auto v = view();
   v->healthy["shop/cart"] = {{"i1", "n1", "127.0.0.1", server.port()}};
   publish(v);
-  EXPECT_EQ(endOverTls(*ca_, proxy_->meshAddress(), true), "got 3 bytes");
+  EXPECT_EQ(endOverTls(*ca_, proxy_->meshAddress(), true), "got 3 bytes (close_notify)");
   EXPECT_EQ(endOverTls(*ca_, proxy_->meshAddress(), false), "");
 }
 
