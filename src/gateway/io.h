@@ -28,13 +28,13 @@ using error_code = boost::system::error_code;
 using Exec = asio::io_context::executor_type;
 using Socket = edge::Socket;
 using Acceptor = asio::basic_socket_acceptor<tcp, Exec>;
-using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
-                                         asio::wait_traits<std::chrono::steady_clock>, Exec>;
+using edge::Timer;
 using TlsStream = ssl::stream<Socket>;
 using edge::Awaitable;
 using Steady = std::chrono::steady_clock;
 using edge::kUse;
 using edge::readSome;
+using edge::sendAll;
 
 // Deadlines and pool ages are seconds-scale: the coarse monotonic clock (same epoch as
 // steady_clock, one scheduler tick of resolution) is read without touching the TSC.
@@ -82,35 +82,6 @@ struct IoBuf {
   }
   asio::mutable_buffer space() { return {mem.get() + e, cap - e}; }
 };
-
-// Writes all of `bufs`: on a plain socket synchronously while it has room (one gather write,
-// usually all of it), else suspended until the reactor sends it (see edge.h).
-template <class Stream>
-Awaitable<error_code> sendAll(Stream& s, std::span<const asio::const_buffer> bufs) {
-  if constexpr (std::is_same_v<Stream, Socket>) {
-    std::array<asio::const_buffer, 16> left;  // what is still to send (at most 16 pieces a call)
-    size_t i = 0;   // next piece of bufs
-    size_t off = 0;  // bytes of bufs[i] already sent
-    while (i < bufs.size()) {
-      size_t k = 0;
-      for (size_t j = i; j < bufs.size() && k < left.size(); ++j) {
-        left[k++] = j == i ? bufs[j] + off : bufs[j];
-      }
-      std::span<const asio::const_buffer> now(left.data(), k);
-      error_code ec;
-      size_t n = s.writeSome(now, ec);
-      if (ec == asio::error::would_block) std::tie(ec, n) = co_await s.async_write_some(now, kUse);
-      if (ec) co_return ec;
-      n += off;
-      while (i < bufs.size() && n >= bufs[i].size()) n -= bufs[i++].size();
-      off = n;
-    }
-    co_return error_code{};
-  } else {
-    auto [wec, wn] = co_await asio::async_write(s, bufs, kUse);
-    co_return wec;
-  }
-}
 
 // Writes all `bufs` to a plain socket (one gather write) or a TLS stream (coalesced first so a
 // head and a small body go out as one record).

@@ -30,14 +30,13 @@ using error_code = boost::system::error_code;
 // The data path's sockets are edge's (src/edge/edge.h): a read either succeeds or waits for an
 // edge, without the failed recv Asio's sockets pay before each wait (bench/mesh measured about
 // one per relayed message).
-using Exec = asio::io_context::executor_type;
 using Socket = edge::Socket;
 using TlsStream = ssl::stream<Socket>;
-using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
-                                         asio::wait_traits<std::chrono::steady_clock>, Exec>;
 using edge::Awaitable;
+using edge::Timer;
 using edge::kUse;
 using edge::readSome;
+using edge::sendAll;
 constexpr size_t kRelayBuf = 16 * 1024;
 constexpr int kAcceptBurst = 4;  // connections accepted before the accept loop yields
 
@@ -279,25 +278,6 @@ struct MeshProxy::Impl {
     }
   };
 
-  // Writes all of `b`: to a plain socket synchronously while it has room, else suspended until
-  // the reactor sends it (with the round's other writes).
-  template <class Stream>
-  static Awaitable<error_code> writeAll(Stream& s, asio::const_buffer b) {
-    if constexpr (std::is_same_v<Stream, Socket>) {
-      while (b.size() > 0) {
-        error_code ec;
-        size_t n = s.writeSome(std::span(&b, 1), ec);
-        if (ec == asio::error::would_block) std::tie(ec, n) = co_await s.async_write_some(b, kUse);
-        if (ec) co_return ec;
-        b += n;
-      }
-      co_return error_code{};
-    } else {
-      auto [ec, n] = co_await asio::async_write(s, b, kUse);
-      co_return ec;
-    }
-  }
-
   // Ends what is sent on `s`, leaving its reads open (a half-close): a plain socket sends FIN; a
   // TLS stream sends its close_notify, then FIN. False when that cannot be done cleanly (the
   // caller then closes both sides).
@@ -350,7 +330,8 @@ struct MeshProxy::Impl {
         auto [ec, n] = co_await readSome(from, asio::buffer(buf.get(), kRelayBuf));
         if (ec == asio::error::eof && endWrites(to)) co_return;  // the other direction goes on
         if (ec) break;
-        if (co_await writeAll(to, asio::const_buffer(buf.get(), n))) break;
+        const asio::const_buffer out(buf.get(), n);
+        if (co_await sendAll(to, std::span(&out, 1))) break;
       }
       closeBoth();
     };
